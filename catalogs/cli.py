@@ -1,0 +1,300 @@
+"""`r1f`: the command line. Each command is a thin shell over a stage's public function.
+
+Imports are lazy so that `r1f show` and `r1f sql` start fast: vLLM, torch and datasets load only in
+the commands that need them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .store import Catalog, CatalogError
+
+app = typer.Typer(
+    name="r1f",
+    help="r1-factory: build DeepSeek-R1-style reasoning datasets, with every sample's provenance in a catalog.\n\n"
+    "Typical flow: ingest → generate → judge → filter → release → export. "
+    "Every command takes --catalog DIR (or R1F_CATALOG; default ./catalog).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", envvar="R1F_CATALOG",
+                                          help="Catalog folder (created by the first ingest).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+LockOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait while another process commits.")]
+DEFAULT_CATALOG = Path("catalog")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _open(catalog: Path, create: bool = False, lock_timeout: float = 60.0) -> Catalog:
+    return Catalog(catalog, create=create, lock_timeout=lock_timeout)
+
+
+def _table(title: str | None, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in (rows[0].keys() if rows else []):
+        table.add_column(str(col), overflow="fold")
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r.values()))
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="JSONL, JSON, Parquet, or a folder saved with datasets' save_to_disk.")],
+    source: Annotated[Optional[str], typer.Option(help="Name of this source (default: the file name).")] = None,
+    generations: Annotated[bool, typer.Option("--generations", help="Import responses made elsewhere as a run of "
+                                              "their own (needs --model).")] = False,
+    model: Annotated[Optional[str], typer.Option(help="With --generations: the model that wrote them.")] = None,
+    rename: Annotated[Optional[list[str]], typer.Option(help="Map a column: OLD=NEW, e.g. question=problem. "
+                                                        "Repeatable.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="Default kind for rows without one: reasoning or "
+                                                "non_reasoning.")] = None,
+    domain: Annotated[Optional[str], typer.Option(help="Default domain for rows without one.")] = None,
+    language: Annotated[Optional[str], typer.Option(help="Default language for rows without one "
+                                                    "(else guessed from the script).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict.")] = None,
+    max_record_mb: Annotated[float, typer.Option(help="Largest record accepted, in MiB.")] = 16.0,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add prompts (fields problem | prompt | messages, optional answer, tests, kind, domain, language; other
+    columns kept as metadata) or, with --generations, responses made elsewhere. All or nothing: a bad record
+    leaves the catalog unchanged."""
+    from .ingest import IngestOptions
+    from .ingest import ingest as run_ingest
+
+    mapping = {}
+    for item in rename or []:
+        if "=" not in item:
+            raise CatalogError(f"--rename {item!r}: write OLD=NEW, e.g. --rename question=problem")
+        old, new = item.split("=", 1)
+        mapping[old.strip()] = new.strip()
+    opts = IngestOptions(source=source or file.name.split(".")[0], generations=generations, model=model,
+                         rename=mapping, kind=kind, domain=domain, language=language, split=split,
+                         max_record_bytes=int(max_record_mb * 2**20))
+    fresh = not (catalog / "catalog.duckdb").exists()
+    try:
+        report = _ingest_with_progress(catalog, file, opts, run_ingest)
+    except BaseException:
+        if fresh and catalog.exists():  # a failed first ingest leaves no empty catalog behind
+            import shutil
+
+            shutil.rmtree(catalog, ignore_errors=True)
+        raise
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    what = "generations" if generations else "prompts"
+    added = report.generations_added if generations else report.prompts_added
+    present = report.generations_already_present if generations else report.prompts_already_present
+    console.print(f"[green]ingested[/] {file} as source [bold]{report.source}[/]: {report.rows_read} rows read, "
+                  f"{added} {what} added, {present} already in the catalog "
+                  f"({report.seconds:.1f}s) → {catalog.resolve()}")
+    if report.run_id:
+        console.print(f"run {report.run_id} (model {model}); prompts added: {report.prompts_added}")
+
+
+def _ingest_with_progress(catalog: Path, file: Path, opts: Any, run_ingest: Any) -> Any:
+    if not file.exists():
+        raise CatalogError(f"{file}: no such file or folder.")
+    cat = _open(catalog, create=True)
+    if sys.stderr.isatty() and file.is_file():
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(f"ingest {file.name}", total=file.stat().st_size)
+            return run_ingest(cat, file, opts, progress=lambda done, total: bar.update(task, completed=done))
+    return run_ingest(cat, file, opts)
+
+
+# ---------------------------------------------------------------------------------------------- read side
+@app.command()
+def show(
+    id: Annotated[str, typer.Argument(help="A prompt (p_…), generation (g_…) or run (r_…) id, or a release name.")],
+    full: Annotated[bool, typer.Option("--full", help="Print whole texts instead of previews.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    lock_timeout: LockOpt = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The full lineage of one sample: source row, run parameters, every verdict, every filter decision, every
+    release it is in."""
+    from .query import show as run_show
+
+    data = run_show(_open(catalog, lock_timeout=lock_timeout), id, full_text=full)
+    if as_json:
+        _print_json(data)
+        return
+    _render_show(data)
+
+
+def _render_show(data: dict[str, Any]) -> None:
+    kind = data["type"]
+    if kind == "generation":
+        p, run = data["prompt"] or {}, data["run"] or {}
+        console.rule(f"generation {data['generation_id']}")
+        console.print(f"[bold]source[/]  {p.get('source')} · {p.get('source_uri')} · row {p.get('source_row')} "
+                      f"({p.get('source_format')}, ingested {p.get('ingested_at')})")
+        console.print(f"[bold]prompt[/]  {data['prompt_id']} · {p.get('kind')} · {p.get('domain')} · "
+                      f"{p.get('language')} · reference answer: {p.get('answer')!r}")
+        console.print(f"          {str(p.get('problem'))[:300]}")
+        console.print(f"[bold]run[/]     {data['run_id']} · {run.get('kind')} · model {run.get('model')} · backend "
+                      f"{run.get('backend')} · template {run.get('template')} {run.get('template_version') or ''} · "
+                      f"sampling {json.dumps(run.get('sampling'))} · code {run.get('code_version')}")
+        console.print(f"[bold]sample[/]  index {data['sample_index']} · seed {data['seed']} · finish "
+                      f"{data['finish_reason']} · tokens {data['prompt_tokens']}+{data['completion_tokens']} · "
+                      f"{data['text_chars']} chars ({data['reasoning_chars']} reasoning, {data['answer_chars']} answer)")
+        console.print("[bold]reasoning[/]", markup=True)
+        console.print(data["reasoning"], markup=False, highlight=False)
+        console.print("[bold]answer[/]")
+        console.print(data["answer"], markup=False, highlight=False)
+        console.print(_table("verdicts", [{k: v for k, v in x.items() if k != "details"} for x in data["verdicts"]])
+                      if data["verdicts"] else "[dim]verdicts: none yet (r1f judge)[/]")
+        console.print(_table("filter decisions", [{k: v for k, v in x.items() if k != "params"}
+                                                  for x in data["filter_decisions"]])
+                      if data["filter_decisions"] else "[dim]filter decisions: none yet (r1f filter)[/]")
+        console.print(_table("releases", data["releases"]) if data["releases"] else "[dim]releases: none[/]")
+    elif kind == "prompt":
+        console.rule(f"prompt {data['prompt_id']}")
+        console.print(f"[bold]source[/] {data['source']} · {data['source_uri']} · row {data['source_row']}")
+        console.print(f"[bold]kind[/] {data['kind']} · [bold]domain[/] {data['domain']} · [bold]language[/] "
+                      f"{data['language']} · [bold]answer[/] {data['answer']!r}")
+        for m in data["messages"]:
+            console.print(f"[bold]{m['role']}[/]:", m["content"][:2000])
+        if data["metadata"]:
+            console.print("[bold]metadata[/]", json.dumps(data["metadata"], ensure_ascii=False)[:1000])
+        console.print(_table("generations", data["generations"]) if data["generations"] else "[dim]no generations[/]")
+        if data["pass_rates"]:
+            console.print(_table("pass rates", data["pass_rates"]))
+        console.print(f"[bold]releases[/] {', '.join(data['releases']) or 'none'}")
+    else:
+        _print_json(data)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One SELECT over the views prompts, runs, generations, "
+                                         "generation_meta, verdicts, filter_decisions, prompt_stats, releases, "
+                                         "release_members, sources, ingests.")],
+    limit: Annotated[int, typer.Option(help="Rows to print in a table (0 = all). --json and --csv print all.")] = 50,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    lock_timeout: LockOpt = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read-only SQL over the catalog's documented views (see README, "Querying the catalog")."""
+    from .query import sql as run_sql
+
+    cols, rows = run_sql(_open(catalog, lock_timeout=lock_timeout), query,
+                         limit=None if (as_json or csv or limit == 0) else limit + 1)
+    if as_json:
+        _print_json([dict(zip(cols, r)) for r in rows])
+    elif csv:
+        import csv as csvmod
+
+        w = csvmod.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        more = limit and len(rows) > limit
+        console.print(_table(None, [dict(zip(cols, r)) for r in rows[: limit or None]]))
+        if more:
+            err.print(f"[dim]showing the first {limit} rows; --limit 0, --json or --csv for all[/]")
+
+
+@app.command()
+def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False) -> None:
+    """Counts per stage, accept rates, and drop reasons per judge and filter."""
+    from .query import stats as run_stats
+
+    data = run_stats(_open(catalog, lock_timeout=lock_timeout))
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"[bold]{data['catalog']}[/]: {data['sources']} sources · {data['prompts']} prompts · "
+                  f"{data['runs']} runs · {data['generations']} generations · {data['judged_generations']} judged · "
+                  f"{data['filtered_generations']} filtered · {data['releases']} releases")
+    for key, title in (("prompts_by", "prompts"), ("generations_by_run", "generations per run"),
+                       ("prompt_status", "rejection sampling"), ("judges", "judges"),
+                       ("judge_reasons", "judge rejections by reason"), ("filters", "filters"),
+                       ("filter_reasons", "filter drops by reason"), ("release_list", "releases")):
+        if data[key]:
+            console.print(_table(title, data[key]))
+
+
+# ---------------------------------------------------------------------------------------------- releases
+@app.command()
+def release(
+    name: Annotated[str, typer.Argument(help="Name of the release (frozen once made).")],
+    where: Annotated[Optional[str], typer.Option(help="SQL predicate over release candidates (columns: source, "
+                                                 "kind, domain, language, model, run_id, finish_reason, "
+                                                 "completion_tokens, judged, judges_failed, filtered, "
+                                                 "filters_failed). Default: passed every judge and filter.")] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Freeze a named selection of generations, with a manifest (counts per source, domain, language, and what
+    was excluded and why). Same catalog and selection → the same manifest, byte for byte."""
+    from .release import create_release
+
+    manifest = create_release(_open(catalog), name, where)
+    if as_json:
+        _print_json(manifest)
+        return
+    console.print(f"[green]release[/] [bold]{name}[/]: {manifest['members']} generations from "
+                  f"{manifest['prompts']} prompts · members sha256 {manifest['members_sha256'][:16]}…")
+    console.print(_table("by source", [{"source": k, "samples": v} for k, v in manifest["by_source"].items()]))
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="Release to export.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output file or folder (default: NAME.parquet, "
+                                                "NAME.jsonl or NAME/).")] = None,
+    format: Annotated[str, typer.Option(help="parquet, jsonl, or hf (a folder datasets.load_dataset reads, with a "
+                                        "dataset card and manifest).")] = "parquet",
+    style: Annotated[str, typer.Option(help="messages (chat) or prompt_completion: the two formats trl reads.")]
+    = "messages",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Write a release for training: chat `messages` or `prompt`/`completion` rows."""
+    from .release import export_release
+
+    out = out or Path(name + {"parquet": ".parquet", "jsonl": ".jsonl"}.get(format, ""))
+    path = export_release(_open(catalog), name, out, fmt=format, style=style, overwrite=overwrite)
+    console.print(f"[green]exported[/] release {name} → {path} ({format}, {style})")
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message and exit 2, never a traceback."""
+    try:
+        app()
+    except CatalogError as exc:
+        from rich.text import Text
+
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+"""`r1f ingest`: prompts (or generations made elsewhere) from JSONL, JSON, Parquet or a saved `datasets` folder.
+
+Streaming and all-or-nothing: records are validated and written to a private staging folder batch by
+batch, with no lock held; one short transaction at the end publishes everything. Any bad record
+aborts the ingest before that transaction, and the catalog is exactly as it was.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .ids import canonical_json, generation_id, normalise_messages, normalise_text, prompt_id, run_id, source_id
+from .store import PROMPT_SCHEMA, Catalog, CatalogError, StagedBatch, code_version
+
+PROMPT_FIELDS = ("messages", "prompt", "problem")
+RESPONSE_FIELDS = ("response", "completion", "content", "output", "generation")
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+PROMPT_KNOWN = {"answer", "tests", "kind", "domain", "language", *PROMPT_FIELDS}
+# With --generations these are the response; without, they are kept as the prompt's metadata.
+GENERATION_KNOWN = {"finish_reason", "prompt_tokens", "completion_tokens", *RESPONSE_FIELDS, *REASONING_FIELDS}
+KINDS = ("reasoning", "non_reasoning")
+ROLES = ("system", "user", "assistant", "tool")
+LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+MAX_ERRORS = 20
+BATCH_ROWS = 2000
+BATCH_BYTES = 64 << 20
+
+
+class IngestError(CatalogError):
+    def __init__(self, path: Path, errors: list[str]):
+        self.errors = errors
+        more = "" if len(errors) < MAX_ERRORS else f"\n  (stopped after {MAX_ERRORS} errors)"
+        super().__init__(f"{path}: {len(errors)} bad record(s); nothing was ingested, the catalog is unchanged.\n  "
+                         + "\n  ".join(errors) + more)
+
+
+class RecordError(Exception):
+    pass
+
+
+@dataclass
+class IngestOptions:
+    source: str
+    generations: bool = False
+    model: str | None = None
+    rename: dict[str, str] = field(default_factory=dict)
+    kind: str | None = None
+    domain: str | None = None
+    language: str | None = None
+    split: str | None = None
+    max_record_bytes: int = 16 << 20
+
+
+@dataclass
+class IngestReport:
+    source: str
+    file: str
+    format: str
+    rows_read: int = 0
+    prompts_added: int = 0
+    prompts_already_present: int = 0
+    generations_added: int = 0
+    generations_already_present: int = 0
+    run_id: str | None = None
+    ingest_id: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+            return "hf"
+        raise CatalogError(f"{path} is a folder but not a saved `datasets` dataset (no dataset_info.json or "
+                           f"dataset_dict.json); give a JSONL/JSON/Parquet file or a folder made by save_to_disk.")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+        return "jsonl"
+    if name.endswith((".json", ".json.gz")):
+        return "json"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise CatalogError(f"{path}: unknown file type; r1f ingest reads .jsonl, .json, .parquet (optionally .gz for "
+                       f"JSON) or a folder saved with datasets' save_to_disk.")
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{where}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8, "
+                          f"e.g. `iconv -f latin1 -t utf-8`") from None
+
+
+def read_jsonl(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, int]]:
+    """Yield (location, record or RecordError, bytes) for each line, never holding more than one line."""
+    with _open_binary(path) as f:
+        lineno = 0
+        while True:
+            raw = f.readline(max_bytes + 1)
+            if not raw:
+                return
+            lineno += 1
+            where = f"line {lineno}"
+            size = len(raw)
+            if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the oversized line
+                    raw = f.readline(1 << 20)
+                    size += len(raw)
+                yield where, RecordError(f"{where}: record is {size / 2**20:.1f} MiB, over the limit of "
+                                         f"{max_bytes / 2**20:.0f} MiB (raise it with --max-record-mb)"), size
+                continue
+            if not raw.strip():
+                continue
+            try:
+                text = _decode(raw, where)
+                yield where, json.loads(text), size
+            except RecordError as exc:
+                yield where, exc, size
+            except json.JSONDecodeError as exc:
+                yield where, RecordError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"), size
+
+
+def read_json_array(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, int]]:
+    import ijson
+
+    with _open_binary(path) as f:
+        head = f.read(4096).lstrip()
+    if head.startswith(b"{"):  # JSON Lines saved with a .json name
+        yield from read_jsonl(path, max_bytes)
+        return
+    if not head.startswith(b"["):
+        yield "the file", RecordError("the file: a .json file must hold a JSON array of records (or one JSON "
+                                      "object per line)"), 0
+        return
+    with _open_binary(path) as f:
+        try:
+            for i, item in enumerate(ijson.items(f, "item", use_float=True)):
+                yield f"item {i}", item, 0
+        except ijson.JSONError as exc:
+            yield "the file", RecordError(f"malformed JSON: {exc}"), 0
+        except UnicodeDecodeError as exc:
+            yield "the file", RecordError(f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"), 0
+
+
+def _check_arrow_schema(path: Path, schema: pa.Schema, generations: bool, rename: dict[str, str]) -> None:
+    names = [rename.get(n, n) for n in schema.names]
+    if not any(n in names for n in PROMPT_FIELDS):
+        raise CatalogError(f"{path}: wrong schema: no `problem`, `prompt` or `messages` column (found: "
+                           f"{', '.join(schema.names)}). Rename a column with --rename OLD=problem.")
+    if generations and not any(n in names for n in RESPONSE_FIELDS):
+        raise CatalogError(f"{path}: wrong schema for --generations: no response column ({', '.join(RESPONSE_FIELDS)}; "
+                           f"found: {', '.join(schema.names)}). Rename one with --rename OLD=response.")
+
+    def is_str(t: pa.DataType) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+    expect = {"problem": ("string", is_str), "kind": ("string", is_str), "domain": ("string", is_str),
+              "language": ("string", is_str), "finish_reason": ("string", is_str),
+              "reasoning_content": ("string", is_str), "reasoning": ("string", is_str),
+              "answer": ("string or number", lambda t: is_str(t) or pa.types.is_integer(t)
+                         or pa.types.is_floating(t) or pa.types.is_decimal(t)),
+              "prompt_tokens": ("integer", pa.types.is_integer), "completion_tokens": ("integer", pa.types.is_integer)}
+    for orig, fld in zip(schema.names, schema):
+        name = rename.get(orig, orig)
+        if name in expect and not pa.types.is_null(fld.type):
+            label, ok = expect[name]
+            if not ok(fld.type):
+                raise CatalogError(f"{path}: wrong schema: column `{orig}` has type {fld.type}, expected {label}.")
+
+
+def read_parquet(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise CatalogError(f"{path}: not a readable Parquet file ({exc})") from None
+    _check_arrow_schema(path, pf.schema_arrow, opts.generations, opts.rename)
+    yield from _arrow_batches(pf.iter_batches(batch_size=1000))
+
+
+def _arrow_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[str, Any, int]]:
+    row = 0
+    for batch in batches:
+        for rec in batch.to_pylist():
+            yield f"row {row}", rec, 0
+            row += 1
+
+
+def read_hf(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        if not opts.split:
+            raise CatalogError(f"{path} holds several splits ({', '.join(ds)}); choose one with --split NAME.")
+        if opts.split not in ds:
+            raise CatalogError(f"{path} has no split {opts.split!r}; it has: {', '.join(ds)}.")
+        ds = ds[opts.split]
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    _check_arrow_schema(path, table.schema, opts.generations, opts.rename)
+    yield from _arrow_batches(iter(table.to_batches(max_chunksize=1000)))
+
+
+# ---------------------------------------------------------------------------------------------- records
+def guess_language(text: str) -> str:
+    """A cheap default when the row does not say: Chinese if a fair share of characters are CJK."""
+    sample = text[:2000]
+    cjk = len(CJK_RE.findall(sample))
+    return "zh" if sample and cjk / max(1, len(sample.replace(" ", ""))) > 0.2 else "en"
+
+
+def _messages(value: Any, where: str, name: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise RecordError(f"{where}: field `{name}` is empty; every prompt needs text")
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise RecordError(f"{where}: field `{name}` must be a string or a non-empty list of {{role, content}} "
+                          f"messages, got {type(value).__name__}")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise RecordError(f"{where}: `{name}[{i}]` must be an object with string `role` and `content`")
+        if m["role"].strip().lower() not in ROLES:
+            raise RecordError(f"{where}: `{name}[{i}].role` is {m['role']!r}; use one of {', '.join(ROLES)}")
+        out.append({"role": m["role"], "content": m["content"]})
+    if not any(m["role"].lower() == "user" and m["content"].strip() for m in out):
+        raise RecordError(f"{where}: `{name}` has no non-empty user message; every prompt needs text")
+    return out
+
+
+def _opt_str(rec: dict[str, Any], key: str, where: str) -> str | None:
+    v = rec.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise RecordError(f"{where}: field `{key}` must be a string, got {type(v).__name__} ({str(v)[:40]!r})")
+    return v
+
+
+def _opt_int(rec: dict[str, Any], key: str, where: str) -> int | None:
+    v = rec.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise RecordError(f"{where}: field `{key}` must be a non-negative integer, got {v!r}")
+    return v
+
+
+def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: str) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        raise RecordError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
+    if opts.rename:
+        rec = {opts.rename.get(k, k): v for k, v in rec.items()}
+    name = next((f for f in PROMPT_FIELDS if rec.get(f) is not None), None)
+    if name is None:
+        raise RecordError(f"{where}: no prompt: give a `problem`, `prompt` or `messages` field "
+                          f"(found: {', '.join(sorted(rec)) or 'nothing'}; map one with --rename OLD=problem)")
+    messages = _messages(rec[name], where, name)
+    answer = rec.get("answer")
+    if answer is not None:
+        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+            raise RecordError(f"{where}: field `answer` must be a string or a number, got {type(answer).__name__}")
+        answer = answer if isinstance(answer, str) else (str(int(answer)) if float(answer).is_integer() else str(answer))
+    tests = rec.get("tests")
+    if tests is not None:
+        if isinstance(tests, str):
+            try:
+                tests = json.loads(tests)
+            except json.JSONDecodeError:
+                raise RecordError(f"{where}: field `tests` is a string but not JSON; give a list or object") from None
+        if not isinstance(tests, (list, dict)):
+            raise RecordError(f"{where}: field `tests` must be a list or an object, got {type(tests).__name__}")
+        tests = canonical_json(tests)
+    kind = _opt_str(rec, "kind", where) or opts.kind or "reasoning"
+    if kind not in KINDS:
+        raise RecordError(f"{where}: field `kind` is {kind!r}; use `reasoning` or `non_reasoning`")
+    norm = normalise_messages(messages)
+    problem = next(m["content"] for m in reversed(norm) if m["role"] == "user")
+    language = _opt_str(rec, "language", where) or opts.language or guess_language(problem)
+    if not LANG_RE.match(language):
+        raise RecordError(f"{where}: field `language` is {language!r}; use a language code such as en or zh")
+    domain = _opt_str(rec, "domain", where) or opts.domain or ("code" if tests else "math" if answer else "general")
+    metadata = {k: v for k, v in rec.items()
+                if k not in PROMPT_KNOWN and not (opts.generations and k in GENERATION_KNOWN)}
+    try:
+        meta_json = canonical_json(metadata)
+    except (TypeError, ValueError):
+        meta_json = json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
+    return {"prompt_id": prompt_id(opts.source, norm), "source_id": source_id(opts.source), "source": opts.source,
+            "ingest_id": ingest_id, "source_uri": uri, "source_row": None, "messages": canonical_json(norm),
+            "problem": problem, "answer": answer, "tests": tests, "kind": kind, "domain": domain,
+            "language": language, "metadata": meta_json, "_rec": rec}
+
+
+def generation_fields(rec: dict[str, Any], where: str) -> dict[str, Any]:
+    name = next((f for f in RESPONSE_FIELDS if rec.get(f) is not None), None)
+    if name is None:
+        raise RecordError(f"{where}: no response: give one of {', '.join(RESPONSE_FIELDS)} with --generations")
+    value = rec[name]
+    if isinstance(value, list):  # a completion in chat format
+        parts = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "assistant"]
+        if not parts or not all(isinstance(p, str) for p in parts):
+            raise RecordError(f"{where}: `{name}` is a list but holds no assistant message with string content")
+        value = "".join(parts)
+    if not isinstance(value, str):
+        raise RecordError(f"{where}: field `{name}` must be a string, got {type(value).__name__}")
+    reasoning = next((rec[f] for f in REASONING_FIELDS if rec.get(f) is not None), None)
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise RecordError(f"{where}: the reasoning field must be a string, got {type(reasoning).__name__}")
+    if not value.strip() and not (reasoning or "").strip():
+        raise RecordError(f"{where}: field `{name}` is empty")
+    if reasoning is None:
+        from factory.split import THINK, split_reasoning
+
+        reasoning, answer = split_reasoning(value, THINK)
+    else:
+        answer = value
+    return {"text": value, "reasoning": reasoning, "answer": answer,
+            "finish_reason": _opt_str(rec, "finish_reason", where),
+            "prompt_tokens": _opt_int(rec, "prompt_tokens", where),
+            "completion_tokens": _opt_int(rec, "completion_tokens", where)}
+
+
+# ---------------------------------------------------------------------------------------------- the ingest
+def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
+           progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    """Validate and stage every record, then publish them in one transaction (or nothing at all)."""
+    t0 = time.perf_counter()
+    path = Path(path)
+    if not path.exists():
+        raise CatalogError(f"{path}: no such file or folder.")
+    if opts.generations and not opts.model:
+        raise CatalogError("--generations needs --model NAME: the model that produced the responses.")
+    fmt = detect_format(path)
+    uri = str(path.resolve())
+    ingest_id = "i_" + uuid.uuid4().hex[:24]
+    report = IngestReport(source=opts.source, file=uri, format=fmt, ingest_id=ingest_id)
+    rid = None
+    known_gens: set[str] = set()
+    if opts.generations:
+        run_params = {"kind": "import", "model": opts.model, "backend": "import", "source": opts.source}
+        rid = run_id(run_params)  # recorded in the final transaction, with everything else
+        report.run_id = rid
+        known_gens = catalog.generation_ids(rid)
+    records = {"jsonl": lambda: read_jsonl(path, opts.max_record_bytes),
+               "json": lambda: read_json_array(path, opts.max_record_bytes),
+               "parquet": lambda: read_parquet(path, opts), "hf": lambda: read_hf(path, opts)}[fmt]()
+
+    staging = catalog._staging_dir()
+    prompt_file = staging / "prompts.parquet"
+    errors: list[str] = []
+    seen_prompts: set[str] = set()
+    staged: list[StagedBatch] = []
+    prompt_buf: list[dict[str, Any]] = []
+    gen_buf: list[dict[str, Any]] = []
+    gen_bytes = 0
+    bytes_read = 0
+    total = path.stat().st_size if path.is_file() else 0
+    writer: pq.ParquetWriter | None = None
+
+    def flush() -> None:
+        nonlocal writer, gen_bytes
+        if prompt_buf:
+            table = pa.Table.from_pylist(prompt_buf, schema=PROMPT_SCHEMA)
+            writer = writer or pq.ParquetWriter(prompt_file, PROMPT_SCHEMA, compression="zstd")
+            writer.write_table(table)
+            prompt_buf.clear()
+        if gen_buf:
+            staged.append(catalog.stage_generations(gen_buf, staging, ingest_id))
+            gen_buf.clear()
+            gen_bytes = 0
+
+    try:
+        for where, rec, size in records:
+            report.rows_read += 1
+            bytes_read += size
+            try:
+                if isinstance(rec, RecordError):
+                    raise rec
+                row = prompt_row(rec, where, opts, uri, ingest_id)
+                row["source_row"] = int(where.rsplit(" ", 1)[1])
+                fields = generation_fields(row.pop("_rec"), where) if opts.generations else None
+            except RecordError as exc:
+                errors.append(str(exc))
+                if len(errors) >= MAX_ERRORS:
+                    break
+                continue
+            if errors:
+                continue  # keep validating to report more errors, but stage nothing more
+            pid = row["prompt_id"]
+            if pid not in seen_prompts:
+                seen_prompts.add(pid)
+                prompt_buf.append(row)
+            if fields is not None:
+                key = "sha:" + hashlib.sha256((fields["reasoning"] or "").encode() + b"\x00"
+                                              + fields["text"].encode()).hexdigest()[:24]
+                gid = generation_id(pid, rid, key)
+                if gid in known_gens:
+                    report.generations_already_present += 1
+                    continue
+                known_gens.add(gid)
+                gen_buf.append({"generation_id": gid, "prompt_id": pid, "run_id": rid, "sample_index": None,
+                                "seed": None, **fields})
+                gen_bytes += len(fields["text"]) + len(fields["reasoning"] or "")
+            if len(prompt_buf) >= BATCH_ROWS or len(gen_buf) >= BATCH_ROWS or gen_bytes >= BATCH_BYTES:
+                flush()
+                if progress:
+                    progress(bytes_read, total)
+        if errors:
+            raise IngestError(path, errors)
+        if report.rows_read == 0:
+            raise CatalogError(f"{path}: no records found; nothing was ingested.")
+        flush()
+        if writer is not None:
+            writer.close()
+            writer = None
+        with catalog.connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("INSERT OR IGNORE INTO sources (source_id, name) VALUES (?, ?)",
+                        [source_id(opts.source), opts.source])
+            before = con.execute("SELECT count(*) FROM prompts").fetchone()[0]
+            if prompt_file.exists():
+                cols = ", ".join(PROMPT_SCHEMA.names)
+                con.execute(f"INSERT INTO prompts ({cols}) SELECT {cols} FROM read_parquet(?) "
+                            f"ANTI JOIN prompts USING (prompt_id)", [str(prompt_file)])
+            report.prompts_added = con.execute("SELECT count(*) FROM prompts").fetchone()[0] - before
+            report.prompts_already_present = len(seen_prompts) - report.prompts_added
+            if rid is not None:
+                con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, source, sampling, recipe, "
+                            "code_version) VALUES (?, 'import', ?, 'import', ?, '{}', '{}', ?)",
+                            [rid, opts.model, opts.source, code_version()])
+            report.generations_added = catalog._commit_staged(con, staged)
+            report.generations_already_present += sum(b.meta.num_rows for b in staged) - report.generations_added
+            con.execute("INSERT INTO ingests (ingest_id, source_id, uri, format, mode, rows_read, prompts_added, "
+                        "generations_added, run_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                        [ingest_id, source_id(opts.source), uri, fmt,
+                         "generations" if opts.generations else "prompts", report.rows_read,
+                         report.prompts_added, report.generations_added, rid])
+            con.execute("COMMIT")
+    finally:
+        if writer is not None:
+            writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.perf_counter() - t0
+    return report

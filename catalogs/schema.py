@@ -1,0 +1,95 @@
+"""The catalog's tables and the documented views users query with `r1f sql`.
+
+Bulk text (the generations) lives in append-only Parquet shards next to the DuckDB file; every other
+record lives in DuckDB. Nothing is ever deleted: rejected samples stay, with what rejected them.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS sources (
+  source_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS ingests (
+  ingest_id VARCHAR PRIMARY KEY, source_id VARCHAR, uri VARCHAR, format VARCHAR, mode VARCHAR,
+  rows_read BIGINT, prompts_added BIGINT, generations_added BIGINT, run_id VARCHAR,
+  created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS prompts (
+  prompt_id VARCHAR PRIMARY KEY, source_id VARCHAR, source VARCHAR, ingest_id VARCHAR, source_uri VARCHAR,
+  source_row BIGINT, messages VARCHAR, problem VARCHAR, answer VARCHAR, tests VARCHAR,
+  kind VARCHAR, domain VARCHAR, language VARCHAR, metadata VARCHAR,
+  created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id VARCHAR PRIMARY KEY, kind VARCHAR, model VARCHAR, backend VARCHAR, template VARCHAR,
+  template_version VARCHAR, sampling VARCHAR, recipe VARCHAR, code_version VARCHAR, source VARCHAR,
+  created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS shards (
+  shard VARCHAR PRIMARY KEY, rows BIGINT, bytes BIGINT, created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS generation_meta (
+  generation_id VARCHAR PRIMARY KEY, prompt_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+  sample_index BIGINT, seed BIGINT, shard VARCHAR, shard_row BIGINT, finish_reason VARCHAR,
+  prompt_tokens BIGINT, completion_tokens BIGINT, text_chars BIGINT, reasoning_chars BIGINT,
+  answer_chars BIGINT, latency_s DOUBLE, ingest_id VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS verdicts (
+  generation_id VARCHAR, judge VARCHAR, judge_version VARCHAR, score DOUBLE, passed BOOLEAN,
+  reason VARCHAR, details VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp,
+  PRIMARY KEY (generation_id, judge, judge_version));
+CREATE TABLE IF NOT EXISTS filter_decisions (
+  generation_id VARCHAR, filter VARCHAR, filter_version VARCHAR, params_hash VARCHAR, passed BOOLEAN,
+  reason VARCHAR, value DOUBLE, params VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp,
+  PRIMARY KEY (generation_id, filter, filter_version, params_hash));
+CREATE TABLE IF NOT EXISTS prompt_stats (
+  prompt_id VARCHAR, run_id VARCHAR, samples BIGINT, accepted BIGINT, pass_rate DOUBLE, status VARCHAR,
+  rounds BIGINT, tokens BIGINT, updated_at TIMESTAMP DEFAULT current_timestamp,
+  PRIMARY KEY (prompt_id, run_id));
+CREATE TABLE IF NOT EXISTS releases (
+  name VARCHAR PRIMARY KEY, release_id VARCHAR, selection VARCHAR, recipe VARCHAR, manifest VARCHAR,
+  manifest_sha256 VARCHAR, members BIGINT, created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS release_members (
+  release_name VARCHAR, position BIGINT, generation_id VARCHAR, prompt_id VARCHAR,
+  PRIMARY KEY (release_name, generation_id));
+"""
+
+# Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
+# connection, over the attached catalog, because the text view must name the shard files.
+VIEW_DOCS: dict[str, str] = {
+    "prompts": "one row per prompt: prompt_id, source, source_uri, source_row, messages (JSON), problem, "
+    "answer, tests (JSON), kind, domain, language, metadata (JSON)",
+    "runs": "one row per run: run_id, kind (generate/import), model, backend, template, template_version, "
+    "sampling (JSON), recipe (JSON), code_version",
+    "generations": "one row per generation with its text: generation_id, prompt_id, run_id, sample_index, "
+    "seed, finish_reason, prompt_tokens, completion_tokens, latency_s, text, reasoning, answer",
+    "generation_meta": "generations without the text columns (fast for counts)",
+    "verdicts": "generation_id, judge, judge_version, score, passed, reason, details (JSON)",
+    "filter_decisions": "generation_id, filter, filter_version, params_hash, passed, reason, value",
+    "prompt_stats": "per prompt and run: samples, accepted, pass_rate, status (solved/unsolved/open)",
+    "releases": "name, release_id, selection, recipe, manifest (JSON), manifest_sha256, members",
+    "release_members": "release_name, position, generation_id, prompt_id",
+    "sources": "source_id, name",
+    "ingests": "one row per ingest: file, format, rows read and added",
+}
+
+PLAIN_VIEWS = ["prompts", "runs", "generation_meta", "verdicts", "filter_decisions", "prompt_stats",
+               "releases", "release_members", "sources", "ingests"]
+
+EMPTY_TEXTS = ("SELECT NULL::VARCHAR AS generation_id, NULL::VARCHAR AS text, NULL::INTEGER AS r_start, "
+               "NULL::INTEGER AS r_end, NULL::INTEGER AS a_start WHERE false")
+
+
+def texts_sql(shard_paths: list[str]) -> str:
+    if not shard_paths:
+        inner = EMPTY_TEXTS
+    else:
+        files = ", ".join("'" + p.replace("'", "''") + "'" for p in shard_paths)
+        inner = f"SELECT generation_id, text, r_start, r_end, a_start FROM read_parquet([{files}])"
+    # Offsets are Python code-point offsets; DuckDB's substr counts code points too.
+    return (f"SELECT generation_id, text, substr(text, r_start + 1, r_end - r_start) AS reasoning, "
+            f"substr(text, a_start + 1) AS answer FROM ({inner})")
+
+
+def generations_view_sql(db: str) -> str:
+    return (f"SELECT g.generation_id, g.prompt_id, g.run_id, g.sample_index, g.seed, g.finish_reason, "
+            f"g.prompt_tokens, g.completion_tokens, g.text_chars, g.reasoning_chars, g.answer_chars, "
+            f"g.latency_s, g.created_at, t.text, t.reasoning, t.answer "
+            f"FROM {db}.generation_meta g LEFT JOIN generation_texts t USING (generation_id)")

@@ -1,0 +1,421 @@
+"""The catalog: one folder holding a DuckDB file (records) and append-only Parquet shards (bulk text).
+
+DuckDB takes a file lock: while one process has the file open for writing, no other process can open
+it, not even read-only. So no process holds it for long. A writer opens, commits one batch in one
+transaction, and closes; a reader opens read-only, queries, and closes. Both retry on the lock for
+up to `lock_timeout` seconds. A long run therefore never blocks `r1f show/sql/stats` for more than
+one commit, and readers see exactly what has been committed.
+
+Text is staged in Parquet files outside the lock, then moved into `shards/` inside the committing
+transaction; a shard is visible only once the `shards` table names it, so a crash between the move
+and the commit leaves an unreferenced file, never a half-visible batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import schema
+from .ids import canonical_json, run_id as make_run_id
+
+DB_FILE = "catalog.duckdb"
+SHARD_DIR = "shards"
+STAGING_DIR = "staging"
+SHARD_ROW_GROUP = 256  # small row groups keep `r1f show` fast: it reads one group for one text
+
+TEXT_SCHEMA = pa.schema([("generation_id", pa.string()), ("text", pa.string()), ("r_start", pa.int32()),
+                         ("r_end", pa.int32()), ("a_start", pa.int32())])
+GEN_META_SCHEMA = pa.schema([
+    ("generation_id", pa.string()), ("prompt_id", pa.string()), ("run_id", pa.string()),
+    ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
+    ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+    ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
+    ("latency_s", pa.float64()), ("ingest_id", pa.string())])
+PROMPT_COLUMNS = ["prompt_id", "source_id", "source", "ingest_id", "source_uri", "source_row", "messages",
+                  "problem", "answer", "tests", "kind", "domain", "language", "metadata"]
+PROMPT_SCHEMA = pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
+
+
+class CatalogError(Exception):
+    """A problem the user can fix; the message names the file or field and the fix."""
+
+
+def code_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("r1-factory")
+    except Exception:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def text_spans(text: str, reasoning: str | None, answer: str | None) -> tuple[str, int, int, int]:
+    """Store one copy of the text plus offsets of its reasoning and answer parts.
+
+    When the reasoning came back separately from the server (DeepSeek's `reasoning_content`) it is not
+    inside `text`; we then store the text the model actually emitted, `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`.
+    """
+    reasoning = reasoning or ""
+    answer = text if answer is None and not reasoning else (answer or "")
+    if not reasoning:
+        a = text.rfind(answer) if answer else len(text)
+        return (text, 0, 0, a) if a >= 0 else (text + answer, 0, 0, len(text))
+    r = text.find(reasoning)
+    if r >= 0:
+        a = text.find(answer, r + len(reasoning)) if answer else len(text)
+        if a >= 0:
+            return text, r, r + len(reasoning), a
+    head = "<think>\n"
+    composed = f"{head}{reasoning}\n</think>\n\n{answer}"
+    return composed, len(head), len(head) + len(reasoning), len(composed) - len(answer)
+
+
+@dataclass
+class StagedBatch:
+    """Generations written to a staging shard, waiting for one commit."""
+
+    shard_path: Path
+    meta: pa.Table  # GEN_META_SCHEMA
+
+
+class Catalog:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, lock_timeout: float = 60.0):
+        self.root = Path(path).expanduser().resolve()
+        self.db_path = self.root / DB_FILE
+        self.lock_timeout = lock_timeout
+        if not self.db_path.exists():
+            if not create:
+                raise CatalogError(f"no catalog at {self.root} (no {DB_FILE} there). Create one with "
+                                   f"`r1f ingest FILE --source NAME --catalog {self.root}`, or point "
+                                   f"--catalog / R1F_CATALOG at an existing catalog.")
+            if self.root.exists() and not self.root.is_dir():
+                raise CatalogError(f"--catalog {self.root} is a file, not a folder; give a folder path.")
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self.connect(write=True) as con:
+                con.execute(schema.TABLES)
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
+                            [str(schema.SCHEMA_VERSION), code_version()])
+            (self.root / SHARD_DIR).mkdir(exist_ok=True)
+        self._check_version()
+
+    # ---------------------------------------------------------------- connections
+    @contextlib.contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the DuckDB file briefly, retrying while another process holds its lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path), read_only=not write)
+                break
+            except duckdb.Error as exc:
+                msg = str(exc)
+                if "lock" in msg.lower() and time.monotonic() < deadline:
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                if "lock" in msg.lower():
+                    raise CatalogError(f"catalog {self.db_path} stayed locked by another process for "
+                                       f"{self.lock_timeout:.0f}s; wait for it, or raise --lock-timeout.") from None
+                raise CatalogError(f"cannot open catalog {self.db_path}: it is corrupted or not a DuckDB "
+                                   f"catalog ({msg.splitlines()[0]}). r1f never rewrites it: restore it from "
+                                   f"a backup or point --catalog elsewhere.") from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _check_version(self) -> None:
+        with self.connect() as con:
+            try:
+                row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except duckdb.Error:
+                row = None
+        if row is None:
+            raise CatalogError(f"{self.db_path} is a DuckDB file but not an r1-factory catalog (no schema "
+                               f"version); point --catalog at a catalog folder.")
+        found = int(row[0])
+        if found > schema.SCHEMA_VERSION:
+            raise CatalogError(f"catalog {self.root} has schema version {found}, newer than this r1-factory "
+                               f"({code_version()}, schema {schema.SCHEMA_VERSION}); upgrade r1-factory "
+                               f"(pip install -U r1-factory). The catalog was not changed.")
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with the catalog attached read-only and the documented views defined."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
+        con = duckdb.connect(":memory:")
+        try:
+            while True:
+                try:
+                    con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)")
+                    break
+                except duckdb.Error as exc:
+                    if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                        time.sleep(delay * (0.5 + random.random()))
+                        delay = min(delay * 2, 0.5)
+                        continue
+                    raise CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}") from None
+            for view in schema.PLAIN_VIEWS:
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}")
+            shards = [self.root / SHARD_DIR / s for (s,) in
+                      con.execute("SELECT shard FROM cat.main.shards ORDER BY shard").fetchall()]
+            missing = [p.name for p in shards if not p.exists()]
+            if missing:
+                raise CatalogError(f"catalog {self.root} is damaged: shard {missing[0]} is missing from "
+                                   f"{self.root / SHARD_DIR} ({len(missing)} missing in all). Restore the shards "
+                                   f"folder from a backup.")
+            con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
+            con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql('cat.main')}")
+            yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _sql_path(p: Path) -> str:
+        return str(p).replace("'", "''")
+
+    # ---------------------------------------------------------------- prompts and runs
+    def prompts(self, where: str | None = None, limit: int | None = None):  # -> polars.DataFrame
+        sql = ("SELECT prompt_id, source, messages, problem, answer, tests, kind, domain, language, metadata "
+               "FROM prompts")
+        if where:
+            sql += f" WHERE {where}"
+        sql += " ORDER BY prompt_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.reader() as con:
+            try:
+                return _pl(con, (sql))
+            except duckdb.Error as exc:
+                raise CatalogError(f"prompt selection `{where}` is not a valid SQL predicate over the prompts "
+                                   f"view: {str(exc).splitlines()[0]}") from None
+
+    def add_run(self, params: dict[str, Any]) -> str:
+        rid = make_run_id(params)
+        row = [rid, params.get("kind", "generate"), params.get("model"), params.get("backend"),
+               params.get("template"), params.get("template_version"),
+               canonical_json(params.get("sampling") or {}), canonical_json(params.get("recipe") or {}),
+               params.get("code_version") or code_version(), params.get("source")]
+        with self.connect(write=True) as con:
+            con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, template, template_version, "
+                        "sampling, recipe, code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        return rid
+
+    # ---------------------------------------------------------------- generations
+    def generation_ids(self, run_id: str) -> set[str]:
+        with self.connect() as con:
+            return {r[0] for r in con.execute(
+                "SELECT generation_id FROM generation_meta WHERE run_id = ?", [run_id]).fetchall()}
+
+    def stage_generations(self, rows: Sequence[dict[str, Any]], staging: Path | None = None,
+                          ingest_id: str | None = None) -> StagedBatch:
+        """Write one batch of generations to a staging shard (no lock held)."""
+        staging = staging or self._staging_dir()
+        shard_path = staging / f"gen-{uuid.uuid4().hex}.parquet"
+        texts: dict[str, list[Any]] = {k: [] for k in TEXT_SCHEMA.names}
+        meta: dict[str, list[Any]] = {k: [] for k in GEN_META_SCHEMA.names}
+        for i, row in enumerate(rows):
+            text, r0, r1, a0 = text_spans(row.get("text") or "", row.get("reasoning"), row.get("answer"))
+            for k, v in (("generation_id", row["generation_id"]), ("text", text), ("r_start", r0),
+                         ("r_end", r1), ("a_start", a0)):
+                texts[k].append(v)
+            meta["generation_id"].append(row["generation_id"])
+            meta["prompt_id"].append(row["prompt_id"])
+            meta["run_id"].append(row["run_id"])
+            meta["sample_index"].append(row.get("sample_index"))
+            meta["seed"].append(row.get("seed"))
+            meta["shard_row"].append(i)
+            meta["finish_reason"].append(row.get("finish_reason"))
+            meta["prompt_tokens"].append(row.get("prompt_tokens"))
+            meta["completion_tokens"].append(row.get("completion_tokens"))
+            meta["text_chars"].append(len(text))
+            meta["reasoning_chars"].append(r1 - r0)
+            meta["answer_chars"].append(len(text) - a0)
+            meta["latency_s"].append(row.get("latency_s"))
+            meta["ingest_id"].append(ingest_id)
+        pq.write_table(pa.table(texts, schema=TEXT_SCHEMA), shard_path, row_group_size=SHARD_ROW_GROUP,
+                       compression="zstd")
+        return StagedBatch(shard_path, pa.table(meta, schema=GEN_META_SCHEMA))
+
+    def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Commit one batch of generations atomically; ids already in the catalog are skipped."""
+        if not rows:
+            return 0
+        staging = self._staging_dir()
+        try:
+            batch = self.stage_generations(rows, staging)
+            with self.connect(write=True) as con:
+                con.execute("BEGIN TRANSACTION")
+                added = self._commit_staged(con, [batch])
+                con.execute("COMMIT")
+            return added
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _staging_dir(self) -> Path:
+        d = self.root / STAGING_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _commit_staged(self, con: duckdb.DuckDBPyConnection, batches: list[StagedBatch]) -> int:
+        """Inside an open transaction: insert new generations and move their shards into place.
+
+        Rows whose id is already in the catalog (a re-run, or a race with another writer) are dropped
+        from the shard before it is published, so every text is stored exactly once.
+        """
+        added = 0
+        moved: list[Path] = []
+        try:
+            for batch in batches:
+                con.register("staged", batch.meta)
+                new_rows = con.execute(
+                    "SELECT s.shard_row FROM staged s ANTI JOIN generation_meta g USING (generation_id) "
+                    "QUALIFY row_number() OVER (PARTITION BY s.generation_id ORDER BY s.shard_row) = 1 "
+                    "ORDER BY s.shard_row").fetchall()
+                keep = [r[0] for r in new_rows]
+                if not keep:
+                    continue
+                meta = batch.meta
+                shard_path = batch.shard_path
+                if len(keep) != batch.meta.num_rows:
+                    idx = pa.array(keep, pa.int64())
+                    texts = pq.read_table(shard_path).take(idx)
+                    meta = meta.take(idx).set_column(
+                        GEN_META_SCHEMA.get_field_index("shard_row"), "shard_row",
+                        pa.array(range(len(keep)), pa.int64()))
+                    pq.write_table(texts, shard_path, row_group_size=SHARD_ROW_GROUP, compression="zstd")
+                final = self.root / SHARD_DIR / shard_path.name
+                shutil.move(str(shard_path), final)
+                moved.append(final)
+                con.register("meta_rows", meta)
+                con.execute("INSERT INTO shards (shard, rows, bytes) VALUES (?, ?, ?)",
+                            [final.name, len(keep), final.stat().st_size])
+                con.execute("INSERT INTO generation_meta (generation_id, prompt_id, run_id, sample_index, seed, "
+                            "shard, shard_row, finish_reason, prompt_tokens, completion_tokens, text_chars, "
+                            "reasoning_chars, answer_chars, latency_s, ingest_id) SELECT generation_id, "
+                            "prompt_id, run_id, sample_index, seed, ?, shard_row, finish_reason, prompt_tokens, "
+                            "completion_tokens, text_chars, reasoning_chars, answer_chars, latency_s, ingest_id "
+                            "FROM meta_rows", [final.name])
+                con.unregister("meta_rows")
+                con.unregister("staged")
+                added += len(keep)
+        except BaseException:
+            for p in moved:  # the transaction will roll back: unpublish its shards too
+                p.unlink(missing_ok=True)
+            raise
+        return added
+
+    def generations(self, run_id: str | None = None, where: str | None = None):  # -> polars.DataFrame
+        clauses = []
+        if run_id:
+            clauses.append(f"run_id = '{run_id.replace(chr(39), '')}'")
+        if where:
+            clauses.append(f"({where})")
+        sql = ("SELECT generation_id, prompt_id, run_id, sample_index, seed, text, reasoning, answer, "
+               "finish_reason, prompt_tokens, completion_tokens FROM generations")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        with self.reader() as con:
+            return _pl(con, (sql + " ORDER BY prompt_id, sample_index, generation_id"))
+
+    def read_text(self, shard: str, row: int) -> dict[str, Any]:
+        """One generation's text, read from its shard's row group only."""
+        path = self.root / SHARD_DIR / shard
+        if not path.exists():
+            raise CatalogError(f"catalog {self.root} is damaged: shard {shard} is missing from {path.parent}. "
+                               f"Restore the shards folder from a backup.")
+        pf = pq.ParquetFile(path)
+        start = 0
+        for g in range(pf.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if row < start + n:
+                rec = pf.read_row_group(g).slice(row - start, 1).to_pylist()[0]
+                text = rec["text"]
+                return {"text": text, "reasoning": text[rec["r_start"]:rec["r_end"]], "answer": text[rec["a_start"]:]}
+            start += n
+        raise CatalogError(f"catalog {self.root} is damaged: shard {shard} has no row {row}.")
+
+    # ---------------------------------------------------------------- verdicts, filters, stats
+    def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int:
+        table = pa.table({
+            "generation_id": [r["generation_id"] for r in rows], "judge": [r["judge"] for r in rows],
+            "judge_version": [str(r["judge_version"]) for r in rows],
+            "score": [None if r.get("score") is None else float(r["score"]) for r in rows],
+            "passed": [bool(r["passed"]) for r in rows], "reason": [r.get("reason") for r in rows],
+            "details": [canonical_json(r.get("details") or {}) for r in rows]})
+        return self._insert_new("verdicts", table, ["generation_id", "judge", "judge_version"])
+
+    def add_filter_decisions(self, rows: Sequence[dict[str, Any]]) -> int:
+        table = pa.table({
+            "generation_id": [r["generation_id"] for r in rows], "filter": [r["filter"] for r in rows],
+            "filter_version": [str(r["filter_version"]) for r in rows],
+            "params_hash": [r.get("params_hash") or "" for r in rows],
+            "passed": [bool(r["passed"]) for r in rows], "reason": [r.get("reason") for r in rows],
+            "value": [None if r.get("value") is None else float(r["value"]) for r in rows],
+            "params": [canonical_json(r.get("params") or {}) for r in rows]})
+        return self._insert_new("filter_decisions", table,
+                                ["generation_id", "filter", "filter_version", "params_hash"])
+
+    def _insert_new(self, table_name: str, table: pa.Table, key: list[str]) -> int:
+        if table.num_rows == 0:
+            return 0
+        cols = ", ".join(table.column_names)
+        keys = ", ".join(key)
+        with self.connect(write=True) as con:
+            con.register("incoming", table)
+            before = con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0]
+            con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
+                        f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
+            return con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0] - before
+
+    def verdicts(self, generation_ids: list[str] | None = None):  # -> polars.DataFrame
+        with self.reader() as con:
+            if generation_ids is None:
+                return _pl(con, ("SELECT * FROM verdicts ORDER BY generation_id, judge"))
+            con.register("wanted", pa.table({"generation_id": list(generation_ids)}))
+            return _pl(con, ("SELECT v.* FROM verdicts v SEMI JOIN wanted USING (generation_id) "
+                                   "ORDER BY generation_id, judge"))
+
+    def verdict_keys(self, judge: str, judge_version: str) -> set[str]:
+        with self.connect() as con:
+            return {r[0] for r in con.execute(
+                "SELECT generation_id FROM verdicts WHERE judge = ? AND judge_version = ?",
+                [judge, str(judge_version)]).fetchall()}
+
+    def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        cols = ["prompt_id", "run_id", "samples", "accepted", "pass_rate", "status", "rounds", "tokens"]
+        table = pa.table({c: [r.get(c) for r in rows] for c in cols})
+        with self.connect(write=True) as con:
+            con.register("incoming", table)
+            # Stats are derived numbers, updated as sampling proceeds; the generations they count are not.
+            con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                        f"FROM incoming")
+
+    def sources(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT name FROM sources ORDER BY name").fetchall()]
+
+
+def _pl(con: duckdb.DuckDBPyConnection, sql: str):  # -> polars.DataFrame
+    return con.sql(sql).pl()
+
+
+def loads_json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)

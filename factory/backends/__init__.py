@@ -1,0 +1,41 @@
+"""Generation backends behind one interface (`factory.backends.base.Backend`).
+
+`get_backend("vllm", model=PATH, **engine_kwargs)` or `get_backend("openai", base_url=URL, model=NAME)`.
+Backends are imported on first use, so importing this package does not import vLLM.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from factory.backends.base import Backend, ChatRequest, Completion
+
+
+class BackendError(RuntimeError):
+    """A backend gave up: the endpoint or engine kept failing, or rejected the request.
+
+    The message names the endpoint and the last failure; it never contains an API key.
+    """
+
+
+# name -> "module:Class"; a new backend is one file and one line here.
+BACKENDS: dict[str, str] = {
+    "vllm": "factory.backends.vllm_backend:VLLMBackend",
+    "openai": "factory.backends.openai_backend:OpenAIBackend",
+}
+
+
+def get_backend(name: str, **kwargs: Any) -> Backend:
+    """Build the backend registered as `name` with the constructor's keyword arguments."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backend {name!r}; choose one of {sorted(BACKENDS)} (backend: in the recipe)."
+        ) from None
+    module_name, cls_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(**kwargs)
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "ChatRequest", "Completion", "get_backend"]

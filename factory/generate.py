@@ -1,0 +1,229 @@
+"""`generate_from_recipe`: what `r1f generate RECIPE` runs.
+
+Validates everything it can before any generation (recipe keys and types, model path, template
+placeholders, judge names, prompt lengths against the model's context), registers the run, then
+runs adaptive rejection sampling, resuming from whatever the catalog already holds for the run.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from catalogs.ids import run_id as make_run_id
+from factory.progress import RunProgress, print_summary
+from factory.recipe import (
+    Recipe,
+    RecipeError,
+    check_model_path,
+    context_length,
+    count_prompt_tokens,
+    load_recipe,
+    load_tokenizer,
+)
+from factory.sampling import BoundJudge, Policy, SamplingJob, run_sampling
+from factory.templates import Template, template_from_recipe
+
+log = logging.getLogger("factory")
+
+_VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")
+_OPENAI_KEYS = ("api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s",
+                "max_retries")
+
+
+def backend_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """Constructor keyword arguments for `get_backend(recipe.backend.name, **kw)`."""
+    b = recipe.backend
+    kw: dict[str, Any] = {"model": b.model}
+    if b.name == "vllm":
+        kw.update({k: getattr(b, k) for k in _VLLM_ENGINE_KEYS if getattr(b, k) is not None})
+        if b.kv_cache_gb is not None:
+            kw["kv_cache_memory_bytes"] = int(b.kv_cache_gb * (1 << 30))
+    else:
+        kw["base_url"] = b.base_url
+        kw.update({k: getattr(b, k) for k in _OPENAI_KEYS if getattr(b, k) is not None})
+    kw.update(b.engine_kwargs)
+    return kw
+
+
+def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None) -> list[BoundJudge]:
+    """Bind each recipe judge name to a callable from `judges` (or the judges package's registry)."""
+    if not recipe.judges:
+        return []
+    registry = dict(judges or {})
+    if judges is None:
+        try:  # the judges package, when it exists, registers name -> callable
+            import judges as judges_pkg
+
+            registry = dict(getattr(judges_pkg, "REGISTRY", None) or getattr(judges_pkg, "JUDGES", None) or {})
+        except ImportError:
+            registry = {}
+    where = recipe.source_path or "<recipe>"
+    bound = []
+    for i, spec in enumerate(recipe.judges):
+        fn = registry.get(spec.name)
+        if fn is None:
+            known = ", ".join(sorted(registry)) or "(none registered)"
+            raise RecipeError(f"{where}: judges[{i}].name: unknown judge {spec.name!r}; use one of: {known}")
+        bound.append(BoundJudge(spec.name, fn, dict(spec.params)))
+    return bound
+
+
+def run_params(recipe: Recipe, template: Template) -> dict[str, Any]:
+    return {
+        "model": recipe.backend.model,
+        "backend": recipe.backend.name,
+        "template": template.name,
+        "template_version": template.run_version,
+        "sampling": recipe.sampling_params(),
+        "recipe": recipe.model_dump(mode="json", exclude={"source_path"}),
+        "kind": "generate",
+    }
+
+
+def check_prompt_lengths(recipe: Recipe, template: Template, prompts: list[dict[str, Any]], backend: Any) -> list[int] | None:
+    """Error naming the prompt if one is longer than the model's context. Returns token counts, if known."""
+    tokenizer = getattr(backend, "tokenizer", None) if backend is not None else None
+    tokenizer = tokenizer or load_tokenizer(recipe)
+    limit = getattr(backend, "max_model_len", None) if backend is not None else None
+    limit = limit or context_length(recipe)
+    if tokenizer is None:
+        return None
+    counts = []
+    for p in prompts:
+        r = template.render(p)
+        counts.append(count_prompt_tokens(tokenizer, r.messages, r.raw_prompt))
+    if limit:
+        too_long = [(p["prompt_id"], n) for p, n in zip(prompts, counts) if n >= limit]
+        if too_long:
+            where = recipe.source_path or "<recipe>"
+            listed = ", ".join(f"{pid} ({n} tokens)" for pid, n in too_long[:5])
+            more = f" and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+            raise RecipeError(
+                f"{where}: prompts: {len(too_long)} prompt(s) are longer than the model's context of {limit} "
+                f"tokens: {listed}{more}; raise backend.max_model_len (if the model supports it) or leave them "
+                f"out with prompts.where"
+            )
+        worst = max(counts, default=0)
+        if worst + recipe.sampling.max_tokens > limit:
+            log.warning("the longest prompt (%d tokens) plus sampling.max_tokens (%d) exceeds the context (%d); "
+                        "its samples may be cut short", worst, recipe.sampling.max_tokens, limit)
+    return counts
+
+
+def generate_from_recipe(
+    recipe_path: Path,
+    catalog: Any,
+    dry_run: bool = False,
+    judges: dict[str, Callable[..., Any]] | None = None,
+    backend: Any = None,
+    *,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run a generation recipe against `catalog`; returns a summary dict.
+
+    `judges` maps judge names in the recipe to callables `judge(sample) -> verdict-like`. `backend`
+    overrides the recipe's backend (it is not closed here); otherwise one is built from the recipe and
+    closed at the end. `progress` forces the progress bar on/off (default: on when stdout is a terminal).
+    A Ctrl-C returns a summary with status 'interrupted'; a backend that keeps failing raises
+    `GenerationStopped` (with `.summary`). Either way what was finished is committed.
+    """
+    recipe_path = Path(recipe_path)
+    recipe = load_recipe(recipe_path)
+    check_model_path(recipe)
+    template = template_from_recipe(recipe)
+    bound = resolve_judges(recipe, judges)
+
+    from catalogs import CatalogError
+
+    try:
+        df = catalog.prompts(where=recipe.prompts.where, limit=recipe.prompts.limit)
+    except CatalogError as exc:
+        raise RecipeError(f"{recipe_path}: prompts.where: {exc}; fix the predicate") from None
+    prompts = df.to_dicts() if len(df) else []
+    if not prompts:
+        raise RecipeError(
+            f"{recipe_path}: prompts: the selection (where={recipe.prompts.where!r}, limit={recipe.prompts.limit}) "
+            f"matches no prompts in the catalog; ingest prompts first (`r1f ingest`) or widen prompts.where"
+        )
+    counts = check_prompt_lengths(recipe, template, prompts, backend)
+
+    params = run_params(recipe, template)
+    policy = Policy(k=recipe.k, round_size=recipe.round_size, max_samples=recipe.budget.max_samples,
+                    retry_samples=recipe.retry_samples, max_round_size=recipe.max_round_size)
+    resume_hint = (f"rerun `r1f generate {recipe_path}` with the same recipe and catalog to resume "
+                   "(finished samples are kept and not generated again)")
+
+    if dry_run:
+        return _dry_run(recipe, template, prompts, counts, params, policy, catalog)
+
+    run_id = catalog.add_run(params)
+    job = SamplingJob(
+        run_id=run_id, prompts=prompts, render=template.render, markers=template.markers, policy=policy,
+        temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
+        max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=bound,
+        chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
+    )
+    own_backend = backend is None
+    if own_backend:
+        from factory.backends import get_backend
+
+        backend = get_backend(recipe.backend.name, **backend_kwargs(recipe))
+    log.info("run %s: %d prompts, k=%d, template %s %s, backend %s", run_id, len(prompts), recipe.k,
+             template.name, template.run_version, recipe.backend.name)
+    try:
+        with RunProgress(len(prompts), label=recipe.name or "generate", enabled=progress) as bar:
+            summary = run_sampling(job, backend, catalog, bar)
+    finally:
+        if own_backend:
+            try:
+                backend.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
+                log.exception("closing the backend failed")
+    print_summary(summary, enabled=progress)
+    return summary
+
+
+def _dry_run(recipe: Recipe, template: Template, prompts: list[dict[str, Any]], counts: list[int] | None,
+             params: dict[str, Any], policy: Policy, catalog: Any) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console()
+    first = template.render(prompts[0])
+    run_id = make_run_id(params)
+    existing = len(catalog.generation_ids(run_id))
+    n = len(prompts)
+    first_round = n * policy.round_size
+    most = n * (policy.max_samples + policy.retry_samples)
+    prompt_tokens = sum(counts) if counts else None
+    avg_prompt = (prompt_tokens / n) if prompt_tokens is not None else None
+    est_first = first_round * recipe.sampling.max_tokens
+    plan = {
+        "status": "dry_run", "run_id": run_id, "template": template.name, "template_version": template.run_version,
+        "prompts": n, "samples_per_prompt": recipe.k, "first_round_samples": first_round,
+        "max_samples": most, "existing_samples": existing,
+        "estimated_prompt_tokens_per_sample": round(avg_prompt, 1) if avg_prompt is not None else None,
+        "estimated_completion_tokens_first_round": est_first,
+        "estimated_completion_tokens_max": most * recipe.sampling.max_tokens,
+        "first_prompt": first.raw_prompt if first.raw_prompt is not None else first.messages,
+    }
+    console.rule("first rendered prompt")
+    if first.raw_prompt is not None:
+        console.print(first.raw_prompt, markup=False, highlight=False)
+    else:
+        for m in first.messages:
+            console.print(f"[bold]{m['role']}[/bold]:")
+            console.print(m["content"], markup=False, highlight=False)
+    console.rule("plan")
+    console.print(
+        f"run {run_id}: {n} prompts, k={recipe.k} accepted each; first round {first_round} samples; at most "
+        f"{most} samples (budget {policy.max_samples} + retry {policy.retry_samples} per prompt); "
+        f"{existing} already in the catalog.\n"
+        f"estimated tokens: prompts ~{avg_prompt if avg_prompt is None else round(avg_prompt)} per sample; "
+        f"completions up to {est_first:,} in the first round (max_tokens {recipe.sampling.max_tokens}), "
+        f"up to {most * recipe.sampling.max_tokens:,} in all. Nothing was generated (dry run).",
+        markup=False, highlight=False,
+    )
+    return plan
+

@@ -1,0 +1,22 @@
+"""Filters: a decision (passed, reason with the measured value) per generation.
+
+Pure vectorised filters: language_mixing, long_paragraphs, code_blocks, hygiene — each
+`fn(batch, params) -> decisions`. Stateful: `DedupIndex` (fed batches in order, keeps the first seen)
+and `Decontaminator` / `BenchmarkIndex`. `FILTERS`, `get_filter`, `make_filter` and `params_hash` in
+`filters.registry`.
+"""
+from filters.base import DECISION_SCHEMA, prepare_batch
+from filters.code_blocks import CodeBlocksParams, code_blocks
+from filters.decontamination import BenchmarkIndex, DecontaminationParams, Decontaminator, decontamination
+from filters.dedup import DedupIndex, DedupParams
+from filters.hygiene import HygieneParams, hygiene
+from filters.language_mixing import LanguageMixingParams, language_mixing
+from filters.long_paragraphs import LongParagraphsParams, long_paragraphs
+from filters.registry import FILTERS, FilterSpec, get_filter, make_filter, params_hash
+
+__all__ = [
+    "DECISION_SCHEMA", "prepare_batch", "FILTERS", "FilterSpec", "get_filter", "make_filter", "params_hash",
+    "language_mixing", "LanguageMixingParams", "long_paragraphs", "LongParagraphsParams",
+    "code_blocks", "CodeBlocksParams", "hygiene", "HygieneParams",
+    "DedupIndex", "DedupParams", "BenchmarkIndex", "Decontaminator", "DecontaminationParams", "decontamination",
+]

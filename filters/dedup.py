@@ -1,0 +1,310 @@
+"""dedup: exact and near-duplicate removal over prompts or responses, across batches.
+
+`DedupIndex(params)` is fed batch after batch; it remembers what it kept. The rule, stated once:
+
+    **the first seen is kept** — rows are taken in the order given (batch after batch, and row after
+    row inside a batch); a row is dropped when it duplicates a row already kept, and its reason names
+    that kept row's generation_id. Feed the corpus sorted by generation_id to keep the earliest id.
+
+The outcome does not depend on where the batch boundaries fall.
+
+- exact: the text lowercased with whitespace collapsed, hashed (64-bit).
+- near: MinHash over word 5-gram shingles (`ngram`), `num_perm` hashes; LSH with `bands` x `rows`
+  finds candidates, and a candidate is a duplicate when the signatures' estimated Jaccard similarity
+  is at least `threshold`. The MinHash is numpy over the whole batch: one 64-bit hash per shingle,
+  then per permutation one multiply (multiply-shift hashing) and a per-document minimum.
+- field "problem" deduplicates prompts: the unit is the prompt_id, so the generations of a kept prompt
+  all pass, and those of a duplicate prompt all fail, naming the kept prompt's first generation.
+  Other fields ("answer", "reasoning", "text") deduplicate responses, one generation each.
+
+Memory: per kept unit, `num_perm` 16-bit signature values (the low bits of each minimum; the
+Jaccard estimate stays unbiased to 1/65536), `bands` 64-bit LSH keys and one exact key, held in
+sorted numpy runs (no per-document Python objects except the kept generation_id).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field, model_validator
+
+from filters._ngrams import _mix, word_ngram_hashes
+from filters.base import FilterParams, apply_with_input_errors, decisions, prepare_batch, validate_params
+
+VERSION = "1"
+NAME = "dedup"
+
+
+class DedupParams(FilterParams):
+    field: Literal["problem", "answer", "reasoning", "text"] = Field(
+        "text", description="problem: deduplicate prompts; answer/reasoning/text: deduplicate responses")
+    exact: bool = Field(True, description="drop exact duplicates (lowercased, whitespace collapsed)")
+    near: bool = Field(True, description="drop near-duplicates (MinHash LSH)")
+    threshold: float = Field(0.8, ge=0.0, le=1.0, description="estimated Jaccard similarity for a near-duplicate")
+    ngram: int = Field(5, ge=1, le=50, description="word shingle size")
+    num_perm: int = Field(100, ge=8, le=1024, description="MinHash permutations")
+    bands: int = Field(20, ge=1, le=1024, description="LSH bands")
+    rows: int = Field(5, ge=1, le=64, description="LSH rows per band")
+    seed: int = Field(1, ge=0, le=2**31, description="seed of the MinHash permutations")
+
+    @model_validator(mode="after")
+    def _bands_fit(self) -> "DedupParams":
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands * rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}; "
+                             f"raise num_perm or lower bands/rows")
+        return self
+
+
+class _KeyStore:
+    """uint64 key -> int64 value, append-only, as sorted runs merged geometrically (an LSM tree).
+
+    `lookup` returns the value of the earliest added entry with that key, or -1.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return sum(len(k) for k, _ in self.runs)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self.runs)
+
+    def add(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        o = np.argsort(keys, kind="stable")
+        self.runs.append((keys[o], vals[o]))
+        while len(self.runs) >= 2 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (k1, v1), (k2, v2) = self.runs[-2], self.runs[-1]
+            k, v = np.concatenate([k1, k2]), np.concatenate([v1, v2])
+            o = np.argsort(k, kind="stable")  # older entries first among equal keys
+            self.runs[-2:] = [(k[o], v[o])]
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        out = np.full(len(keys), -1, dtype=np.int64)
+        for k, v in self.runs:  # oldest run first
+            todo = np.flatnonzero(out < 0)
+            if len(todo) == 0:
+                break
+            q = keys[todo]
+            pos = np.searchsorted(k, q)
+            pos_c = np.minimum(pos, len(k) - 1)
+            hit = (pos < len(k)) & (k[pos_c] == q)
+            out[todo[hit]] = v[pos_c[hit]]
+        return out
+
+
+def normalised_hash(texts: pl.Series) -> np.ndarray:
+    """64-bit hash of each text lowercased with whitespace collapsed (the exact-duplicate key)."""
+    norm = texts.fill_null("").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return norm.hash(seed=0x0D0D).to_numpy()
+
+
+def minhash(texts: pl.Series, num_perm: int, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures uint32 [n, num_perm], has_shingles bool [n]) of word-`ngram` shingle sets."""
+    n = len(texts)
+    doc, h, _ = word_ngram_hashes(texts, ngram, short_as_one=True)
+    sig = np.full((n, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    present = np.zeros(n, dtype=bool)
+    if len(h) == 0:
+        return sig, present
+    starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
+    docs = doc[starts]
+    present[docs] = True
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
+    tmp = np.empty_like(h)
+    shift = np.uint64(32)
+    with np.errstate(over="ignore"):
+        for p in range(num_perm):
+            np.multiply(h, a[p], out=tmp)
+            # the minimum of the top 32 bits is the top 32 bits of the minimum
+            sig[docs, p] = (np.minimum.reduceat(tmp, starts) >> shift).astype(np.uint32)
+    return sig, present
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """uint64 LSH key per (doc, band): a hash of the band's `rows` values and the band number."""
+    n = sig.shape[0]
+    keys = np.empty((n, bands), dtype=np.uint64)
+    s = sig.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        for b in range(bands):
+            k = np.full(n, np.uint64(b + 1) * np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
+            for r in range(rows):
+                k = _mix(k ^ s[:, b * rows + r])
+            keys[:, b] = k
+    return keys
+
+
+class DedupIndex:
+    """Exact + near-duplicate index, fed batches in order; keeps the first seen (see module doc).
+
+    Call it (or `.apply`) with each batch; it returns the decisions for that batch.
+    """
+
+    def __init__(self, params: DedupParams | dict[str, Any] | None = None) -> None:
+        self.params: DedupParams = validate_params(NAME, DedupParams, params)
+        p = self.params
+        self.exact = _KeyStore()
+        self.bands = _KeyStore()
+        self._sigs = np.zeros((1024, p.num_perm), dtype=np.uint16)  # [kept, num_perm], grown by doubling
+        self.kept_ids: list[str] = []  # representative index -> its generation_id
+        self.kept_units: list[str] = []
+        self.unit_decision: dict[str, tuple[int, str, float | None]] = {}  # prompt_id -> (rep, kind, jaccard)
+
+    def __call__(self, batch: Any) -> pl.DataFrame:
+        return self.apply(batch)
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.kept_ids)
+
+    @property
+    def nbytes(self) -> int:
+        return self.exact.nbytes + self.bands.nbytes + self._sigs.nbytes
+
+    def _store_sigs(self, start: int, block: np.ndarray) -> None:
+        need = start + len(block)
+        if need > len(self._sigs):
+            grown = np.zeros((max(need, 2 * len(self._sigs)), self._sigs.shape[1]), dtype=np.uint16)
+            grown[:start] = self._sigs[:start]
+            self._sigs = grown
+        self._sigs[start:need] = block
+
+    def apply(self, batch: Any) -> pl.DataFrame:
+        df = prepare_batch(batch)
+        return apply_with_input_errors(df, NAME, VERSION, self._apply)
+
+    def _apply(self, df: pl.DataFrame) -> pl.DataFrame:
+        p = self.params
+        by_prompt = p.field == "problem"
+        if by_prompt:
+            units = df["prompt_id"].fill_null(df["generation_id"])
+        else:
+            units = df["generation_id"]
+        # One entry per unit not decided before, in first-seen order.
+        first = (pl.DataFrame({"u": units, "i": np.arange(df.height)})
+                 .group_by("u", maintain_order=True).agg(pl.col("i").first()))
+        if by_prompt:  # prompts decided in an earlier batch keep that decision
+            first = first.filter(pl.Series([u not in self.unit_decision for u in first["u"].to_list()],
+                                           dtype=pl.Boolean))
+        rows = first["i"].to_numpy()
+        unit_list = units.to_list()
+        texts = df[p.field].gather(rows)
+        gids = df["generation_id"].gather(rows).to_list()
+        m = len(rows)
+        rep = np.full(m, -1, dtype=np.int64)  # kept representative each new unit duplicates, -1: kept
+        kind = np.full(m, "", dtype=object)
+        jac = np.full(m, np.nan)
+        # exact
+        if p.exact:
+            ek = normalised_hash(texts)
+            hit = self.exact.lookup(ek)
+            rep[hit >= 0] = hit[hit >= 0]
+            kind[hit >= 0] = "exact"
+        # near: signatures for all new units (exact dups need none, but computing in bulk is simpler)
+        if p.near:
+            sig, present = minhash(texts, p.num_perm, p.ngram, p.seed)
+            sig16 = sig.astype(np.uint16)
+            keys = band_keys(sig, p.bands, p.rows)
+        # resolve in order: against the index, and against earlier kept rows of this batch
+        new_rep_of_row = np.full(m, -1, dtype=np.int64)
+        batch_exact: dict[int, int] = {}
+        batch_bands: dict[int, list[int]] = {}
+        if p.near:
+            flat = keys.ravel()
+            found = self.bands.lookup(flat).reshape(keys.shape)
+            has_found = (found >= 0).any(axis=1)
+            # within-batch candidates: rows sharing a band key with an earlier row
+            kf = pl.DataFrame({"k": flat, "r": np.repeat(np.arange(m), p.bands)})
+            shared = kf.filter(pl.col("k").is_duplicated())
+            for k, r in zip(shared["k"].to_list(), shared["r"].to_list()):
+                batch_bands.setdefault(k, []).append(r)
+            rows_with_batch_cands = set()
+            for lst in batch_bands.values():
+                rows_with_batch_cands.update(lst[1:])
+        base = len(self.kept_ids)
+        kept_local: list[int] = []
+        for j in range(m):
+            if rep[j] >= 0:
+                continue
+            if p.exact:
+                ejk = int(ek[j])
+                if ejk in batch_exact:
+                    rep[j] = batch_exact[ejk]
+                    kind[j] = "exact"
+                    continue
+            if p.near and present[j]:
+                best, best_j = -1, -1.0
+                if has_found[j]:
+                    cl = sorted(set(int(c) for c in found[j] if c >= 0))
+                    est = (self._sigs[np.array(cl)] == sig16[j]).mean(axis=1)
+                    for c, e in zip(cl, est):
+                        if e >= p.threshold and e > best_j:
+                            best, best_j = c, float(e)
+                if j in rows_with_batch_cands:
+                    local = set()
+                    for k in keys[j]:
+                        for r in batch_bands.get(int(k), ()):
+                            if r < j and new_rep_of_row[r] >= 0:
+                                local.add(r)
+                    for r in sorted(local):
+                        e = float((sig16[r] == sig16[j]).mean())
+                        if e >= p.threshold and e > best_j:
+                            best, best_j = int(new_rep_of_row[r]), e
+                if best >= 0:
+                    rep[j], kind[j], jac[j] = best, "near", best_j
+                    continue
+            # kept
+            new_rep_of_row[j] = base + len(kept_local)
+            kept_local.append(j)
+            if p.exact:
+                batch_exact[int(ek[j])] = int(new_rep_of_row[j])
+        kl = np.array(kept_local, dtype=np.int64)
+        ids = base + np.arange(len(kl), dtype=np.int64)
+        if p.exact:
+            self.exact.add(ek[kl], ids)
+        if p.near and len(kl):
+            kp = kl[present[kl]]
+            kids = base + np.searchsorted(kl, kp)
+            self.bands.add(keys[kp].ravel(), np.repeat(kids, p.bands))
+            self._store_sigs(base, sig16[kl])
+        self.kept_ids.extend(gids[j] for j in kept_local)
+        self.kept_units.extend(unit_list[int(rows[j])] for j in kept_local)
+        # decisions per unit, then per row
+        unit_reason: dict[str, tuple[bool, str, float | None]] = {}
+        for j in range(m):
+            u = unit_list[int(rows[j])]
+            if rep[j] < 0:
+                unit_reason[u] = (True, "ok", None)
+                if by_prompt:
+                    self.unit_decision[u] = (-1, "", None)
+                continue
+            r = int(rep[j])
+            if kind[j] == "exact":
+                msg = f"exact_duplicate_of {self.kept_ids[r]}"
+                val = 1.0
+            else:
+                msg = f"near_duplicate_of {self.kept_ids[r]} (jaccard {jac[j]:.2f})"
+                val = float(jac[j])
+            if by_prompt:
+                msg += f" (prompt {self.kept_units[r]})"
+                self.unit_decision[u] = (r, msg, val)
+            unit_reason[u] = (False, msg, val)
+        passed, reasons, values = [], [], []
+        for u in unit_list:
+            if u in unit_reason:
+                ok, msg, val = unit_reason[u]
+            else:  # a prompt decided in an earlier batch
+                r, msg, val = self.unit_decision[u]
+                ok = r < 0
+                msg = "ok" if ok else msg
+            passed.append(ok)
+            reasons.append(msg)
+            values.append(val)
+        return decisions(df["generation_id"], NAME, VERSION, pl.Series(passed, dtype=pl.Boolean),
+                         pl.Series(reasons, dtype=pl.String), pl.Series(values, dtype=pl.Float64))

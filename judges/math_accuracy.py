@@ -1,0 +1,279 @@
+"""Math accuracy: the last `\\boxed{}` of the answer part against the reference, with Math-Verify.
+
+Math-Verify's own timeouts use SIGALRM with whole seconds and cancel any outer alarm, so we
+switch them off and put one timer around the whole (parse gold, parse prediction, verify) step:
+a `setitimer` in the main thread, and a process with a hard kill everywhere else
+(`judge_many`), because a pathological expression can also sit in C code that no signal reaches.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict
+from multiprocessing.connection import Connection, wait
+from typing import Any, Iterable, Sequence
+
+from judges.base import Sample, Verdict, verdict
+
+NAME = "math_accuracy"
+VERSION = "1"
+
+# Math-Verify warns once per process that its timeout is off; ours is on, so the warning misleads.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+class _SampleTimeout(BaseException):
+    """BaseException so Math-Verify's `except Exception` blocks cannot swallow it."""
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`) in `text`, braces balanced."""
+    starts = [i for tag in ("\\boxed", "\\fbox") for i in _find_all(text, tag)]
+    if not starts:
+        return None
+    start = max(starts)
+    i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
+    if i < len(text) and text[i] == " ":  # `\boxed 5`
+        end = i + 1
+        while end < len(text) and not text[end].isspace() and text[end] not in "$.,":
+            end += 1
+        return text[i + 1:end] or None
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text) or text[i] != "{":
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1:j]
+    return None  # unbalanced: the generation was cut inside the box
+
+
+def _find_all(text: str, sub: str) -> Iterable[int]:
+    i = text.find(sub)
+    while i != -1:
+        yield i
+        i = text.find(sub, i + 1)
+
+
+def _parse(expr: str) -> list[Any]:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    return parse("\\boxed{" + expr + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+                 parsing_timeout=None)  # type: ignore[arg-type]
+
+
+def _check(reference: str, predicted: str) -> tuple[str, dict[str, Any]]:
+    from math_verify import verify
+
+    # With fallback on, Math-Verify returns the raw string when nothing parsed; that is "unparseable".
+    gold = _parse(reference)
+    if not any(not isinstance(g, str) for g in gold):
+        return "unparseable_gold", {}
+    pred = _parse(predicted)
+    if not any(not isinstance(p, str) for p in pred):
+        return "unparseable_prediction", {}
+    # Order matters: Math-Verify is not symmetric (assignments, equation -> interval), gold first.
+    ok = verify(gold, pred, timeout_seconds=None)  # type: ignore[arg-type]
+    return ("correct" if ok else "wrong_answer"), {"gold_parsed": str(gold[0])[:200],
+                                                   "pred_parsed": str(pred[0])[:200]}
+
+
+def _extract(sample: Sample) -> tuple[str | None, dict[str, Any]]:
+    if sample.answer.strip():
+        return last_boxed(sample.answer), {"extracted_from": "answer"}
+    # No separable answer part (no `</think>`, or an R1-Zero-style single block): use the whole text.
+    return last_boxed(sample.text or sample.reasoning), {"extracted_from": "whole_text"}
+
+
+def judge(sample: Sample, *, timeout_s: float = 5.0) -> Verdict:
+    """Verdict for one sample. Off the main thread the check runs in a helper process."""
+    if threading.current_thread() is not threading.main_thread() and timeout_s and timeout_s > 0:
+        return _thread_pool().run([sample], timeout_s)[0]
+    return _judge_here(sample, timeout_s)
+
+
+def _judge_here(sample: Sample, timeout_s: float, use_signal: bool = True) -> Verdict:
+    if sample.reference is None or not str(sample.reference).strip():
+        return verdict(NAME, VERSION, 0.0, False, "no_reference")
+    predicted, details = _extract(sample)
+    if predicted is None or not predicted.strip():
+        return verdict(NAME, VERSION, 0.0, False, "no_boxed_answer", **details)
+    details["predicted"] = predicted[:200]
+    armed = use_signal and timeout_s and timeout_s > 0
+    old = None
+    if armed:
+        def _on_alarm(signum: int, frame: Any) -> None:
+            raise _SampleTimeout()
+        old = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        reason, more = _check(str(sample.reference), predicted)
+    except _SampleTimeout:
+        return verdict(NAME, VERSION, 0.0, False, "timeout", timeout_s=timeout_s, **details)
+    finally:
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    details.update(more)
+    ok = reason == "correct"
+    return verdict(NAME, VERSION, 1.0 if ok else 0.0, ok, reason, **details)
+
+
+# ---------------------------------------------------------------- process pool with hard kills
+
+def _worker(conn: Connection, timeout_s: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        for idx, fields in job:
+            v = _judge_here(Sample(**fields), timeout_s)
+            conn.send((idx, asdict(v)))
+
+
+class VerifyPool:
+    """Worker processes that judge chunks; a worker stuck past its deadline is killed and replaced."""
+
+    def __init__(self, workers: int = 2, timeout_s: float = 5.0, grace_s: float = 2.0):
+        self.n = max(1, workers)
+        self.timeout_s = timeout_s
+        self.grace_s = grace_s
+        self._ctx = mp.get_context("spawn")  # fork beside torch/vLLM threads is not safe
+        self._procs: list[Any] = [None] * self.n
+        self._conns: list[Connection | None] = [None] * self.n
+        self._lock = threading.Lock()
+
+    def _start(self, k: int) -> None:
+        parent, child = self._ctx.Pipe()
+        p = self._ctx.Process(target=_worker, args=(child, self.timeout_s), daemon=True)
+        p.start()
+        child.close()
+        self._procs[k], self._conns[k] = p, parent
+
+    def _kill(self, k: int) -> None:
+        p, c = self._procs[k], self._conns[k]
+        if p is not None:
+            p.kill()
+            p.join(5)
+        if c is not None:
+            c.close()
+        self._procs[k] = self._conns[k] = None
+
+    def run(self, samples: Sequence[Sample], timeout_s: float | None = None, chunk: int = 32) -> list[Verdict]:
+        if timeout_s is not None and timeout_s != self.timeout_s:
+            self.close()
+            self.timeout_s = timeout_s
+        with self._lock:
+            return self._run(samples, chunk)
+
+    def _run(self, samples: Sequence[Sample], chunk: int) -> list[Verdict]:
+        out: list[Verdict | None] = [None] * len(samples)
+        todo = [list(range(i, min(i + chunk, len(samples)))) for i in range(0, len(samples), chunk)]
+        todo.reverse()
+        pending: dict[int, list[int]] = {}  # worker -> indices not yet answered
+        last: dict[int, float] = {}
+        hard = self.timeout_s + self.grace_s
+
+        def dispatch(k: int) -> None:
+            if not todo:
+                return
+            if self._procs[k] is None or not self._procs[k].is_alive():
+                self._kill(k)
+                self._start(k)
+            idxs = todo.pop()
+            pending[k] = idxs
+            last[k] = time.monotonic()
+            self._conns[k].send([(i, asdict(samples[i])) for i in idxs])  # type: ignore[union-attr]
+
+        for k in range(self.n):
+            dispatch(k)
+        while pending:
+            now = time.monotonic()
+            wait_s = max(0.01, min(last[k] + hard for k in pending) - now)
+            ready = wait([self._conns[k] for k in pending], timeout=wait_s)  # type: ignore[misc]
+            for k in list(pending):
+                conn = self._conns[k]
+                if conn in ready:
+                    try:
+                        while conn.poll():  # type: ignore[union-attr]
+                            idx, v = conn.recv()  # type: ignore[union-attr]
+                            out[idx] = Verdict(**v)
+                            pending[k].remove(idx)
+                            last[k] = time.monotonic()
+                    except (EOFError, OSError):
+                        self._fail_first(k, pending, out, samples, "worker_died")
+                elif time.monotonic() > last[k] + hard:
+                    self._fail_first(k, pending, out, samples, "hard_kill")
+                if k in pending and not pending[k]:
+                    del pending[k]
+                    dispatch(k)
+        return out  # type: ignore[return-value]
+
+    def _fail_first(self, k: int, pending: dict[int, list[int]], out: list[Verdict | None],
+                    samples: Sequence[Sample], how: str) -> None:
+        """The worker's current sample stalled or crashed it: record a timeout, requeue the rest."""
+        self._kill(k)
+        idxs = pending[k]
+        first, rest = idxs[0], idxs[1:]
+        out[first] = verdict(NAME, VERSION, 0.0, False, "timeout", timeout_s=self.timeout_s, how=how)
+        pending[k] = []
+        if rest:
+            self._start(k)
+            pending[k] = rest
+            self._conns[k].send([(i, asdict(samples[i])) for i in rest])  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        for k in range(self.n):
+            c = self._conns[k]
+            if c is not None:
+                try:
+                    c.send(None)
+                except OSError:
+                    pass
+            p = self._procs[k]
+            if p is not None:
+                p.join(2)
+            self._kill(k)
+
+    def __enter__(self) -> "VerifyPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_THREAD_POOL: VerifyPool | None = None
+_THREAD_POOL_LOCK = threading.Lock()
+
+
+def _thread_pool() -> VerifyPool:
+    global _THREAD_POOL
+    with _THREAD_POOL_LOCK:
+        if _THREAD_POOL is None:
+            _THREAD_POOL = VerifyPool(workers=1)
+        return _THREAD_POOL
+
+
+def judge_many(samples: Sequence[Sample], workers: int = 2, *, timeout_s: float = 5.0,
+               min_batch_for_pool: int = 64) -> list[Verdict]:
+    """Verdicts for a batch, in order. Big batches use `workers` processes (both cores by default)."""
+    samples = list(samples)
+    if workers <= 1 and threading.current_thread() is threading.main_thread() \
+            or len(samples) < min_batch_for_pool and threading.current_thread() is threading.main_thread():
+        return [_judge_here(s, timeout_s) for s in samples]
+    workers = max(1, min(workers, os.cpu_count() or 1, len(samples)))
+    with VerifyPool(workers=workers, timeout_s=timeout_s) as pool:
+        return pool.run(samples)

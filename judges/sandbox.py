@@ -1,0 +1,252 @@
+"""Run untrusted model-written Python in a sandbox.
+
+Layers, outermost first:
+- `prlimit`: CPU seconds, address space, processes, file size, open files, no core dumps.
+- `setpriv` (when we are root): drop to a throwaway uid that owns nothing on the host, so
+  RLIMIT_NPROC applies (root ignores it) and host files are only reachable through their
+  "other" permission bits. Each run draws its own uid, so concurrent runs do not share a count.
+- `bwrap`: fresh namespaces (no network, own PID namespace so every process dies with it), a
+  read-only view of /usr only (no /root, /home, /etc, /work, /var), the program read-only in
+  /code, a small private tmpfs as the only writable place, a clean environment.
+  Fallback when bwrap is missing: `unshare` (network, PID, mount namespaces) + the same rlimits.
+  With neither, code runs only if the caller passes `unsafe_local=True`.
+- Here: a wall-clock limit that kills the whole process group, and stdout/stderr capped at
+  `output_bytes` (the process is killed once it prints more).
+The host temp folder that holds the program is removed afterwards.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import random
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+SANDBOX_PYTHON = "/usr/bin/python3"  # the system interpreter, so only /usr has to be visible
+_UID_RANGE = (2_000_000, 3_000_000)
+
+
+class SandboxUnavailable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_s: int = 5
+    wall_s: float = 10.0
+    memory_mb: int = 1024  # address space
+    nproc: int = 32
+    fsize_mb: int = 16
+    nofile: int = 64
+    output_bytes: int = 1 << 20
+    tmp_mb: int = 32  # size of the writable tmpfs
+
+
+@dataclass(frozen=True)
+class RunResult:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    output_truncated: bool
+    wall_s: float
+    isolation: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out and not self.output_truncated
+
+
+def _probe(cmd: list[str]) -> bool:
+    try:
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=20, env={}).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def isolation_available() -> str | None:
+    """'bwrap', 'unshare' or None: which isolation tool actually works on this machine."""
+    if not os.path.exists(SANDBOX_PYTHON):
+        return None
+    drop = _drop_privileges(_UID_RANGE[0])
+    if shutil.which("bwrap") and _probe(_pid_ns() + drop + _bwrap_args("/", 64) + [SANDBOX_PYTHON, "-c", "pass"]):
+        return "bwrap"
+    if shutil.which("unshare") and _probe(_unshare_args() + drop + [SANDBOX_PYTHON, "-c", "pass"]):
+        return "unshare"
+    return None
+
+
+def _drop_privileges(uid: int) -> list[str]:
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
+def _bwrap_args(code_dir: str, tmp_mb: int) -> list[str]:
+    args = ["bwrap", "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        path = "/" + name
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    args += ["--ro-bind", code_dir, "/code", "--dev", "/dev", "--proc", "/proc",
+             "--size", str(tmp_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp",
+             # Every namespace but PID: the PID namespace comes from `unshare` (see run_python).
+             "--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+             *([] if _pid_ns() else ["--unshare-pid"]),
+             "--die-with-parent", "--new-session", "--clearenv",
+             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONIOENCODING", "utf-8", "--"]
+    return args
+
+
+def _pid_ns() -> list[str]:
+    """A PID namespace whose init is our direct grandchild's child, reaped by `unshare` itself.
+
+    bwrap's own `--unshare-pid` exits its monitor before reaping the namespace's init, which then
+    lingers as a zombie of the host's init; with `unshare --fork --pid`, the init (bwrap) exits
+    only after the kernel has killed and reaped everything in the namespace, and `unshare` reaps it.
+    Needs root; unprivileged callers fall back to bwrap's own PID namespace.
+    """
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return []
+    return ["unshare", "--pid", "--fork", "--kill-child", "--"]
+
+
+def _unshare_args() -> list[str]:
+    # Needs root (or user namespaces) for net/pid/mount namespaces; --kill-child takes the tree down.
+    return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts", "--"]
+
+
+def _prlimit_args(limits: Limits) -> list[str]:
+    return ["prlimit", f"--cpu={limits.cpu_s}", f"--as={limits.memory_mb << 20}", f"--nproc={limits.nproc}",
+            f"--fsize={limits.fsize_mb << 20}", f"--nofile={limits.nofile}", "--core=0", "--"]
+
+
+def run_python(code: str, stdin: str = "", limits: Limits = Limits(), *, unsafe_local: bool = False,
+               isolation: str | None = None) -> RunResult:
+    """Run `code` as a Python program with `stdin`; never raises for anything the program does."""
+    iso = isolation or isolation_available()
+    if iso is None:
+        if not unsafe_local:
+            raise SandboxUnavailable("no working isolation (bwrap or unshare); refusing to run model code. "
+                                     "Install bubblewrap, or pass unsafe_local=True to run it unsandboxed.")
+        iso = "unsafe_local"
+    host_dir = tempfile.mkdtemp(prefix="r1f-sbx-")
+    try:
+        os.chmod(host_dir, 0o755)
+        with open(os.path.join(host_dir, "main.py"), "w", encoding="utf-8") as f:
+            f.write(code)
+        with open(os.path.join(host_dir, "stdin"), "w", encoding="utf-8") as f:
+            f.write(stdin)
+        for name in ("main.py", "stdin"):
+            os.chmod(os.path.join(host_dir, name), 0o644)
+        uid = random.randrange(*_UID_RANGE)
+        if iso == "bwrap":
+            cmd = (_prlimit_args(limits) + _pid_ns() + _drop_privileges(uid) + _bwrap_args(host_dir, limits.tmp_mb)
+                   + [SANDBOX_PYTHON, "-I", "-S", "/code/main.py"])
+            cwd, env = "/", {}
+        elif iso == "unshare":
+            work = os.path.join(host_dir, "work")
+            os.mkdir(work)
+            os.chown(work, uid, uid) if os.geteuid() == 0 else None
+            cmd = (_prlimit_args(limits) + _unshare_args() + _drop_privileges(uid)
+                   + [SANDBOX_PYTHON, "-I", "-S", os.path.join(host_dir, "main.py")])
+            cwd, env = work, {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"}
+        elif iso == "unsafe_local":
+            work = os.path.join(host_dir, "work")
+            os.mkdir(work)
+            cmd = _prlimit_args(limits) + [SANDBOX_PYTHON, "-I", "-S", os.path.join(host_dir, "main.py")]
+            cwd, env = work, {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"}
+        elif iso == "none":  # benchmarks only: the bare-subprocess baseline
+            cmd = [SANDBOX_PYTHON, "-I", "-S", os.path.join(host_dir, "main.py")]
+            cwd, env = host_dir, {"PATH": "/usr/bin:/bin"}
+        else:
+            raise ValueError(f"unknown isolation {iso!r}")
+        return _supervise(cmd, os.path.join(host_dir, "stdin"), cwd, env, limits, iso)
+    finally:
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+
+def _supervise(cmd: list[str], stdin_path: str, cwd: str, env: dict[str, str], limits: Limits,
+               iso: str) -> RunResult:
+    start = time.monotonic()
+    with open(stdin_path, "rb") as stdin_f:
+        proc = subprocess.Popen(cmd, stdin=stdin_f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                                env=env, start_new_session=True, close_fds=True)
+    out, err = bytearray(), bytearray()
+    timed_out = truncated = False
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    try:
+        open_streams = 2
+        while open_streams:
+            left = limits.wall_s - (time.monotonic() - start)
+            if left <= 0:
+                timed_out = True
+                break
+            for key, _ in sel.select(timeout=min(left, 0.5)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                buf: bytearray = key.data
+                room = limits.output_bytes - len(out) - len(err)
+                buf += chunk[:max(room, 0)]
+                if len(chunk) > room:
+                    truncated = True
+            if truncated:
+                break
+        if not timed_out and not truncated:
+            try:
+                proc.wait(timeout=max(0.1, limits.wall_s - (time.monotonic() - start)))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+    finally:
+        _kill_group(proc)
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    return RunResult(returncode=None if (timed_out or truncated) else proc.returncode,
+                     stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"),
+                     timed_out=timed_out, output_truncated=truncated, wall_s=time.monotonic() - start,
+                     isolation=iso)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    # Kill the namespace's init first so `unshare` (our child) reaps it and then exits itself;
+    # killing `unshare` first would orphan the init to the host's init as a zombie.
+    if proc.poll() is None:
+        try:
+            kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        except OSError:
+            kids = []
+        for kid in kids:
+            try:
+                os.kill(int(kid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

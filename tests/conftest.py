@@ -1,0 +1,137 @@
+"""Session-wide fixtures: the tiny model on disk, one shared in-process vLLM engine, one vLLM server.
+
+Each fixture is lazy: a test run that asks for none of them builds nothing and starts no engine.
+Engine start costs 20-60 s on the CPU, so every test shares the same `vllm_llm` and `vllm_server`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The CPU build of vLLM sizes its KV cache from this (GiB); set it before vllm is imported anywhere.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+# Shared engine settings: on the CPU `gpu_memory_utilization` is a share of RAM.
+ENGINE_KWARGS: dict = {"gpu_memory_utilization": 0.3, "max_model_len": 2048, "enforce_eager": True, "seed": 0}
+SERVED_MODEL_NAME = "tiny"
+SERVER_START_TIMEOUT_S = float(os.environ.get("R1F_TEST_SERVER_TIMEOUT", "240"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the tiny Qwen2 model and tokenizer, built once per test run."""
+    from factory.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def vllm_llm(tiny_model_dir: Path) -> Iterator[object]:
+    """One `vllm.LLM` on the tiny model, shared by every test in the run."""
+    import vllm
+
+    llm = vllm.LLM(model=str(tiny_model_dir), **ENGINE_KWARGS)
+    yield llm
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # teardown must not mask a test failure; the engine dies with the process anyway
+        pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http_ok(url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"vLLM server exited with code {proc.returncode} before serving {url}; "
+                f"last log lines from {log_path}:\n{_tail(log_path)}"
+            )
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"vLLM server did not answer {url} within {timeout_s:.0f} s (raise R1F_TEST_SERVER_TIMEOUT on a "
+        f"slow machine); last log lines from {log_path}:\n{_tail(log_path)}"
+    )
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM the process group the server leads (it spawns an engine core), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start vLLM's OpenAI-compatible server on 127.0.0.1 and return (process, base_url).
+
+    `vllm serve` fails with vllm-cpu (it looks up the `vllm` distribution); the module form is the same
+    server and works.
+    """
+    port = port or free_port()
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--served-model-name", SERVED_MODEL_NAME,
+        "--max-model-len", str(ENGINE_KWARGS["max_model_len"]),
+        "--gpu-memory-utilization", str(ENGINE_KWARGS["gpu_memory_utilization"]),
+        "--enforce-eager",
+        "--seed", "0",
+        "--disable-uvicorn-access-log",
+    ]
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log.close()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc, base_url
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL (http://127.0.0.1:PORT/v1) of a real vLLM OpenAI-compatible server serving the tiny
+    model as model name "tiny"; stopped at the end of the run."""
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    proc, base_url = start_vllm_server(tiny_model_dir, log_path)
+    yield base_url
+    stop_process_group(proc)

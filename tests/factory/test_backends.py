@@ -1,0 +1,220 @@
+"""Generation backends against real engines: the shared in-process vLLM engine, a real vLLM server,
+a fault-injecting proxy in front of that server, and a fake DeepSeek API (the only fake: DeepSeek's
+remote API cannot run here)."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from factory.backends import BackendError, get_backend
+from factory.backends.base import ChatRequest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fault_proxy import FakeDeepSeek, FaultProxy  # noqa: E402
+
+MSG = [{"role": "user", "content": "What is 2 + 3? Think step by step."}]
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["correct", "incorrect"]},
+        "score": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "required": ["verdict", "score"],
+    "additionalProperties": False,
+}
+
+
+# ---------------------------------------------------------------- vLLM, in process
+@pytest.fixture(scope="module")
+def vllm_backend(vllm_llm):
+    return get_backend("vllm", llm=vllm_llm)
+
+
+def test_vllm_batch_keeps_order_n_and_token_counts(vllm_backend):
+    reqs = [ChatRequest(MSG, n=3, max_tokens=8, seed=1, key="a"),
+            ChatRequest([{"role": "user", "content": "hello"}], n=1, max_tokens=5, seed=2, key="b")]
+    out = vllm_backend.generate(reqs)
+    assert [len(c) for c in out] == [3, 1]
+    for comps, req in zip(out, reqs):
+        for c in comps:
+            assert 1 <= c.completion_tokens <= req.max_tokens
+            assert c.finish_reason in ("length", "stop")
+    prompt_ids = vllm_backend.tokenizer.apply_chat_template(MSG, add_generation_prompt=True, tokenize=True)
+    if hasattr(prompt_ids, "keys"):
+        prompt_ids = prompt_ids["input_ids"]
+    assert out[0][0].prompt_tokens == len(prompt_ids)
+    assert out[1][0].prompt_tokens < out[0][0].prompt_tokens
+
+
+def test_vllm_per_sample_seeds_reproduce_and_differ(vllm_backend):
+    req = ChatRequest(MSG, n=3, seeds=[11, 12, 13], temperature=1.0, top_p=1.0, max_tokens=12)
+    first = [c.text for c in vllm_backend.generate([req])[0]]
+    # Same seeds, different batch company and order: each sample index still reproduces on its own.
+    other = ChatRequest(MSG, n=2, seeds=[99, 12], temperature=1.0, top_p=1.0, max_tokens=12)
+    again, mixed = vllm_backend.generate([req, other])
+    assert [c.text for c in again] == first
+    assert mixed[1].text == first[1]
+    assert len(set(first)) == 3, f"distinct seeds gave equal samples: {first}"
+
+
+def test_vllm_max_tokens_gives_length(vllm_backend):
+    [[c]] = vllm_backend.generate([ChatRequest(MSG, max_tokens=4, seed=5, temperature=1.0)])
+    assert c.finish_reason == "length"
+    assert c.completion_tokens == 4
+
+
+def test_vllm_structured_output_matches_schema(vllm_backend):
+    [comps] = vllm_backend.generate(
+        [ChatRequest(MSG, n=2, seeds=[1, 2], max_tokens=200, temperature=1.0, json_schema=VERDICT_SCHEMA)])
+    for c in comps:
+        assert c.finish_reason == "stop", c.text
+        jsonschema.validate(json.loads(c.text), VERDICT_SCHEMA)
+
+
+def test_vllm_bad_requests_fail_before_generation(vllm_backend):
+    with pytest.raises(ValueError, match="max_model_len=2048"):
+        vllm_backend.generate([ChatRequest([{"role": "user", "content": "word " * 5000}], key="long")])
+    with pytest.raises(ValueError, match=r"len\(seeds\)=2 but n=3"):
+        vllm_backend.generate([ChatRequest(MSG, n=3, seeds=[1, 2])])
+
+
+def test_get_backend_unknown_name():
+    with pytest.raises(ValueError, match="unknown backend 'vlm'.*'openai', 'vllm'"):
+        get_backend("vlm")
+
+
+# ---------------------------------------------------------------- OpenAI-compatible, real vLLM server
+def openai_backend(base_url: str, **kw):
+    kw = {"backoff_base_s": 0.05, "backoff_max_s": 0.5, **kw}
+    return get_backend("openai", base_url=base_url, model=kw.pop("model", "tiny"), **kw)
+
+
+def test_openai_n_seeds_and_structured_output(vllm_server):
+    be = openai_backend(vllm_server)
+    reqs = [ChatRequest(MSG, n=3, max_tokens=6, seed=3, temperature=1.0),
+            ChatRequest(MSG, n=2, seeds=[7, 8], max_tokens=6, temperature=1.0),
+            ChatRequest(MSG, n=2, seed=4, max_tokens=200, json_schema=VERDICT_SCHEMA)]
+    plain, seeded, structured = be.generate(reqs)
+    assert len(plain) == 3 and all(c.finish_reason in ("length", "stop") for c in plain)
+    assert plain[0].prompt_tokens > 0
+    assert [c.text for c in be.generate([reqs[1]])[0]] == [c.text for c in seeded]
+    assert seeded[0].text != seeded[1].text
+    assert seeded[0].completion_tokens is not None and seeded[0].completion_tokens <= 6
+    assert len(structured) == 2
+    for c in structured:
+        jsonschema.validate(json.loads(c.text), VERDICT_SCHEMA)
+
+
+def test_openai_unreachable_or_wrong_model_is_a_clear_error(vllm_server):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with pytest.raises(BackendError, match=rf"cannot reach .*{dead}/models.*server is running"):
+        openai_backend(dead, probe_timeout_s=2)
+    with pytest.raises(BackendError, match=r"does not serve model 'tyni'.*\['tiny'\]"):
+        openai_backend(vllm_server, model="tyni")
+    with pytest.raises(ValueError, match="not an http"):
+        openai_backend("127.0.0.1:8000/v1")
+
+
+@pytest.fixture(scope="module")
+def proxy(vllm_server):
+    with FaultProxy(vllm_server, slow_s=2.5, retry_after_s=0.3) as p:
+        yield p
+
+
+@pytest.mark.parametrize("fault", ["drop", "429", "500", "slow", "cut", "malformed"])
+def test_openai_retries_through_fault(proxy, fault):
+    be = openai_backend(proxy.base_url, timeout_s=1.0, max_retries=3)
+    proxy.schedule([fault, fault])
+    start = time.monotonic()
+    [[c]] = be.generate([ChatRequest(MSG, max_tokens=5, seed=1)])
+    elapsed = time.monotonic() - start
+    assert proxy.seen == [fault, fault, "ok"]
+    assert be.retries == 2
+    assert c.completion_tokens == 5 and c.text
+    if fault == "429":
+        assert elapsed >= 2 * 0.3, "Retry-After was not honoured"
+
+
+def test_openai_gives_up_after_retry_limit(proxy):
+    be = openai_backend(proxy.base_url, timeout_s=1.0, max_retries=2)
+    proxy.schedule([], default="500")
+    with pytest.raises(BackendError) as err:
+        be.generate([ChatRequest(MSG, max_tokens=5, key="p1")])
+    msg = str(err.value)
+    assert f"{proxy.base_url}/chat/completions" in msg
+    assert "failed 3 times" in msg and "HTTP 500" in msg and "'p1'" in msg
+    assert proxy.seen == ["500"] * 3
+
+
+# ---------------------------------------------------------------- fake DeepSeek API
+@pytest.fixture
+def deepseek(monkeypatch):
+    key = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("R1F_TEST_DEEPSEEK_KEY", key)
+    with FakeDeepSeek(key) as server:
+        yield server
+
+
+def deepseek_backend(server: FakeDeepSeek, **kw):
+    return openai_backend(server.base_url, model=FakeDeepSeek.MODEL, api_key_env="R1F_TEST_DEEPSEEK_KEY", **kw)
+
+
+def test_deepseek_reasoning_content_is_read(deepseek):
+    be = deepseek_backend(deepseek)
+    [comps] = be.generate([ChatRequest([{"role": "user", "content": "2+2?"}], n=2, seed=9)])
+    assert [c.text for c in comps] == ["The answer is 4. (0)", "The answer is 4. (1)"]
+    assert all(c.reasoning.startswith("We need 2+2?") for c in comps)
+    assert deepseek.bodies[0]["n"] == 2 and deepseek.bodies[0]["seed"] == 9
+    # split_n: one request per sample, for servers that ignore n
+    split = deepseek_backend(deepseek, split_n=True)
+    [comps] = split.generate([ChatRequest([{"role": "user", "content": "2+2?"}], n=3, seed=9)])
+    assert len(comps) == 3 and [b.get("seed") for b in deepseek.bodies[1:]] == [9, 10, 11]
+    assert all(c.completion_tokens == 20 for c in comps)
+
+
+def test_concurrency_bound_and_requests_per_minute(deepseek):
+    deepseek.delay_s = 0.2
+    be = deepseek_backend(deepseek, max_concurrency=3)
+    out = be.generate([ChatRequest(MSG, key=str(i)) for i in range(9)])
+    assert len(out) == 9 and deepseek.max_inflight == 3
+    deepseek.delay_s = 0.0
+    # 60 per minute: a burst of 10, then one per second
+    limited = deepseek_backend(deepseek, requests_per_minute=60)
+    start = time.monotonic()
+    limited.generate([ChatRequest(MSG) for _ in range(12)])
+    assert time.monotonic() - start >= 1.5
+
+
+def test_api_key_never_leaks(deepseek, caplog):
+    key = deepseek.api_key
+    be = deepseek_backend(deepseek, max_retries=2)
+    assert key not in repr(be) and key not in str(vars(be))
+    deepseek.failing = True  # the server answers 500 and echoes the Authorization header back
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(BackendError) as err:
+        be.generate([ChatRequest(MSG)])
+    text = "".join(traceback.format_exception(err.value))
+    assert "HTTP 500" in text and deepseek.base_url in text
+    assert key not in text and key not in caplog.text
+    assert caplog.records, "retries should have been logged"
+
+
+def test_bad_or_missing_key_names_the_variable(deepseek, monkeypatch):
+    monkeypatch.setenv("R1F_TEST_DEEPSEEK_KEY", "sk-wrong-key-123456")
+    with pytest.raises(BackendError, match="R1F_TEST_DEEPSEEK_KEY, which is set") as err:
+        deepseek_backend(deepseek)
+    assert "sk-wrong-key-123456" not in str(err.value)
+    monkeypatch.delenv("R1F_TEST_DEEPSEEK_KEY")
+    with pytest.raises(BackendError, match="R1F_TEST_DEEPSEEK_KEY, which is NOT set"):
+        deepseek_backend(deepseek)

@@ -1,0 +1,197 @@
+"""Recipe validation: every bad recipe fails before any generation, naming the file, the key and the fix."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from catalogs import Catalog
+from catalogs.ingest import IngestOptions, ingest
+from catalogs.query import sql
+from factory.generate import generate_from_recipe
+from factory.recipe import RecipeError, check_model_path, load_recipe
+from factory.templates import TemplateError, template_from_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+MINIMAL = """\
+backend:
+  name: vllm
+  model: org/some-model
+"""
+
+
+def test_minimal_recipe_defaults(tmp_path: Path) -> None:
+    r = load_recipe(write(tmp_path, MINIMAL))
+    assert r.backend.model == "org/some-model"
+    assert r.k == 1 and r.round_size == 1 and r.retry_samples == 2
+    assert r.template.name == "reasoning" and r.judges == []
+    assert r.sampling.temperature == 0.6 and r.sampling.top_p == 0.95
+
+
+def test_unknown_key_names_key_line_and_suggestion(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "sampling:\n  temperatur: 0.7\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert f"{p}:5" in msg
+    assert "sampling.temperatur: unknown key; did you mean temperature?" in msg
+
+
+def test_unknown_top_level_key_lists_allowed(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "frobnicate: 3\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert "frobnicate: unknown key" in msg and "samples_per_prompt" in msg
+
+
+def test_unknown_key_in_list_item(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "judges:\n  - name: math\n    parms: {}\n")
+    with pytest.raises(RecipeError, match=r"judges\[0\]\.parms: unknown key; did you mean params\?"):
+        load_recipe(p)
+
+
+def test_wrong_type_names_field(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "samples_per_prompt: four\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert f"{p}:4: samples_per_prompt" in msg and "'four'" in msg and "right type" in msg
+
+
+def test_missing_required_section(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"backend: required key is missing; add it"):
+        load_recipe(write(tmp_path, "samples_per_prompt: 2\n"))
+
+
+def test_bad_literal_and_bounds(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"backend\.name: .*'tgi'.*allowed values"):
+        load_recipe(write(tmp_path, "backend: {name: tgi, model: m}\n"))
+    with pytest.raises(RecipeError, match=r"sampling\.top_p"):
+        load_recipe(write(tmp_path, MINIMAL + "sampling: {top_p: 1.5}\n"))
+
+
+def test_budget_below_k(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"raise budget\.max_samples to at least 4"):
+        load_recipe(write(tmp_path, MINIMAL + "samples_per_prompt: 4\nbudget: {max_samples: 2}\n"))
+
+
+def test_openai_needs_base_url(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"backend\.base_url is required"):
+        load_recipe(write(tmp_path, "backend: {name: openai, model: tiny}\n"))
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "backend:\n  name: vllm\n  model: [unclosed\n")
+    with pytest.raises(RecipeError, match=r"not valid YAML"):
+        load_recipe(p)
+
+
+def test_missing_recipe_file(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_missing_model_path(tmp_path: Path) -> None:
+    r = load_recipe(write(tmp_path, "backend: {name: vllm, model: ./no-such-model}\n"))
+    with pytest.raises(RecipeError) as e:
+        check_model_path(r)
+    assert "backend.model" in str(e.value) and "does not exist" in str(e.value) and "Hub id" in str(e.value)
+    # A Hub id is fine (the engine downloads it where it runs); so is an existing folder.
+    check_model_path(load_recipe(write(tmp_path, "backend: {name: vllm, model: Qwen/Qwen2.5-0.5B}\n")))
+    check_model_path(load_recipe(write(tmp_path, f"backend: {{name: vllm, model: {tmp_path}}}\n")))
+
+
+def test_relative_model_path_resolved_beside_recipe(tmp_path: Path) -> None:
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "recipes").mkdir()
+    p = write(tmp_path / "recipes", "backend: {name: vllm, model: ../models/m}\n")
+    assert load_recipe(p).backend.model == str((tmp_path / "models" / "m").resolve())
+
+
+def test_template_lacking_placeholder(tmp_path: Path) -> None:
+    tpl = write(tmp_path, "name: mine\nversion: '2'\nstyle: reasoning\nuser: Solve the problem.\n", "mine.yaml")
+    r = load_recipe(write(tmp_path, MINIMAL + f"template: {{file: {tpl.name}}}\n"))
+    with pytest.raises(TemplateError) as e:
+        template_from_recipe(r)
+    msg = str(e.value)
+    assert "mine.yaml" in msg and "{prompt}" in msg and "add them" in msg
+
+
+def test_cold_start_template_needs_examples_placeholder(tmp_path: Path) -> None:
+    tpl = write(tmp_path, "name: cs\nversion: '1'\nstyle: cold_start\nuser: 'Problem: {prompt}'\n"
+                "example: '{problem} {reasoning} {summary}'\n", "cs.yaml")
+    r = load_recipe(write(tmp_path, MINIMAL + f"template: {{file: {tpl}}}\n"))
+    with pytest.raises(TemplateError, match=r"\{examples\}"):
+        template_from_recipe(r)
+
+
+def test_unknown_template_name_and_pinned_version(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match=r"no template named 'r2_zero'; use one of .*r1_zero"):
+        template_from_recipe(load_recipe(write(tmp_path, MINIMAL + "template: {name: r2_zero}\n")))
+    with pytest.raises(TemplateError, match=r"pins version '7'"):
+        template_from_recipe(load_recipe(write(tmp_path, MINIMAL + "template: {name: r1_zero, version: '7'}\n")))
+
+
+def test_example_recipes_parse() -> None:
+    paths = sorted((REPO / "recipes").glob("*.yaml"))
+    assert len(paths) >= 2
+    for p in paths:
+        r = load_recipe(p)
+        template_from_recipe(r)
+    names = {load_recipe(p).backend.name for p in paths}
+    assert names == {"vllm", "openai"}
+
+
+def _catalog_with(tmp_path: Path, records: list[dict]) -> Catalog:
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    cat = Catalog(tmp_path / "catalog")
+    ingest(cat, src, IngestOptions(source="test"))
+    return cat
+
+
+def test_prompt_longer_than_context_fails_before_generation(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cat = _catalog_with(tmp_path, [
+        {"problem": "What is 1 + 1?", "domain": "math"},
+        {"problem": " ".join(f"word{i}" for i in range(400)), "domain": "math"},
+    ])
+    p = write(tmp_path, f"backend: {{name: vllm, model: {tiny_model_dir}, max_model_len: 128}}\n"
+                        "sampling: {max_tokens: 16}\n")
+    with pytest.raises(RecipeError) as e:
+        generate_from_recipe(p, cat)
+    msg = str(e.value)
+    assert "longer than the model's context of 128 tokens" in msg and "p_" in msg and "max_model_len" in msg
+    # Nothing started: no run, no generation.
+    assert sql(cat, "select count(*) from runs")[1][0][0] == 0
+    assert len(cat.generations()) == 0
+
+
+def test_missing_model_fails_before_generation(tmp_path: Path) -> None:
+    cat = _catalog_with(tmp_path, [{"problem": "hi"}])
+    p = write(tmp_path, "backend: {name: vllm, model: /definitely/not/here}\n")
+    with pytest.raises(RecipeError, match="does not exist"):
+        generate_from_recipe(p, cat)
+    assert sql(cat, "select count(*) from runs")[1][0][0] == 0
+
+
+def test_unknown_judge_and_bad_where(tmp_path: Path) -> None:
+    cat = _catalog_with(tmp_path, [{"problem": "hi"}])
+    p = write(tmp_path, MINIMAL + "judges: [math_accuracy]\n")
+    with pytest.raises(RecipeError, match=r"judges\[0\]\.name: unknown judge 'math_accuracy'; use one of: format"):
+        generate_from_recipe(p, cat, judges={"format": lambda s: True})
+    p = write(tmp_path, MINIMAL + "prompts: {where: \"nosuchcolumn = 1\"}\n")
+    with pytest.raises(RecipeError, match=r"prompts\.where"):
+        generate_from_recipe(p, cat)
+    p = write(tmp_path, MINIMAL + "prompts: {where: \"domain = 'chemistry'\"}\n")
+    with pytest.raises(RecipeError, match=r"matches no prompts"):
+        generate_from_recipe(p, cat)

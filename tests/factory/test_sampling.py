@@ -1,0 +1,231 @@
+"""Adaptive rejection sampling with the real vLLM engine on the tiny model and a real catalog on disk.
+
+The tiny model is random, so acceptance is simulated by judges: prompts marked "easy" always pass,
+"impossible" never, "medium" pass iff the generation id's hash is 0 mod 3 (about one in three).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalogs import Catalog
+from catalogs.ids import generation_id, sample_seed
+from catalogs.ingest import IngestOptions, ingest
+from catalogs.query import sql
+from factory.backends.base import ChatRequest, Completion
+from factory.generate import generate_from_recipe
+from factory.sampling import GenerationStopped, Policy
+
+PROBLEMS = ["easy: what is 1+1?", "easy: name a colour", "impossible: prove P != NP",
+            "medium: what is 7*8?", "medium: spell 'cat' backwards", "medium: capital of France?"]
+
+
+def simulated_judge(sample: Any) -> dict[str, Any]:
+    problem = sample.problem
+    if problem.startswith("easy"):
+        ok = True
+    elif problem.startswith("impossible"):
+        ok = False
+    else:
+        ok = int(hashlib.sha256(sample.generation_id.encode()).hexdigest(), 16) % 3 == 0
+    return {"passed": ok, "score": float(ok), "reason": "simulated"}
+
+
+simulated_judge.version = "1"  # type: ignore[attr-defined]
+JUDGES = {"simulated": simulated_judge}
+
+
+class CountingBackend:
+    """The real backend, with a count of `generate` calls and optional fault injection on call N."""
+
+    def __init__(self, inner: Any, fail_on_call: int | None = None, fault: Any = None) -> None:
+        self.inner, self.name = inner, inner.name
+        self.calls: list[list[ChatRequest]] = []
+        self.fail_on_call, self.fault = fail_on_call, fault
+
+    def generate(self, requests: list[ChatRequest]) -> list[list[Completion]]:
+        self.calls.append(requests)
+        if self.fail_on_call is not None and len(self.calls) >= self.fail_on_call:
+            self.fault()
+        return self.inner.generate(requests)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def backend(vllm_llm: Any) -> Any:
+    from factory.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend(llm=vllm_llm)
+
+
+def make_catalog(tmp_path: Path, problems: list[str] = PROBLEMS) -> Catalog:
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"problem": p, "answer": "x", "domain": "math"}) for p in problems) + "\n")
+    cat = Catalog(tmp_path / "catalog")
+    ingest(cat, src, IngestOptions(source="test", kind="reasoning"))
+    return cat
+
+
+def make_recipe(tmp_path: Path, model_dir: Path, k: int = 2, max_samples: int = 6, round_size: int = 2,
+                retry: int = 4, extra: str = "", name: str = "recipe.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(
+        f"backend: {{name: vllm, model: {model_dir}, max_model_len: 2048}}\n"
+        "sampling: {temperature: 1.0, top_p: 1.0, max_tokens: 8}\n"
+        f"samples_per_prompt: {k}\n"
+        f"budget: {{max_samples: {max_samples}, round_size: {round_size}, retry_samples: {retry}}}\n"
+        "judges: [simulated]\n" + extra
+    )
+    return p
+
+
+def stats(cat: Catalog) -> dict[str, dict[str, Any]]:
+    cols, rows = sql(cat, "select p.problem, s.* from prompt_stats s join prompts p using (prompt_id)")
+    return {r[0]: dict(zip(cols, r)) for r in rows}
+
+
+def test_rejection_sampling_k_stop_retry_budget(tmp_path: Path, tiny_model_dir: Path, backend: Any) -> None:
+    cat = make_catalog(tmp_path)
+    counting = CountingBackend(backend)
+    summary = generate_from_recipe(make_recipe(tmp_path, tiny_model_dir), cat, judges=JUDGES, backend=counting,
+                                   progress=False)
+    assert summary["status"] == "complete"
+    gens = cat.generations(run_id=summary["run_id"])
+    assert len(gens) == summary["samples_total"] == summary["samples_generated"] > 0
+    assert gens["generation_id"].n_unique() == len(gens)
+    policy = Policy(k=2, round_size=2, max_samples=6, retry_samples=4, max_round_size=6)
+
+    st = stats(cat)
+    assert set(st) == set(PROBLEMS)
+    for problem, s in st.items():
+        rows = gens.filter(gens["prompt_id"] == s["prompt_id"]).sort("sample_index")
+        # Indices run 0..n-1, each sample's seed is derived from its id.
+        assert rows["sample_index"].to_list() == list(range(s["samples"]))
+        for g in rows.to_dicts():
+            assert g["generation_id"] == generation_id(s["prompt_id"], summary["run_id"], g["sample_index"])
+            assert g["seed"] == sample_seed(g["generation_id"])
+            assert g["completion_tokens"] and g["completion_tokens"] <= 8
+        assert s["samples"] <= 6 + 4  # budget plus the one retry
+        if problem.startswith("easy"):  # k reached in the first round: never sampled again
+            assert (s["samples"], s["accepted"], s["status"], s["rounds"]) == (2, 2, "solved", 1)
+        elif problem.startswith("impossible"):  # first round, one retry of 4, then unsolved
+            assert (s["samples"], s["accepted"], s["status"], s["rounds"]) == (6, 0, "unsolved", 2)
+        else:
+            assert s["status"] in ("solved", "open", "unsolved")
+            assert s["status"] != "solved" or s["accepted"] >= 2
+            assert s["status"] != "open" or s["samples"] >= 6
+        # k-stop: no round was started after the prompt already had k accepted samples.
+        vs = cat.verdicts(rows["generation_id"].to_list())
+        passed = dict(zip(vs["generation_id"].to_list(), vs["passed"].to_list()))
+        history = [passed[g] for g in rows["generation_id"].to_list()]
+        assert policy.rounds(history) == s["rounds"]
+        assert sum(history) == s["accepted"]
+        assert sum(history[: -1]) < 2 or s["rounds"] == 1 or history[-1]  # last sample was still needed
+        assert s["pass_rate"] == pytest.approx(s["accepted"] / s["samples"])
+    # One verdict per generation for the one judge, with its version.
+    vs = cat.verdicts(gens["generation_id"].to_list())
+    assert len(vs) == len(gens) and set(vs["judge"]) == {"simulated"} and set(vs["judge_version"]) == {"1"}
+    # All prompts of a round went to the backend in one call.
+    assert len(counting.calls) == summary["rounds"] == summary["backend_calls"]
+    assert len(counting.calls[0]) == len(PROBLEMS)
+    # The reasoning/answer split is stored with every generation.
+    assert gens["answer"].null_count() == 0
+
+    # Run it again: nothing is missing, so nothing is generated.
+    again = generate_from_recipe(make_recipe(tmp_path, tiny_model_dir), cat, judges=JUDGES, backend=counting,
+                                 progress=False)
+    assert again["samples_generated"] == 0 and again["run_id"] == summary["run_id"]
+    assert len(cat.generations(run_id=summary["run_id"])) == len(gens)
+
+    # Raising k continues the same run: only the extra samples are made, old ones kept.
+    more = generate_from_recipe(make_recipe(tmp_path, tiny_model_dir, k=3), cat, judges=JUDGES, backend=counting,
+                                progress=False)
+    assert more["run_id"] == summary["run_id"]
+    st3 = stats(cat)
+    assert st3["easy: what is 1+1?"]["samples"] == 3 and st3["easy: what is 1+1?"]["accepted"] == 3
+    assert st3["impossible: prove P != NP"]["samples"] == 6
+    after = cat.generations(run_id=summary["run_id"])
+    assert set(gens["generation_id"]) <= set(after["generation_id"])
+    assert after["generation_id"].n_unique() == len(after)
+
+
+def test_no_judges_accepts_everything_and_chunks_commit(tmp_path: Path, tiny_model_dir: Path, backend: Any) -> None:
+    cat = make_catalog(tmp_path)
+    p = tmp_path / "r.yaml"
+    p.write_text(f"backend: {{name: vllm, model: {tiny_model_dir}}}\nsampling: {{max_tokens: 4}}\n"
+                 "samples_per_prompt: 2\noutput: {chunk_prompts: 4}\n")
+    counting = CountingBackend(backend)
+    s = generate_from_recipe(p, cat, backend=counting, progress=False)
+    assert (s["solved"], s["samples_total"], s["accepted_total"], s["rounds"]) == (6, 12, 12, 1)
+    assert [len(c) for c in counting.calls] == [4, 2]
+    assert len(cat.verdicts()) == 0
+
+
+def test_same_seed_same_text_regardless_of_batch(tmp_path: Path, backend: Any) -> None:
+    # What resume relies on: a sample's text depends on its prompt and seed, not on what it was batched with.
+    msgs = [{"role": "user", "content": "hello there"}]
+    alone = backend.generate([ChatRequest(messages=msgs, n=2, seeds=[11, 12], max_tokens=12, temperature=1.0)])
+    batched = backend.generate([
+        ChatRequest(messages=[{"role": "user", "content": "another prompt"}], n=3, seeds=[1, 2, 3], max_tokens=12,
+                    temperature=1.0),
+        ChatRequest(messages=msgs, n=3, seeds=[12, 11, 13], max_tokens=12, temperature=1.0),
+    ])
+    assert [c.text for c in alone[0]] == [batched[1][1].text, batched[1][0].text]
+    assert alone[0][0].text != alone[0][1].text
+
+
+def test_dry_run_generates_nothing(tmp_path: Path, tiny_model_dir: Path, capsys: Any) -> None:
+    cat = make_catalog(tmp_path)
+    plan = generate_from_recipe(make_recipe(tmp_path, tiny_model_dir), cat, dry_run=True, judges=JUDGES)
+    out = capsys.readouterr().out
+    assert "first rendered prompt" in out and "easy: what is 1+1?" in out and "\\boxed{}" in out
+    assert plan["status"] == "dry_run" and plan["prompts"] == 6 and plan["first_round_samples"] == 12
+    assert plan["max_samples"] == 6 * 10 and plan["estimated_prompt_tokens_per_sample"] > 0
+    assert plan["estimated_completion_tokens_first_round"] == 12 * 8
+    assert sql(cat, "select count(*) from runs")[1][0][0] == 0 and len(cat.generations()) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_and_resumes(tmp_path: Path, tiny_model_dir: Path, backend: Any, sig: int,
+                                          capsys: Any) -> None:
+    cat = make_catalog(tmp_path)
+    recipe = make_recipe(tmp_path, tiny_model_dir)
+    # A real signal to this process during the second backend call (round 2).
+    interrupted = CountingBackend(backend, fail_on_call=2, fault=lambda: os.kill(os.getpid(), sig))
+    s = generate_from_recipe(recipe, cat, judges=JUDGES, backend=interrupted, progress=False)
+    assert s["status"] == "interrupted" and "resume" in s["message"]
+    assert "r1f generate" in capsys.readouterr().err
+    first = cat.generations(run_id=s["run_id"])
+    assert len(first) == 12  # round 1 committed, round 2 not
+    assert len(cat.verdicts(first["generation_id"].to_list())) == 12
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    done = generate_from_recipe(recipe, cat, judges=JUDGES, backend=CountingBackend(backend), progress=False)
+    assert done["status"] == "complete"
+    final = cat.generations(run_id=s["run_id"])
+    assert set(first["generation_id"]) <= set(final["generation_id"]) and final["generation_id"].n_unique() == len(final)
+    assert done["samples_generated"] == len(final) - 12
+
+
+def test_failing_backend_stops_with_resume_message(tmp_path: Path, tiny_model_dir: Path, backend: Any) -> None:
+    cat = make_catalog(tmp_path)
+
+    def boom() -> None:
+        raise ConnectionError("server at http://127.0.0.1:1/v1 kept failing after 6 retries")
+
+    failing = CountingBackend(backend, fail_on_call=2, fault=boom)
+    with pytest.raises(GenerationStopped) as e:
+        generate_from_recipe(make_recipe(tmp_path, tiny_model_dir), cat, judges=JUDGES, backend=failing,
+                             progress=False)
+    msg = str(e.value)
+    assert "kept failing" in msg and "committed" in msg and "to resume" in msg
+    assert e.value.summary["status"] == "backend_failed" and e.value.summary["samples_generated"] == 12
+    assert len(cat.generations()) == 12
+    assert stats(cat)["easy: what is 1+1?"]["status"] == "solved"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+
+from filters.dedup import DedupIndex, _KeyStore
+from tests.filters.conftest import EN_COT, ZH_COT, by_id, frame, row
+
+WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
+         "upsilon phi chi psi omega sum product root square cube prime factor divisor multiple").split()
+
+
+def doc(seed: int, n: int = 400) -> str:
+    rnd = random.Random(seed)
+    return " ".join(rnd.choice(WORDS) + str(rnd.randrange(50)) for _ in range(n))
+
+
+def perturb(text: str, share: float, seed: int) -> str:
+    """Replace every k-th word so that roughly `share` of the 5-gram shingles change."""
+    words = text.split()
+    rnd = random.Random(seed)
+    for i in range(len(words)):
+        if rnd.random() < share:
+            words[i] = "changed" + str(i)
+    return " ".join(words)
+
+
+def jaccard5(a: str, b: str) -> float:
+    def sh(t: str) -> set:
+        w = t.lower().split()
+        return {tuple(w[i:i + 5]) for i in range(len(w) - 4)}
+    x, y = sh(a), sh(b)
+    return len(x & y) / len(x | y)
+
+
+def test_exact_duplicates_modulo_case_and_whitespace_name_the_first() -> None:
+    idx = DedupIndex({"field": "reasoning"})
+    out = idx(frame(row("g1", EN_COT), row("g2", EN_COT.upper().replace(" ", "  \n")), row("g3", ZH_COT),
+                    row("g4", ZH_COT)))
+    d = by_id(out)
+    assert d["g1"]["passed"] and d["g3"]["passed"]
+    assert d["g2"]["reason"] == "exact_duplicate_of g1" and not d["g2"]["passed"]
+    assert d["g4"]["reason"] == "exact_duplicate_of g3"
+
+
+def test_near_duplicates_are_found_with_their_jaccard_and_distinct_docs_kept() -> None:
+    base = doc(1)
+    near = perturb(base, 0.01, 7)  # ~0.9 Jaccard on 5-grams
+    far = perturb(base, 0.25, 8)  # ~0.2
+    assert jaccard5(base, near) > 0.85 and jaccard5(base, far) < 0.5
+    d = by_id(DedupIndex({"field": "text"})(frame(row("a", base), row("b", near), row("c", far), row("d", doc(2)))))
+    assert d["a"]["passed"] and d["c"]["passed"] and d["d"]["passed"]
+    assert not d["b"]["passed"] and d["b"]["reason"].startswith("near_duplicate_of a (jaccard 0.")
+    assert abs(d["b"]["value"] - jaccard5(base, near)) < 0.12
+
+
+def test_chinese_near_duplicates_use_characters_as_words() -> None:
+    zh = ZH_COT * 3
+    near = zh.replace("验证", "检查", 1)
+    d = by_id(DedupIndex({"field": "reasoning"})(frame(row("a", zh, language="zh"), row("b", near, language="zh"))))
+    assert not d["b"]["passed"] and d["b"]["reason"].startswith("near_duplicate_of a")
+
+
+def test_state_carries_across_batches_and_batching_does_not_change_the_result() -> None:
+    docs = [doc(i) for i in range(30)]
+    rows = []
+    for i, t in enumerate(docs):
+        rows.append(row(f"g{i:03d}", t))
+        if i % 3 == 0:
+            rows.append(row(f"g{i:03d}x", perturb(t, 0.01, i)))
+    all_rows = frame(*rows)
+    one = DedupIndex({"field": "reasoning"})(all_rows)
+    idx = DedupIndex({"field": "reasoning"})
+    parts = pl.concat([idx(all_rows.slice(s, 7)) for s in range(0, all_rows.height, 7)])
+    assert one.equals(parts)
+    assert one["passed"].sum() == 30
+    assert idx.n_kept == 30
+    # a later batch with a near copy of an early doc is caught by the index
+    late = by_id(idx(frame(row("late", perturb(docs[4], 0.01, 99)))))["late"]
+    assert late["reason"].startswith("near_duplicate_of g004")
+
+
+def test_prompt_dedup_keeps_all_generations_of_the_kept_prompt() -> None:
+    p1 = "Find the number of positive divisors of 2024 that are perfect squares and less than 100."
+    p1b = "FIND the number of positive divisors of 2024  that are\nperfect squares and less than 100."
+    p2 = "求 2024 的正因数中，是完全平方数并且小于 100 的有多少个？"
+    rows = [row("g1", EN_COT, prompt_id="A", problem=p1), row("g2", EN_COT, prompt_id="A", problem=p1),
+            row("g3", EN_COT, prompt_id="B", problem=p1b), row("g4", ZH_COT, prompt_id="C", problem=p2)]
+    idx = DedupIndex({"field": "problem"})
+    d = by_id(idx(frame(*rows)))
+    assert d["g1"]["passed"] and d["g2"]["passed"] and d["g4"]["passed"]
+    assert not d["g3"]["passed"] and d["g3"]["reason"] == "exact_duplicate_of g1 (prompt A)"
+    # later batches: generations of B still fail, of A still pass
+    d2 = by_id(idx(frame(row("g5", EN_COT, prompt_id="B", problem=p1b), row("g6", ZH_COT, prompt_id="A", problem=p1))))
+    assert not d2["g5"]["passed"] and d2["g5"]["reason"] == "exact_duplicate_of g1 (prompt A)"
+    assert d2["g6"]["passed"]
+    near = by_id(idx(frame(row("g7", EN_COT, prompt_id="D", problem=p1.replace("100.", "100 .")))))["g7"]
+    assert near["reason"] == "near_duplicate_of g1 (jaccard 1.00) (prompt A)"
+
+
+def test_bad_params_name_the_field() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        DedupIndex({"threshold": 1.5})
+    with pytest.raises(ValueError, match="bands \\* rows"):
+        DedupIndex({"num_perm": 16, "bands": 20, "rows": 5})
+    with pytest.raises(ValueError, match="field"):
+        DedupIndex({"field": "solution"})
+
+
+def test_key_store_returns_the_earliest_value_across_merged_runs() -> None:
+    ks = _KeyStore()
+    ks.add(np.array([5, 3], dtype=np.uint64), np.array([0, 1]))
+    ks.add(np.array([3, 9], dtype=np.uint64), np.array([2, 3]))
+    ks.add(np.array([9, 11], dtype=np.uint64), np.array([4, 5]))
+    assert ks.lookup(np.array([3, 9, 11, 4, 5], dtype=np.uint64)).tolist() == [1, 3, 5, -1, 0]
