@@ -25,7 +25,8 @@ def _json_field(value: str | None) -> Any:
 def show(catalog: Catalog, any_id: str, full_text: bool = False, preview_chars: int = 600) -> dict[str, Any]:
     """The whole lineage of one prompt, generation, run or release."""
     kind = kind_of(any_id)
-    with catalog.reader() as con:
+    # A plain read-only connection: show needs no views, and must stay fast at millions of rows.
+    with catalog.connect() as con:
         if kind is None:  # a release is named by the user
             rel = _rows(con, "SELECT * FROM releases WHERE name = ?", [any_id])
             if rel:

@@ -96,6 +96,7 @@ class Catalog:
         self.root = Path(path).expanduser().resolve()
         self.db_path = self.root / DB_FILE
         self.lock_timeout = lock_timeout
+        self._version_ok = False
         if not self.db_path.exists():
             if not create:
                 raise CatalogError(f"no catalog at {self.root} (no {DB_FILE} there). Create one with "
@@ -104,12 +105,15 @@ class Catalog:
             if self.root.exists() and not self.root.is_dir():
                 raise CatalogError(f"--catalog {self.root} is a file, not a folder; give a folder path.")
             self.root.mkdir(parents=True, exist_ok=True)
+            self._version_ok = True  # we are writing this version's schema
             with self.connect(write=True) as con:
                 con.execute(schema.TABLES)
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
                             [str(schema.SCHEMA_VERSION), code_version()])
             (self.root / SHARD_DIR).mkdir(exist_ok=True)
-        self._check_version()
+        if create and not self._version_ok:  # writers check up front; readers on their first connection
+            with self.connect():
+                pass
 
     # ---------------------------------------------------------------- connections
     @contextlib.contextmanager
@@ -134,16 +138,18 @@ class Catalog:
                                    f"catalog ({msg.splitlines()[0]}). r1f never rewrites it: restore it from "
                                    f"a backup or point --catalog elsewhere.") from None
         try:
+            if not self._version_ok:
+                self._check_version(con, "main")
             yield con
         finally:
             con.close()
 
-    def _check_version(self) -> None:
-        with self.connect() as con:
-            try:
-                row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            except duckdb.Error:
-                row = None
+    def _check_version(self, con: duckdb.DuckDBPyConnection, db: str) -> None:
+        try:
+            rows = con.execute(f"SELECT value FROM {db}.meta WHERE key = 'schema_version'").fetchall()
+            row = rows[0] if rows else None
+        except duckdb.Error:
+            row = None
         if row is None:
             raise CatalogError(f"{self.db_path} is a DuckDB file but not an r1-factory catalog (no schema "
                                f"version); point --catalog at a catalog folder.")
@@ -152,6 +158,7 @@ class Catalog:
             raise CatalogError(f"catalog {self.root} has schema version {found}, newer than this r1-factory "
                                f"({code_version()}, schema {schema.SCHEMA_VERSION}); upgrade r1-factory "
                                f"(pip install -U r1-factory). The catalog was not changed.")
+        self._version_ok = True
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -170,6 +177,8 @@ class Catalog:
                         delay = min(delay * 2, 0.5)
                         continue
                     raise CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}") from None
+            if not self._version_ok:
+                self._check_version(con, "cat")
             for view in schema.PLAIN_VIEWS:
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}")
             shards = [self.root / SHARD_DIR / s for (s,) in
@@ -350,6 +359,70 @@ class Catalog:
             start += n
         raise CatalogError(f"catalog {self.root} is damaged: shard {shard} has no row {row}.")
 
+    SAMPLE_PROMPT_COLUMNS = ("source", "problem", "answer", "tests", "kind", "domain", "language", "messages")
+
+    def iter_samples(self, *, where: str | None = None, without: tuple[str, ...] | None = None,
+                     batch_rows: int = 2000) -> Iterator[Any]:  # Iterator[polars.DataFrame]
+        """Stream generations with their prompt's fields, shard by shard, holding no lock between batches.
+
+        `where` is a SQL predicate over generation_meta and prompts columns (e.g. `domain = 'math'`).
+        `without=("verdict", judge, version)` or `("filter", name, version, params_hash)` skips generations
+        that already have that verdict or decision: judging or filtering again costs nothing.
+        Each batch has generation_id, prompt_id, run_id, sample_index, finish_reason, completion_tokens,
+        text, reasoning, answer, and the prompt's source, problem, reference (its answer), tests, kind,
+        domain, language, messages.
+        """
+        import polars as pl
+
+        skip = ""
+        params: list[Any] = []
+        if without is not None:
+            if without[0] == "verdict":
+                skip = ("ANTI JOIN (SELECT generation_id FROM verdicts WHERE judge = ? AND judge_version = ?) "
+                        "USING (generation_id)")
+                params = [without[1], str(without[2])]
+            elif without[0] == "filter":
+                skip = ("ANTI JOIN (SELECT generation_id FROM filter_decisions WHERE filter = ? AND "
+                        "filter_version = ? AND params_hash = ?) USING (generation_id)")
+                params = [without[1], str(without[2]), without[3]]
+            else:
+                raise ValueError(f"without={without!r}: use ('verdict', judge, version) or "
+                                 f"('filter', name, version, params_hash)")
+        sql = (f"SELECT g.shard, g.shard_row, g.generation_id, g.prompt_id FROM generation_meta g "
+               f"JOIN prompts p USING (prompt_id) {skip} {'WHERE ' + where if where else ''} "
+               f"ORDER BY g.shard, g.shard_row")
+        with self.connect() as con:
+            try:
+                pending = con.sql(sql.replace("?", "{}").format(*(_literal(p) for p in params))).pl()
+            except duckdb.Error as exc:
+                raise CatalogError(f"selection `{where}` is not a valid SQL predicate over generations and "
+                                   f"prompts: {str(exc).splitlines()[0]}") from None
+        meta_cols = ("generation_id, run_id, sample_index, finish_reason, completion_tokens")
+        prompt_cols = ", ".join(f"p.{c}" if c != "answer" else "p.answer AS reference"
+                                for c in self.SAMPLE_PROMPT_COLUMNS)
+        for (shard,), rows in pending.group_by("shard", maintain_order=True):
+            with self.connect() as con:  # the prompt fields of this shard's rows, in one brief read
+                con.register("wanted_ids", rows.select("generation_id").to_arrow())
+                fields = con.sql(f"SELECT g.prompt_id, {meta_cols}, {prompt_cols} FROM generation_meta g "
+                                 f"SEMI JOIN wanted_ids USING (generation_id) JOIN prompts p USING (prompt_id)").pl()
+            wanted = rows["shard_row"].sort().to_numpy()
+            pf = pq.ParquetFile(self.root / SHARD_DIR / shard)
+            offset = 0
+            for group in range(pf.num_row_groups):
+                n = pf.metadata.row_group(group).num_rows
+                lo, hi = wanted.searchsorted(offset), wanted.searchsorted(offset + n)
+                hit = wanted[lo:hi] - offset
+                offset += n
+                if not len(hit):
+                    continue
+                texts = pl.from_arrow(pf.read_row_group(group).take(pa.array(hit, pa.int64())))
+                texts = texts.with_columns(
+                    reasoning=pl.col("text").str.slice(pl.col("r_start"), pl.col("r_end") - pl.col("r_start")),
+                    answer=pl.col("text").str.slice(pl.col("a_start"))).drop("r_start", "r_end", "a_start")
+                batch = fields.join(texts, on="generation_id", how="inner")
+                for start in range(0, batch.height, batch_rows):
+                    yield batch.slice(start, batch_rows)
+
     # ---------------------------------------------------------------- verdicts, filters, stats
     def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int:
         table = pa.table({
@@ -411,6 +484,10 @@ class Catalog:
     def sources(self) -> list[str]:
         with self.connect() as con:
             return [r[0] for r in con.execute("SELECT name FROM sources ORDER BY name").fetchall()]
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _pl(con: duckdb.DuckDBPyConnection, sql: str):  # -> polars.DataFrame

@@ -181,3 +181,27 @@ def test_cli_roundtrip(tmp_path: Path) -> None:
     r1f("export", "all", "--format", "jsonl", "--out", str(tmp_path / "all.jsonl"), catalog=cat)
     ds = datasets.load_dataset("json", data_files=str(tmp_path / "all.jsonl"), split="train")
     assert len(ds) == 12 and ds[0]["messages"][-1]["role"] == "assistant"
+
+
+def test_iter_samples_streams_with_prompt_fields_and_skips_done_work(tmp_path: Path) -> None:
+    cat, run_id = build(tmp_path)
+    everything = cat.generations().sort("generation_id")
+    seen = []
+    for batch in cat.iter_samples(batch_rows=7):
+        assert batch.height <= 7
+        seen.extend(batch.iter_rows(named=True))
+    assert len(seen) == 30
+    by_id = {r["generation_id"]: r for r in seen}
+    for row in everything.iter_rows(named=True):  # the same text, reasoning and answer as the SQL view
+        mine = by_id[row["generation_id"]]
+        assert (mine["text"], mine["reasoning"], mine["answer"]) == (row["text"], row["reasoning"], row["answer"])
+        assert mine["problem"].startswith("What is") and mine["reference"] is not None and mine["source"] == "mult"
+    assert any("思考" in r["reasoning"] for r in seen)  # code-point offsets hold for CJK text
+    # Everything was judged by math_accuracy v1 in build(): nothing left to judge; a new version sees all.
+    assert sum(b.height for b in cat.iter_samples(without=("verdict", "math_accuracy", "1"))) == 0
+    assert sum(b.height for b in cat.iter_samples(without=("verdict", "math_accuracy", "2"))) == 30
+    assert sum(b.height for b in cat.iter_samples(without=("filter", "language_mixing", "1", "h1"))) == 0
+    assert sum(b.height for b in cat.iter_samples(without=("filter", "language_mixing", "1", "h2"))) == 30
+    assert sum(b.height for b in cat.iter_samples(where="source = 'nope'")) == 0
+    with pytest.raises(CatalogError, match="not a valid SQL predicate"):
+        next(cat.iter_samples(where="nonsense_column = 1"))
