@@ -238,6 +238,80 @@ def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, a
             console.print(_table(title, data[key]))
 
 
+# ---------------------------------------------------------------------------------------------- judge, filter
+class _StageProgress:
+    """A rich bar per stage on a terminal; log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.tasks: dict[str, Any] = {}
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=err)
+
+    def __enter__(self) -> "_StageProgress":
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if self.bar is None:
+            if done == 0 or done == total:
+                err.print(f"{name}: {done}/{total}", highlight=False)
+            return
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(name, total=total)
+        self.bar.update(self.tasks[name], completed=done, total=total)
+
+
+@app.command()
+def judge(
+    recipe: Annotated[Path, typer.Argument(help="YAML: `judges: [{name, params, where}]`, optional `where`, "
+                                           "`workers`. See recipes/judge_math.yaml.")],
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the recipe's judges over every selected generation that lacks their verdict (cached by judge version
+    and params)."""
+    from factory.recipe import load_model
+    from judges.run import JudgeRecipe, judge_catalog
+
+    spec = load_model(recipe, JudgeRecipe)
+    with _StageProgress() as progress:
+        summary = judge_catalog(_open(catalog), spec, progress=progress)
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(_table("judged now", [{"judge": k, **v} for k, v in summary.items()]))
+
+
+@app.command(name="filter")
+def filter_(
+    recipe: Annotated[Path, typer.Argument(help="YAML: `filters: [{name, params, where}]`, optional `where`. "
+                                           "See recipes/filters_r1.yaml.")],
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the recipe's filters; one decision per generation and filter, with the reason and measured value.
+    Changing one filter's params recomputes only that filter."""
+    from factory.recipe import load_model
+    from filters.run import FilterRecipe, filter_catalog
+
+    spec = load_model(recipe, FilterRecipe)
+    with _StageProgress() as progress:
+        summary = filter_catalog(_open(catalog), spec, progress=progress)
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(_table("filters", [{"filter": k, **v} for k, v in summary.items()]))
+
+
 # ---------------------------------------------------------------------------------------------- releases
 @app.command()
 def release(
@@ -246,14 +320,22 @@ def release(
                                                  "kind, domain, language, model, run_id, finish_reason, "
                                                  "completion_tokens, judged, judges_failed, filtered, "
                                                  "filters_failed). Default: passed every judge and filter.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="YAML release recipe: per_prompt, prefer, reasoning / "
+                                                   "non_reasoning totals or reasoning_share, seed, where. See "
+                                                   "recipes/release_r1.yaml.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
 ) -> None:
     """Freeze a named selection of generations, with a manifest (counts per source, domain, language, and what
     was excluded and why). Same catalog and selection → the same manifest, byte for byte."""
-    from .release import create_release
+    from .release import ReleaseRecipe, create_release
 
-    manifest = create_release(_open(catalog), name, where)
+    spec = None
+    if recipe is not None:
+        from factory.recipe import load_model
+
+        spec = load_model(recipe, ReleaseRecipe)
+    manifest = create_release(_open(catalog), name, where, recipe=spec)
     if as_json:
         _print_json(manifest)
         return

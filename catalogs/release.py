@@ -6,9 +6,10 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import schema
 from .ids import canonical_json, content_hash
@@ -47,20 +48,58 @@ def _grouped(con: duckdb.DuckDBPyConnection, column: str) -> dict[str, int]:
         f"SELECT {column}, count(*) FROM selected GROUP BY 1 ORDER BY 1").fetchall()}
 
 
+class ReleaseRecipe(BaseModel):
+    """The paper's release: per prompt up to `per_prompt` correct samples, mixed to totals or a ratio."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    description: str | None = None
+    # Extra SQL predicate over the candidates (see `r1f release --help` for the columns).
+    where: str | None = None
+    per_prompt: int = Field(default=1, ge=1)
+    # Which correct samples of a prompt to keep: the shortest (the paper favours concise CoTs), or a seeded draw.
+    prefer: Literal["shortest", "longest", "random"] = "shortest"
+    # Reasoning samples must carry at least one verdict (all passed); non-reasoning ones need none.
+    require_judged: bool = True
+    reasoning: int | None = Field(default=600_000, ge=0)
+    non_reasoning: int | None = Field(default=200_000, ge=0)
+    # Instead of totals: the reasoning share of the mix (0.75 is 600k:200k); uses as much data as the ratio allows.
+    reasoning_share: float | None = Field(default=None, gt=0, lt=1)
+    seed: int = 0
+
+
+def _selection_sql(recipe: ReleaseRecipe) -> str:
+    order = {"shortest": "text_chars ASC, generation_id", "longest": "text_chars DESC, generation_id",
+             "random": f"md5('{recipe.seed}:' || generation_id)"}[recipe.prefer]
+    judged = "(kind = 'non_reasoning' OR judged > 0)" if recipe.require_judged else "true"
+    extra = f" AND ({recipe.where})" if recipe.where else ""
+    return (f"SELECT * FROM candidates WHERE {DEFAULT_SELECTION} AND {judged}{extra} "
+            f"QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY {order}) <= {recipe.per_prompt}")
+
+
 def create_release(catalog: Catalog, name: str, where: str | None = None,
-                   recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Freeze the generations matching `where` (default: passed every judge and filter) under `name`.
+                   recipe: ReleaseRecipe | None = None) -> dict[str, Any]:
+    """Freeze the generations matching `where` (default: passed every judge and filter) under `name`,
+    or, with a recipe, the paper's per-prompt selection and reasoning/non-reasoning mix.
 
     The same catalog state and selection always give the same manifest, byte for byte.
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise CatalogError(f"release name {name!r}: use letters, digits, '-', '_' and '.' only.")
+    if recipe is not None and where:
+        raise CatalogError("give the selection either with --where or in the recipe's `where`, not both.")
     selection = where or DEFAULT_SELECTION
+    mix: dict[str, Any] = {}
     with catalog.connect(write=True) as con:
         con.execute(f"CREATE TEMP VIEW candidates AS {CANDIDATES_SQL}")
         try:
-            con.execute(f"CREATE TEMP TABLE selected AS SELECT * FROM candidates WHERE {selection} "
-                        f"ORDER BY generation_id")
+            if recipe is None:
+                con.execute(f"CREATE TEMP TABLE selected AS SELECT * FROM candidates WHERE {selection} "
+                            f"ORDER BY generation_id")
+            else:
+                selection = _selection_sql(recipe)
+                con.execute(f"CREATE TEMP TABLE eligible AS {selection}")
+                mix = _mix(con, recipe)
         except duckdb.Error as exc:
             raise CatalogError(f"--where `{selection}` is not a valid SQL predicate over the release candidates "
                                f"(columns: generation_id, prompt_id, run_id, source, kind, domain, language, model, "
@@ -70,14 +109,18 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
         if not ids:
             raise CatalogError(f"release {name}: no generation matches `{selection}`; check `r1f stats` and "
                                f"`r1f sql \"SELECT count(*) FROM generations\"`.")
+        unjudged = "kind = 'reasoning' AND judged = 0" if recipe is not None and recipe.require_judged else "false"
         excluded = con.execute(
-            "SELECT coalesce(array_to_string(failed_judges, ','), '') AS j, "
+            "SELECT CASE WHEN failed_judges IS NOT NULL OR failed_filters IS NOT NULL THEN 'failed' "
+            f"WHEN {unjudged} THEN 'not_judged' ELSE 'not_selected' END AS why, "
+            "coalesce(array_to_string(failed_judges, ','), '') AS j, "
             "coalesce(array_to_string(failed_filters, ','), '') AS f, count(*) FROM candidates "
             "ANTI JOIN selected USING (generation_id) GROUP BY ALL ORDER BY ALL").fetchall()
         manifest = {
             "name": name,
             "selection": selection,
-            "recipe": recipe,
+            "recipe": recipe.model_dump(mode="json") if recipe else None,
+            "mix": mix or None,
             "schema_version": schema.SCHEMA_VERSION,
             "members": len(ids),
             "members_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
@@ -87,7 +130,10 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
             "by_domain": _grouped(con, "domain"),
             "by_language": _grouped(con, "language"),
             "by_model": _grouped(con, "model"),
-            "excluded": [{"failed_judges": j, "failed_filters": f, "generations": n} for j, f, n in excluded],
+            # Why the other generations are not in it: failed (which judges and filters), not_judged, or
+            # not_selected (outside --where, over the per-prompt cap, or not drawn for the mix).
+            "excluded": [{"why": w, "failed_judges": j, "failed_filters": f, "generations": n}
+                         for w, j, f, n in excluded],
         }
         text = canonical_json(manifest)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -100,13 +146,37 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
         con.execute("BEGIN TRANSACTION")
         con.execute("INSERT INTO releases (name, release_id, selection, recipe, manifest, manifest_sha256, members) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [name, "rel_" + content_hash("release", text), selection, canonical_json(recipe), text, digest,
+                    [name, "rel_" + content_hash("release", text), selection,
+                     canonical_json(manifest["recipe"]), text, digest,
                      len(ids)])
         con.execute("INSERT INTO release_members (release_name, position, generation_id, prompt_id) "
                     "SELECT ?, row_number() OVER (ORDER BY generation_id) - 1, generation_id, prompt_id "
                     "FROM selected", [name])
         con.execute("COMMIT")
     return manifest
+
+
+def _mix(con: duckdb.DuckDBPyConnection, recipe: ReleaseRecipe) -> dict[str, Any]:
+    """Draw each kind's share from `eligible` into `selected`, deterministically from the seed."""
+    available = dict(con.execute("SELECT kind, count(*) FROM eligible GROUP BY kind").fetchall())
+    n_r, n_nr = available.get("reasoning", 0), available.get("non_reasoning", 0)
+    if recipe.reasoning_share is not None:
+        share = recipe.reasoning_share
+        total = int(min(n_r / share, n_nr / (1 - share))) if n_r and n_nr else 0
+        want_r, want_nr = round(total * share), total - round(total * share)
+    else:
+        want_r = n_r if recipe.reasoning is None else min(n_r, recipe.reasoning)
+        want_nr = n_nr if recipe.non_reasoning is None else min(n_nr, recipe.non_reasoning)
+    con.execute(f"""CREATE TEMP TABLE selected AS
+        SELECT * FROM (
+          SELECT *, row_number() OVER (PARTITION BY kind ORDER BY md5('{recipe.seed}:' || generation_id)) AS draw
+          FROM eligible)
+        WHERE (kind = 'reasoning' AND draw <= {want_r}) OR (kind = 'non_reasoning' AND draw <= {want_nr})
+        ORDER BY generation_id""")
+    return {"requested": {"reasoning": recipe.reasoning, "non_reasoning": recipe.non_reasoning,
+                          "reasoning_share": recipe.reasoning_share},
+            "available": {"reasoning": n_r, "non_reasoning": n_nr},
+            "selected": {"reasoning": want_r, "non_reasoning": want_nr}}
 
 
 def get_manifest(catalog: Catalog, name: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import random
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -362,7 +362,8 @@ class Catalog:
     SAMPLE_PROMPT_COLUMNS = ("source", "problem", "answer", "tests", "kind", "domain", "language", "messages")
 
     def iter_samples(self, *, where: str | None = None, without: tuple[str, ...] | None = None,
-                     batch_rows: int = 2000) -> Iterator[Any]:  # Iterator[polars.DataFrame]
+                     batch_rows: int = 2000, on_total: Callable[[int], None] | None = None
+                     ) -> Iterator[Any]:  # Iterator[polars.DataFrame]
         """Stream generations with their prompt's fields, shard by shard, holding no lock between batches.
 
         `where` is a SQL predicate over generation_meta and prompts columns (e.g. `domain = 'math'`).
@@ -397,6 +398,8 @@ class Catalog:
             except duckdb.Error as exc:
                 raise CatalogError(f"selection `{where}` is not a valid SQL predicate over generations and "
                                    f"prompts: {str(exc).splitlines()[0]}") from None
+        if on_total is not None:
+            on_total(pending.height)
         meta_cols = ("generation_id, run_id, sample_index, finish_reason, completion_tokens")
         prompt_cols = ", ".join(f"p.{c}" if c != "answer" else "p.answer AS reference"
                                 for c in self.SAMPLE_PROMPT_COLUMNS)
@@ -455,6 +458,14 @@ class Catalog:
             con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
                         f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
             return con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0] - before
+
+    def decision_counts(self, filter_name: str, version: str, phash: str) -> tuple[int, int]:
+        """(passed, total) decisions of one filter version and params."""
+        with self.connect() as con:
+            passed, total = con.execute(
+                "SELECT count(*) FILTER (WHERE passed), count(*) FROM filter_decisions WHERE filter = ? AND "
+                "filter_version = ? AND params_hash = ?", [filter_name, str(version), phash]).fetchall()[0]
+        return int(passed), int(total)
 
     def verdicts(self, generation_ids: list[str] | None = None):  # -> polars.DataFrame
         with self.reader() as con:

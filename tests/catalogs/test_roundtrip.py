@@ -59,8 +59,9 @@ def test_roundtrip_release_export_load_dataset(tmp_path: Path) -> None:
     manifest = create_release(cat, "r1-math-v1")
     # sample index 1 failed the judge, index 2 failed the filter: 10 of 30 remain.
     assert manifest["members"] == 10 and manifest["by_source"] == {"mult": 10}
-    reasons = {(e["failed_judges"], e["failed_filters"]): e["generations"] for e in manifest["excluded"]}
-    assert reasons == {("math_accuracy:wrong_answer", ""): 10, ("", "language_mixing:mixed_language"): 10}
+    reasons = {(e["why"], e["failed_judges"], e["failed_filters"]): e["generations"] for e in manifest["excluded"]}
+    assert reasons == {("failed", "math_accuracy:wrong_answer", ""): 10,
+                       ("failed", "", "language_mixing:mixed_language"): 10}
     # The manifest agrees with SQL over the catalog.
     cols, rows = sql(cat, "SELECT count(*) FROM release_members WHERE release_name = 'r1-math-v1'")
     assert rows[0][0] == 10
