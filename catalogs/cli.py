@@ -238,6 +238,36 @@ def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, a
             console.print(_table(title, data[key]))
 
 
+# ---------------------------------------------------------------------------------------------- generate
+@app.command()
+def generate(
+    recipe: Annotated[Path, typer.Argument(help="YAML generation recipe: prompts, backend, template, sampling, "
+                                           "samples_per_prompt, budget, judges. See recipes/.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the first rendered prompt and the plan "
+                                          "(prompts, samples, estimated tokens); generate nothing.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rejection sampling: sample each selected prompt in rounds until k samples pass the recipe's judges or its
+    budget is spent. Killed or interrupted, the same command resumes without paying twice for a sample."""
+    from factory.generate import generate_from_recipe
+
+    summary = generate_from_recipe(recipe, _open(catalog, create=True), dry_run=dry_run)
+    if as_json:
+        _print_json(summary)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's model, catalog and export.")] = Path("demo-out"),
+) -> None:
+    """The whole pipeline on this machine's CPU: ingest, rejection sampling with the real vLLM engine on a tiny
+    model built locally, imported traces, judges, filters, the paper's mix, export, and one sample's lineage."""
+    from factory.demo import run_demo
+
+    run_demo(out)
+
+
 # ---------------------------------------------------------------------------------------------- judge, filter
 class _StageProgress:
     """A rich bar per stage on a terminal; log lines otherwise."""
@@ -364,18 +394,35 @@ def export(
     console.print(f"[green]exported[/] release {name} → {path} ({format}, {style})")
 
 
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that carry a message for the user (file, field, fix); anything else is a bug and keeps its
+    traceback. Imported lazily: each stage owns its error type."""
+    types: list[type[BaseException]] = [CatalogError]
+    for module, name in (("factory.recipe", "RecipeError"), ("factory.backends", "BackendError"),
+                         ("factory.sampling", "GenerationStopped"), ("filters.registry", "UnknownFilterError"),
+                         ("filters.base", "FilterParamsError"), ("filters.decontamination", "BenchmarkFormatError"),
+                         ("factory.templates", "TemplateError"), ("judges.registry", "UnknownJudgeError"),
+                         ("judges.sandbox", "SandboxUnavailable")):
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(getattr(mod, name, None), type):
+            types.append(getattr(mod, name))
+    return tuple(types)
+
+
 def main() -> None:
     """Entry point: user errors print one clear message and exit 2, never a traceback."""
     try:
         app()
-    except CatalogError as exc:
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if not isinstance(exc, _user_error_types()):
+            raise
         from rich.text import Text
 
         err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
 
 
 if __name__ == "__main__":
