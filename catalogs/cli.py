@@ -88,14 +88,12 @@ def ingest(
     opts = IngestOptions(source=source or file.name.split(".")[0], generations=generations, model=model,
                          rename=mapping, kind=kind, domain=domain, language=language, split=split,
                          max_record_bytes=int(max_record_mb * 2**20))
-    fresh = not (catalog / "catalog.duckdb").exists()
+    folder_existed, fresh = catalog.exists(), not (catalog / "catalog.duckdb").exists()
     try:
         report = _ingest_with_progress(catalog, file, opts, run_ingest)
     except BaseException:
-        if fresh and catalog.exists():  # a failed first ingest leaves no empty catalog behind
-            import shutil
-
-            shutil.rmtree(catalog, ignore_errors=True)
+        if fresh:  # a failed first ingest leaves no empty catalog behind, and removes only what it made
+            _remove_new_catalog(catalog, folder_existed)
         raise
     if as_json:
         _print_json(report.as_dict())
@@ -110,11 +108,23 @@ def ingest(
         console.print(f"run {report.run_id} (model {model}); prompts added: {report.prompts_added}")
 
 
+def _remove_new_catalog(catalog: Path, folder_existed: bool) -> None:
+    import shutil
+
+    if not folder_existed:
+        shutil.rmtree(catalog, ignore_errors=True)
+        return
+    for name in ("catalog.duckdb", "catalog.duckdb.wal"):
+        (catalog / name).unlink(missing_ok=True)
+    for name in ("shards", "staging"):
+        shutil.rmtree(catalog / name, ignore_errors=True)
+
+
 def _ingest_with_progress(catalog: Path, file: Path, opts: Any, run_ingest: Any) -> Any:
     if not file.exists():
         raise CatalogError(f"{file}: no such file or folder.")
     cat = _open(catalog, create=True)
-    if sys.stderr.isatty() and file.is_file():
+    if sys.stderr.isatty() and file.name.endswith((".jsonl", ".ndjson")):  # bytes read are known for JSONL
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),

@@ -147,6 +147,11 @@ def test_cli_bad_input_exit_code_and_message(catalog: Catalog, tmp_path: Path) -
     fresh = tmp_path / "fresh"
     assert r1f("ingest", str(path), catalog=fresh, check=False).returncode == 2
     assert not fresh.exists()
+    # ... and in a folder that already held other files, it removes only its own.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert r1f("ingest", str(path), catalog=tmp_path / "mine", check=False).returncode == 2
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
     unknown = r1f("ingest", str(tmp_path / "x.csv"), catalog=catalog.root, check=False)
     assert unknown.returncode == 2 and "no such file" in unknown.stderr
 
