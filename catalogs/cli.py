@@ -341,9 +341,9 @@ def filter_(
     """Run the recipe's filters; one decision per generation and filter, with the reason and measured value.
     Changing one filter's params recomputes only that filter."""
     from factory.recipe import load_model
-    from filters.run import FilterRecipe, filter_catalog
+    from filters.run import FilterRecipe, filter_catalog, resolve_paths
 
-    spec = load_model(recipe, FilterRecipe)
+    spec = resolve_paths(load_model(recipe, FilterRecipe), recipe.resolve().parent)
     with _StageProgress() as progress:
         summary = filter_catalog(_open(catalog), spec, progress=progress)
     if as_json:

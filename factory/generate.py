@@ -48,17 +48,17 @@ def backend_kwargs(recipe: Recipe) -> dict[str, Any]:
 
 
 def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None) -> list[BoundJudge]:
-    """Bind each recipe judge name to a callable from `judges` (or the judges package's registry)."""
+    """Bind each recipe judge name to a callable: `judges` first, then the judges package's registry."""
     if not recipe.judges:
         return []
-    registry = dict(judges or {})
-    if judges is None:
-        try:  # the judges package, when it exists, registers name -> callable
-            import judges as judges_pkg
+    registry: dict[str, Callable[..., Any]] = {}
+    try:  # judges/registry.py: name -> JudgeSpec (callable, with .version)
+        from judges.registry import JUDGES as registered
 
-            registry = dict(getattr(judges_pkg, "REGISTRY", None) or getattr(judges_pkg, "JUDGES", None) or {})
-        except ImportError:
-            registry = {}
+        registry.update(registered)
+    except ImportError:
+        pass
+    registry.update(judges or {})
     where = recipe.source_path or "<recipe>"
     bound = []
     for i, spec in enumerate(recipe.judges):
@@ -175,13 +175,13 @@ def generate_from_recipe(
     try:
         with RunProgress(len(prompts), label=recipe.name or "generate", enabled=progress) as bar:
             summary = run_sampling(job, backend, catalog, bar)
+            print_summary(summary, enabled=bar.enabled)
     finally:
         if own_backend:
             try:
                 backend.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
+            except Exception:
                 log.exception("closing the backend failed")
-    print_summary(summary, enabled=progress)
     return summary
 
 

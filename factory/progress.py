@@ -7,8 +7,16 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from typing_extensions import Self
 
 log = logging.getLogger("factory")
 
@@ -33,8 +41,16 @@ class RunProgress:
         self.generated = 0
         self._progress: Progress | None = None
         self._task: Any = None
+        self._handler: logging.Handler | None = None
 
-    def __enter__(self) -> "RunProgress":
+    def __enter__(self) -> Self:
+        if not self.enabled and not log.hasHandlers():
+            # Nobody configured logging: without a handler the progress lines would go nowhere.
+            self._handler = logging.StreamHandler(sys.stderr)
+            self._handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+            log.addHandler(self._handler)
+            if log.level == logging.NOTSET:
+                log.setLevel(logging.INFO)
         if self.enabled:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -52,10 +68,13 @@ class RunProgress:
             self._task = self._progress.add_task(self.label, total=max(self.total, 1), stats="")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            self._handler = None
 
     @property
     def tokens_per_s(self) -> float:

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,7 +57,7 @@ class BackendConfig(_Strict):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _openai_needs_url(self) -> "BackendConfig":
+    def _openai_needs_url(self) -> BackendConfig:
         if self.name == "openai" and not self.base_url:
             raise ValueError(
                 "backend.base_url is required for the openai backend; "
@@ -176,7 +176,7 @@ class Recipe(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _budget_fits(self) -> "Recipe":
+    def _budget_fits(self) -> Recipe:
         if self.budget.max_samples < self.samples_per_prompt:
             raise ValueError(
                 f"budget.max_samples ({self.budget.max_samples}) is below samples_per_prompt "
@@ -231,9 +231,9 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
     """The pydantic model that holds the key at `loc` (loc excludes the key itself)."""
-    model: Any = Recipe
+    model: Any = root or Recipe
     for part in loc:
         if isinstance(part, int):
             continue
@@ -286,12 +286,12 @@ def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | 
     return None
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: dict[str, Any], root: type[BaseModel] | None = None) -> str:
     loc = tuple(err["loc"])
     typ = err["type"]
     key = _loc_str(loc)
     if typ == "extra_forbidden":
-        holder = _model_at(loc[:-1])
+        holder = _model_at(loc[:-1], root)
         known = sorted(holder.model_fields) if holder else []
         known = [k for k in known if k != "source_path"]
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
@@ -300,49 +300,67 @@ def _describe(err: dict[str, Any]) -> str:
     if typ == "missing":
         return f"{key}: required key is missing; add it"
     msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+    msg = msg.removeprefix("Value error, ")
     got = err.get("input")
     got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     fix = "fix the value"
-    if typ.endswith("_type") or typ.endswith("_parsing"):
+    if typ.endswith(("_type", "_parsing")):
         fix = "give a value of the right type"
     elif typ == "literal_error":
         fix = "use one of the allowed values"
     return f"{key}: {msg}{got_s}; {fix}" if key else f"{msg}"
 
 
-def parse_recipe(data: Any, source: str | Path = "<recipe>", text: str | None = None) -> Recipe:
-    """Validate an already-parsed recipe mapping. `source` names it in errors."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text: str | None = None) -> M:
+    """Validate a parsed YAML mapping against any recipe model; errors name the file, line, key and fix."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a YAML mapping of keys to values; got {type(data).__name__}")
     try:
-        recipe = Recipe.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         lines = _line_index(text) if text else {}
         problems = []
         for err in exc.errors():
             line = _line_for(lines, tuple(err["loc"]))
             where = f"{source}:{line}" if line else str(source)
-            problems.append(f"{where}: {_describe(err)}")
+            problems.append(f"{where}: {_describe(err, model)}")
         raise RecipeError("invalid recipe\n  " + "\n  ".join(problems)) from None
+
+
+def _read_yaml(path: Path) -> tuple[Any, str]:
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+
+
+def load_model(path: str | Path, model: type[M]) -> M:
+    """Read and validate a YAML recipe of any stage (judge, filter, release) with the same errors."""
+    path = Path(path)
+    data, text = _read_yaml(path)
+    return parse_model(data, model, path, text)
+
+
+def parse_recipe(data: Any, source: str | Path = "<recipe>", text: str | None = None) -> Recipe:
+    """Validate an already-parsed generation recipe mapping. `source` names it in errors."""
+    recipe = parse_model(data, Recipe, source, text)
     if isinstance(source, Path):
         recipe.source_path = source
     return recipe
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a YAML recipe."""
+    """Read and validate a YAML generation recipe."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found; check the path")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    data, text = _read_yaml(path)
     recipe = parse_recipe(data, path, text)
     _resolve_model_path(recipe)
     return recipe

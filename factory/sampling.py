@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from typing_extensions import Self
+
 from catalogs.ids import generation_id as make_generation_id
 from catalogs.ids import sample_seed
 from factory.backends.base import ChatRequest, Completion
@@ -109,6 +111,12 @@ class Sample(dict):
             raise AttributeError(name) from None
 
 
+try:
+    from judges.base import Sample as _JudgeSample
+except ImportError:  # the judges package is optional for the factory
+    _JudgeSample = None
+
+
 @dataclass
 class BoundJudge:
     name: str
@@ -119,9 +127,9 @@ class BoundJudge:
     def version(self) -> str:
         return str(getattr(self.fn, "version", None) or getattr(self.fn, "judge_version", None) or "0")
 
-    def __call__(self, sample: Sample) -> dict[str, Any]:
+    def __call__(self, sample: Any) -> dict[str, Any]:
         raw = self.fn(sample, **self.params) if self.params else self.fn(sample)
-        return normalise_verdict(raw, self.name, self.version, sample["generation_id"])
+        return normalise_verdict(raw, self.name, self.version, sample.generation_id)
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -166,13 +174,13 @@ class StopGuard:
         if not self._critical:
             raise KeyboardInterrupt(f"signal {signum}")
 
-    def __enter__(self) -> "StopGuard":
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
@@ -230,8 +238,17 @@ class SamplingJob:
     max_failed_calls: int = 1
 
 
-def _sample_for(state: PromptState, gen: dict[str, Any]) -> Sample:
+def _sample_for(state: PromptState, gen: dict[str, Any]) -> Any:
+    """The judges package's Sample where it is installed (what its judges expect), else our mapping."""
     row = state.row
+    if _JudgeSample is not None:
+        return _JudgeSample(
+            generation_id=gen["generation_id"], prompt_id=state.prompt_id, problem=row.get("problem") or "",
+            reference=row.get("answer"), tests=row.get("tests"), domain=row.get("domain") or "",
+            language=row.get("language") or "en", kind=row.get("kind") or "reasoning", text=gen.get("text") or "",
+            reasoning=gen.get("reasoning") or "", answer=gen.get("answer") or "",
+            finish_reason=gen.get("finish_reason"),
+        )
     tests = row.get("tests")
     meta = row.get("metadata")
     return Sample(
@@ -276,8 +293,8 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
         _restore(job, catalog, states, existing_rows)
         log.info("resuming run %s: %d samples already in the catalog", job.run_id, len(existing_rows))
 
-    total_accepted = lambda: sum(sum(s.passes.values()) for s in states.values())  # noqa: E731
-    total_samples = lambda: sum(len(s.passes) for s in states.values())  # noqa: E731
+    total_accepted = lambda: sum(sum(s.passes.values()) for s in states.values())
+    total_samples = lambda: sum(len(s.passes) for s in states.values())
 
     def finished() -> int:
         return sum(1 for s in states.values() if job.policy.plan(s.history())[0] == 0)
@@ -321,7 +338,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
             message = (f"interrupted: everything finished so far is committed to the catalog; {job.resume_hint}")
         except GenerationStopped as exc:
             status, message = "backend_failed", str(exc)
-        except Exception as exc:  # noqa: BLE001 - the backend gave up (after its own retries)
+        except Exception as exc:
             if counters.get("in_backend"):
                 status = "backend_failed"
                 message = (f"the backend failed: {type(exc).__name__}: {exc}. Everything finished so far is "
@@ -331,7 +348,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
         finally:
             try:
                 _write_stats(job, catalog, states, None)
-            except Exception:  # noqa: BLE001 - stats are derived; never mask the real error
+            except Exception:
                 log.exception("could not write prompt stats")
 
     elapsed = time.monotonic() - t0

@@ -16,7 +16,7 @@ class Markers:
     answer_end: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Markers":
+    def from_dict(cls, data: dict | None) -> Markers:
         data = data or {}
         unknown = set(data) - {"reasoning_start", "reasoning_end", "answer_start", "answer_end"}
         if unknown:

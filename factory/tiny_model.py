@@ -24,8 +24,8 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</t
 # fragments of reasoning traces and judge verdicts become single tokens.
 _CORPUS = [
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it.",
-    "The assistant first thinks about the reasoning process in the mind and then provides the user"
-    " with the answer.",
+    ("The assistant first thinks about the reasoning process in the mind and then provides the user"
+     " with the answer."),
     "Let me think step by step. First, we compute the sum. Wait, let me verify that again.",
     "So the final answer is \\boxed{42}. Therefore the result is correct.",
     "What is 2 + 3? The answer is 5. What is 7 * 8? The answer is 56. 12 / 4 = 3. 9 - 4 = 5.",

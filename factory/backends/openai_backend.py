@@ -180,7 +180,8 @@ class OpenAIBackend:
         self._extra_headers = dict(headers or {})
         self._rpm = _RateLimiter(requests_per_minute) if requests_per_minute else None
         self._tpm = _RateLimiter(tokens_per_minute) if tokens_per_minute else None
-        self._state: _LoopState | None = None
+        # One HTTP client per event loop (httpx clients are bound to the loop they run on).
+        self._states: dict[int, _LoopState] = {}
         # Count of HTTP attempts that failed and were retried (for tests, logs and progress).
         self.retries = 0
         if probe:
@@ -200,7 +201,7 @@ class OpenAIBackend:
 
     def _scrub(self, text: str) -> str:
         key = self._key.get()
-        return text
+        return text.replace(key, "***") if key else text
 
     def _probe(self, timeout_s: float) -> None:
         url = f"{self.base_url}/models"
@@ -234,12 +235,13 @@ class OpenAIBackend:
 
     def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        if self._state is None or self._state.loop is not loop:
+        state = self._states.get(id(loop))
+        if state is None or state.loop is not loop:
             limits = httpx.Limits(max_connections=self.max_concurrency,
                                   max_keepalive_connections=self.max_concurrency)
             client = httpx.AsyncClient(timeout=self.timeout, limits=limits)
-            self._state = _LoopState(loop, client, asyncio.Semaphore(self.max_concurrency))
-        return self._state
+            state = self._states[id(loop)] = _LoopState(loop, client, asyncio.Semaphore(self.max_concurrency))
+        return state
 
     def _body(self, req: ChatRequest, n: int, seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -283,7 +285,7 @@ class OpenAIBackend:
             msg = ch.get("message") if isinstance(ch, dict) else None
             if not isinstance(msg, dict):
                 raise _Retryable("malformed response body: a choice has no `message` object")
-            reasoning = None
+            reasoning = msg.get("reasoning_content")
             if reasoning is None:
                 reasoning = msg.get("reasoning")  # vLLM's name for it
             out.append(Completion(
@@ -319,7 +321,7 @@ class OpenAIBackend:
                         try:
                             data = r.json()
                         except ValueError:
-                            raise BackendError("malformed") from None
+                            raise _Retryable("malformed response body: not JSON") from None
                         comps, p_tok, c_tok = self._parse(data, n)
                         if self._tpm and p_tok is not None and c_tok is not None:
                             self._tpm.adjust(charged - (p_tok + c_tok))
@@ -413,7 +415,7 @@ class OpenAIBackend:
         def target() -> None:
             try:
                 box["result"] = asyncio.run(run())
-            except BaseException as exc:  # re-raised in the caller's thread
+            except BaseException as exc:  # noqa: BLE001  re-raised in the caller's thread
                 box["error"] = exc
 
         th = threading.Thread(target=target, name="openai-backend")
@@ -425,11 +427,13 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         """Close the HTTP client of the current event loop."""
-        state, self._state = self._state, None
-        if state is not None and state.loop is asyncio.get_running_loop():
+        state = self._states.pop(id(asyncio.get_running_loop()), None)
+        if state is not None:
             await state.client.aclose()
 
     def close(self) -> None:
-        state, self._state = self._state, None
-        if state is not None and not state.loop.is_closed() and not state.loop.is_running():
-            state.loop.run_until_complete(state.client.aclose())
+        """Close clients whose loops can still run them; clients of finished loops are just dropped."""
+        states, self._states = list(self._states.values()), {}
+        for state in states:
+            if not state.loop.is_closed() and not state.loop.is_running():
+                state.loop.run_until_complete(state.client.aclose())

@@ -19,7 +19,8 @@ class VLLMBackend:
     (e.g. `gpu_memory_utilization`, `max_model_len`, `enforce_eager`, `tensor_parallel_size`), or wrap
     an engine you already have with `llm=` (tests share one engine this way).
 
-    Per-request vLLM options: `ChatRequest.extra["sampling_params"]` (a dict of extra `SamplingParams`
+    Per-request vLLM options: `ChatRequest.extra["raw_prompt"]` (prompt text sent as is, for base models),
+    `ChatRequest.extra["sampling_params"]` (a dict of extra `SamplingParams`
     fields, e.g. `{"min_p": 0.05}`) and `ChatRequest.extra["chat_template_kwargs"]`.
     """
 
@@ -51,33 +52,38 @@ class VLLMBackend:
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len: int = int(llm.llm_engine.model_config.max_model_len)
         self.model = str(llm.llm_engine.model_config.model)
+        from vllm.sampling_params import SamplingParams, StructuredOutputsParams
+
+        self._SamplingParams = SamplingParams
+        self._StructuredOutputsParams = StructuredOutputsParams
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r}, max_model_len={self.max_model_len})"
 
-    def _prompt_ids(self, req: ChatRequest, index: int) -> list[int]:
-        kwargs = dict(req.extra.get("chat_template_kwargs") or {})
-        ids = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True,
-                                                 **kwargs)
-        if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
-            ids = ids["input_ids"]
-        ids = list(ids)
-        if len(ids) >= self.max_model_len:
-            raise ValueError(
-                f"request {index} (key={req.key!r}): the prompt has {len(ids)} tokens, at or over the engine's "
-                f"max_model_len={self.max_model_len}; shorten the prompt or raise max_model_len."
-            )
-        return ids
+    def _prompt_text(self, req: ChatRequest, index: int) -> str:
+        raw = req.extra.get("raw_prompt")
+        if raw is not None:  # a finished prompt for a base model (the R1-Zero template): no chat template
+            text = str(raw)
+        else:
+            kwargs = dict(req.extra.get("chat_template_kwargs") or {})
+            text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False,
+                                                      **kwargs)
+        # A token is at least one byte, so only a prompt with as many bytes as the context can overflow
+        # it; tokenising every prompt here would double the engine's own tokenisation work.
+        if len(text.encode()) >= self.max_model_len:
+            n_tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
+            if n_tokens >= self.max_model_len:
+                raise ValueError(
+                    f"request {index} (key={req.key!r}): the prompt has {n_tokens} tokens, at or over the "
+                    f"engine's max_model_len={self.max_model_len}; shorten the prompt or raise max_model_len."
+                )
+        return text
 
     def _sampling_params(self, req: ChatRequest, n: int, seed: int | None, index: int) -> Any:
-        from vllm import SamplingParams
-
-        kwargs: dict[str, Any] = dict(n=n, temperature=req.temperature, top_p=req.top_p,
-                                      max_tokens=req.max_tokens, seed=seed, stop=req.stop or None)
+        kwargs: dict[str, Any] = {"n": n, "temperature": req.temperature, "top_p": req.top_p,
+                                  "max_tokens": req.max_tokens, "seed": seed, "stop": req.stop or None}
         if req.json_schema is not None:
-            from vllm.sampling_params import StructuredOutputsParams
-
-            kwargs["structured_outputs"] = None
+            kwargs["structured_outputs"] = self._StructuredOutputsParams(json=req.json_schema)
         extra = req.extra.get("sampling_params") or {}
         clash = set(extra) & set(kwargs)
         if clash:
@@ -87,7 +93,7 @@ class VLLMBackend:
             )
         kwargs.update(extra)
         try:
-            return SamplingParams(**kwargs)
+            return self._SamplingParams(**kwargs)
         except TypeError as exc:
             raise ValueError(
                 f"request {index} (key={req.key!r}): bad extra['sampling_params'] ({exc}); use only "
@@ -96,14 +102,14 @@ class VLLMBackend:
 
     def generate(self, requests: list[ChatRequest]) -> list[list[Completion]]:
         """Return, for each request in order, its `n` completions in sample-index order."""
-        prompts: list[dict[str, Any]] = []
+        prompts: list[str] = []
         params: list[Any] = []
         # For each engine request: (index of the ChatRequest, first sample index it fills)
         owners: list[int] = []
         for i, req in enumerate(requests):
             if req.n < 1:
                 raise ValueError(f"request {i} (key={req.key!r}): n={req.n}; n must be at least 1.")
-            ids = self._prompt_ids(req, i)
+            text = self._prompt_text(req, i)
             if req.seeds is not None:
                 if len(req.seeds) != req.n:
                     raise ValueError(
@@ -112,11 +118,11 @@ class VLLMBackend:
                     )
                 # One engine request per seed, so each sample index is reproducible on its own.
                 for s in req.seeds:
-                    prompts.append({"prompt_token_ids": ids})
-                    params.append(self._sampling_params(req, 1, req.seed, i))
+                    prompts.append(text)
+                    params.append(self._sampling_params(req, 1, s, i))
                     owners.append(i)
             else:
-                prompts.append({"prompt_token_ids": ids})
+                prompts.append(text)
                 params.append(self._sampling_params(req, req.n, req.seed, i))
                 owners.append(i)
 
@@ -124,7 +130,9 @@ class VLLMBackend:
         if not prompts:
             return results
         start = time.perf_counter()
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        # The chat template already holds any BOS the model needs; do not let the tokenizer add another.
+        outputs = self.llm.generate(prompts, params, use_tqdm=False,
+                                    tokenization_kwargs={"add_special_tokens": False})
         elapsed = time.perf_counter() - start
         for owner, out in zip(owners, outputs):
             prompt_tokens = len(out.prompt_token_ids or [])

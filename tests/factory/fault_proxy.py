@@ -60,7 +60,7 @@ class LoopbackServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> LoopbackServer:  # noqa: PYI034
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
         fut.result(timeout=10)
@@ -153,7 +153,7 @@ class FaultProxy(LoopbackServer):
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=120)
         # upstream is .../v1 and the request path starts with /v1
-        root = self.upstream[: -len("/v1")] if self.upstream.endswith("/v1") else self.upstream
+        root = self.upstream.removesuffix("/v1")
         keep = {k: v for k, v in req.headers.items() if k in ("content-type", "authorization", "accept")}
         r = await self._client.request(req.method, root + req.path, content=req.body, headers=keep)
         return Response(status=r.status_code, body=r.content,

@@ -6,20 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
 import time
 import traceback
 import uuid
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from factory.backends import BackendError, get_backend
 from factory.backends.base import ChatRequest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fault_proxy import FakeDeepSeek, FaultProxy  # noqa: E402
+from tests.factory.fault_proxy import FakeDeepSeek, FaultProxy
 
 MSG = [{"role": "user", "content": "What is 2 + 3? Think step by step."}]
 VERDICT_SCHEMA = {
@@ -66,6 +62,13 @@ def test_vllm_per_sample_seeds_reproduce_and_differ(vllm_backend):
     assert len(set(first)) == 3, f"distinct seeds gave equal samples: {first}"
 
 
+def test_vllm_raw_prompt_skips_the_chat_template(vllm_backend):
+    """The R1-Zero template sends finished text to base models: no chat template around it."""
+    raw = "A conversation between User and Assistant. User: What is 2 + 3? Assistant: <think>"
+    [[c]] = vllm_backend.generate([ChatRequest(MSG, max_tokens=4, seed=5, extra={"raw_prompt": raw})])
+    assert c.prompt_tokens == len(vllm_backend.tokenizer.encode(raw, add_special_tokens=False))
+
+
 def test_vllm_max_tokens_gives_length(vllm_backend):
     [[c]] = vllm_backend.generate([ChatRequest(MSG, max_tokens=4, seed=5, temperature=1.0)])
     assert c.finish_reason == "length"
@@ -85,6 +88,15 @@ def test_vllm_bad_requests_fail_before_generation(vllm_backend):
         vllm_backend.generate([ChatRequest([{"role": "user", "content": "word " * 5000}], key="long")])
     with pytest.raises(ValueError, match=r"len\(seeds\)=2 but n=3"):
         vllm_backend.generate([ChatRequest(MSG, n=3, seeds=[1, 2])])
+
+
+def test_vllm_constructor_errors_name_the_fix(tmp_path, vllm_llm):
+    with pytest.raises(FileNotFoundError, match="model path .*missing.* does not exist"):
+        get_backend("vllm", model=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"engine kwargs \['max_model_len'\] are ignored"):
+        get_backend("vllm", llm=vllm_llm, max_model_len=128)
+    with pytest.raises(ValueError, match="exactly one of"):
+        get_backend("vllm")
 
 
 def test_get_backend_unknown_name():
@@ -218,3 +230,44 @@ def test_bad_or_missing_key_names_the_variable(deepseek, monkeypatch):
     monkeypatch.delenv("R1F_TEST_DEEPSEEK_KEY")
     with pytest.raises(BackendError, match="R1F_TEST_DEEPSEEK_KEY, which is NOT set"):
         deepseek_backend(deepseek)
+
+
+def test_on_result_reports_each_request_as_it_finishes(deepseek):
+    be = deepseek_backend(deepseek)
+    seen: dict[int, int] = {}
+    out = be.generate([ChatRequest(MSG, n=k) for k in (1, 2, 3)], on_result=lambda i, c: seen.update({i: len(c)}))
+    assert seen == {0: 1, 1: 2, 2: 3} and [len(c) for c in out] == [1, 2, 3]
+
+
+def test_token_rate_limiter_waits_and_refunds():
+    import asyncio
+
+    from factory.backends.openai_backend import _RateLimiter
+
+    async def run() -> tuple[float, float]:
+        lim = _RateLimiter(6000)  # 100 tokens/s, bursts of up to 1000
+        await lim.acquire(1000)
+        start = time.monotonic()
+        await lim.acquire(100)  # bucket empty: waits about a second
+        waited = time.monotonic() - start
+        lim.adjust(100)  # the request used less than charged: refund
+        start = time.monotonic()
+        await lim.acquire(100)
+        return waited, time.monotonic() - start
+
+    waited, after_refund = asyncio.run(run())
+    assert 0.8 <= waited <= 3.0 and after_refund < 0.2
+
+
+def test_async_api_and_sync_call_inside_a_running_loop(deepseek):
+    import asyncio
+
+    be = deepseek_backend(deepseek)
+
+    async def main() -> tuple[int, int]:
+        direct = await be.agenerate([ChatRequest(MSG, n=2)])
+        nested = be.generate([ChatRequest(MSG, n=3)])  # a notebook-style call: runs on its own thread
+        await be.aclose()
+        return len(direct[0]), len(nested[0])
+
+    assert asyncio.run(main()) == (2, 3)
