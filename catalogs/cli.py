@@ -404,6 +404,21 @@ def export(
     console.print(f"[green]exported[/] release {name} → {path} ({format}, {style})")
 
 
+def _setup_logging() -> None:
+    """INFO lines on stderr: through rich on a terminal (so they do not break progress bars), plain otherwise."""
+    import logging
+
+    if logging.getLogger().handlers:
+        return
+    level = os.environ.get("R1F_LOG_LEVEL", "INFO").upper()
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    else:
+        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Errors that carry a message for the user (file, field, fix); anything else is a bug and keeps its
     traceback. Imported lazily: each stage owns its error type."""
@@ -421,6 +436,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def main() -> None:
     """Entry point: user errors print one clear message and exit 2, never a traceback."""
+    _setup_logging()
     try:
         app()
     except KeyboardInterrupt:

@@ -1,0 +1,14 @@
+"""Judges: a Sample in, a Verdict out. See judges/registry.py for the names, judges/rewards.py for trl."""
+from judges.base import Sample, Verdict, sample_from_text, split_reasoning
+from judges.registry import JUDGES, JudgeSpec, get_judge, run_judge
+
+__all__ = [
+           "JUDGES",
+           "JudgeSpec",
+           "Sample",
+           "Verdict",
+           "get_judge",
+           "run_judge",
+           "sample_from_text",
+           "split_reasoning",
+]

@@ -66,6 +66,4 @@ def split_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</th
 def sample_from_text(text: str, **fields: Any) -> Sample:
     """Build a Sample from a raw generation, splitting it at `</think>` when present."""
     reasoning, answer = split_reasoning(text)
-    if not answer and "</think>" not in text:
-        answer = ""
     return Sample(text=text, reasoning=reasoning, answer=answer, **fields)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from judges.base import Sample, Verdict, verdict
 from judges.sandbox import Limits, RunResult, SandboxUnavailable, isolation_available, run_python

@@ -13,9 +13,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from multiprocessing.connection import Connection, wait
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from judges.base import Sample, Verdict, verdict
 
@@ -108,12 +109,18 @@ def _judge_here(sample: Sample, timeout_s: float, use_signal: bool = True) -> Ve
     if predicted is None or not predicted.strip():
         return verdict(NAME, VERSION, 0.0, False, "no_boxed_answer", **details)
     details["predicted"] = predicted[:200]
-    armed = use_signal and timeout_s and timeout_s > 0
-    old = None
+    import math_verify  # noqa: F401  (first import takes a second; not the sample's time)
+
+    armed = bool(use_signal and timeout_s and timeout_s > 0)
+    old_handler: Any = None
+    outer_left = 0.0
+    started = time.monotonic()
     if armed:
         def _on_alarm(signum: int, frame: Any) -> None:
             raise _SampleTimeout()
-        old = signal.signal(signal.SIGALRM, _on_alarm)
+        # Someone else's timer (pytest-timeout, a caller's alarm) is put back afterwards.
+        outer_left = signal.getitimer(signal.ITIMER_REAL)[0]
+        old_handler = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         reason, more = _check(str(sample.reference), predicted)
@@ -122,7 +129,9 @@ def _judge_here(sample: Sample, timeout_s: float, use_signal: bool = True) -> Ve
     finally:
         if armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+            signal.signal(signal.SIGALRM, old_handler)
+            if outer_left > 0:
+                signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 0.001))
     details.update(more)
     ok = reason == "correct"
     return verdict(NAME, VERSION, 1.0 if ok else 0.0, ok, reason, **details)
@@ -130,8 +139,15 @@ def _judge_here(sample: Sample, timeout_s: float, use_signal: bool = True) -> Ve
 
 # ---------------------------------------------------------------- process pool with hard kills
 
+def _warm_up() -> None:
+    """Import Math-Verify and run one parse, so no sample's time limit pays for the start-up."""
+    _check("1", "1")
+
+
 def _worker(conn: Connection, timeout_s: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _warm_up()
+    conn.send("ready")
     while True:
         try:
             job = conn.recv()
@@ -154,6 +170,7 @@ class VerifyPool:
         self._ctx = mp.get_context("spawn")  # fork beside torch/vLLM threads is not safe
         self._procs: list[Any] = [None] * self.n
         self._conns: list[Connection | None] = [None] * self.n
+        self._ready: list[bool] = [False] * self.n
         self._lock = threading.Lock()
 
     def _start(self, k: int) -> None:
@@ -162,6 +179,20 @@ class VerifyPool:
         p.start()
         child.close()
         self._procs[k], self._conns[k] = p, parent
+        self._ready[k] = False
+
+    def _wait_ready(self, k: int, timeout_s: float = 300.0) -> None:
+        """Block until worker k has warmed up; deadlines start only after that."""
+        conn = self._conns[k]
+        if self._ready[k]:
+            return
+        try:
+            if conn is not None and conn.poll(timeout_s) and conn.recv() == "ready":
+                self._ready[k] = True
+                return
+        except (EOFError, OSError):
+            pass
+        raise RuntimeError(f"math_accuracy worker {k} did not start within {timeout_s:.0f} s")
 
     def _kill(self, k: int) -> None:
         p, c = self._procs[k], self._conns[k]
@@ -171,6 +202,7 @@ class VerifyPool:
         if c is not None:
             c.close()
         self._procs[k] = self._conns[k] = None
+        self._ready[k] = False
 
     def run(self, samples: Sequence[Sample], timeout_s: float | None = None, chunk: int = 32) -> list[Verdict]:
         if timeout_s is not None and timeout_s != self.timeout_s:
@@ -193,12 +225,18 @@ class VerifyPool:
             if self._procs[k] is None or not self._procs[k].is_alive():
                 self._kill(k)
                 self._start(k)
+                self._wait_ready(k)
             idxs = todo.pop()
             pending[k] = idxs
             last[k] = time.monotonic()
             self._conns[k].send([(i, asdict(samples[i])) for i in idxs])  # type: ignore[union-attr]
 
-        for k in range(self.n):
+        for k in range(min(self.n, len(todo))):  # start workers side by side, then wait for them
+            if self._procs[k] is None or not self._procs[k].is_alive():
+                self._kill(k)
+                self._start(k)
+        for k in range(min(self.n, len(todo))):
+            self._wait_ready(k)
             dispatch(k)
         while pending:
             now = time.monotonic()
@@ -232,6 +270,7 @@ class VerifyPool:
         pending[k] = []
         if rest:
             self._start(k)
+            self._wait_ready(k)
             pending[k] = rest
             self._conns[k].send([(i, asdict(samples[i])) for i in rest])  # type: ignore[union-attr]
 
@@ -248,10 +287,10 @@ class VerifyPool:
                 p.join(2)
             self._kill(k)
 
-    def __enter__(self) -> "VerifyPool":
+    def __enter__(self) -> VerifyPool:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -271,8 +310,9 @@ def judge_many(samples: Sequence[Sample], workers: int = 2, *, timeout_s: float 
                min_batch_for_pool: int = 64) -> list[Verdict]:
     """Verdicts for a batch, in order. Big batches use `workers` processes (both cores by default)."""
     samples = list(samples)
-    if workers <= 1 and threading.current_thread() is threading.main_thread() \
-            or len(samples) < min_batch_for_pool and threading.current_thread() is threading.main_thread():
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and (workers <= 1 or len(samples) < min_batch_for_pool):
+        # Starting worker processes costs about a second; small batches are faster here.
         return [_judge_here(s, timeout_s) for s in samples]
     workers = max(1, min(workers, os.cpu_count() or 1, len(samples)))
     with VerifyPool(workers=workers, timeout_s=timeout_s) as pool:

@@ -3,9 +3,10 @@ plus one line in JUDGES below. Modules load lazily, so listing judges imports no
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from judges.base import Sample, Verdict
 

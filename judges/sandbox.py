@@ -8,7 +8,9 @@ Layers, outermost first:
 - `bwrap`: fresh namespaces (no network, own PID namespace so every process dies with it), a
   read-only view of /usr only (no /root, /home, /etc, /work, /var), the program read-only in
   /code, a small private tmpfs as the only writable place, a clean environment.
-  Fallback when bwrap is missing: `unshare` (network, PID, mount namespaces) + the same rlimits.
+  Fallback when bwrap is missing: `unshare` (network, PID, IPC, UTS namespaces) + the same rlimits
+  and uid drop. It is weaker: the file system is the host's, so only permissions guard host files
+  and world-writable folders (/tmp, /var/tmp) stay writable.
   With neither, code runs only if the caller passes `unsafe_local=True`.
 - Here: a wall-clock limit that kills the whole process group, and stdout/stderr capped at
   `output_bytes` (the process is killed once it prints more).
@@ -65,12 +67,12 @@ class RunResult:
 def _probe(cmd: list[str]) -> bool:
     try:
         return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=20, env={}).returncode == 0
+                              stderr=subprocess.DEVNULL, timeout=20, env={}, check=False).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def isolation_available() -> str | None:
     """'bwrap', 'unshare' or None: which isolation tool actually works on this machine."""
     if not os.path.exists(SANDBOX_PYTHON):
@@ -126,8 +128,22 @@ def _unshare_args() -> list[str]:
     return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts", "--"]
 
 
+def _own_process_count() -> int:
+    uid, n = os.getuid(), 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                n += os.stat(f"/proc/{d}").st_uid == uid
+            except OSError:
+                pass
+    return n
+
+
 def _prlimit_args(limits: Limits) -> list[str]:
-    return ["prlimit", f"--cpu={limits.cpu_s}", f"--as={limits.memory_mb << 20}", f"--nproc={limits.nproc}",
+    # RLIMIT_NPROC counts every process of the real uid. As root we run under a fresh uid that owns
+    # nothing else; otherwise the caller's own processes count too, so the budget sits on top of them.
+    nproc = limits.nproc if os.geteuid() == 0 else limits.nproc + _own_process_count()
+    return ["prlimit", f"--cpu={limits.cpu_s}", f"--as={limits.memory_mb << 20}", f"--nproc={nproc}",
             f"--fsize={limits.fsize_mb << 20}", f"--nofile={limits.nofile}", "--core=0", "--"]
 
 
@@ -157,7 +173,8 @@ def run_python(code: str, stdin: str = "", limits: Limits = Limits(), *, unsafe_
         elif iso == "unshare":
             work = os.path.join(host_dir, "work")
             os.mkdir(work)
-            os.chown(work, uid, uid) if os.geteuid() == 0 else None
+            if os.geteuid() == 0:
+                os.chown(work, uid, uid)
             cmd = (_prlimit_args(limits) + _unshare_args() + _drop_privileges(uid)
                    + [SANDBOX_PYTHON, "-I", "-S", os.path.join(host_dir, "main.py")])
             cwd, env = work, {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8"}
@@ -229,7 +246,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
     # killing `unshare` first would orphan the init to the host's init as a zombie.
     if proc.poll() is None:
         try:
-            kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                kids = f.read().split()
         except OSError:
             kids = []
         for kid in kids:

@@ -45,7 +45,6 @@ def test_equal_answers_with_different_strings(gold, pred):
 
 @pytest.mark.parametrize("gold,pred", LOOK_ALIKE_BUT_DIFFERENT)
 def test_different_answers_that_look_alike(gold, pred):
-    assert sorted(gold) == sorted(pred) or gold[:2] == pred[:2] or True
     v = judge(_s(gold, rf"\boxed{{{pred}}}"))
     assert not v.passed and v.score == 0.0 and v.reason == "wrong_answer", v
 
@@ -91,6 +90,21 @@ def test_gold_is_parsed_first_order_matters():
     assert a != b
 
 
+def test_outer_timer_is_restored():
+    import signal
+
+    fired = []
+    old = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        assert judge(_s("2", r"\boxed{2}"), timeout_s=5).passed
+        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 20 < left <= 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def test_pathological_expression_times_out_quickly():
     t = time.monotonic()
     v = judge(_s("2", r"\boxed{9^{9^{9^{9}}}}"), timeout_s=1)
@@ -112,9 +126,9 @@ def test_real_rows_with_their_own_answers():
     rows += [json.loads(line) for line in (DATA / "math500_rows.jsonl").read_text().splitlines()]
     samples = [_s(r["answer"], rf"Therefore the answer is $\boxed{{{r['answer']}}}$.") for r in rows]
     assert all(v.passed for v in (judge(s) for s in samples))
-    # A different row's answer is wrong (answers in the picked rows are pairwise different values).
+    # The previous row's answer is wrong (the picked rows' answers are pairwise different values).
     wrong = [_s(rows[i]["answer"], rf"\boxed{{{rows[i - 1]['answer']}}}") for i in range(1, len(rows))]
-    assert not any(judge(s).passed for s in wrong if rows[0]["answer"] != rows[1]["answer"])
+    assert [judge(s).reason for s in wrong] == ["wrong_answer"] * len(wrong)
 
 
 def test_chinese_reference_row():

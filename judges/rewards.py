@@ -1,0 +1,132 @@
+"""The bridge to trl: judges as GRPO reward functions, so training scores with exactly these judges.
+
+trl's GRPOTrainer calls each reward function as `f(prompts=..., completions=..., **columns)`, where
+completions are strings (standard format) or lists of chat messages (conversational format) and
+the keyword arguments carry the dataset's other columns (`answer`, `tests`, `language`, ...)
+plus trl's own (`completion_ids`, `trainer_state`, ...), and expects one float per completion.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from judges.base import Sample, Verdict, split_reasoning
+from judges.registry import get_judge
+
+RewardFunc = Callable[..., list[float]]
+
+# Dataset columns that carry the reference answer, first match wins.
+REFERENCE_COLUMNS = ("answer", "reference", "solution", "ground_truth", "gold")
+
+
+def completion_text(completion: Any) -> str:
+    """The generated text from a plain string or a list of chat messages (assistant turns joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        return str(completion.get("content") or "")
+    if isinstance(completion, Sequence):
+        parts = [m.get("content") or "" for m in completion if isinstance(m, Mapping)
+                 and m.get("role", "assistant") == "assistant"]
+        return "".join(str(p) for p in parts)
+    return str(completion)
+
+
+def prompt_text(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence):
+        users = [m.get("content") or "" for m in prompt if isinstance(m, Mapping) and m.get("role") == "user"]
+        return str(users[-1]) if users else ""
+    return ""
+
+
+def _column(kwargs: Mapping[str, Any], names: Sequence[str], i: int) -> Any:
+    for name in names:
+        col = kwargs.get(name)
+        if col is not None and i < len(col):
+            return col[i]
+    return None
+
+
+def samples_from_batch(prompts: Sequence[Any] | None, completions: Sequence[Any], kwargs: Mapping[str, Any],
+                       *, open_tag: str = "<think>", close_tag: str = "</think>") -> list[Sample]:
+    out = []
+    for i, completion in enumerate(completions):
+        text = completion_text(completion)
+        reasoning, answer = split_reasoning(text, open_tag, close_tag)
+        ref = _column(kwargs, REFERENCE_COLUMNS, i)
+        tests = _column(kwargs, ("tests", "test"), i)
+        if tests is not None and not isinstance(tests, str):
+            tests = json.dumps(tests)
+        lang = _column(kwargs, ("language",), i)
+        finish = _column(kwargs, ("finish_reason",), i)
+        out.append(Sample(problem=prompt_text(prompts[i]) if prompts is not None and i < len(prompts) else "",
+                          reference=None if ref is None else str(ref), tests=tests, language=lang or "en",
+                          text=text, reasoning=reasoning, answer=answer, finish_reason=finish))
+    return out
+
+
+def _as_score(result: Verdict | float | bool) -> float:
+    if isinstance(result, Verdict):
+        return float(result.score)
+    return float(result)
+
+
+def reward_func(judge: str | Callable[[Sample], Verdict | float], *, weight: float = 1.0,
+                params: Mapping[str, Any] | None = None, name: str | None = None) -> RewardFunc:
+    """One trl reward function from a registered judge name or a callable Sample -> Verdict | float."""
+    params = dict(params or {})
+    if isinstance(judge, str):
+        spec = get_judge(judge)
+        score_one: Callable[[Sample], Verdict | float] = lambda s: spec(s, **params)
+        batch = spec.judge_many if judge in ("code",) else None
+        fname = name or judge
+    else:
+        score_one, batch = (lambda s: judge(s, **params)) if params else judge, None
+        fname = name or getattr(judge, "__name__", "reward")
+
+    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
+        samples = samples_from_batch(prompts, completions, kwargs)
+        results = batch(samples, **params) if batch else [score_one(s) for s in samples]
+        return [weight * _as_score(r) for r in results]
+
+    f.__name__ = fname
+    f.__qualname__ = fname
+    return f
+
+
+def as_reward_funcs(judges: Sequence[str | Callable[[Sample], Verdict | float]],
+                    weights: Sequence[float] | None = None,
+                    params: Mapping[str, Mapping[str, Any]] | None = None) -> list[RewardFunc]:
+    """One reward function per judge, each named after it (trl logs `rewards/<name>/mean`).
+
+    weights scale each function's output; leave trl's `reward_weights` unset when you use them here.
+    params maps a judge name to its keyword parameters, e.g. {"format": {"require_open": False}}.
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(judges)
+    if len(weights) != len(judges):
+        raise ValueError(f"{len(judges)} judges but {len(weights)} weights; give one weight per judge")
+    params = params or {}
+    out = []
+    for j, w in zip(judges, weights):
+        key = j if isinstance(j, str) else getattr(j, "__name__", "")
+        out.append(reward_func(j, weight=w, params=params.get(key)))
+    return out
+
+
+def combined_reward(judges: Sequence[str | Callable[[Sample], Verdict | float]],
+                    weights: Sequence[float] | None = None,
+                    params: Mapping[str, Mapping[str, Any]] | None = None, name: str = "combined") -> RewardFunc:
+    """A single trl reward function: the weighted sum of the judges' scores."""
+    funcs = as_reward_funcs(judges, weights, params)
+
+    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
+        totals = [0.0] * len(completions)
+        for fn in funcs:
+            totals = [a + b for a, b in zip(totals, fn(prompts, completions, **kwargs))]
+        return totals
+
+    f.__name__ = f.__qualname__ = name
+    return f

@@ -1,0 +1,130 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from judges.base import Sample
+from judges.llm_judge import (
+    LABELS,
+    VERDICT_SCHEMA,
+    build_request,
+    judge_batch,
+    load_prompt,
+    parse_response,
+    render,
+)
+
+
+def _sample(i=0, **kw):
+    base = dict(generation_id=f"g{i}", problem="What is 1/2 as a decimal?", reference="0.5",
+                answer=r"The answer is \boxed{\frac{1}{2}}.")
+    base.update(kw)
+    return Sample(**base)
+
+
+def test_prompt_is_versioned_and_renders_math_safely():
+    t = load_prompt("llm_judge_v1")
+    req = build_request(_sample(problem=r"Find $x$ with {braces} and \frac{1}{2}"), t)
+    content = req.messages[0]["content"]
+    assert r"Find $x$ with {braces} and \frac{1}{2}" in content and "0.5" in content
+    assert r"\boxed{\frac{1}{2}}" in content and "{{" not in content
+    assert req.json_schema == VERDICT_SCHEMA and req.key == "g0"
+    assert render("{{a}} {{b}}", a="$1$", b="{x}") == "$1$ {x}"
+    with pytest.raises(FileNotFoundError, match="known prompts: .*llm_judge_v1"):
+        load_prompt("llm_judge_v999")
+
+
+def test_parse_response():
+    v = parse_response('{"verdict": "equivalent", "reason": "same value"}')
+    assert v.passed and v.reason == "equivalent" and v.details["judge_reason"] == "same value"
+    assert parse_response('```json\n{"verdict": "different", "reason": "x"}\n```').reason == "different"
+    assert parse_response('{"verdict": "Ambiguous", "reason": ""}').reason == "ambiguous"
+    for garbage in ["", "yes", '{"verdict": "maybe"}', "[1,2]", '{"verdict": 1}', '{"verdict": "equiv']:
+        v = parse_response(garbage)
+        assert v.reason == "unparseable_judge_response" and not v.passed
+
+
+class _GarbageHandler(BaseHTTPRequestHandler):
+    """A remote API that ignores structured output: valid OpenAI envelope, non-JSON content."""
+
+    bodies: list = []
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._send({"data": [{"id": "judge"}]})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).bodies.append(body)
+        self._send({"choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "Sure! They look the same to me."}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 8}})
+
+
+@pytest.fixture
+def garbage_server():
+    _GarbageHandler.bodies = []
+    srv = HTTPServer(("127.0.0.1", 0), _GarbageHandler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_unparseable_reply_from_remote_api(garbage_server):
+    from factory.backends.openai_backend import OpenAIBackend
+
+    backend = OpenAIBackend(garbage_server, "judge", max_retries=0, timeout_s=10)
+    samples = [_sample(0), _sample(1, reference=None), _sample(2, answer="", text="")]
+    got = judge_batch(samples, backend)
+    assert [v.reason for v in got] == ["unparseable_judge_response", "no_reference", "no_prediction"]
+    assert got[0].details["raw"].startswith("Sure!")
+    # The schema was sent, so a compliant server would have had to answer in it.
+    sent = _GarbageHandler.bodies[0]
+    assert sent["response_format"]["json_schema"]["schema"] == VERDICT_SCHEMA
+
+
+def test_backend_error_policy():
+    class Down:
+        name = "down"
+
+        def generate(self, requests):
+            raise ConnectionError("endpoint down")
+
+        def close(self):
+            pass
+
+    with pytest.raises(ConnectionError):
+        judge_batch([_sample()], Down())
+    v = judge_batch([_sample()], Down(), on_backend_error="verdict")[0]
+    assert v.reason == "judge_backend_error" and "endpoint down" in v.details["error"]
+
+
+def test_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from factory.backends.openai_backend import OpenAIBackend
+
+    # The schema lets JSON carry any whitespace between tokens, and a random model happily emits
+    # newlines until max_tokens. A real judge does not; here we ban whitespace-only tokens.
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    spaces = {str(i): -100 for i in range(len(tok)) if tok.decode([i]).strip() == "" and tok.decode([i])}
+    backend = OpenAIBackend(vllm_server, "tiny", max_retries=1, timeout_s=120)
+    samples = [_sample(0), _sample(1, reference="0.25", answer=r"\boxed{0.5}")]
+    got = judge_batch(samples, backend, max_tokens=400, request_extra={"body": {"logit_bias": spaces}})
+    for v in got:
+        assert v.reason in LABELS, v  # the random tiny model says anything, but it parses
+        assert v.judge == "llm_judge" and v.judge_version == "1+llm_judge_v1"
+        assert v.passed == (v.reason == "equivalent")
