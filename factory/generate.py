@@ -14,6 +14,7 @@ from typing import Any
 from catalogs.ids import run_id as make_run_id
 from factory.progress import RunProgress, print_summary
 from factory.recipe import (
+    BackendConfig,
     Recipe,
     RecipeError,
     check_model_path,
@@ -32,9 +33,8 @@ _OPENAI_KEYS = ("api_key_env", "max_concurrency", "requests_per_minute", "tokens
                 "max_retries")
 
 
-def backend_kwargs(recipe: Recipe) -> dict[str, Any]:
-    """Constructor keyword arguments for `get_backend(recipe.backend.name, **kw)`."""
-    b = recipe.backend
+def backend_kwargs(b: BackendConfig) -> dict[str, Any]:
+    """Constructor keyword arguments for `get_backend(b.name, **kw)`."""
     kw: dict[str, Any] = {"model": b.model}
     if b.name == "vllm":
         kw.update({k: getattr(b, k) for k in _VLLM_ENGINE_KEYS if getattr(b, k) is not None})
@@ -169,7 +169,7 @@ def generate_from_recipe(
     if own_backend:
         from factory.backends import get_backend
 
-        backend = get_backend(recipe.backend.name, **backend_kwargs(recipe))
+        backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
     log.info("run %s: %d prompts, k=%d, template %s %s, backend %s", run_id, len(prompts), recipe.k,
              template.name, template.run_version, recipe.backend.name)
     try:

@@ -48,22 +48,3 @@ class Verdict:
 def verdict(judge: str, version: str, score: float, passed: bool, reason: str, **details: Any) -> Verdict:
     return Verdict(judge=judge, judge_version=version, score=float(score), passed=bool(passed),
                    reason=reason, details=details)
-
-
-def split_reasoning(text: str, open_tag: str = "<think>", close_tag: str = "</think>") -> tuple[str, str]:
-    """Split a raw generation into (reasoning, answer) at the closing marker.
-
-    Without a closing marker there is no separable answer: everything is reasoning.
-    """
-    if close_tag in text:
-        head, _, tail = text.rpartition(close_tag)
-        if open_tag and open_tag in head:
-            head = head.split(open_tag, 1)[1]
-        return head.strip(), tail.strip()
-    return text.strip(), ""
-
-
-def sample_from_text(text: str, **fields: Any) -> Sample:
-    """Build a Sample from a raw generation, splitting it at `</think>` when present."""
-    reasoning, answer = split_reasoning(text)
-    return Sample(text=text, reasoning=reasoning, answer=answer, **fields)

@@ -47,12 +47,17 @@ JUDGES: dict[str, JudgeSpec] = {
 }
 
 
+class UnknownJudgeError(KeyError):
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0])
+
+
 def get_judge(name: str) -> JudgeSpec:
     try:
         return JUDGES[name]
     except KeyError:
         known = ", ".join(sorted(JUDGES))
-        raise KeyError(f"unknown judge {name!r}; known judges: {known}. "
+        raise UnknownJudgeError(f"unknown judge {name!r}; known judges: {known}. "
                        f"Add one in judges/registry.py (JUDGES).") from None
 
 

@@ -11,7 +11,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from judges.base import Sample, Verdict, split_reasoning
+from factory.split import Markers, split_reasoning
+from judges.base import Sample, Verdict
 from judges.registry import get_judge
 
 RewardFunc = Callable[..., list[float]]
@@ -55,7 +56,7 @@ def samples_from_batch(prompts: Sequence[Any] | None, completions: Sequence[Any]
     out = []
     for i, completion in enumerate(completions):
         text = completion_text(completion)
-        reasoning, answer = split_reasoning(text, open_tag, close_tag)
+        reasoning, answer = split_reasoning(text, Markers(open_tag, close_tag))
         ref = _column(kwargs, REFERENCE_COLUMNS, i)
         tests = _column(kwargs, ("tests", "test"), i)
         if tests is not None and not isinstance(tests, str):
@@ -64,7 +65,7 @@ def samples_from_batch(prompts: Sequence[Any] | None, completions: Sequence[Any]
         finish = _column(kwargs, ("finish_reason",), i)
         out.append(Sample(problem=prompt_text(prompts[i]) if prompts is not None and i < len(prompts) else "",
                           reference=None if ref is None else str(ref), tests=tests, language=lang or "en",
-                          text=text, reasoning=reasoning, answer=answer, finish_reason=finish))
+                          text=text, reasoning=reasoning or "", answer=answer, finish_reason=finish))
     return out
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from factory.recipe import BackendConfig, RecipeError
 from judges.base import Sample, Verdict
 from judges.registry import get_judge
 
@@ -24,11 +26,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Judges that ask a model, batch by batch, through the factory's backends (not in the rule registry).
+MODEL_JUDGES = ("llm_judge", "helpfulness", "harmlessness")
+
+
 class JudgeStep(_Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
-    # SQL predicate over generation and prompt columns, e.g. "domain = 'math'".
+    # SQL predicate over generation and prompt columns, e.g. "domain = 'math'". A second opinion where a
+    # rule said "different": "generation_id IN (SELECT generation_id FROM verdicts WHERE judge =
+    # 'math_accuracy' AND NOT passed)".
     where: str | None = None
+    # For llm_judge / helpfulness / harmlessness: the model that judges (DeepSeek's API, a served model, or
+    # the in-process engine), as in a generation recipe. helpfulness/harmlessness may instead name a reward
+    # model (a sequence classifier) with params.reward_model: PATH.
+    backend: BackendConfig | None = None
 
 
 class JudgeRecipe(_Strict):
@@ -40,9 +52,12 @@ class JudgeRecipe(_Strict):
     batch_rows: int = Field(default=1000, ge=1)
 
 
-def versioned(name: str, params: dict[str, Any]) -> str:
-    """The judge's code version, plus a hash of non-default params so a change re-judges."""
-    version = get_judge(name).version
+def versioned(name: str, params: dict[str, Any], backend: BackendConfig | None = None) -> str:
+    """The judge's code version, plus a hash of non-default params (and the judging model) so a change
+    re-judges."""
+    version = _model_judge_version(name, params) if name in MODEL_JUDGES else get_judge(name).version
+    if backend is not None:
+        params = {**params, "_model": backend.model}
     if not params:
         return version
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -59,6 +74,62 @@ def verdict_rows(samples: list[Sample], verdicts: list[Verdict], version: str) -
              "passed": v.passed, "reason": v.reason, "details": v.details} for s, v in zip(samples, verdicts)]
 
 
+def _model_judge_version(name: str, params: dict[str, Any]) -> str:
+    if name == "llm_judge":
+        from judges import llm_judge
+
+        return f"{llm_judge.VERSION}+{Path(params.get('prompt', llm_judge.DEFAULT_PROMPT)).stem}"
+    from judges import preference
+
+    return str(preference.VERSION)
+
+
+class _ModelJudge:
+    """A judge that asks a model: the backend is built once and reused for every batch."""
+
+    def __init__(self, step: JudgeStep) -> None:
+        params = dict(step.params)
+        self.step, self.params, self.scorer, self.backend = step, params, None, None
+        if step.name != "llm_judge" and "reward_model" in params:
+            from judges.preference import RewardModelScorer
+
+            self.scorer = RewardModelScorer(params.pop("reward_model"), **params)
+        elif step.backend is None:
+            raise RecipeError(f"judges: {step.name} needs a `backend` (the judging model)"
+                              + ("" if step.name == "llm_judge" else " or params.reward_model: PATH"))
+        else:
+            from factory.backends import get_backend
+            from factory.generate import backend_kwargs
+
+            self.backend = get_backend(step.backend.name, **backend_kwargs(step.backend))
+
+    def judge_many(self, samples: list[Sample], workers: int = 1) -> list[Verdict]:
+        if self.scorer is not None:
+            return self.scorer.score(samples, self.step.name)
+        if self.step.name == "llm_judge":
+            from judges.llm_judge import judge_batch
+
+            return judge_batch(samples, self.backend, **self.params)
+        from judges.preference import score_with_llm
+
+        return score_with_llm(samples, self.backend, self.step.name, **self.params)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+class _RuleJudge:
+    def __init__(self, step: JudgeStep) -> None:
+        self.spec, self.params = get_judge(step.name), step.params
+
+    def judge_many(self, samples: list[Sample], workers: int = 1) -> list[Verdict]:
+        return self.spec.judge_many(samples, workers=workers, **self.params)
+
+    def close(self) -> None:
+        pass
+
+
 def _and(*clauses: str | None) -> str | None:
     parts = [f"({c})" for c in clauses if c]
     return " AND ".join(parts) or None
@@ -68,11 +139,12 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
     """Judge every generation the recipe selects that lacks the verdict; returns counts per judge."""
     for step in recipe.judges:  # unknown names fail before any work
-        get_judge(step.name)
+        if step.name not in MODEL_JUDGES:
+            get_judge(step.name)
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.judges:
-        spec = get_judge(step.name)
-        version = versioned(step.name, step.params)
+        version = versioned(step.name, step.params, step.backend)
+        judge: _ModelJudge | _RuleJudge | None = None
         counts = {"judged": 0, "passed": 0}
         total = {"n": 0}
 
@@ -84,12 +156,21 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
         for batch in catalog.iter_samples(where=_and(recipe.where, step.where),
                                           without=("verdict", step.name, version),
                                           batch_rows=recipe.batch_rows, on_total=on_total):
-            samples = to_samples(batch.iter_rows(named=True))
-            verdicts = spec.judge_many(samples, workers=recipe.workers, **step.params)
+            try:
+                if judge is None:  # built lazily: nothing to judge, no model loaded
+                    judge = _ModelJudge(step) if step.name in MODEL_JUDGES else _RuleJudge(step)
+                samples = to_samples(batch.iter_rows(named=True))
+                verdicts = judge.judge_many(samples, workers=recipe.workers)
+            except BaseException:
+                if judge is not None:
+                    judge.close()
+                raise
             catalog.add_verdicts(verdict_rows(samples, verdicts, version))
             counts["judged"] += len(verdicts)
             counts["passed"] += sum(v.passed for v in verdicts)
             if progress:
                 progress(step.name, counts["judged"], total["n"])
+        if judge is not None:
+            judge.close()
         summary[step.name] = counts
     return summary
