@@ -52,7 +52,7 @@ def _decode_binary(col: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Binary -> String; rows that are not valid UTF-8 become null and are flagged."""
     try:
         return col.cast(pl.String), pl.Series([False] * len(col))
-    except Exception:  # polars refuses the whole column when one value is invalid
+    except pl.exceptions.PolarsError:  # polars refuses the whole column when one value is invalid
         out: list[str | None] = []
         bad: list[bool] = []
         for v in col.to_list():
@@ -133,7 +133,7 @@ def prepare_batch(data: pl.DataFrame | Sequence[Mapping[str, Any]] | Any) -> pl.
     else:
         try:
             df = pl.from_arrow(data)  # type: ignore[assignment]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise TypeError(f"a filter batch must be a polars DataFrame, a pyarrow Table or a list of dicts, "
                             f"not {type(data).__name__}") from e
         assert isinstance(df, pl.DataFrame)

@@ -129,7 +129,7 @@ class BenchmarkIndex:
         self.labels = labels  # item number -> "benchmark#id"
 
     @classmethod
-    def from_texts(cls, items: Iterable[tuple[str, str, str]], n: int = 8) -> "BenchmarkIndex":
+    def from_texts(cls, items: Iterable[tuple[str, str, str]], n: int = 8) -> BenchmarkIndex:
         """From (benchmark, item id, text) triples."""
         labels, texts, names = [], [], []
         for bench, item, text in items:
@@ -143,7 +143,7 @@ class BenchmarkIndex:
         return cls(names, n, pairs["k"].to_numpy(), pairs["o"].to_numpy(), labels)
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | PathLike[str]], n: int = 8) -> "BenchmarkIndex":
+    def from_files(cls, paths: Sequence[str | PathLike[str]], n: int = 8) -> BenchmarkIndex:
         """Read each benchmark file once; see the module doc for the accepted formats."""
         if isinstance(paths, (str, PathLike)):
             paths = [paths]

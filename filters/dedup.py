@@ -8,11 +8,11 @@
 
 The outcome does not depend on where the batch boundaries fall.
 
-- exact: the text lowercased with whitespace collapsed, hashed (64-bit).
-- near: MinHash over word 5-gram shingles (`ngram`), `num_perm` hashes; LSH with `bands` x `rows`
+- exact: the word sequence, lowercased, with whitespace and ASCII punctuation ignored, hashed (64-bit).
+- near: MinHash over word 5-gram shingles (`ngram`), `num_perm` values; LSH with `bands` x `rows`
   finds candidates, and a candidate is a duplicate when the signatures' estimated Jaccard similarity
   is at least `threshold`. The MinHash is numpy over the whole batch: one 64-bit hash per shingle,
-  then per permutation one multiply (multiply-shift hashing) and a per-document minimum.
+  then one-permutation hashing with densification (see `minhash`), one pass over the shingles.
 - field "problem" deduplicates prompts: the unit is the prompt_id, so the generations of a kept prompt
   all pass, and those of a duplicate prompt all fail, naming the kept prompt's first generation.
   Other fields ("answer", "reasoning", "text") deduplicate responses, one generation each.
@@ -29,8 +29,15 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from filters._ngrams import _mix, word_ngram_hashes
-from filters.base import FilterParams, apply_with_input_errors, decisions, prepare_batch, validate_params
+from filters._ngrams import _mix, sequence_hashes, token_hashes, word_ngram_hashes
+from filters.base import (
+    INPUT_ERROR,
+    FilterParams,
+    apply_with_input_errors,
+    decisions,
+    prepare_batch,
+    validate_params,
+)
 
 VERSION = "1"
 NAME = "dedup"
@@ -43,13 +50,14 @@ class DedupParams(FilterParams):
     near: bool = Field(True, description="drop near-duplicates (MinHash LSH)")
     threshold: float = Field(0.8, ge=0.0, le=1.0, description="estimated Jaccard similarity for a near-duplicate")
     ngram: int = Field(5, ge=1, le=50, description="word shingle size")
-    num_perm: int = Field(100, ge=8, le=1024, description="MinHash permutations")
+    num_perm: int = Field(128, ge=8, le=1024, description="MinHash values per signature (bands * rows of "
+                                                           "them feed LSH, all of them the Jaccard estimate)")
     bands: int = Field(20, ge=1, le=1024, description="LSH bands")
     rows: int = Field(5, ge=1, le=64, description="LSH rows per band")
     seed: int = Field(1, ge=0, le=2**31, description="seed of the MinHash permutations")
 
     @model_validator(mode="after")
-    def _bands_fit(self) -> "DedupParams":
+    def _bands_fit(self) -> DedupParams:
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands * rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}; "
                              f"raise num_perm or lower bands/rows")
@@ -97,33 +105,68 @@ class _KeyStore:
         return out
 
 
-def normalised_hash(texts: pl.Series) -> np.ndarray:
-    """64-bit hash of each text lowercased with whitespace collapsed (the exact-duplicate key)."""
-    norm = texts.fill_null("").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
-    return norm.hash(seed=0x0D0D).to_numpy()
+def minhash(texts: pl.Series | tuple[np.ndarray, np.ndarray], num_perm: int, ngram: int, seed: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures uint32 [n, num_perm], has_shingles bool [n]) of word-`ngram` shingle sets.
 
-
-def minhash(texts: pl.Series, num_perm: int, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(signatures uint32 [n, num_perm], has_shingles bool [n]) of word-`ngram` shingle sets."""
-    n = len(texts)
-    doc, h, _ = word_ngram_hashes(texts, ngram, short_as_one=True)
-    sig = np.full((n, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    One-permutation hashing with optimal densification (Shrivastava, ICML 2017): each shingle's
+    64-bit hash picks one of `num_perm` bins (high bits) and competes for that bin's minimum (low
+    bits); an empty bin borrows the value of the bin a fixed pseudo-random probe sequence points
+    to. P(two signatures agree in a bin) is the Jaccard similarity, as with `num_perm` independent
+    permutations, at the cost of one pass over the shingles instead of `num_perm`.
+    """
+    doc, h, n_words = word_ngram_hashes(texts, ngram, short_as_one=True)
+    n, k = len(n_words), num_perm
+    empty_val = np.uint32(0xFFFFFFFF)
     present = np.zeros(n, dtype=bool)
     if len(h) == 0:
-        return sig, present
-    starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
-    docs = doc[starts]
-    present[docs] = True
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
-    tmp = np.empty_like(h)
-    shift = np.uint64(32)
+        return np.full((n, k), empty_val, dtype=np.uint32), present
+    present[doc] = True
     with np.errstate(over="ignore"):
-        for p in range(num_perm):
-            np.multiply(h, a[p], out=tmp)
-            # the minimum of the top 32 bits is the top 32 bits of the minimum
-            sig[docs, p] = (np.minimum.reduceat(tmp, starts) >> shift).astype(np.uint32)
+        h = _mix(h ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF))
+        bins = ((h >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
+        key = (doc.astype(np.uint64) * np.uint64(k) + bins).astype(np.int64)
+    val = (h & np.uint64(0xFFFFFFFE)).astype(np.uint32)  # never equal to the empty marker
+    flat = np.full(n * k, empty_val, dtype=np.uint32)
+    np.minimum.at(flat, key, val)
+    sig = flat.reshape(n, k)
+    empty0 = sig == empty_val
+    empty0[~present] = False  # documents without shingles stay all-empty
+    if empty0.any():
+        sig0 = sig.copy()
+        todo = empty0.copy()
+        probes = np.random.default_rng(seed ^ 0xD3E5).integers(0, k, size=(_MAX_PROBES, k))
+        for a in range(_MAX_PROBES):
+            r, c = np.nonzero(todo)
+            if len(r) == 0:
+                break
+            src = probes[a, c]
+            ok = ~empty0[r, src] & present[r]
+            sig[r[ok], c[ok]] = sig0[r[ok], src[ok]]
+            todo[r[ok], c[ok]] = False
     return sig, present
+
+
+_MAX_PROBES = 256
+
+
+def dedup_features(texts: pl.Series, params: DedupParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(exact key uint64 [n], MinHash signatures uint32 [n, num_perm], has_shingles [n]); pure, so
+    callers may compute it for several batches in parallel and feed `DedupIndex.apply(..., features)`.
+
+    The exact key hashes the normalised word sequence: lowercase, whitespace and ASCII punctuation
+    ignored (see filters._ngrams); a text with no words gets a key of its raw text.
+    """
+    th, n_words = token_hashes(texts)
+    exact = sequence_hashes(th, n_words)
+    none = n_words == 0
+    if none.any():
+        exact[none] = texts.filter(pl.Series(none)).fill_null("").hash(seed=0x0D0D).to_numpy()
+    if params.near:
+        sig, present = minhash((th, n_words), params.num_perm, params.ngram, params.seed)
+    else:
+        sig, present = np.zeros((len(texts), 0), dtype=np.uint32), np.zeros(len(texts), dtype=bool)
+    return exact, sig, present
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -153,7 +196,7 @@ class DedupIndex:
         self.bands = _KeyStore()
         self._sigs = np.zeros((1024, p.num_perm), dtype=np.uint16)  # [kept, num_perm], grown by doubling
         self.kept_ids: list[str] = []  # representative index -> its generation_id
-        self.kept_units: list[str] = []
+        self.kept_units: list[str] = []  # representative index -> its prompt_id (field "problem" only)
         self.unit_decision: dict[str, tuple[int, str, float | None]] = {}  # prompt_id -> (rep, kind, jaccard)
 
     def __call__(self, batch: Any) -> pl.DataFrame:
@@ -175,11 +218,18 @@ class DedupIndex:
             self._sigs = grown
         self._sigs[start:need] = block
 
-    def apply(self, batch: Any) -> pl.DataFrame:
+    def apply(self, batch: Any, features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+              ) -> pl.DataFrame:
+        """Decide one batch. `features` is `dedup_features(prepared_batch[field], params)` computed
+        elsewhere (e.g. in a worker process), for rows with valid text; None computes it here."""
         df = prepare_batch(batch)
-        return apply_with_input_errors(df, NAME, VERSION, self._apply)
+        if features is not None:
+            good = df[INPUT_ERROR].is_null().to_numpy()
+            if len(features[0]) == len(df) and not good.all():
+                features = tuple(f[good] for f in features)  # type: ignore[assignment]
+        return apply_with_input_errors(df, NAME, VERSION, lambda d: self._apply(d, features))
 
-    def _apply(self, df: pl.DataFrame) -> pl.DataFrame:
+    def _apply(self, df: pl.DataFrame, features: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> pl.DataFrame:
         p = self.params
         by_prompt = p.field == "problem"
         if by_prompt:
@@ -200,15 +250,17 @@ class DedupIndex:
         rep = np.full(m, -1, dtype=np.int64)  # kept representative each new unit duplicates, -1: kept
         kind = np.full(m, "", dtype=object)
         jac = np.full(m, np.nan)
-        # exact
+        if features is None:
+            ek, sig, present = dedup_features(texts, p)
+        else:
+            if len(features[0]) != df.height:
+                raise ValueError(f"dedup features cover {len(features[0])} rows, the batch has {df.height}")
+            ek, sig, present = (f[rows] for f in features)
         if p.exact:
-            ek = normalised_hash(texts)
             hit = self.exact.lookup(ek)
             rep[hit >= 0] = hit[hit >= 0]
             kind[hit >= 0] = "exact"
-        # near: signatures for all new units (exact dups need none, but computing in bulk is simpler)
         if p.near:
-            sig, present = minhash(texts, p.num_perm, p.ngram, p.seed)
             sig16 = sig.astype(np.uint16)
             keys = band_keys(sig, p.bands, p.rows)
         # resolve in order: against the index, and against earlier kept rows of this batch
@@ -241,7 +293,7 @@ class DedupIndex:
             if p.near and present[j]:
                 best, best_j = -1, -1.0
                 if has_found[j]:
-                    cl = sorted(set(int(c) for c in found[j] if c >= 0))
+                    cl = sorted({int(c) for c in found[j] if c >= 0})
                     est = (self._sigs[np.array(cl)] == sig16[j]).mean(axis=1)
                     for c, e in zip(cl, est):
                         if e >= p.threshold and e > best_j:
@@ -274,7 +326,8 @@ class DedupIndex:
             self.bands.add(keys[kp].ravel(), np.repeat(kids, p.bands))
             self._store_sigs(base, sig16[kl])
         self.kept_ids.extend(gids[j] for j in kept_local)
-        self.kept_units.extend(unit_list[int(rows[j])] for j in kept_local)
+        if by_prompt:
+            self.kept_units.extend(unit_list[int(rows[j])] for j in kept_local)
         # decisions per unit, then per row
         unit_reason: dict[str, tuple[bool, str, float | None]] = {}
         for j in range(m):

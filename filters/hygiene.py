@@ -1,6 +1,7 @@
 """hygiene: the generation is whole, answers once, and does not loop.
 
-Checks, in this order (the reason lists every failed check; the value is the first one's measure):
+Checks, in this order (the reason lists every failed check; the value is the first failed check's
+measure, or the repeated-window share when all pass):
 - truncated: finish_reason == "length", or more `<think>` than `</think>` tags;
 - short_answer: the answer (after `</think>`) has fewer than `min_answer_chars` non-space characters;
 - multiple_boxed: more than `max_distinct_boxed` different `\\boxed{...}` answers (spaces ignored);

@@ -143,22 +143,33 @@ def _base_lang(lang: str) -> str:
     return lang.split("-")[0].split("_")[0].lower()
 
 
-def _script_counts(stripped: pl.DataFrame) -> pl.DataFrame:
+def _paragraphs(stripped: pl.DataFrame) -> pl.DataFrame:
+    """One row per paragraph: (row, lang, p, lat) with lat its count of Latin-script words."""
+    return (stripped.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+                                  pl.col("s").str.replace_all(r"\n[ \t\r]*\n\s*", PARAGRAPH_SEP)
+                                  .str.split(PARAGRAPH_SEP).alias("p"))
+            .select("row", "lang", "p").explode("p")
+            .with_columns(pl.col("p").str.count_matches(SCRIPTS["latin"][0]).cast(pl.Int64).alias("lat")))
+
+
+def _script_counts(stripped: pl.DataFrame, paras: pl.DataFrame) -> dict[str, np.ndarray]:
     """Units per script per row (only rows with non-Latin letters pay for the non-Latin scans)."""
-    non_latin = stripped["s"].str.contains(r"[^\p{Latin}\p{Common}\p{Inherited}]")
-    latin = stripped.select(pl.col("s").str.count_matches(SCRIPTS["latin"][0]).cast(pl.Int64).alias("latin"))
+    n = stripped.height
+    latin = np.zeros(n, dtype=np.int64)
+    per_row = paras.group_by("row").agg(pl.col("lat").sum())
+    latin[per_row["row"].to_numpy()] = per_row["lat"].to_numpy()
+    out = {"latin": latin}
     others = [k for k in SCRIPTS if k != "latin"]
-    out = latin.with_columns([pl.lit(0, dtype=pl.Int64).alias(k) for k in others])
+    for k in others:
+        out[k] = np.zeros(n, dtype=np.int64)
+    non_latin = stripped["s"].str.contains(r"[^\p{Latin}\p{Common}\p{Inherited}]")
     if non_latin.any():
         idx = non_latin.arg_true()
         sub = stripped[idx].select([pl.col("s").str.count_matches(SCRIPTS[k][0]).cast(pl.Int64).alias(k)
                                     for k in others])
         rows = idx.to_numpy()
-        full = {}
         for k in others:
-            full[k] = np.zeros(stripped.height, dtype=np.int64)
-            full[k][rows] = sub[k].to_numpy()
-        out = out.with_columns([pl.Series(k, full[k]) for k in others])
+            out[k][rows] = sub[k].to_numpy()
     return out
 
 
@@ -168,10 +179,10 @@ def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.Dat
     n = batch.height
     stripped = batch.select(pl.col(params.field).str.replace_all(STRIP_RE, " ").alias("s"),
                             pl.col("language").alias("lang"))
-    counts = _script_counts(stripped)
+    paras = _paragraphs(stripped)
+    units = _script_counts(stripped, paras)
     langs = [_base_lang(x) for x in stripped["lang"].to_list()]
     target_mask = {k: np.array([k in _scripts_of(lg) for lg in langs], dtype=bool) for k in SCRIPTS}
-    units = {k: counts[k].to_numpy() for k in SCRIPTS}
     total = sum(units.values()).astype(np.float64)
     # foreign[label] = foreign words per row, by the language (or script) they are in
     foreign: dict[str, np.ndarray] = {}
@@ -186,7 +197,7 @@ def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.Dat
     shared = np.array([not set(_scripts_of(lg)) <= SINGLE_LANGUAGE_SCRIPTS for lg in langs], dtype=bool)
     look = np.flatnonzero(shared & ~decided)
     if len(look):
-        for label, words in _paragraph_foreign(stripped, look, langs, params).items():
+        for label, words in _paragraph_foreign(paras, n, look, langs, params).items():
             foreign[label] = foreign.get(label, np.zeros(n, dtype=np.int64)) + words
     total_foreign = sum(foreign.values()) if foreign else np.zeros(n)
     share = np.where(total > 0, total_foreign / safe_total, 0.0)
@@ -206,22 +217,20 @@ def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.Dat
                      dtype=pl.String), pl.Series(share.round(4)))
 
 
-def _paragraph_foreign(stripped: pl.DataFrame, rows: np.ndarray, langs: list[str],
+def _paragraph_foreign(paras: pl.DataFrame, n: int, rows: np.ndarray, langs: list[str],
                        params: LanguageMixingParams) -> dict[str, np.ndarray]:
     """Foreign words per row found paragraph by paragraph in a shared-script target language."""
-    n = stripped.height
-    sub = pl.DataFrame({
-        "row": rows,
-        "s": stripped["s"].gather(rows),
-        "lang": [langs[i] for i in rows],
-    })
-    word_re = {lg: SCRIPTS[_scripts_of(lg)[0]][0] for lg in set(sub["lang"].to_list())}
-    paras = (sub.with_columns(pl.col("s").str.replace_all(r"\n[ \t\r]*\n\s*", PARAGRAPH_SEP)
-                              .str.split(PARAGRAPH_SEP).alias("p"))
-             .select("row", "lang", "p").explode("p"))
+    keep = np.zeros(n, dtype=bool)
+    keep[rows] = True
+    paras = paras.filter(pl.Series(keep[paras["row"].to_numpy()]))
+    base = np.array(langs, dtype=object)[paras["row"].to_numpy()]
+    paras = paras.with_columns(pl.Series("lang", base.tolist(), dtype=pl.String))
+    word_re = {lg: SCRIPTS[_scripts_of(lg)[0]][0] for lg in {langs[i] for i in rows}}
     parts = []
     for lg, re_ in word_re.items():
-        part = paras.filter(pl.col("lang") == lg).with_columns(pl.col("p").str.count_matches(re_).alias("w"))
+        part = paras.filter(pl.col("lang") == lg)
+        part = part.with_columns((pl.col("lat") if re_ == SCRIPTS["latin"][0] else
+                                  pl.col("p").str.count_matches(re_).cast(pl.Int64)).alias("w"))
         part = part.filter(pl.col("w") >= params.min_paragraph_words)
         if lg in STOPWORDS:
             alt = "|".join(STOPWORDS[lg])

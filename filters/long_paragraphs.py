@@ -32,16 +32,18 @@ def long_paragraphs(batch: pl.DataFrame, params: LongParagraphsParams) -> pl.Dat
     """Drop CoTs with a paragraph longer than max_chars characters or max_words words."""
     paras = (pl.col(params.field).str.replace_all(r"\n[ \t\r]*\n\s*", PARAGRAPH_SEP)
              .str.strip_chars().str.split(PARAGRAPH_SEP))
-    m = batch.select(
-        paras.list.eval(pl.element().str.len_chars()).alias("chars"),
-        paras.list.eval(pl.element().str.count_matches(WORD_RE)).alias("words"),
-    ).select(
-        pl.col("chars").list.max().fill_null(0).alias("max_chars"),
-        (pl.col("chars").list.arg_max().fill_null(0) + 1).alias("at_chars"),
-        pl.col("words").list.max().fill_null(0).alias("max_words"),
-        (pl.col("words").list.arg_max().fill_null(0) + 1).alias("at_words"),
-        pl.col("chars").list.len().alias("n_paragraphs"),
-    )
+    p = (batch.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), paras.alias("p")).explode("p")
+         .with_columns((pl.int_range(pl.len()).over("row") + 1).alias("k"), pl.col("p").str.len_chars().alias("c")))
+    by_chars = p.group_by("row").agg(pl.col("c").max().alias("max_chars"),
+                                     pl.col("k").get(pl.col("c").arg_max()).alias("at_chars"),
+                                     pl.len().alias("n_paragraphs"))
+    # a paragraph has at most as many words as characters: count words only where that bound is over
+    long = p.filter(pl.col("c") > params.max_words).with_columns(pl.col("p").str.count_matches(WORD_RE).alias("w"))
+    by_words = long.group_by("row").agg(pl.col("w").max().alias("max_words"),
+                                        pl.col("k").get(pl.col("w").arg_max()).alias("at_words"))
+    m = (pl.DataFrame({"row": pl.Series(range(batch.height), dtype=pl.UInt32)})
+         .join(by_chars, on="row", how="left").join(by_words, on="row", how="left")
+         .sort("row").with_columns(pl.col("max_chars", "max_words", "at_chars", "at_words").fill_null(0)))
     too_many_chars = pl.col("max_chars") > params.max_chars
     too_many_words = pl.col("max_words") > params.max_words
     reason = (

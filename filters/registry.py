@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+
 from filters.base import FilterParams, validate_params
 
 
