@@ -226,6 +226,10 @@ class Catalog:
         return rid
 
     # ---------------------------------------------------------------- generations
+    def count_generations(self) -> int:
+        with self.connect() as con:
+            return int(con.execute("SELECT count(*) FROM generation_meta").fetchall()[0][0])
+
     def generation_ids(self, run_id: str) -> set[str]:
         with self.connect() as con:
             return {r[0] for r in con.execute(

@@ -39,6 +39,10 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
+class FilterParamsError(ValueError):
+    """Params out of range or unknown: the message names the filter, the field and the fix."""
+
+
 class FilterParams(BaseModel):
     """Base of every filter's params: unknown keys are errors, values are checked on assignment too."""
 
@@ -200,7 +204,7 @@ def validate_params(name: str, model: type[P], params: P | Mapping[str, Any] | N
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(params)'}: {err['msg']}"
                              f" (got {err.get('input')!r})" for err in e.errors())
-        raise ValueError(f"bad params for filter {name!r}: {problems}. "
+        raise FilterParamsError(f"bad params for filter {name!r}: {problems}. "
                          f"Fix them in the recipe's filters.{name} section.") from None
 
 

@@ -62,6 +62,11 @@ def filter_catalog(catalog: Any, recipe: FilterRecipe,
                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
     for step in recipe.filters:  # unknown names and bad thresholds fail before any work
         resolve_params(step.name, step.params)
+    if not catalog.count_generations():
+        from catalogs import CatalogError
+
+        raise CatalogError(f"catalog {catalog.root} has no generations yet: nothing to filter. Make some with "
+                           f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model NAME`.")
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.filters:
         spec = get_filter(step.name)

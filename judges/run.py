@@ -141,6 +141,11 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
     for step in recipe.judges:  # unknown names fail before any work
         if step.name not in MODEL_JUDGES:
             get_judge(step.name)
+    if not catalog.count_generations():
+        from catalogs import CatalogError
+
+        raise CatalogError(f"catalog {catalog.root} has no generations yet: nothing to judge. Make some with "
+                           f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model NAME`.")
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.judges:
         version = versioned(step.name, step.params, step.backend)
