@@ -167,6 +167,9 @@ def _render_show(data: dict[str, Any]) -> None:
         console.print(f"[bold]run[/]     {data['run_id']} · {run.get('kind')} · model {run.get('model')} · backend "
                       f"{run.get('backend')} · template {run.get('template')} {run.get('template_version') or ''} · "
                       f"sampling {json.dumps(run.get('sampling'))} · code {run.get('code_version')}")
+        if data.get("imported_from"):
+            console.print(f"[bold]imported[/] from {data['imported_from']} · row {data['source_row']} "
+                          f"(ingest {data['ingest_id']})")
         console.print(f"[bold]sample[/]  index {data['sample_index']} · seed {data['seed']} · finish "
                       f"{data['finish_reason']} · tokens {data['prompt_tokens']}+{data['completion_tokens']} · "
                       f"{data['text_chars']} chars ({data['reasoning_chars']} reasoning, {data['answer_chars']} answer)")

@@ -422,7 +422,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
                     continue
                 known_gens.add(gid)
                 gen_buf.append({"generation_id": gid, "prompt_id": pid, "run_id": rid, "sample_index": None,
-                                "seed": None, **fields})
+                                "seed": None, "source_row": row["source_row"], **fields})
                 gen_bytes += len(fields["text"]) + len(fields["reasoning"] or "")
             if len(prompt_buf) >= BATCH_ROWS or len(gen_buf) >= BATCH_ROWS or gen_bytes >= BATCH_BYTES:
                 flush()

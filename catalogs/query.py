@@ -82,7 +82,8 @@ def _show_prompt(con: duckdb.DuckDBPyConnection, pid: str) -> dict[str, Any]:
 
 def _show_generation(catalog: Catalog, con: duckdb.DuckDBPyConnection, gid: str, full_text: bool,
                      preview_chars: int) -> dict[str, Any]:
-    g = _rows(con, "SELECT * FROM generation_meta WHERE generation_id = ?", [gid])
+    g = _rows(con, "SELECT g.*, i.uri AS imported_from FROM generation_meta g LEFT JOIN ingests i USING (ingest_id) "
+                   "WHERE g.generation_id = ?", [gid])
     if not g:
         raise CatalogError(f"no generation {gid} in catalog {catalog.root}.")
     gen = g[0]

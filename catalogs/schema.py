@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS generation_meta (
   generation_id VARCHAR PRIMARY KEY, prompt_id VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
   sample_index BIGINT, seed BIGINT, shard VARCHAR, shard_row BIGINT, finish_reason VARCHAR,
   prompt_tokens BIGINT, completion_tokens BIGINT, text_chars BIGINT, reasoning_chars BIGINT,
-  answer_chars BIGINT, latency_s DOUBLE, ingest_id VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp);
+  answer_chars BIGINT, latency_s DOUBLE, ingest_id VARCHAR, source_row BIGINT,
+  created_at TIMESTAMP DEFAULT current_timestamp);
 CREATE TABLE IF NOT EXISTS verdicts (
   generation_id VARCHAR, judge VARCHAR, judge_version VARCHAR, score DOUBLE, passed BOOLEAN,
   reason VARCHAR, details VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp,

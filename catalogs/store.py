@@ -43,7 +43,7 @@ GEN_META_SCHEMA = pa.schema([
     ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
     ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
-    ("latency_s", pa.float64()), ("ingest_id", pa.string())])
+    ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64())])
 PROMPT_COLUMNS = ["prompt_id", "source_id", "source", "ingest_id", "source_uri", "source_row", "messages",
                   "problem", "answer", "tests", "kind", "domain", "language", "metadata"]
 PROMPT_SCHEMA = pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
@@ -261,6 +261,7 @@ class Catalog:
             meta["answer_chars"].append(len(text) - a0)
             meta["latency_s"].append(row.get("latency_s"))
             meta["ingest_id"].append(ingest_id)
+            meta["source_row"].append(row.get("source_row"))
         pq.write_table(pa.table(texts, schema=TEXT_SCHEMA), shard_path, row_group_size=SHARD_ROW_GROUP,
                        compression="zstd")
         return StagedBatch(shard_path, pa.table(meta, schema=GEN_META_SCHEMA))
@@ -320,9 +321,10 @@ class Catalog:
                             [final.name, len(keep), final.stat().st_size])
                 con.execute("INSERT INTO generation_meta (generation_id, prompt_id, run_id, sample_index, seed, "
                             "shard, shard_row, finish_reason, prompt_tokens, completion_tokens, text_chars, "
-                            "reasoning_chars, answer_chars, latency_s, ingest_id) SELECT generation_id, "
+                            "reasoning_chars, answer_chars, latency_s, ingest_id, source_row) SELECT generation_id, "
                             "prompt_id, run_id, sample_index, seed, ?, shard_row, finish_reason, prompt_tokens, "
-                            "completion_tokens, text_chars, reasoning_chars, answer_chars, latency_s, ingest_id "
+                            "completion_tokens, text_chars, reasoning_chars, answer_chars, latency_s, ingest_id, "
+                            "source_row "
                             "FROM meta_rows", [final.name])
                 con.unregister("meta_rows")
                 con.unregister("staged")

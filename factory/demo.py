@@ -4,7 +4,8 @@
 2. ingest math prompts (English and Chinese) from the shipped demo data;
 3. generate with the real vLLM engine and rejection sampling (the tiny model is random, so its samples
    fail the math judge, and the prompts end up marked unsolved: the machinery, honestly);
-4. import reasoning traces and chat responses "made elsewhere" (`ingest --generations`);
+4. import reasoning traces and chat responses "made elsewhere" (`ingest --generations`), among them five
+   planted for the filters (benchmark leaks, a CoT switching to Chinese, one with code, a duplicate);
 5. judge, filter, release the paper's mix, export for trl, and show one sample's whole lineage.
 
 Running it again adds nothing twice: every stage is idempotent.
@@ -48,6 +49,7 @@ def run_demo(out: Path, keep: bool = True) -> Path:
     catalog = out / "catalog"
     os.environ["R1F_CATALOG"] = str(catalog)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the demo's own output is the story
     model = out / "tiny-model"
     if not (model / "config.json").exists():
         from factory.tiny_model import build_tiny_model
@@ -69,6 +71,8 @@ def run_demo(out: Path, keep: bool = True) -> Path:
 
     _r1f("ingest", str(DATA / "gsm8k_traces.jsonl"), "--generations", "--model", "reference-solutions",
          "--source", "gsm8k")
+    _r1f("ingest", str(DATA / "planted_traces.jsonl"), "--generations", "--model", "reference-solutions",
+         "--source", "planted")
     _r1f("ingest", str(DATA / "chat_responses.jsonl"), "--generations", "--model", "alpaca-demo",
          "--source", "chat")
 
@@ -89,7 +93,8 @@ def run_demo(out: Path, keep: bool = True) -> Path:
                        "WHERE m.release_name = 'demo-r1-mix' AND p.kind = 'reasoning' ORDER BY m.position LIMIT 1")
     if rows:
         _r1f("show", rows[0][0])
-    _, dropped = sql(cat, "SELECT generation_id FROM filter_decisions WHERE NOT passed ORDER BY generation_id LIMIT 1")
+    _, dropped = sql(cat, "SELECT generation_id FROM filter_decisions WHERE NOT passed AND filter IN "
+                          "('decontamination', 'language_mixing') ORDER BY filter, generation_id LIMIT 1")
     if dropped:
         _r1f("show", dropped[0][0])
     _r1f("stats")

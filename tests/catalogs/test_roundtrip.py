@@ -140,6 +140,7 @@ def test_show_names_every_stage(tmp_path: Path) -> None:
     assert data["prompt"]["source"] == "mult" and data["prompt"]["source_uri"].endswith("gens.jsonl")
     assert data["prompt"]["source_row"] >= 1 and data["prompt"]["source_format"] == "jsonl"
     assert data["run"]["run_id"] == run_id and data["run"]["model"] == "deepseek-r1"
+    assert data["imported_from"].endswith("gens.jsonl") and data["source_row"] >= 1
     assert [v["judge"] for v in data["verdicts"]] == ["math_accuracy"]
     assert [f["filter"] for f in data["filter_decisions"]] == ["language_mixing"]
     assert [r["release_name"] for r in data["releases"]] == ["v1"]
