@@ -316,7 +316,7 @@ class _StageProgress:
 @app.command()
 def judge(
     recipe: Annotated[Path, typer.Argument(help="YAML: `judges: [{name, params, where}]`, optional `where`, "
-                                           "`workers`. See recipes/judge_math.yaml.")],
+                                           "`workers`. See recipes/judge_r1.yaml.")],
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -325,13 +325,16 @@ def judge(
     from factory.recipe import load_model
     from judges.run import JudgeRecipe, judge_catalog
 
-    spec = load_model(recipe, JudgeRecipe)
+    _run_stage(judge_catalog, load_model(recipe, JudgeRecipe), catalog, as_json, "judge", "judged now")
+
+
+def _run_stage(runner: Any, spec: Any, catalog: Path, as_json: bool, key: str, title: str) -> None:
     with _StageProgress() as progress:
-        summary = judge_catalog(_open(catalog), spec, progress=progress)
+        summary = runner(_open(catalog), spec, progress=progress)
     if as_json:
         _print_json(summary)
         return
-    console.print(_table("judged now", [{"judge": k, **v} for k, v in summary.items()]))
+    console.print(_table(title, [{key: k, **v} for k, v in summary.items()]))
 
 
 @app.command(name="filter")
@@ -347,12 +350,7 @@ def filter_(
     from filters.run import FilterRecipe, filter_catalog, resolve_paths
 
     spec = resolve_paths(load_model(recipe, FilterRecipe), recipe.resolve().parent)
-    with _StageProgress() as progress:
-        summary = filter_catalog(_open(catalog), spec, progress=progress)
-    if as_json:
-        _print_json(summary)
-        return
-    console.print(_table("filters", [{"filter": k, **v} for k, v in summary.items()]))
+    _run_stage(filter_catalog, spec, catalog, as_json, "filter", "filters")
 
 
 # ---------------------------------------------------------------------------------------------- releases

@@ -367,12 +367,21 @@ class Catalog:
 
     SAMPLE_PROMPT_COLUMNS = ("source", "problem", "answer", "tests", "kind", "domain", "language", "messages")
 
-    def iter_samples(self, *, where: str | None = None, without: tuple[str, ...] | None = None,
+    def require_generations(self, verb: str) -> None:
+        """A clear error for a stage run over a catalog with nothing to work on."""
+        if not self.count_generations():
+            raise CatalogError(f"catalog {self.root} has no generations yet: nothing to {verb}. Make some with "
+                               f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model "
+                               f"NAME`.")
+
+    def iter_samples(self, *, where: str | Sequence[str | None] | None = None,
+                     without: tuple[str, ...] | None = None,
                      batch_rows: int = 2000, on_total: Callable[[int], None] | None = None
                      ) -> Iterator[Any]:  # Iterator[polars.DataFrame]
         """Stream generations with their prompt's fields, shard by shard, holding no lock between batches.
 
-        `where` is a SQL predicate over generation_meta and prompts columns (e.g. `domain = 'math'`).
+        `where` is a SQL predicate over generation_meta and prompts columns (e.g. `domain = 'math'`), or a
+        list of them, all of which must hold.
         `without=("verdict", judge, version)` or `("filter", name, version, params_hash)` skips generations
         that already have that verdict or decision: judging or filtering again costs nothing.
         Each batch has generation_id, prompt_id, run_id, sample_index, finish_reason, completion_tokens,
@@ -381,6 +390,8 @@ class Catalog:
         """
         import polars as pl
 
+        if where is not None and not isinstance(where, str):
+            where = " AND ".join(f"({c})" for c in where if c) or None
         skip = ""
         params: list[Any] = []
         if without is not None:

@@ -53,20 +53,12 @@ def resolve_paths(recipe: FilterRecipe, base: Path) -> FilterRecipe:
     return recipe.model_copy(update={"filters": steps})
 
 
-def _and(*clauses: str | None) -> str | None:
-    parts = [f"({c})" for c in clauses if c]
-    return " AND ".join(parts) or None
-
 
 def filter_catalog(catalog: Any, recipe: FilterRecipe,
                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
     for step in recipe.filters:  # unknown names and bad thresholds fail before any work
         resolve_params(step.name, step.params)
-    if not catalog.count_generations():
-        from catalogs import CatalogError
-
-        raise CatalogError(f"catalog {catalog.root} has no generations yet: nothing to filter. Make some with "
-                           f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model NAME`.")
+    catalog.require_generations("filter")
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.filters:
         spec = get_filter(step.name)
@@ -82,7 +74,7 @@ def filter_catalog(catalog: Any, recipe: FilterRecipe,
                 progress(_name, 0, n)
 
         without = None if spec.stateful else ("filter", step.name, spec.version, phash)
-        for batch in catalog.iter_samples(where=_and(recipe.where, step.where), without=without,
+        for batch in catalog.iter_samples(where=[recipe.where, step.where], without=without,
                                           batch_rows=recipe.batch_rows, on_total=on_total):
             decisions: pl.DataFrame = run(batch)
             rows = [dict(d, params_hash=phash, params=params_json) for d in decisions.iter_rows(named=True)]

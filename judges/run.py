@@ -130,10 +130,6 @@ class _RuleJudge:
         pass
 
 
-def _and(*clauses: str | None) -> str | None:
-    parts = [f"({c})" for c in clauses if c]
-    return " AND ".join(parts) or None
-
 
 def judge_catalog(catalog: Any, recipe: JudgeRecipe,
                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
@@ -141,11 +137,7 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
     for step in recipe.judges:  # unknown names fail before any work
         if step.name not in MODEL_JUDGES:
             get_judge(step.name)
-    if not catalog.count_generations():
-        from catalogs import CatalogError
-
-        raise CatalogError(f"catalog {catalog.root} has no generations yet: nothing to judge. Make some with "
-                           f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model NAME`.")
+    catalog.require_generations("judge")
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.judges:
         version = versioned(step.name, step.params, step.backend)
@@ -158,7 +150,7 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
             if progress:
                 progress(_name, 0, n)
 
-        for batch in catalog.iter_samples(where=_and(recipe.where, step.where),
+        for batch in catalog.iter_samples(where=[recipe.where, step.where],
                                           without=("verdict", step.name, version),
                                           batch_rows=recipe.batch_rows, on_total=on_total):
             try:
