@@ -2,6 +2,8 @@
 
 - Math verification: N (prediction, gold) pairs built from real answers (DeepScaleR's MATH train
   answers, or the few rows in tests/judges/data when ../shared is absent), on `--workers` cores.
+- Cached re-judging: `r1f judge` (math_accuracy) over a catalog of `--cache-n` generations, then the same
+  recipe again: the second pass finds every verdict cached; prints both times and the ratio (target >= 50x).
 - Sandbox: tests per second for short stdin/stdout programs, isolated (prlimit + bwrap) against the
   same programs run as a bare `python3` subprocess, and the ratio.
 
@@ -94,6 +96,32 @@ def bench_sandbox(n: int, workers: int) -> None:
           f"(time per test x{iso_dt / bare_dt:.2f})")
 
 
+def bench_cache(n: int, workers: int) -> None:
+    import tempfile
+
+    from catalogs import Catalog
+    from catalogs.ingest import IngestOptions, ingest
+    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
+
+    work = Path(tempfile.mkdtemp(prefix="r1f-bench-cache-"))
+    rows = math_pairs(n)
+    path = work / "gens.jsonl"
+    path.write_text("".join(json.dumps({"problem": f"Problem {s.generation_id}", "answer": s.reference,
+                                        "response": f"<think>\nWorking.\n</think>\n\n{s.answer}"}) + "\n"
+                            for s in rows))
+    cat = Catalog(work / "catalog")
+    ingest(cat, path, IngestOptions(source="bench", generations=True, model="m"))
+    recipe = JudgeRecipe(judges=[JudgeStep(name="math_accuracy")], workers=workers)
+    t = time.perf_counter()
+    first = judge_catalog(cat, recipe)["math_accuracy"]["judged"]
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    second = judge_catalog(cat, recipe)["math_accuracy"]["judged"]
+    t2 = time.perf_counter() - t
+    print(f"[cache] r1f judge over {n} generations: first pass {t1:.1f}s ({first} judged), second pass {t2:.2f}s "
+          f"({second} judged, all cached): {t1 / t2:.0f}x faster (target >= 50x)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="math (prediction, gold) pairs")
@@ -102,11 +130,14 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=5.0, help="per-sample math time limit")
     ap.add_argument("--skip-math", action="store_true")
     ap.add_argument("--skip-sandbox", action="store_true")
+    ap.add_argument("--cache-n", type=int, default=20_000, help="generations for the cached re-judging figure")
     args = ap.parse_args()
     if not args.skip_math:
         bench_math(args.n, args.workers, args.timeout_s)
     if not args.skip_sandbox:
         bench_sandbox(args.sandbox_n, args.workers)
+    if args.cache_n:
+        bench_cache(args.cache_n, args.workers)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -57,18 +57,18 @@ def _table(title: str | None, rows: list[dict[str, Any]]) -> Table:
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="JSONL, JSON, Parquet, or a folder saved with datasets' save_to_disk.")],
-    source: Annotated[Optional[str], typer.Option(help="Name of this source (default: the file name).")] = None,
+    source: Annotated[str | None, typer.Option(help="Name of this source (default: the file name).")] = None,
     generations: Annotated[bool, typer.Option("--generations", help="Import responses made elsewhere as a run of "
                                               "their own (needs --model).")] = False,
-    model: Annotated[Optional[str], typer.Option(help="With --generations: the model that wrote them.")] = None,
-    rename: Annotated[Optional[list[str]], typer.Option(help="Map a column: OLD=NEW, e.g. question=problem. "
+    model: Annotated[str | None, typer.Option(help="With --generations: the model that wrote them.")] = None,
+    rename: Annotated[list[str] | None, typer.Option(help="Map a column: OLD=NEW, e.g. question=problem. "
                                                         "Repeatable.")] = None,
-    kind: Annotated[Optional[str], typer.Option(help="Default kind for rows without one: reasoning or "
+    kind: Annotated[str | None, typer.Option(help="Default kind for rows without one: reasoning or "
                                                 "non_reasoning.")] = None,
-    domain: Annotated[Optional[str], typer.Option(help="Default domain for rows without one.")] = None,
-    language: Annotated[Optional[str], typer.Option(help="Default language for rows without one "
+    domain: Annotated[str | None, typer.Option(help="Default domain for rows without one.")] = None,
+    language: Annotated[str | None, typer.Option(help="Default language for rows without one "
                                                     "(else guessed from the script).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to read from a saved DatasetDict.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to read from a saved DatasetDict.")] = None,
     max_record_mb: Annotated[float, typer.Option(help="Largest record accepted, in MiB.")] = 16.0,
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
@@ -125,7 +125,13 @@ def _ingest_with_progress(catalog: Path, file: Path, opts: Any, run_ingest: Any)
         raise CatalogError(f"{file}: no such file or folder.")
     cat = _open(catalog, create=True)
     if sys.stderr.isatty() and file.name.endswith((".jsonl", ".ndjson")):  # bytes read are known for JSONL
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
@@ -221,7 +227,7 @@ def sql(
     elif csv:
         import csv as csvmod
 
-        w = csvmod.writer(sys.stdout)
+        w = csvmod.writer(sys.stdout, lineterminator="\n")
         w.writerow(cols)
         w.writerows(rows)
     else:
@@ -294,12 +300,12 @@ class _StageProgress:
             self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(), console=err)
 
-    def __enter__(self) -> "_StageProgress":
+    def __enter__(self) -> _StageProgress:
         if self.bar is not None:
             self.bar.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
 
@@ -357,11 +363,11 @@ def filter_(
 @app.command()
 def release(
     name: Annotated[str, typer.Argument(help="Name of the release (frozen once made).")],
-    where: Annotated[Optional[str], typer.Option(help="SQL predicate over release candidates (columns: source, "
+    where: Annotated[str | None, typer.Option(help="SQL predicate over release candidates (columns: source, "
                                                  "kind, domain, language, model, run_id, finish_reason, "
                                                  "completion_tokens, judged, judges_failed, filtered, "
                                                  "filters_failed). Default: passed every judge and filter.")] = None,
-    recipe: Annotated[Optional[Path], typer.Option(help="YAML release recipe: per_prompt, prefer, reasoning / "
+    recipe: Annotated[Path | None, typer.Option(help="YAML release recipe: per_prompt, prefer, reasoning / "
                                                    "non_reasoning totals or reasoning_share, seed, where. See "
                                                    "recipes/release_r1.yaml.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
@@ -388,7 +394,7 @@ def release(
 @app.command()
 def export(
     name: Annotated[str, typer.Argument(help="Release to export.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output file or folder (default: NAME.parquet, "
+    out: Annotated[Path | None, typer.Option(help="Output file or folder (default: NAME.parquet, "
                                                 "NAME.jsonl or NAME/).")] = None,
     format: Annotated[str, typer.Option(help="parquet, jsonl, or hf (a folder datasets.load_dataset reads, with a "
                                         "dataset card and manifest).")] = "parquet",

@@ -22,8 +22,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .ids import canonical_json, generation_id, normalise_messages, normalise_text, prompt_id, run_id, source_id
-from .store import PROMPT_SCHEMA, Catalog, CatalogError, StagedBatch, code_version
+from .ids import (
+    canonical_json,
+    generation_id,
+    normalise_messages,
+    prompt_id,
+    run_id,
+    source_id,
+)
+from .store import Catalog, CatalogError, StagedBatch, code_version, prompt_schema
 
 PROMPT_FIELDS = ("messages", "prompt", "problem")
 RESPONSE_FIELDS = ("response", "completion", "content", "output", "generation")
@@ -102,7 +109,7 @@ def detect_format(path: Path) -> str:
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -383,8 +390,8 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
     def flush() -> None:
         nonlocal writer, gen_bytes
         if prompt_buf:
-            table = pa.Table.from_pylist(prompt_buf, schema=PROMPT_SCHEMA)
-            writer = writer or pq.ParquetWriter(prompt_file, PROMPT_SCHEMA, compression="zstd")
+            table = pa.Table.from_pylist(prompt_buf, schema=prompt_schema())
+            writer = writer or pq.ParquetWriter(prompt_file, prompt_schema(), compression="zstd")
             writer.write_table(table)
             prompt_buf.clear()
         if gen_buf:
@@ -442,7 +449,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
                         [source_id(opts.source), opts.source])
             before = con.execute("SELECT count(*) FROM prompts").fetchone()[0]
             if prompt_file.exists():
-                cols = ", ".join(PROMPT_SCHEMA.names)
+                cols = ", ".join(prompt_schema().names)
                 con.execute(f"INSERT INTO prompts ({cols}) SELECT {cols} FROM read_parquet(?) "
                             f"ANTI JOIN prompts USING (prompt_id)", [str(prompt_file)])
             report.prompts_added = con.execute("SELECT count(*) FROM prompts").fetchone()[0] - before

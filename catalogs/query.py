@@ -87,7 +87,7 @@ def _show_generation(catalog: Catalog, con: duckdb.DuckDBPyConnection, gid: str,
     if not g:
         raise CatalogError(f"no generation {gid} in catalog {catalog.root}.")
     gen = g[0]
-    texts = catalog.read_text(gen.pop("shard"), gen.pop("shard_row"))
+    texts = catalog.read_text(con, gen.pop("shard"), gen.pop("shard_row"))
     if not full_text:
         texts = {k: _preview(v, preview_chars) for k, v in texts.items()}
     run = _rows(con, "SELECT * FROM runs WHERE run_id = ?", [gen["run_id"]])
@@ -143,7 +143,7 @@ def sql(catalog: Catalog, query: str, limit: int | None = None) -> tuple[list[st
 def stats(catalog: Catalog) -> dict[str, Any]:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
     with catalog.reader() as con:
-        one = lambda q: con.execute(q).fetchone()[0]  # noqa: E731
+        one = lambda q: con.execute(q).fetchone()[0]
         out: dict[str, Any] = {
             "catalog": str(catalog.root),
             "sources": one("SELECT count(*) FROM sources"),

@@ -13,6 +13,7 @@ and the commit leaves an unreferenced file, never a half-visible batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -25,28 +26,46 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import schema
-from .ids import canonical_json, run_id as make_run_id
+from .ids import canonical_json
+from .ids import run_id as make_run_id
 
 DB_FILE = "catalog.duckdb"
 SHARD_DIR = "shards"
 STAGING_DIR = "staging"
 SHARD_ROW_GROUP = 256  # small row groups keep `r1f show` fast: it reads one group for one text
 
-TEXT_SCHEMA = pa.schema([("generation_id", pa.string()), ("text", pa.string()), ("r_start", pa.int32()),
-                         ("r_end", pa.int32()), ("a_start", pa.int32())])
-GEN_META_SCHEMA = pa.schema([
-    ("generation_id", pa.string()), ("prompt_id", pa.string()), ("run_id", pa.string()),
-    ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
-    ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-    ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
-    ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64())])
 PROMPT_COLUMNS = ["prompt_id", "source_id", "source", "ingest_id", "source_uri", "source_row", "messages",
                   "problem", "answer", "tests", "kind", "domain", "language", "metadata"]
-PROMPT_SCHEMA = pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
+
+
+# pyarrow loads only where it is used (writing and streaming), so `r1f show`/`sql` start faster.
+@functools.cache
+def text_schema() -> Any:  # pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([("generation_id", pa.string()), ("text", pa.string()), ("r_start", pa.int32()),
+                      ("r_end", pa.int32()), ("a_start", pa.int32())])
+
+
+@functools.cache
+def gen_meta_schema() -> Any:  # pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([
+        ("generation_id", pa.string()), ("prompt_id", pa.string()), ("run_id", pa.string()),
+        ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
+        ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+        ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
+        ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64())])
+
+
+@functools.cache
+def prompt_schema() -> Any:  # pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
 
 
 class CatalogError(Exception):
@@ -88,7 +107,7 @@ class StagedBatch:
     """Generations written to a staging shard, waiting for one commit."""
 
     shard_path: Path
-    meta: pa.Table  # GEN_META_SCHEMA
+    meta: Any  # pyarrow.Table with gen_meta_schema()
 
 
 class Catalog:
@@ -209,7 +228,7 @@ class Catalog:
             sql += f" LIMIT {int(limit)}"
         with self.reader() as con:
             try:
-                return _pl(con, (sql))
+                return _pl(con, sql)
             except duckdb.Error as exc:
                 raise CatalogError(f"prompt selection `{where}` is not a valid SQL predicate over the prompts "
                                    f"view: {str(exc).splitlines()[0]}") from None
@@ -238,10 +257,13 @@ class Catalog:
     def stage_generations(self, rows: Sequence[dict[str, Any]], staging: Path | None = None,
                           ingest_id: str | None = None) -> StagedBatch:
         """Write one batch of generations to a staging shard (no lock held)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         staging = staging or self._staging_dir()
         shard_path = staging / f"gen-{uuid.uuid4().hex}.parquet"
-        texts: dict[str, list[Any]] = {k: [] for k in TEXT_SCHEMA.names}
-        meta: dict[str, list[Any]] = {k: [] for k in GEN_META_SCHEMA.names}
+        texts: dict[str, list[Any]] = {k: [] for k in text_schema().names}
+        meta: dict[str, list[Any]] = {k: [] for k in gen_meta_schema().names}
         for i, row in enumerate(rows):
             text, r0, r1, a0 = text_spans(row.get("text") or "", row.get("reasoning"), row.get("answer"))
             for k, v in (("generation_id", row["generation_id"]), ("text", text), ("r_start", r0),
@@ -262,9 +284,9 @@ class Catalog:
             meta["latency_s"].append(row.get("latency_s"))
             meta["ingest_id"].append(ingest_id)
             meta["source_row"].append(row.get("source_row"))
-        pq.write_table(pa.table(texts, schema=TEXT_SCHEMA), shard_path, row_group_size=SHARD_ROW_GROUP,
+        pq.write_table(pa.table(texts, schema=text_schema()), shard_path, row_group_size=SHARD_ROW_GROUP,
                        compression="zstd")
-        return StagedBatch(shard_path, pa.table(meta, schema=GEN_META_SCHEMA))
+        return StagedBatch(shard_path, pa.table(meta, schema=gen_meta_schema()))
 
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:
         """Commit one batch of generations atomically; ids already in the catalog are skipped."""
@@ -292,6 +314,9 @@ class Catalog:
         Rows whose id is already in the catalog (a re-run, or a race with another writer) are dropped
         from the shard before it is published, so every text is stored exactly once.
         """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         added = 0
         moved: list[Path] = []
         try:
@@ -310,7 +335,7 @@ class Catalog:
                     idx = pa.array(keep, pa.int64())
                     texts = pq.read_table(shard_path).take(idx)
                     meta = meta.take(idx).set_column(
-                        GEN_META_SCHEMA.get_field_index("shard_row"), "shard_row",
+                        gen_meta_schema().get_field_index("shard_row"), "shard_row",
                         pa.array(range(len(keep)), pa.int64()))
                     pq.write_table(texts, shard_path, row_group_size=SHARD_ROW_GROUP, compression="zstd")
                 final = self.root / SHARD_DIR / shard_path.name
@@ -346,26 +371,20 @@ class Catalog:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         with self.reader() as con:
-            return _pl(con, (sql + " ORDER BY prompt_id, sample_index, generation_id"))
+            return _pl(con, sql + " ORDER BY prompt_id, sample_index, generation_id")
 
-    def read_text(self, shard: str, row: int) -> dict[str, Any]:
-        """One generation's text, read from its shard's row group only."""
+    def read_text(self, con: duckdb.DuckDBPyConnection, shard: str, row: int) -> dict[str, Any]:
+        """One generation's text, read from its shard by row number (DuckDB reads only that row group)."""
         path = self.root / SHARD_DIR / shard
         if not path.exists():
             raise CatalogError(f"catalog {self.root} is damaged: shard {shard} is missing from {path.parent}. "
                                f"Restore the shards folder from a backup.")
-        pf = pq.ParquetFile(path)
-        start = 0
-        for g in range(pf.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            if row < start + n:
-                rec = pf.read_row_group(g).slice(row - start, 1).to_pylist()[0]
-                text = rec["text"]
-                return {"text": text, "reasoning": text[rec["r_start"]:rec["r_end"]], "answer": text[rec["a_start"]:]}
-            start += n
-        raise CatalogError(f"catalog {self.root} is damaged: shard {shard} has no row {row}.")
-
-    SAMPLE_PROMPT_COLUMNS = ("source", "problem", "answer", "tests", "kind", "domain", "language", "messages")
+        rows = con.execute("SELECT text, r_start, r_end, a_start FROM read_parquet(?, file_row_number = true) "
+                           "WHERE file_row_number = ?", [str(path), row]).fetchall()
+        if not rows:
+            raise CatalogError(f"catalog {self.root} is damaged: shard {shard} has no row {row}.")
+        text, r0, r1, a0 = rows[0]
+        return {"text": text, "reasoning": text[r0:r1], "answer": text[a0:]}
 
     def require_generations(self, verb: str) -> None:
         """A clear error for a stage run over a catalog with nothing to work on."""
@@ -373,6 +392,8 @@ class Catalog:
             raise CatalogError(f"catalog {self.root} has no generations yet: nothing to {verb}. Make some with "
                                f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model "
                                f"NAME`.")
+
+    SAMPLE_PROMPT_COLUMNS = ("source", "problem", "answer", "tests", "kind", "domain", "language", "messages")
 
     def iter_samples(self, *, where: str | Sequence[str | None] | None = None,
                      without: tuple[str, ...] | None = None,
@@ -389,6 +410,8 @@ class Catalog:
         domain, language, messages.
         """
         import polars as pl
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         if where is not None and not isinstance(where, str):
             where = " AND ".join(f"({c})" for c in where if c) or None
@@ -445,6 +468,8 @@ class Catalog:
 
     # ---------------------------------------------------------------- verdicts, filters, stats
     def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int:
+        import pyarrow as pa
+
         table = pa.table({
             "generation_id": [r["generation_id"] for r in rows], "judge": [r["judge"] for r in rows],
             "judge_version": [str(r["judge_version"]) for r in rows],
@@ -454,6 +479,8 @@ class Catalog:
         return self._insert_new("verdicts", table, ["generation_id", "judge", "judge_version"])
 
     def add_filter_decisions(self, rows: Sequence[dict[str, Any]]) -> int:
+        import pyarrow as pa
+
         table = pa.table({
             "generation_id": [r["generation_id"] for r in rows], "filter": [r["filter"] for r in rows],
             "filter_version": [str(r["filter_version"]) for r in rows],
@@ -464,7 +491,7 @@ class Catalog:
         return self._insert_new("filter_decisions", table,
                                 ["generation_id", "filter", "filter_version", "params_hash"])
 
-    def _insert_new(self, table_name: str, table: pa.Table, key: list[str]) -> int:
+    def _insert_new(self, table_name: str, table: Any, key: list[str]) -> int:
         if table.num_rows == 0:
             return 0
         cols = ", ".join(table.column_names)
@@ -485,12 +512,14 @@ class Catalog:
         return int(passed), int(total)
 
     def verdicts(self, generation_ids: list[str] | None = None):  # -> polars.DataFrame
+        import pyarrow as pa
+
         with self.reader() as con:
             if generation_ids is None:
-                return _pl(con, ("SELECT * FROM verdicts ORDER BY generation_id, judge"))
+                return _pl(con, "SELECT * FROM verdicts ORDER BY generation_id, judge")
             con.register("wanted", pa.table({"generation_id": list(generation_ids)}))
-            return _pl(con, ("SELECT v.* FROM verdicts v SEMI JOIN wanted USING (generation_id) "
-                                   "ORDER BY generation_id, judge"))
+            return _pl(con, "SELECT v.* FROM verdicts v SEMI JOIN wanted USING (generation_id) "
+                            "ORDER BY generation_id, judge")
 
     def verdict_keys(self, judge: str, judge_version: str) -> set[str]:
         with self.connect() as con:
@@ -499,6 +528,8 @@ class Catalog:
                 [judge, str(judge_version)]).fetchall()}
 
     def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None:
+        import pyarrow as pa
+
         if not rows:
             return
         cols = ["prompt_id", "run_id", "samples", "accepted", "pass_rate", "status", "rounds", "tokens"]

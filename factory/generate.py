@@ -66,7 +66,12 @@ def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None)
         if fn is None:
             known = ", ".join(sorted(registry)) or "(none registered)"
             raise RecipeError(f"{where}: judges[{i}].name: unknown judge {spec.name!r}; use one of: {known}")
-        bound.append(BoundJudge(spec.name, fn, dict(spec.params)))
+        fixed = None
+        if spec.name not in (judges or {}):  # a registry judge: verdicts keyed as `r1f judge` keys them
+            from judges.run import versioned
+
+            fixed = versioned(spec.name, dict(spec.params))
+        bound.append(BoundJudge(spec.name, fn, dict(spec.params), fixed))
     return bound
 
 

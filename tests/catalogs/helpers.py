@@ -48,6 +48,5 @@ def write_generations(path: Path, n_prompts: int = 10, per_prompt: int = 3, long
                 row["reasoning_content"] = cot + " 思考一下。"
             rows.append(row)
     with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return rows

@@ -67,7 +67,7 @@ def test_same_catalog_and_recipe_same_release_byte_for_byte(tmp_path: Path) -> N
     recipe = ReleaseRecipe(per_prompt=2, reasoning_share=0.75, prefer="random", seed=11)
     a, b = build(tmp_path / "a"), build(tmp_path / "b")
     ma, mb = create_release(a, "x", recipe=recipe), create_release(b, "x", recipe=recipe)
-    assert ma["mix"]["selected"] == {"reasoning": 24, "non_reasoning": 8}
+    assert ma["mix"]["selected"] == {"reasoning": 24, "non_reasoning": 8} and ma == mb
     q = "SELECT manifest, manifest_sha256 FROM releases"
     assert sql(a, q)[1] == sql(b, q)[1]
     q = "SELECT position, generation_id FROM release_members ORDER BY position"
