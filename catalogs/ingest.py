@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,19 +199,23 @@ def _check_arrow_schema(path: Path, schema: pa.Schema, generations: bool, rename
 
 def read_parquet(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
     try:
-        pf = pq.ParquetFile(path)
+        # A buffered stream reads column chunks piecewise, so even a file written as one huge row group streams.
+        pf = pq.ParquetFile(path, buffer_size=8 << 20)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise CatalogError(f"{path}: not a readable Parquet file ({exc})") from None
     _check_arrow_schema(path, pf.schema_arrow, opts.generations, opts.rename)
-    yield from _arrow_batches(pf.iter_batches(batch_size=1000))
+    # One batch iterator per row group: a single iterator over the whole file kept buffers alive as it went
+    # (its memory grew with the file here); each finished iterator releases its row group.
+    yield from _arrow_batches(pf.iter_batches(batch_size=1000, row_groups=[i]) for i in range(pf.num_row_groups))
 
 
-def _arrow_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[str, Any, int]]:
+def _arrow_batches(groups: Iterable[Iterable[pa.RecordBatch]]) -> Iterator[tuple[str, Any, int]]:
     row = 0
-    for batch in batches:
-        for rec in batch.to_pylist():
-            yield f"row {row}", rec, 0
-            row += 1
+    for batches in groups:
+        for batch in batches:
+            for rec in batch.to_pylist():
+                yield f"row {row}", rec, 0
+                row += 1
 
 
 def read_hf(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
@@ -226,7 +230,7 @@ def read_hf(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
         ds = ds[opts.split]
     table = ds.data.table if hasattr(ds.data, "table") else ds.data
     _check_arrow_schema(path, table.schema, opts.generations, opts.rename)
-    yield from _arrow_batches(iter(table.to_batches(max_chunksize=1000)))
+    yield from _arrow_batches([table.to_batches(max_chunksize=1000)])
 
 
 # ---------------------------------------------------------------------------------------------- records

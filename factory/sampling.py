@@ -122,14 +122,22 @@ class BoundJudge:
     name: str
     fn: Callable[..., Any]
     params: dict[str, Any] = field(default_factory=dict)
+    # The version verdicts are stored (and cached) under; registry judges use the key `r1f judge` uses (code
+    # version plus a hash of the params), so a verdict made while sampling is not made again there.
+    fixed_version: str | None = None
 
     @property
     def version(self) -> str:
+        if self.fixed_version is not None:
+            return self.fixed_version
         return str(getattr(self.fn, "version", None) or getattr(self.fn, "judge_version", None) or "0")
 
     def __call__(self, sample: Any) -> dict[str, Any]:
         raw = self.fn(sample, **self.params) if self.params else self.fn(sample)
-        return normalise_verdict(raw, self.name, self.version, sample.generation_id)
+        verdict = normalise_verdict(raw, self.name, self.version, sample.generation_id)
+        if self.fixed_version is not None:
+            verdict["judge_version"] = self.fixed_version
+        return verdict
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
