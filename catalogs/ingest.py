@@ -382,7 +382,6 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
     staging = catalog._staging_dir()
     prompt_file = staging / "prompts.parquet"
     errors: list[str] = []
-    seen_prompts: set[str] = set()
     staged: list[StagedBatch] = []
     prompt_buf: list[dict[str, Any]] = []
     gen_buf: list[dict[str, Any]] = []
@@ -421,17 +420,14 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
             if errors:
                 continue  # keep validating to report more errors, but stage nothing more
             pid = row["prompt_id"]
-            if pid not in seen_prompts:
-                seen_prompts.add(pid)
-                prompt_buf.append(row)
+            prompt_buf.append(row)  # repeats of a prompt are folded at commit, in SQL
             if fields is not None:
                 key = "sha:" + hashlib.sha256((fields["reasoning"] or "").encode() + b"\x00"
                                               + fields["text"].encode()).hexdigest()[:24]
                 gid = generation_id(pid, rid, key)
-                if gid in known_gens:
+                if gid in known_gens:  # already in the catalog: skip before paying to stage its text
                     report.generations_already_present += 1
                     continue
-                known_gens.add(gid)
                 gen_buf.append({"generation_id": gid, "prompt_id": pid, "run_id": rid, "sample_index": None,
                                 "seed": None, "source_row": row["source_row"], **fields})
                 gen_bytes += len(fields["text"]) + len(fields["reasoning"] or "")
@@ -455,15 +451,21 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
             if prompt_file.exists():
                 cols = ", ".join(prompt_schema().names)
                 con.execute(f"INSERT INTO prompts ({cols}) SELECT {cols} FROM read_parquet(?) "
-                            f"ANTI JOIN prompts USING (prompt_id)", [str(prompt_file)])
+                            f"ANTI JOIN prompts USING (prompt_id) "
+                            f"QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY source_row) = 1",
+                            [str(prompt_file)])
+                distinct = con.execute("SELECT count(DISTINCT prompt_id) FROM read_parquet(?)",
+                                       [str(prompt_file)]).fetchone()[0]
+            else:
+                distinct = 0
             report.prompts_added = con.execute("SELECT count(*) FROM prompts").fetchone()[0] - before
-            report.prompts_already_present = len(seen_prompts) - report.prompts_added
+            report.prompts_already_present = distinct - report.prompts_added
             if rid is not None:
                 con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, source, sampling, recipe, "
                             "code_version) VALUES (?, 'import', ?, 'import', ?, '{}', '{}', ?)",
                             [rid, opts.model, opts.source, code_version()])
             report.generations_added = catalog._commit_staged(con, staged)
-            report.generations_already_present += sum(b.meta.num_rows for b in staged) - report.generations_added
+            report.generations_already_present += sum(b.rows for b in staged) - report.generations_added
             con.execute("INSERT INTO ingests (ingest_id, source_id, uri, format, mode, rows_read, prompts_added, "
                         "generations_added, run_id) VALUES (?,?,?,?,?,?,?,?,?)",
                         [ingest_id, source_id(opts.source), uri, fmt,

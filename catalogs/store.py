@@ -104,10 +104,13 @@ def text_spans(text: str, reasoning: str | None, answer: str | None) -> tuple[st
 
 @dataclass
 class StagedBatch:
-    """Generations written to a staging shard, waiting for one commit."""
+    """Generations written to a staging shard (texts) and a metadata file beside it, waiting for one commit.
+
+    Both live on disk, so a long ingest holds no per-row state in memory."""
 
     shard_path: Path
-    meta: Any  # pyarrow.Table with gen_meta_schema()
+    meta_path: Path
+    rows: int
 
 
 class Catalog:
@@ -286,7 +289,9 @@ class Catalog:
             meta["source_row"].append(row.get("source_row"))
         pq.write_table(pa.table(texts, schema=text_schema()), shard_path, row_group_size=SHARD_ROW_GROUP,
                        compression="zstd")
-        return StagedBatch(shard_path, pa.table(meta, schema=gen_meta_schema()))
+        meta_path = shard_path.with_suffix(".meta.parquet")
+        pq.write_table(pa.table(meta, schema=gen_meta_schema()), meta_path)
+        return StagedBatch(shard_path, meta_path, len(rows))
 
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:
         """Commit one batch of generations atomically; ids already in the catalog are skipped."""
@@ -319,40 +324,29 @@ class Catalog:
 
         added = 0
         moved: list[Path] = []
+        cols = ", ".join(c for c in gen_meta_schema().names if c != "shard_row")
         try:
             for batch in batches:
-                con.register("staged", batch.meta)
-                new_rows = con.execute(
-                    "SELECT s.shard_row FROM staged s ANTI JOIN generation_meta g USING (generation_id) "
-                    "QUALIFY row_number() OVER (PARTITION BY s.generation_id ORDER BY s.shard_row) = 1 "
-                    "ORDER BY s.shard_row").fetchall()
-                keep = [r[0] for r in new_rows]
+                con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT s.* FROM read_parquet(?) s "
+                            "ANTI JOIN generation_meta g USING (generation_id) "
+                            "QUALIFY row_number() OVER (PARTITION BY s.generation_id ORDER BY s.shard_row) = 1",
+                            [str(batch.meta_path)])
+                keep = [r[0] for r in con.execute("SELECT shard_row FROM staged ORDER BY shard_row").fetchall()]
                 if not keep:
                     continue
-                meta = batch.meta
                 shard_path = batch.shard_path
-                if len(keep) != batch.meta.num_rows:
-                    idx = pa.array(keep, pa.int64())
-                    texts = pq.read_table(shard_path).take(idx)
-                    meta = meta.take(idx).set_column(
-                        gen_meta_schema().get_field_index("shard_row"), "shard_row",
-                        pa.array(range(len(keep)), pa.int64()))
+                if len(keep) != batch.rows:
+                    texts = pq.read_table(shard_path).take(pa.array(keep, pa.int64()))
                     pq.write_table(texts, shard_path, row_group_size=SHARD_ROW_GROUP, compression="zstd")
                 final = self.root / SHARD_DIR / shard_path.name
                 shutil.move(str(shard_path), final)
                 moved.append(final)
-                con.register("meta_rows", meta)
                 con.execute("INSERT INTO shards (shard, rows, bytes) VALUES (?, ?, ?)",
                             [final.name, len(keep), final.stat().st_size])
-                con.execute("INSERT INTO generation_meta (generation_id, prompt_id, run_id, sample_index, seed, "
-                            "shard, shard_row, finish_reason, prompt_tokens, completion_tokens, text_chars, "
-                            "reasoning_chars, answer_chars, latency_s, ingest_id, source_row) SELECT generation_id, "
-                            "prompt_id, run_id, sample_index, seed, ?, shard_row, finish_reason, prompt_tokens, "
-                            "completion_tokens, text_chars, reasoning_chars, answer_chars, latency_s, ingest_id, "
-                            "source_row "
-                            "FROM meta_rows", [final.name])
-                con.unregister("meta_rows")
-                con.unregister("staged")
+                # Rows kept in shard order: their position in the (possibly rewritten) shard is their rank.
+                con.execute(f"INSERT INTO generation_meta ({cols}, shard, shard_row) SELECT {cols}, ?, "
+                            f"row_number() OVER (ORDER BY shard_row) - 1 FROM staged", [final.name])
+                con.execute("DROP TABLE staged")
                 added += len(keep)
         except BaseException:
             for p in moved:  # the transaction will roll back: unpublish its shards too
