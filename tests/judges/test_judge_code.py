@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -99,17 +100,26 @@ def test_bad_inputs_do_not_crash():
     assert judge(Sample(answer=fenced("print(1)"), tests="][")).reason == "unknown_test_format"
 
 
-def test_refuses_without_isolation_unless_unsafe_local(monkeypatch):
-    import judges.code as code_mod
-    import judges.sandbox as sb
+def test_refuses_without_isolation_unless_unsafe_local(tmp_path):
+    """A machine with neither bubblewrap nor unshare: a real process whose PATH holds neither."""
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(sb, "isolation_available", lambda: None)
-    monkeypatch.setattr(code_mod, "isolation_available", lambda: None)
-    s = Sample(answer=fenced("print(input())"), tests=json.dumps([{"input": "7", "output": "7"}]))
-    assert judge(s).reason == "sandbox_unavailable"
-    with pytest.raises(SandboxUnavailable, match="unsafe_local"):
-        run_python("print(1)")
-    assert judge(s, unsafe_local=True, limits=LIMITS).passed
+    code = (
+        "import json\n"
+        "from judges.base import Sample\n"
+        "from judges.code import judge\n"
+        "from judges.sandbox import Limits, SandboxUnavailable, isolation_available, run_python\n"
+        "assert isolation_available() is None\n"
+        f"s = Sample(answer={fenced('print(input())')!r}, tests=json.dumps([{{'input': '7', 'output': '7'}}]))\n"
+        "print(judge(s).reason)\n"
+        "try:\n    run_python('print(1)')\nexcept SandboxUnavailable as e:\n    print('refused', 'unsafe_local' in str(e))\n"
+        "print(judge(s, unsafe_local=True, limits=Limits(cpu_s=5, wall_s=10)).passed)\n"
+    )
+    env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap, no unshare, no setpriv, no prlimit
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["sandbox_unavailable", "refused", "True", "True"]
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare")
