@@ -11,7 +11,7 @@ PIP_INDEX := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.r1f-installed
 
-.PHONY: demo test install bench lint clean-demo
+.PHONY: demo test install bench lint
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	-$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null
-	$(BIN)/python benchmarks/bench_catalog.py
+	$(BIN)/python benchmarks/bench_catalog.py --n 50000
 
 lint: $(STAMP)
 	$(BIN)/ruff check catalogs factory judges filters training tests benchmarks
