@@ -208,6 +208,8 @@ def test_signal_stops_cleanly_and_resumes(tmp_path: Path, tiny_model_dir: Path, 
                                           capsys: Any) -> None:
     cat = make_catalog(tmp_path)
     recipe = make_recipe(tmp_path, tiny_model_dir)
+    # What the handlers were before (SIG_IGN under nohup or a background job, the default otherwise).
+    before = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
     # A real signal to this process during the second backend call (round 2).
     interrupted = CountingBackend(backend, fail_on_call=2, fault=lambda: os.kill(os.getpid(), sig))
     s = generate_from_recipe(recipe, cat, judges=JUDGES, backend=interrupted, progress=False)
@@ -216,7 +218,7 @@ def test_signal_stops_cleanly_and_resumes(tmp_path: Path, tiny_model_dir: Path, 
     first = cat.generations(run_id=s["run_id"])
     assert len(first) == 12  # round 1 committed, round 2 not
     assert len(cat.verdicts(first["generation_id"].to_list())) == 12
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert {n: signal.getsignal(n) for n in before} == before  # handlers restored
     done = generate_from_recipe(recipe, cat, judges=JUDGES, backend=CountingBackend(backend), progress=False)
     assert done["status"] == "complete"
     final = cat.generations(run_id=s["run_id"])
