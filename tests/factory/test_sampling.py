@@ -303,3 +303,35 @@ def test_registry_judges_from_the_recipe(tmp_path: Path, tiny_model_dir: Path, b
                    if all(vs.filter(vs["generation_id"] == g)["passed"].to_list())}
     assert s["accepted_total"] == len(passed_both)
     assert sum(r["accepted"] for r in stats(cat).values()) == len(passed_both)
+
+
+def test_server_that_keeps_failing_stops_then_resumes(tmp_path: Path, vllm_server: str) -> None:
+    """The openai backend through a fault proxy in front of the real server: after round 1 the server answers
+    500 to everything, the run stops after the retry limit with round 1 committed and says how to resume; once
+    the server is healthy again, the same recipe generates only what is missing."""
+    from tests.factory.fault_proxy import FaultProxy
+
+    cat = make_catalog(tmp_path, PROBLEMS[:4])
+    with FaultProxy(vllm_server) as proxy:
+        p = tmp_path / "flaky.yaml"
+        p.write_text(
+            f"backend: {{name: openai, model: tiny, base_url: '{proxy.base_url}', api_key_env: R1F_TEST_NO_KEY, "
+            "max_concurrency: 8, max_retries: 2, timeout_s: 30}\n"
+            "template: {name: r1_zero}\n"
+            "sampling: {temperature: 1.0, max_tokens: 8}\n"
+            "samples_per_prompt: 2\nbudget: {max_samples: 4, round_size: 2, retry_samples: 2}\n"
+            "judges: [simulated]\n")
+        # Round 1: 4 prompts x 2 seeded samples = 8 requests pass; everything after fails.
+        proxy.schedule(["ok"] * 8, default="500")
+        with pytest.raises(GenerationStopped) as e:
+            generate_from_recipe(p, cat, judges=JUDGES, progress=False)
+        assert "HTTP 500" in str(e.value) and "to resume" in str(e.value)
+        round1 = cat.generations()
+        assert len(round1) == 8 and "500" in proxy.seen
+        proxy.schedule([])  # healthy again
+        done = generate_from_recipe(p, cat, judges=JUDGES, progress=False)
+    assert done["status"] == "complete"
+    final = cat.generations()
+    assert final["generation_id"].n_unique() == len(final)  # nothing twice
+    assert set(round1["generation_id"]) <= set(final["generation_id"])  # nothing lost
+    assert done["samples_generated"] == len(final) - 8  # round 1 not paid for again
