@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import random
 import shutil
@@ -354,17 +353,30 @@ class Catalog:
             raise
         return added
 
-    def generations(self, run_id: str | None = None, where: str | None = None):  # -> polars.DataFrame
+    def generations(self, run_id: str | None = None, where: str | None = None, *, with_text: bool = True,
+                    ids: Sequence[str] | None = None):  # -> polars.DataFrame
+        """Generations of a run (or matching `where`, or with these `ids`), ordered by prompt and sample index.
+
+        `with_text=False` reads the metadata only, without touching the shards: what a resume needs for a run of
+        millions of samples.
+        """
+        import pyarrow as pa
+
         clauses = []
         if run_id:
-            clauses.append(f"run_id = '{run_id.replace(chr(39), '')}'")
+            clauses.append(f"run_id = {_literal(run_id)}")
         if where:
             clauses.append(f"({where})")
-        sql = ("SELECT generation_id, prompt_id, run_id, sample_index, seed, text, reasoning, answer, "
-               "finish_reason, prompt_tokens, completion_tokens FROM generations")
+        if ids is not None:
+            clauses.append("generation_id IN (SELECT generation_id FROM wanted_ids)")
+        text_cols = "text, reasoning, answer, " if with_text else ""
+        sql = (f"SELECT generation_id, prompt_id, run_id, sample_index, seed, {text_cols}finish_reason, "
+               f"prompt_tokens, completion_tokens FROM {'generations' if with_text else 'generation_meta'}")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         with self.reader() as con:
+            if ids is not None:
+                con.register("wanted_ids", pa.table({"generation_id": list(ids)}))
             return _pl(con, sql + " ORDER BY prompt_id, sample_index, generation_id")
 
     def read_text(self, con: duckdb.DuckDBPyConnection, shard: str, row: int) -> dict[str, Any]:
@@ -515,12 +527,6 @@ class Catalog:
             return _pl(con, "SELECT v.* FROM verdicts v SEMI JOIN wanted USING (generation_id) "
                             "ORDER BY generation_id, judge")
 
-    def verdict_keys(self, judge: str, judge_version: str) -> set[str]:
-        with self.connect() as con:
-            return {r[0] for r in con.execute(
-                "SELECT generation_id FROM verdicts WHERE judge = ? AND judge_version = ?",
-                [judge, str(judge_version)]).fetchall()}
-
     def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None:
         import pyarrow as pa
 
@@ -534,10 +540,6 @@ class Catalog:
             con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
                         f"FROM incoming")
 
-    def sources(self) -> list[str]:
-        with self.connect() as con:
-            return [r[0] for r in con.execute("SELECT name FROM sources ORDER BY name").fetchall()]
-
 
 def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
@@ -545,7 +547,3 @@ def _literal(value: str) -> str:
 
 def _pl(con: duckdb.DuckDBPyConnection, sql: str):  # -> polars.DataFrame
     return con.sql(sql).pl()
-
-
-def loads_json(value: str | None) -> Any:
-    return None if value is None else json.loads(value)

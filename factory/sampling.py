@@ -14,7 +14,6 @@ on resume, from its stored text: judges are pure, so nothing is generated twice.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
@@ -33,6 +32,7 @@ from factory.backends.base import ChatRequest, Completion
 from factory.progress import RunProgress
 from factory.split import Markers, split_reasoning
 from factory.templates import Rendered
+from judges.base import Sample
 
 log = logging.getLogger("factory")
 
@@ -97,24 +97,6 @@ class Policy:
 # ---------------------------------------------------------------------------------------------------
 # Judges: any callable sample -> verdict-like (bool, number, mapping or object with `passed`).
 
-class Sample(dict):
-    """What a judge sees: the prompt (with its reference answer and tests) and the split generation.
-
-    A dict that also allows attribute access (`sample.answer`). `answer` is the generation's answer
-    part; the prompt's ground truth is `reference` (alias `reference_answer`).
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-try:
-    from judges.base import Sample as _JudgeSample
-except ImportError:  # the judges package is optional for the factory
-    _JudgeSample = None
 
 
 @dataclass
@@ -246,27 +228,14 @@ class SamplingJob:
     max_failed_calls: int = 1
 
 
-def _sample_for(state: PromptState, gen: dict[str, Any]) -> Any:
-    """The judges package's Sample where it is installed (what its judges expect), else our mapping."""
+def _sample_for(state: PromptState, gen: dict[str, Any]) -> Sample:
+    """What a judge sees: the prompt with its reference answer and tests, and the split generation."""
     row = state.row
-    if _JudgeSample is not None:
-        return _JudgeSample(
-            generation_id=gen["generation_id"], prompt_id=state.prompt_id, problem=row.get("problem") or "",
-            reference=row.get("answer"), tests=row.get("tests"), domain=row.get("domain") or "",
-            language=row.get("language") or "en", kind=row.get("kind") or "reasoning", text=gen.get("text") or "",
-            reasoning=gen.get("reasoning") or "", answer=gen.get("answer") or "",
-            finish_reason=gen.get("finish_reason"),
-        )
-    tests = row.get("tests")
-    meta = row.get("metadata")
     return Sample(
-        generation_id=gen["generation_id"], prompt_id=state.prompt_id, run_id=gen.get("run_id"),
-        sample_index=gen.get("sample_index"), messages=state.rendered.messages, problem=row.get("problem"),
-        reference=row.get("answer"), reference_answer=row.get("answer"),
-        tests=json.loads(tests) if isinstance(tests, str) else tests, kind=row.get("kind"),
-        domain=row.get("domain"), language=row.get("language"),
-        metadata=json.loads(meta) if isinstance(meta, str) else meta, text=gen.get("text") or "",
-        reasoning=gen.get("reasoning"), answer=gen.get("answer") or "", finish_reason=gen.get("finish_reason"),
+        generation_id=gen["generation_id"], prompt_id=state.prompt_id, problem=row.get("problem") or "",
+        reference=row.get("answer"), tests=row.get("tests"), domain=row.get("domain") or "",
+        language=row.get("language") or "en", kind=row.get("kind") or "reasoning", text=gen.get("text") or "",
+        reasoning=gen.get("reasoning") or "", answer=gen.get("answer") or "", finish_reason=gen.get("finish_reason"),
     )
 
 
@@ -295,7 +264,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
     counters = {"generated": 0, "tokens": 0, "calls": 0}
 
     # What already exists for this run: resume from it.
-    existing = catalog.generations(run_id=job.run_id)
+    existing = catalog.generations(run_id=job.run_id, with_text=False)  # texts only where judging is owed
     existing_rows = [r for r in existing.to_dicts() if r["prompt_id"] in states] if len(existing) else []
     if existing_rows:
         _restore(job, catalog, states, existing_rows)
@@ -395,8 +364,10 @@ def _restore(job: SamplingJob, catalog: Any, states: dict[str, PromptState], row
             if (v["judge"], str(v["judge_version"])) in wanted and v["generation_id"] in known:
                 known[v["generation_id"]][v["judge"]] = bool(v["passed"])
     names = [j.name for j in job.judges]
-    missing = [(states[r["prompt_id"]], r) for gid, r in by_id.items() if any(n not in known[gid] for n in names)]
-    if missing:
+    owed = [gid for gid in by_id if any(n not in known[gid] for n in names)]
+    if owed:  # read the texts of these samples only
+        with_text = {r["generation_id"]: r for r in catalog.generations(run_id=job.run_id, ids=owed).to_dicts()}
+        missing = [(states[by_id[gid]["prompt_id"]], with_text[gid]) for gid in owed]
         log.info("judging %d stored samples that have no verdict yet", len(missing))
         verdicts, _ = _judge_all(job, missing)
         catalog.add_verdicts(verdicts)
