@@ -30,7 +30,7 @@ TOPICS = ["prime numbers", "the Pythagorean theorem", "binary search", "photosyn
 
 
 def make_requests(count: int, max_tokens: int):
-    from factory.backends.base import ChatRequest
+    from backends.base import ChatRequest
 
     return [ChatRequest([{"role": "user", "content": f"Question {i}: explain {TOPICS[i % len(TOPICS)]} step by step."}],
                         n=1, temperature=0.8, top_p=0.95, max_tokens=max_tokens, seed=1000 + i, key=str(i))
@@ -48,7 +48,7 @@ def bench_vllm(model: Path, reqs, repeats: int, engine_kwargs: dict) -> None:
     import vllm
     from vllm import SamplingParams
 
-    from factory.backends.vllm_backend import VLLMBackend
+    from backends.vllm_backend import VLLMBackend
 
     llm = vllm.LLM(model=str(model), **engine_kwargs)
     backend = VLLMBackend(llm=llm)
@@ -102,7 +102,7 @@ async def _bare_loop(base_url: str, reqs, concurrency: int) -> int:
 
 
 def bench_openai(model: Path, reqs, repeats: int, concurrency: int, log_dir: Path) -> None:
-    from factory.backends.openai_backend import OpenAIBackend
+    from backends.openai_backend import OpenAIBackend
     from tests.conftest import start_vllm_server, stop_process_group
 
     proc, base_url = start_vllm_server(model, log_dir / "server.log")

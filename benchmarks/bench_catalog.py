@@ -113,7 +113,7 @@ def show_latency(catalog: Path, samples: int = 40) -> dict:
     whole, bare = [], []
     for gid in ids[:15]:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "catalogs.cli", "show", gid, "--catalog", str(catalog)], check=True,
+        subprocess.run([sys.executable, "-m", "r1f", "show", gid, "--catalog", str(catalog)], check=True,
                        capture_output=True)
         whole.append(time.perf_counter() - t0)
         t0 = time.perf_counter()

@@ -43,10 +43,10 @@ def main() -> None:
 
     from catalogs import Catalog
     from catalogs.query import sql
-    from factory.backends.vllm_backend import VLLMBackend
+    from backends.vllm_backend import VLLMBackend
     from factory.generate import generate_from_recipe
 
-    from factory.backends.vllm_backend import cpu_safe_engine_kwargs
+    from backends.vllm_backend import cpu_safe_engine_kwargs
 
     llm = vllm.LLM(model=str(model), **cpu_safe_engine_kwargs(
         {"max_model_len": 2048, "gpu_memory_utilization": 0.3, "enforce_eager": True, "seed": 0}))

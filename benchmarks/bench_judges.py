@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.code import judge_many as code_judge_many
 from judges.math_accuracy import judge_many as math_judge_many
 from judges.sandbox import Limits, isolation_available, run_python

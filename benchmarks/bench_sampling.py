@@ -26,7 +26,7 @@ from catalogs import Catalog
 from catalogs.ids import generation_id, sample_seed
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
-from factory.backends.base import ChatRequest, Completion
+from backends.base import ChatRequest, Completion
 from factory.generate import generate_from_recipe
 
 # (share of prompts, true pass rate)

@@ -1,56 +1,32 @@
-"""`r1f`: the command line. Each command is a thin shell over a stage's public function.
+"""The catalog's commands: ingest, show, sql, stats, release, export. The `r1f` face composes them.
 
-Imports are lazy so that `r1f show` and `r1f sql` start fast: vLLM, torch and datasets load only in
-the commands that need them.
+Imports are lazy so that `r1f show` and `r1f sql` start fast: nothing heavier than DuckDB loads on the
+read path, and pyarrow, datasets and polars load only in the commands that need them.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from .store import Catalog, CatalogError
-
-app = typer.Typer(
-    name="r1f",
-    help="r1-factory: build DeepSeek-R1-style reasoning datasets, with every sample's provenance in a catalog.\n\n"
-    "Typical flow: ingest → generate → judge → filter → release → export. "
-    "Every command takes --catalog DIR (or R1F_CATALOG; default ./catalog).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from .clikit import (
+    DEFAULT_CATALOG,
+    CatalogOpt,
+    JsonOpt,
+    LockOpt,
+    command_group,
+    console,
+    err,
+    print_json,
+    table,
 )
-console = Console()
-err = Console(stderr=True)
+from .clikit import open_catalog as _open
+from .errors import CatalogError
 
-CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", envvar="R1F_CATALOG",
-                                          help="Catalog folder (created by the first ingest).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-LockOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait while another process commits.")]
-DEFAULT_CATALOG = Path("catalog")
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _open(catalog: Path, create: bool = False, lock_timeout: float = 60.0) -> Catalog:
-    return Catalog(catalog, create=create, lock_timeout=lock_timeout)
-
-
-def _table(title: str | None, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in (rows[0].keys() if rows else []):
-        table.add_column(str(col), overflow="fold")
-    for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r.values()))
-    return table
+app = command_group()
 
 
 # ---------------------------------------------------------------------------------------------- ingest
@@ -96,7 +72,7 @@ def ingest(
             _remove_new_catalog(catalog, folder_existed)
         raise
     if as_json:
-        _print_json(report.as_dict())
+        print_json(report.as_dict())
         return
     what = "generations" if generations else "prompts"
     added = report.generations_added if generations else report.prompts_added
@@ -155,7 +131,7 @@ def show(
 
     data = run_show(_open(catalog, lock_timeout=lock_timeout), id, full_text=full)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     _render_show(data)
 
@@ -183,12 +159,12 @@ def _render_show(data: dict[str, Any]) -> None:
         console.print(data["reasoning"], markup=False, highlight=False)
         console.print("[bold]answer[/]")
         console.print(data["answer"], markup=False, highlight=False)
-        console.print(_table("verdicts", [{k: v for k, v in x.items() if k != "details"} for x in data["verdicts"]])
+        console.print(table("verdicts", [{k: v for k, v in x.items() if k != "details"} for x in data["verdicts"]])
                       if data["verdicts"] else "[dim]verdicts: none yet (r1f judge)[/]")
-        console.print(_table("filter decisions", [{k: v for k, v in x.items() if k != "params"}
+        console.print(table("filter decisions", [{k: v for k, v in x.items() if k != "params"}
                                                   for x in data["filter_decisions"]])
                       if data["filter_decisions"] else "[dim]filter decisions: none yet (r1f filter)[/]")
-        console.print(_table("releases", data["releases"]) if data["releases"] else "[dim]releases: none[/]")
+        console.print(table("releases", data["releases"]) if data["releases"] else "[dim]releases: none[/]")
     elif kind == "prompt":
         console.rule(f"prompt {data['prompt_id']}")
         console.print(f"[bold]source[/] {data['source']} · {data['source_uri']} · row {data['source_row']}")
@@ -198,12 +174,12 @@ def _render_show(data: dict[str, Any]) -> None:
             console.print(f"[bold]{m['role']}[/]:", m["content"][:2000])
         if data["metadata"]:
             console.print("[bold]metadata[/]", json.dumps(data["metadata"], ensure_ascii=False)[:1000])
-        console.print(_table("generations", data["generations"]) if data["generations"] else "[dim]no generations[/]")
+        console.print(table("generations", data["generations"]) if data["generations"] else "[dim]no generations[/]")
         if data["pass_rates"]:
-            console.print(_table("pass rates", data["pass_rates"]))
+            console.print(table("pass rates", data["pass_rates"]))
         console.print(f"[bold]releases[/] {', '.join(data['releases']) or 'none'}")
     else:
-        _print_json(data)
+        print_json(data)
 
 
 @app.command()
@@ -223,7 +199,7 @@ def sql(
     cols, rows = run_sql(_open(catalog, lock_timeout=lock_timeout), query,
                          limit=None if (as_json or csv or limit == 0) else limit + 1)
     if as_json:
-        _print_json([dict(zip(cols, r)) for r in rows])
+        print_json([dict(zip(cols, r)) for r in rows])
     elif csv:
         import csv as csvmod
 
@@ -232,7 +208,7 @@ def sql(
         w.writerows(rows)
     else:
         more = limit and len(rows) > limit
-        console.print(_table(None, [dict(zip(cols, r)) for r in rows[: limit or None]]))
+        console.print(table(None, [dict(zip(cols, r)) for r in rows[: limit or None]]))
         if more:
             err.print(f"[dim]showing the first {limit} rows; --limit 0, --json or --csv for all[/]")
 
@@ -244,7 +220,7 @@ def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, a
 
     data = run_stats(_open(catalog, lock_timeout=lock_timeout))
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     console.print(f"[bold]{data['catalog']}[/]: {data['sources']} sources · {data['prompts']} prompts · "
                   f"{data['runs']} runs · {data['generations']} generations · {data['judged_generations']} judged · "
@@ -254,109 +230,7 @@ def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, a
                        ("judge_reasons", "judge rejections by reason"), ("filters", "filters"),
                        ("filter_reasons", "filter drops by reason"), ("release_list", "releases")):
         if data[key]:
-            console.print(_table(title, data[key]))
-
-
-# ---------------------------------------------------------------------------------------------- generate
-@app.command()
-def generate(
-    recipe: Annotated[Path, typer.Argument(help="YAML generation recipe: prompts, backend, template, sampling, "
-                                           "samples_per_prompt, budget, judges. See recipes/.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the first rendered prompt and the plan "
-                                          "(prompts, samples, estimated tokens); generate nothing.")] = False,
-    catalog: CatalogOpt = DEFAULT_CATALOG,
-    as_json: JsonOpt = False,
-) -> None:
-    """Rejection sampling: sample each selected prompt in rounds until k samples pass the recipe's judges or its
-    budget is spent. Killed or interrupted, the same command resumes without paying twice for a sample."""
-    from factory.generate import generate_from_recipe
-
-    summary = generate_from_recipe(recipe, _open(catalog, create=True), dry_run=dry_run)
-    if as_json:
-        _print_json(summary)
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's model, catalog and export.")] = Path("demo-out"),
-) -> None:
-    """The whole pipeline on this machine's CPU: ingest, rejection sampling with the real vLLM engine on a tiny
-    model built locally, imported traces, judges, filters, the paper's mix, export, and one sample's lineage."""
-    from factory.demo import run_demo
-
-    run_demo(out)
-
-
-# ---------------------------------------------------------------------------------------------- judge, filter
-class _StageProgress:
-    """A rich bar per stage on a terminal; log lines otherwise."""
-
-    def __init__(self) -> None:
-        self.bar = None
-        self.tasks: dict[str, Any] = {}
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=err)
-
-    def __enter__(self) -> _StageProgress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def __call__(self, name: str, done: int, total: int) -> None:
-        if self.bar is None:
-            if done == 0 or done == total:
-                err.print(f"{name}: {done}/{total}", highlight=False)
-            return
-        if name not in self.tasks:
-            self.tasks[name] = self.bar.add_task(name, total=total)
-        self.bar.update(self.tasks[name], completed=done, total=total)
-
-
-@app.command()
-def judge(
-    recipe: Annotated[Path, typer.Argument(help="YAML: `judges: [{name, params, where}]`, optional `where`, "
-                                           "`workers`. See recipes/judge_r1.yaml.")],
-    catalog: CatalogOpt = DEFAULT_CATALOG,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run the recipe's judges over every selected generation that lacks their verdict (cached by judge version
-    and params)."""
-    from factory.recipe import load_model
-    from judges.run import JudgeRecipe, judge_catalog
-
-    _run_stage(judge_catalog, load_model(recipe, JudgeRecipe), catalog, as_json, "judge", "judged now")
-
-
-def _run_stage(runner: Any, spec: Any, catalog: Path, as_json: bool, key: str, title: str) -> None:
-    with _StageProgress() as progress:
-        summary = runner(_open(catalog), spec, progress=progress)
-    if as_json:
-        _print_json(summary)
-        return
-    console.print(_table(title, [{key: k, **v} for k, v in summary.items()]))
-
-
-@app.command(name="filter")
-def filter_(
-    recipe: Annotated[Path, typer.Argument(help="YAML: `filters: [{name, params, where}]`, optional `where`. "
-                                           "See recipes/filters_r1.yaml.")],
-    catalog: CatalogOpt = DEFAULT_CATALOG,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run the recipe's filters; one decision per generation and filter, with the reason and measured value.
-    Changing one filter's params recomputes only that filter."""
-    from factory.recipe import load_model
-    from filters.run import FilterRecipe, filter_catalog, resolve_paths
-
-    spec = resolve_paths(load_model(recipe, FilterRecipe), recipe.resolve().parent)
-    _run_stage(filter_catalog, spec, catalog, as_json, "filter", "filters")
+            console.print(table(title, data[key]))
 
 
 # ---------------------------------------------------------------------------------------------- releases
@@ -379,16 +253,16 @@ def release(
 
     spec = None
     if recipe is not None:
-        from factory.recipe import load_model
+        from catalogs.recipes import load_model
 
         spec = load_model(recipe, ReleaseRecipe)
     manifest = create_release(_open(catalog), name, where, recipe=spec)
     if as_json:
-        _print_json(manifest)
+        print_json(manifest)
         return
     console.print(f"[green]release[/] [bold]{name}[/]: {manifest['members']} generations from "
                   f"{manifest['prompts']} prompts · members sha256 {manifest['members_sha256'][:16]}…")
-    console.print(_table("by source", [{"source": k, "samples": v} for k, v in manifest["by_source"].items()]))
+    console.print(table("by source", [{"source": k, "samples": v} for k, v in manifest["by_source"].items()]))
 
 
 @app.command()
@@ -411,52 +285,3 @@ def export(
     console.print(f"[green]exported[/] release {name} → {path} ({format}, {style})")
 
 
-def _setup_logging() -> None:
-    """INFO lines on stderr: through rich on a terminal (so they do not break progress bars), plain otherwise."""
-    import logging
-
-    if logging.getLogger().handlers:
-        return
-    level = os.environ.get("R1F_LOG_LEVEL", "INFO").upper()
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
-    else:
-        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Errors that carry a message for the user (file, field, fix); anything else is a bug and keeps its
-    traceback. Imported lazily: each stage owns its error type."""
-    types: list[type[BaseException]] = [CatalogError]
-    for module, name in (("factory.recipe", "RecipeError"), ("factory.backends", "BackendError"),
-                         ("factory.sampling", "GenerationStopped"), ("filters.registry", "UnknownFilterError"),
-                         ("filters.base", "FilterParamsError"), ("filters.decontamination", "BenchmarkFormatError"),
-                         ("factory.templates", "TemplateError"), ("judges.registry", "UnknownJudgeError"),
-                         ("judges.sandbox", "SandboxUnavailable")):
-        mod = sys.modules.get(module)
-        if mod is not None and isinstance(getattr(mod, name, None), type):
-            types.append(getattr(mod, name))
-    return tuple(types)
-
-
-def main() -> None:
-    """Entry point: user errors print one clear message and exit 2, never a traceback."""
-    _setup_logging()
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:
-        if not isinstance(exc, _user_error_types()):
-            raise
-        from rich.text import Text
-
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

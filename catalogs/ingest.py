@@ -343,7 +343,7 @@ def generation_fields(rec: dict[str, Any], where: str) -> dict[str, Any]:
     if not value.strip() and not (reasoning or "").strip():
         raise RecordError(f"{where}: field `{name}` is empty")
     if reasoning is None:
-        from factory.split import THINK, split_reasoning
+        from catalogs.split import THINK, split_reasoning
 
         reasoning, answer = split_reasoning(value, THINK)
     else:

@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from . import schema
+from .errors import CatalogError
 from .ids import canonical_json
 from .ids import run_id as make_run_id
 
@@ -66,9 +67,6 @@ def prompt_schema() -> Any:  # pyarrow.Schema
 
     return pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
 
-
-class CatalogError(Exception):
-    """A problem the user can fix; the message names the file or field and the fix."""
 
 
 def code_version() -> str:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backends.config import backend_kwargs
 from catalogs.ids import run_id as make_run_id
-from factory.progress import RunProgress, print_summary
+from catalogs.progress import RunProgress, print_summary
 from factory.recipe import (
-    BackendConfig,
     Recipe,
     RecipeError,
     check_model_path,
@@ -27,25 +27,6 @@ from factory.sampling import BoundJudge, Policy, SamplingJob, run_sampling
 from factory.templates import Template, template_from_recipe
 
 log = logging.getLogger("factory")
-
-_VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")
-_OPENAI_KEYS = ("api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s",
-                "max_retries")
-
-
-def backend_kwargs(b: BackendConfig) -> dict[str, Any]:
-    """Constructor keyword arguments for `get_backend(b.name, **kw)`."""
-    kw: dict[str, Any] = {"model": b.model}
-    if b.name == "vllm":
-        kw.update({k: getattr(b, k) for k in _VLLM_ENGINE_KEYS if getattr(b, k) is not None})
-        if b.kv_cache_gb is not None:
-            kw["kv_cache_memory_bytes"] = int(b.kv_cache_gb * (1 << 30))
-    else:
-        kw["base_url"] = b.base_url
-        kw.update({k: getattr(b, k) for k in _OPENAI_KEYS if getattr(b, k) is not None})
-    kw.update(b.engine_kwargs)
-    return kw
-
 
 def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None) -> list[BoundJudge]:
     """Bind each recipe judge name to a callable: `judges` first, then the judges package's registry."""
@@ -172,7 +153,7 @@ def generate_from_recipe(
     )
     own_backend = backend is None
     if own_backend:
-        from factory.backends import get_backend
+        from backends import get_backend
 
         backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
     log.info("run %s: %d prompts, k=%d, template %s %s, backend %s", run_id, len(prompts), recipe.k,

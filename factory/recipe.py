@@ -7,70 +7,24 @@ template placeholders, prompt lengths against the model's context) before any ge
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class RecipeError(ValueError):
-    """A recipe that cannot run. The message names the file, the field and the fix."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from backends.config import BackendConfig
+from catalogs.errors import RecipeError
+from catalogs.recipes import Strict as _Strict
+from catalogs.recipes import parse_model, read_yaml
 
 
 class PromptSelection(_Strict):
     # SQL predicate over the catalog's prompt columns (prompt_id, source, kind, domain, language, ...).
     where: str | None = None
     limit: int | None = Field(default=None, ge=1)
-
-
-class BackendConfig(_Strict):
-    name: Literal["vllm", "openai"]
-    # A local model folder or a Hub id (vllm), or the served model name (openai).
-    model: str
-    base_url: str | None = None
-    # Name of the environment variable holding the API key; the key itself never goes in a recipe.
-    api_key_env: str | None = None
-    max_concurrency: int = Field(default=32, ge=1)
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    timeout_s: float | None = Field(default=None, gt=0)
-    max_retries: int | None = Field(default=None, ge=0)
-    # A tokenizer (local path or Hub id) for prompt-length checks; defaults to the model for vllm.
-    tokenizer: str | None = None
-    # Engine settings for the in-process vLLM engine.
-    max_model_len: int | None = Field(default=None, ge=16)
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    kv_cache_gb: float | None = Field(default=None, gt=0)
-    tensor_parallel_size: int | None = Field(default=None, ge=1)
-    dtype: str | None = None
-    enforce_eager: bool | None = None
-    # Anything else the engine accepts (passed through as keyword arguments).
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _openai_needs_url(self) -> BackendConfig:
-        if self.name == "openai" and not self.base_url:
-            raise ValueError(
-                "backend.base_url is required for the openai backend; "
-                "set it to the server's URL, e.g. http://127.0.0.1:8000/v1"
-            )
-        return self
-
-    def engine_options(self) -> dict[str, Any]:
-        """The keyword arguments the backend constructor gets (name excluded, unset ones dropped)."""
-        skip = {"name", "engine_kwargs", "tokenizer"}
-        opts = {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
-        opts.update(self.engine_kwargs)
-        return opts
 
 
 class TrivialRule(_Strict):
@@ -218,137 +172,6 @@ class Recipe(_Strict):
         return self.sampling.model_dump()
 
 
-# ---------------------------------------------------------------------------------------------------
-# Loading, with errors that name the key, its line and the fix.
-
-def _loc_str(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
-    """The pydantic model that holds the key at `loc` (loc excludes the key itself)."""
-    model: Any = root or Recipe
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return None
-        ann = model.model_fields[part].annotation
-        model = _unwrap_model(ann)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _unwrap_model(ann: Any) -> Any:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in getattr(ann, "__args__", ()) or ():
-        found = _unwrap_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _line_index(text: str) -> dict[tuple[Any, ...], int]:
-    """Map key paths to 1-based line numbers, from the YAML node tree."""
-    lines: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: Any, path: tuple[Any, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = key_node.value
-                lines[path + (key,)] = key_node.start_mark.line + 1
-                walk(value_node, path + (key,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[path + (i,)] = item.start_mark.line + 1
-                walk(item, path + (i,))
-
-    walk(root, ())
-    return lines
-
-
-def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    loc = tuple(loc)
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return None
-
-
-def _describe(err: dict[str, Any], root: type[BaseModel] | None = None) -> str:
-    loc = tuple(err["loc"])
-    typ = err["type"]
-    key = _loc_str(loc)
-    if typ == "extra_forbidden":
-        holder = _model_at(loc[:-1], root)
-        known = sorted(holder.model_fields) if holder else []
-        known = [k for k in known if k != "source_path"]
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else f"remove it; allowed keys here: {', '.join(known)}"
-        return f"{key}: unknown key; {hint}"
-    if typ == "missing":
-        return f"{key}: required key is missing; add it"
-    msg = err["msg"]
-    msg = msg.removeprefix("Value error, ")
-    got = err.get("input")
-    got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-    fix = "fix the value"
-    if typ.endswith(("_type", "_parsing")):
-        fix = "give a value of the right type"
-    elif typ == "literal_error":
-        fix = "use one of the allowed values"
-    return f"{key}: {msg}{got_s}; {fix}" if key else f"{msg}"
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text: str | None = None) -> M:
-    """Validate a parsed YAML mapping against any recipe model; errors name the file, line, key and fix."""
-    if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe must be a YAML mapping of keys to values; got {type(data).__name__}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        lines = _line_index(text) if text else {}
-        problems = []
-        for err in exc.errors():
-            line = _line_for(lines, tuple(err["loc"]))
-            where = f"{source}:{line}" if line else str(source)
-            problems.append(f"{where}: {_describe(err, model)}")
-        raise RecipeError("invalid recipe\n  " + "\n  ".join(problems)) from None
-
-
-def _read_yaml(path: Path) -> tuple[Any, str]:
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found; check the path")
-    text = path.read_text(encoding="utf-8")
-    try:
-        return yaml.safe_load(text), text
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
-
-
-def load_model(path: str | Path, model: type[M]) -> M:
-    """Read and validate a YAML recipe of any stage (judge, filter, release) with the same errors."""
-    path = Path(path)
-    data, text = _read_yaml(path)
-    return parse_model(data, model, path, text)
-
-
 def parse_recipe(data: Any, source: str | Path = "<recipe>", text: str | None = None) -> Recipe:
     """Validate an already-parsed generation recipe mapping. `source` names it in errors."""
     recipe = parse_model(data, Recipe, source, text)
@@ -360,7 +183,7 @@ def parse_recipe(data: Any, source: str | Path = "<recipe>", text: str | None = 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a YAML generation recipe."""
     path = Path(path)
-    data, text = _read_yaml(path)
+    data, text = read_yaml(path)
     recipe = parse_recipe(data, path, text)
     _resolve_model_path(recipe)
     return recipe

@@ -26,18 +26,19 @@ from typing import Any
 
 from typing_extensions import Self
 
+from backends.base import ChatRequest, Completion
+from catalogs.errors import UserError
 from catalogs.ids import generation_id as make_generation_id
 from catalogs.ids import sample_seed
-from factory.backends.base import ChatRequest, Completion
-from factory.progress import RunProgress
-from factory.split import Markers, split_reasoning
+from catalogs.progress import RunProgress
+from catalogs.records import Sample
+from catalogs.split import Markers, split_reasoning
 from factory.templates import Rendered
-from judges.base import Sample
 
 log = logging.getLogger("factory")
 
 
-class GenerationStopped(RuntimeError):
+class GenerationStopped(UserError, RuntimeError):
     """The run stopped early (backend kept failing). What was done is committed; rerun to resume."""
 
     def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:

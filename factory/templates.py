@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from factory.split import Markers
+from catalogs.errors import UserError
+from catalogs.split import Markers
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DEFAULT_EXAMPLES = Path(__file__).parent / "examples" / "cold_start_examples.jsonl"
@@ -29,7 +30,7 @@ _FILE_KEYS = {
 }
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template that cannot be used. The message names the file, the field and the fix."""
 
 

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from catalogs.errors import UserError
+
 # Columns a batch may carry, with the value used when a column is absent.
 TEXT_COLUMNS = ("generation_id", "prompt_id", "problem", "text", "reasoning", "answer",
                 "finish_reason", "domain", "language", "kind")
@@ -39,7 +41,7 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
-class FilterParamsError(ValueError):
+class FilterParamsError(UserError, ValueError):
     """Params out of range or unknown: the message names the filter, the field and the fix."""
 
 
@@ -109,7 +111,7 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
 def split_think(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(reasoning, answer) expressions from a raw generation, split at the last `</think>`.
 
-    Without a closing tag everything is reasoning and the answer is empty (as judges.base does).
+    Without a closing tag everything is reasoning and the answer is empty (as catalogs.records does).
     """
     has_close = text.str.contains(THINK_CLOSE, literal=True)
     reasoning = (

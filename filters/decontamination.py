@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from catalogs.errors import UserError
 from filters._ngrams import word_ngram_hashes
 from filters.base import FilterParams, apply_with_input_errors, decisions, prepare_batch, validate_params
 
@@ -43,7 +44,7 @@ class DecontaminationParams(FilterParams):
     field: Literal["problem", "text", "reasoning", "answer"] = Field("problem", description="what to check")
 
 
-class BenchmarkFormatError(ValueError):
+class BenchmarkFormatError(UserError, ValueError):
     pass
 
 

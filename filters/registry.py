@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from catalogs.errors import UserError
 from filters.base import FilterParams, validate_params
 
 
@@ -54,7 +55,7 @@ FILTERS: dict[str, FilterSpec] = {s.name: s for s in [
 ]}
 
 
-class UnknownFilterError(KeyError):
+class UnknownFilterError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
 

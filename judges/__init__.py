@@ -1,5 +1,5 @@
 """Judges: a Sample in, a Verdict out. See judges/registry.py for the names, judges/rewards.py for trl."""
-from judges.base import Sample, Verdict
+from catalogs.records import Sample, Verdict
 from judges.registry import JUDGES, JudgeSpec, get_judge, run_judge
 
 __all__ = [

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from judges.base import Sample, Verdict, verdict
+from catalogs.records import Sample, Verdict, verdict
 from judges.sandbox import Limits, RunResult, SandboxUnavailable, isolation_available, run_python
 
 NAME = "code"

@@ -9,7 +9,7 @@ Chat templates that prefill `<think>` in the prompt produce completions without 
 """
 from __future__ import annotations
 
-from judges.base import Sample, Verdict, verdict
+from catalogs.records import Sample, Verdict, verdict
 
 NAME = "format"
 VERSION = "1"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from judges.base import Sample, Verdict, verdict
+from catalogs.records import Sample, Verdict, verdict
 
 NAME = "language_consistency"
 VERSION = "1"

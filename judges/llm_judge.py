@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from factory.backends.base import Backend, ChatRequest
-from judges.base import Sample, Verdict, verdict
+from backends.base import Backend, ChatRequest
+from catalogs.records import Sample, Verdict, verdict
 
 NAME = "llm_judge"
 VERSION = "1"

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from judges.base import Sample, Verdict, verdict
+from catalogs.records import Sample, Verdict, verdict
 
 NAME = "math_accuracy"
 VERSION = "1"

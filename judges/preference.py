@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from factory.backends.base import Backend, ChatRequest
-from judges.base import Sample, Verdict, verdict
+from backends.base import Backend, ChatRequest
+from catalogs.records import Sample, Verdict, verdict
 from judges.llm_judge import load_prompt, parse_json_object, render
 
 VERSION = "1"

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from judges.base import Sample, Verdict
+from catalogs.errors import UserError
+from catalogs.records import Sample, Verdict
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ JUDGES: dict[str, JudgeSpec] = {
 }
 
 
-class UnknownJudgeError(KeyError):
+class UnknownJudgeError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])
 

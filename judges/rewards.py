@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from factory.split import Markers, split_reasoning
-from judges.base import Sample, Verdict
+from catalogs.records import Sample, Verdict
+from catalogs.split import Markers, split_reasoning
 from judges.registry import get_judge
 
 RewardFunc = Callable[..., list[float]]

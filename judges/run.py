@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from factory.recipe import BackendConfig, RecipeError
-from judges.base import Sample, Verdict
+from backends.config import BackendConfig
+from catalogs.errors import RecipeError
+from catalogs.records import Sample, Verdict
 from judges.registry import get_judge
 
 SAMPLE_FIELDS = ("generation_id", "prompt_id", "problem", "reference", "tests", "domain", "language", "kind",
@@ -98,8 +99,8 @@ class _ModelJudge:
             raise RecipeError(f"judges: {step.name} needs a `backend` (the judging model)"
                               + ("" if step.name == "llm_judge" else " or params.reward_model: PATH"))
         else:
-            from factory.backends import get_backend
-            from factory.generate import backend_kwargs
+            from backends import get_backend
+            from backends.config import backend_kwargs
 
             self.backend = get_backend(step.backend.name, **backend_kwargs(step.backend))
 

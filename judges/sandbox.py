@@ -29,11 +29,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from catalogs.errors import UserError
+
 SANDBOX_PYTHON = "/usr/bin/python3"  # the system interpreter, so only /usr has to be visible
 _UID_RANGE = (2_000_000, 3_000_000)
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(UserError, RuntimeError):
     pass
 
 

@@ -51,7 +51,7 @@ def vllm_llm(tiny_model_dir: Path, request: pytest.FixtureRequest) -> Iterator[o
         # The server will be needed later in this run: let it load while this engine loads.
         request.getfixturevalue("_vllm_server_process")
 
-    from factory.backends.vllm_backend import cpu_safe_engine_kwargs
+    from backends.vllm_backend import cpu_safe_engine_kwargs
 
     llm = vllm.LLM(model=str(tiny_model_dir), **cpu_safe_engine_kwargs(ENGINE_KWARGS))
     yield llm

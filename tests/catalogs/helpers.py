@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-R1F = [sys.executable, "-m", "catalogs.cli"]
+R1F = [sys.executable, "-m", "r1f"]
 
 
 def r1f(*args: str, catalog: Path | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:

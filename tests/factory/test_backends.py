@@ -13,8 +13,8 @@ import uuid
 import jsonschema
 import pytest
 
-from factory.backends import BackendError, get_backend
-from factory.backends.base import ChatRequest
+from backends import BackendError, get_backend
+from backends.base import ChatRequest
 from tests.factory.fault_proxy import FakeDeepSeek, FaultProxy
 
 MSG = [{"role": "user", "content": "What is 2 + 3? Think step by step."}]
@@ -251,7 +251,7 @@ def test_on_result_reports_each_request_as_it_finishes(deepseek):
 def test_token_rate_limiter_waits_and_refunds():
     import asyncio
 
-    from factory.backends.openai_backend import _RateLimiter
+    from backends.openai_backend import _RateLimiter
 
     async def run() -> tuple[float, float]:
         lim = _RateLimiter(6000)  # 100 tokens/s, bursts of up to 1000

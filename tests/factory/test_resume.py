@@ -70,7 +70,7 @@ def snapshot(cat: Catalog, run_id: str) -> dict[str, tuple]:
 
 def test_kill_dash_nine_then_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path,
                                                          vllm_llm: Any) -> None:
-    from factory.backends.vllm_backend import VLLMBackend
+    from backends.vllm_backend import VLLMBackend
 
     judges = load_judges(tmp_path)
     src = tmp_path / "prompts.jsonl"

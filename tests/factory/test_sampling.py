@@ -19,7 +19,7 @@ from catalogs import Catalog
 from catalogs.ids import generation_id, sample_seed
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
-from factory.backends.base import ChatRequest, Completion
+from backends.base import ChatRequest, Completion
 from factory.generate import generate_from_recipe
 from factory.sampling import GenerationStopped, Policy
 
@@ -62,7 +62,7 @@ class CountingBackend:
 
 @pytest.fixture(scope="module")
 def backend(vllm_llm: Any) -> Any:
-    from factory.backends.vllm_backend import VLLMBackend
+    from backends.vllm_backend import VLLMBackend
 
     return VLLMBackend(llm=vllm_llm)
 
@@ -272,7 +272,7 @@ def test_progress_quiet_without_terminal_but_logs(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("from factory.progress import RunProgress, print_summary\n"
+    code = ("from catalogs.progress import RunProgress, print_summary\n"
             "with RunProgress(3) as p:\n"
             "    p.update(prompts_done=1, accepted=2, generated=4, new_tokens=100)\n"
             "print_summary({'status': 'complete', 'prompts': 3})\n")

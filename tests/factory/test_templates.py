@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.split import NONE, R1_ZERO, SPECIAL_TOKEN, THINK, Markers, split_reasoning
+from catalogs.split import NONE, R1_ZERO, SPECIAL_TOKEN, THINK, Markers, split_reasoning
 from factory.templates import DEFAULT_EXAMPLES, available_templates, fill, load_template
 
 R1_ZERO_TEXT = (

@@ -102,7 +102,7 @@ def test_bad_filter_recipes_and_empty_corpus(catalog: Catalog, tmp_path: Path) -
     with pytest.raises(CatalogError, match="has no generations yet"):
         filter_catalog(empty, RECIPE)
     (tmp_path / "f.yaml").write_text("filters:\n  - name: hygiene\n    params: {min_answer_chars: -3}\n")
-    proc = subprocess.run([sys.executable, "-m", "catalogs.cli", "filter", str(tmp_path / "f.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "r1f", "filter", str(tmp_path / "f.yaml"),
                            "--catalog", str(catalog.root)], capture_output=True, text=True)
     assert proc.returncode == 2 and "bad params for filter 'hygiene': min_answer_chars" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.code import extract_program, judge, judge_many, outputs_match, parse_tests
 from judges.sandbox import Limits, SandboxUnavailable, isolation_available, run_python
 
@@ -107,7 +107,7 @@ def test_refuses_without_isolation_unless_unsafe_local(tmp_path):
 
     code = (
         "import json\n"
-        "from judges.base import Sample\n"
+        "from catalogs.records import Sample\n"
         "from judges.code import judge\n"
         "from judges.sandbox import Limits, SandboxUnavailable, isolation_available, run_python\n"
         "assert isolation_available() is None\n"

@@ -1,6 +1,6 @@
 import pytest
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.format import judge
 
 

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.language_consistency import count_words, judge
 
 DATA = Path(__file__).parent / "data"

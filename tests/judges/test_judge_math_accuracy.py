@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.math_accuracy import judge, judge_many, last_boxed
 from judges.registry import JUDGES, get_judge
 

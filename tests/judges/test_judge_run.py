@@ -11,7 +11,8 @@ import pytest
 from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import stats
-from factory.recipe import BackendConfig, RecipeError
+from backends.config import BackendConfig
+from catalogs.errors import RecipeError
 from judges.run import JudgeRecipe, JudgeStep, judge_catalog
 
 ROWS = [
@@ -60,7 +61,7 @@ def test_rule_judges_write_cached_verdicts_counted_by_reason(catalog: Catalog, t
     assert reasons[("math_accuracy", "no_reference")] == 1 and reasons[("math_accuracy", "wrong_answer")] == 1
     # The command, as a user types it.
     (tmp_path / "judge.yaml").write_text("judges:\n  - name: math_accuracy\n    params: {timeout_s: 3}\n")
-    out = subprocess.run([sys.executable, "-m", "catalogs.cli", "judge", str(tmp_path / "judge.yaml"), "--json",
+    out = subprocess.run([sys.executable, "-m", "r1f", "judge", str(tmp_path / "judge.yaml"), "--json",
                           "--catalog", str(catalog.root)], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["math_accuracy"] == {"judged": 5, "passed": 2}
 
@@ -71,10 +72,10 @@ def test_bad_judge_recipes(catalog: Catalog, tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="llm_judge needs a `backend`"):
         judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="llm_judge")]))
     (tmp_path / "bad.yaml").write_text("judges:\n  - name: format\n    wher: x\n")
-    proc = subprocess.run([sys.executable, "-m", "catalogs.cli", "judge", str(tmp_path / "bad.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "r1f", "judge", str(tmp_path / "bad.yaml"),
                            "--catalog", str(catalog.root)], capture_output=True, text=True)
     assert proc.returncode == 2 and "bad.yaml:3: judges[0].wher: unknown key; did you mean where?" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "catalogs.cli", "judge", str(tmp_path / "nope.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "r1f", "judge", str(tmp_path / "nope.yaml"),
                            "--catalog", str(catalog.root)], capture_output=True, text=True)
     assert proc.returncode == 2 and "recipe file not found" in proc.stderr
 

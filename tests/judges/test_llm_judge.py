@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.llm_judge import (
     LABELS,
     VERDICT_SCHEMA,
@@ -84,7 +84,7 @@ def garbage_server():
 
 
 def test_unparseable_reply_from_remote_api(garbage_server):
-    from factory.backends.openai_backend import OpenAIBackend
+    from backends.openai_backend import OpenAIBackend
 
     backend = OpenAIBackend(garbage_server, "judge", max_retries=0, timeout_s=10)
     samples = [_sample(0), _sample(1, reference=None), _sample(2, answer="", text="")]
@@ -115,7 +115,7 @@ def test_backend_error_policy():
 def test_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from factory.backends.openai_backend import OpenAIBackend
+    from backends.openai_backend import OpenAIBackend
 
     # The schema lets JSON carry any whitespace between tokens, and a random model happily emits
     # newlines until max_tokens. A real judge does not; here we ban whitespace-only tokens.

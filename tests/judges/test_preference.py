@@ -1,6 +1,6 @@
 import pytest
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.preference import RewardModelScorer, parse_score, score_with_llm, text_for
 
 S = Sample(problem="Say hello politely.", reasoning="The user wants a greeting. SECRET-REASONING",
@@ -33,7 +33,7 @@ class _Recorder:
         self.requests = []
 
     def generate(self, requests):
-        from factory.backends.base import Completion
+        from backends.base import Completion
 
         self.requests += requests
         return [[Completion(text='{"score": 8, "reason": "fine"}')] for _ in requests]
@@ -89,7 +89,7 @@ def test_reward_model_path(tiny_reward_model):
 def test_llm_rubric_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from factory.backends.openai_backend import OpenAIBackend
+    from backends.openai_backend import OpenAIBackend
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     # As in the LLM judge test: keep the random model from filling the reply with JSON whitespace.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from judges.base import Sample
+from catalogs.records import Sample
 from judges.code import judge, judge_many
 from judges.sandbox import _UID_RANGE, Limits, isolation_available, run_python
 

@@ -1,4 +1,4 @@
-"""Generation backends behind one interface (`factory.backends.base.Backend`).
+"""Generation backends behind one interface (`backends.base.Backend`).
 
 `get_backend("vllm", model=PATH, **engine_kwargs)` or `get_backend("openai", base_url=URL, model=NAME)`.
 Backends are imported on first use, so importing this package does not import vLLM.
@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from factory.backends.base import Backend, ChatRequest, Completion
+from backends.base import Backend, ChatRequest, Completion
+from catalogs.errors import UserError
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend gave up: the endpoint or engine kept failing, or rejected the request.
 
     The message names the endpoint and the last failure; it never contains an API key.
@@ -20,8 +21,8 @@ class BackendError(RuntimeError):
 
 # name -> "module:Class"; a new backend is one file and one line here.
 BACKENDS: dict[str, str] = {
-    "vllm": "factory.backends.vllm_backend:VLLMBackend",
-    "openai": "factory.backends.openai_backend:OpenAIBackend",
+    "vllm": "backends.vllm_backend:VLLMBackend",
+    "openai": "backends.openai_backend:OpenAIBackend",
 }
 
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 
-from factory.backends import BackendError
-from factory.backends.base import ChatRequest, Completion
+from backends import BackendError
+from backends.base import ChatRequest, Completion
 
-log = logging.getLogger("factory.backends.openai")
+log = logging.getLogger("backends.openai")
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 

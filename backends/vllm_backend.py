@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from factory.backends.base import ChatRequest, Completion
+from backends.base import ChatRequest, Completion
 
 
 def cpu_safe_engine_kwargs(engine_kwargs: dict[str, Any]) -> dict[str, Any]:

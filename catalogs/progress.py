@@ -1,4 +1,7 @@
-"""Progress for a generation run: a rich bar on a terminal, log lines everywhere, a summary at the end."""
+"""The one progress display: a generation run (prompts, accepted, tokens/s, ETA) and judge or filter steps.
+
+A rich bar on a terminal, log lines everywhere, a summary at the end.
+"""
 from __future__ import annotations
 
 import logging
@@ -123,3 +126,38 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, enabl
                 v = f"{v:.1%}" if k == "accept_rate" else f"{v:,.1f}"
             table.add_row(k.replace("_", " "), str(v))
     console.print(table)
+
+
+class StageProgress:
+    """Progress of a judge or filter recipe: a rich bar per step on a terminal, a line per step otherwise.
+
+    Called as `progress(step_name, done, total)`.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.bar: Progress | None = None
+        self.tasks: dict[str, Any] = {}
+        if self.console.is_terminal:
+            from rich.progress import MofNCompleteColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=self.console)
+
+    def __enter__(self) -> Self:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if self.bar is None:
+            if done == 0 or done == total:
+                self.console.print(f"{name}: {done}/{total}", highlight=False)
+            return
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(name, total=total)
+        self.bar.update(self.tasks[name], completed=done, total=total)

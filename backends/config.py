@@ -1,0 +1,71 @@
+"""A model client as a recipe names it: which backend, which model, and its engine or endpoint settings.
+
+Every stage that calls a model (generation, the LLM judge, preference scoring, eval) takes this block.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from catalogs.recipes import Strict as _Strict
+
+
+class BackendConfig(_Strict):
+    name: Literal["vllm", "openai"]
+    # A local model folder or a Hub id (vllm), or the served model name (openai).
+    model: str
+    base_url: str | None = None
+    # Name of the environment variable holding the API key; the key itself never goes in a recipe.
+    api_key_env: str | None = None
+    max_concurrency: int = Field(default=32, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    # A tokenizer (local path or Hub id) for prompt-length checks; defaults to the model for vllm.
+    tokenizer: str | None = None
+    # Engine settings for the in-process vLLM engine.
+    max_model_len: int | None = Field(default=None, ge=16)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    kv_cache_gb: float | None = Field(default=None, gt=0)
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    dtype: str | None = None
+    enforce_eager: bool | None = None
+    # Anything else the engine accepts (passed through as keyword arguments).
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> BackendConfig:
+        if self.name == "openai" and not self.base_url:
+            raise ValueError(
+                "backend.base_url is required for the openai backend; "
+                "set it to the server's URL, e.g. http://127.0.0.1:8000/v1"
+            )
+        return self
+
+    def engine_options(self) -> dict[str, Any]:
+        """The keyword arguments the backend constructor gets (name excluded, unset ones dropped)."""
+        skip = {"name", "engine_kwargs", "tokenizer"}
+        opts = {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
+        opts.update(self.engine_kwargs)
+        return opts
+
+
+_VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")
+_OPENAI_KEYS = ("api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s",
+                "max_retries")
+
+
+def backend_kwargs(b: BackendConfig) -> dict[str, Any]:
+    """Constructor keyword arguments for `get_backend(b.name, **kw)`."""
+    kw: dict[str, Any] = {"model": b.model}
+    if b.name == "vllm":
+        kw.update({k: getattr(b, k) for k in _VLLM_ENGINE_KEYS if getattr(b, k) is not None})
+        if b.kv_cache_gb is not None:
+            kw["kv_cache_memory_bytes"] = int(b.kv_cache_gb * (1 << 30))
+    else:
+        kw["base_url"] = b.base_url
+        kw.update({k: getattr(b, k) for k in _OPENAI_KEYS if getattr(b, k) is not None})
+    kw.update(b.engine_kwargs)
+    return kw

@@ -1,0 +1,152 @@
+"""Recipes of every stage are YAML files validated by pydantic models; this is the one loader.
+
+`load_model(path, Model)` reads and validates; every error names the file, the line, the key and the
+fix (with a "did you mean" for unknown keys). Stage packages define their models; this module knows
+none of them.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import RecipeError
+
+
+class Strict(BaseModel):
+    """Base of every recipe model: an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _loc_str(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at `loc` (loc excludes the key itself)."""
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        ann = model.model_fields[part].annotation
+        model = _unwrap_model(ann)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Map key paths to 1-based line numbers, from the YAML node tree."""
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value
+                lines[path + (key,)] = key_node.start_mark.line + 1
+                walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    walk(root, ())
+    return lines
+
+
+def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
+
+
+def _describe(err: dict[str, Any], root: type[BaseModel]) -> str:
+    loc = tuple(err["loc"])
+    typ = err["type"]
+    key = _loc_str(loc)
+    if typ == "extra_forbidden":
+        holder = _model_at(loc[:-1], root)
+        known = sorted(holder.model_fields) if holder else []
+        known = [k for k in known if k != "source_path"]
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"remove it; allowed keys here: {', '.join(known)}"
+        return f"{key}: unknown key; {hint}"
+    if typ == "missing":
+        return f"{key}: required key is missing; add it"
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    got = err.get("input")
+    got_s = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    fix = "fix the value"
+    if typ.endswith(("_type", "_parsing")):
+        fix = "give a value of the right type"
+    elif typ == "literal_error":
+        fix = "use one of the allowed values"
+    return f"{key}: {msg}{got_s}; {fix}" if key else f"{msg}"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text: str | None = None) -> M:
+    """Validate a parsed YAML mapping against any recipe model; errors name the file, line, key and fix."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe must be a YAML mapping of keys to values; got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = _line_index(text) if text else {}
+        problems = []
+        for err in exc.errors():
+            line = _line_for(lines, tuple(err["loc"]))
+            where = f"{source}:{line}" if line else str(source)
+            problems.append(f"{where}: {_describe(err, model)}")
+        raise RecipeError("invalid recipe\n  " + "\n  ".join(problems)) from None
+
+
+def read_yaml(path: Path) -> tuple[Any, str]:
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+
+
+def load_model(path: str | Path, model: type[M]) -> M:
+    """Read and validate a YAML recipe of any stage (judge, filter, release) with the same errors."""
+    path = Path(path)
+    data, text = read_yaml(path)
+    return parse_model(data, model, path, text)
+
+

@@ -1,0 +1,29 @@
+"""The factory's command: `r1f generate RECIPE`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catalogs.clikit import DEFAULT_CATALOG, CatalogOpt, JsonOpt, command_group, open_catalog, print_json
+
+app = command_group()
+
+
+@app.command()
+def generate(
+    recipe: Annotated[Path, typer.Argument(help="YAML generation recipe: prompts, backend, template, sampling, "
+                                           "samples_per_prompt, budget, judges. See recipes/.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the first rendered prompt and the plan "
+                                          "(prompts, samples, estimated tokens); generate nothing.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rejection sampling: sample each selected prompt in rounds until k samples pass the recipe's judges or its
+    budget is spent. Killed or interrupted, the same command resumes without paying twice for a sample."""
+    from factory.generate import generate_from_recipe
+
+    summary = generate_from_recipe(recipe, open_catalog(catalog, create=True), dry_run=dry_run)
+    if as_json:
+        print_json(summary)

@@ -1,0 +1,3 @@
+from r1f.cli import main
+
+main()

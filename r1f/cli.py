@@ -1,0 +1,79 @@
+"""`r1f`: one command line composed from the packages' own commands.
+
+Each package owns its commands in its `cli` module (a Typer app of its own); this module copies them
+into one app, so the catalog never imports a stage. Importing a package's `cli` module loads only typer
+and rich: every command imports its stage lazily, so `r1f --help`, `show`, `sql` and `stats` start fast.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catalogs.clikit import err
+from catalogs.errors import UserError
+
+# Order is the order of `r1f --help`: the data flow.
+COMMAND_MODULES = ("catalogs.cli", "factory.cli", "judges.cli", "filters.cli")
+
+app = typer.Typer(
+    name="r1f",
+    help="r1-factory: build DeepSeek-R1-style reasoning datasets, with every sample's provenance in a catalog.\n\n"
+    "Typical flow: ingest → generate → judge → filter → release → export. "
+    "Every command takes --catalog DIR (or R1F_CATALOG; default ./catalog).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for _name in COMMAND_MODULES:
+    app.registered_commands.extend(importlib.import_module(_name).app.registered_commands)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's model, catalog and export.")] = Path("demo-out"),
+) -> None:
+    """The whole pipeline on this machine's CPU: ingest, rejection sampling with the real vLLM engine on a tiny
+    model built locally, imported traces, judges, filters, the paper's mix, export, and one sample's lineage."""
+    from r1f.demo import run_demo
+
+    run_demo(out)
+
+
+def _setup_logging() -> None:
+    """INFO lines on stderr: through rich on a terminal (so they do not break progress bars), plain otherwise."""
+    import logging
+
+    if logging.getLogger().handlers:
+        return
+    level = os.environ.get("R1F_LOG_LEVEL", "INFO").upper()
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    else:
+        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Entry point: a `UserError` prints one clear message and exits 2, never a traceback; anything else is a
+    bug and keeps its traceback."""
+    _setup_logging()
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except UserError as exc:
+        from rich.text import Text
+
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
