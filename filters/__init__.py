@@ -4,36 +4,31 @@ Pure vectorised filters: language_mixing, long_paragraphs, code_blocks, hygiene 
 `fn(batch, params) -> decisions`. Stateful: `DedupIndex` (fed batches in order, keeps the first seen)
 and `Decontaminator` / `BenchmarkIndex`. `FILTERS`, `get_filter`, `make_filter` and `params_hash` in
 `filters.registry`.
-"""
-from filters.base import DECISION_SCHEMA, prepare_batch
-from filters.code_blocks import CodeBlocksParams, code_blocks
-from filters.decontamination import BenchmarkIndex, DecontaminationParams, Decontaminator, decontamination
-from filters.dedup import DedupIndex, DedupParams
-from filters.hygiene import HygieneParams, hygiene
-from filters.language_mixing import LanguageMixingParams, language_mixing
-from filters.long_paragraphs import LongParagraphsParams, long_paragraphs
-from filters.registry import FILTERS, FilterSpec, get_filter, make_filter, params_hash
 
-__all__ = [
-    "DECISION_SCHEMA",
-    "FILTERS",
-    "BenchmarkIndex",
-    "CodeBlocksParams",
-    "DecontaminationParams",
-    "Decontaminator",
-    "DedupIndex",
-    "DedupParams",
-    "FilterSpec",
-    "HygieneParams",
-    "LanguageMixingParams",
-    "LongParagraphsParams",
-    "code_blocks",
-    "decontamination",
-    "get_filter",
-    "hygiene",
-    "language_mixing",
-    "long_paragraphs",
-    "make_filter",
-    "params_hash",
-    "prepare_batch",
-]
+Names load on first use, so that importing `filters.cli` (every `r1f` start) loads no polars.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DECISION_SCHEMA": "filters.base", "prepare_batch": "filters.base",
+    "CodeBlocksParams": "filters.code_blocks", "code_blocks": "filters.code_blocks",
+    "BenchmarkIndex": "filters.decontamination", "DecontaminationParams": "filters.decontamination",
+    "Decontaminator": "filters.decontamination", "decontamination": "filters.decontamination",
+    "DedupIndex": "filters.dedup", "DedupParams": "filters.dedup",
+    "HygieneParams": "filters.hygiene", "hygiene": "filters.hygiene",
+    "LanguageMixingParams": "filters.language_mixing", "language_mixing": "filters.language_mixing",
+    "LongParagraphsParams": "filters.long_paragraphs", "long_paragraphs": "filters.long_paragraphs",
+    "FILTERS": "filters.registry", "FilterSpec": "filters.registry", "get_filter": "filters.registry",
+    "make_filter": "filters.registry", "params_hash": "filters.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'filters' has no attribute {name!r}")
