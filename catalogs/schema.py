@@ -5,8 +5,8 @@ record lives in DuckDB. Nothing is ever deleted: rejected samples stay, with wha
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
-
+# The tables of schema version 1. A later version is a migration below; a new catalog is built from these
+# tables and then every migration, so that new and migrated catalogs are the same.
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS sources (
@@ -52,6 +52,23 @@ CREATE TABLE IF NOT EXISTS release_members (
   PRIMARY KEY (release_name, generation_id));
 """
 
+# Schema changes: MIGRATIONS[N] is the SQL that takes a catalog from version N-1 to N. Append the next
+# number; never edit a released one. The store runs the missing ones in one transaction when it opens an
+# older catalog (tests/catalogs/test_migrations.py opens one written by the previous schema).
+MIGRATIONS: dict[int, str] = {}
+
+# 2: training runs and the answer classes of eval generations (training/, issue 10).
+MIGRATIONS[2] = """
+CREATE TABLE IF NOT EXISTS trainings (
+  training_id VARCHAR PRIMARY KEY, kind VARCHAR, model VARCHAR, base_model VARCHAR, release_name VARCHAR,
+  manifest_sha256 VARCHAR, prompts_where VARCHAR, recipe VARCHAR, code_version VARCHAR, status VARCHAR,
+  metrics VARCHAR, output_dir VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS eval_answers (
+  generation_id VARCHAR PRIMARY KEY, run_id VARCHAR, prompt_id VARCHAR, answer_key VARCHAR, method VARCHAR);
+"""
+
+SCHEMA_VERSION = max(MIGRATIONS, default=1)
+
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
 # connection, over the attached catalog, because the text view must name the shard files.
 VIEW_DOCS: dict[str, str] = {
@@ -69,10 +86,13 @@ VIEW_DOCS: dict[str, str] = {
     "release_members": "release_name, position, generation_id, prompt_id",
     "sources": "source_id, name",
     "ingests": "one row per ingest: file, format, rows read and added",
+    "trainings": "one row per training run: training_id, kind (sft/grpo), model, base_model, release_name, "
+    "manifest_sha256, prompts_where, recipe (JSON), code_version, status, metrics (JSON), output_dir",
+    "eval_answers": "per eval generation: run_id, prompt_id, answer_key (its Math-Verify equivalence class), method",
 }
 
 PLAIN_VIEWS = ["prompts", "runs", "generation_meta", "verdicts", "filter_decisions", "prompt_stats",
-               "releases", "release_members", "sources", "ingests"]
+               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers"]
 
 EMPTY_TEXTS = ("SELECT NULL::VARCHAR AS generation_id, NULL::VARCHAR AS text, NULL::INTEGER AS r_start, "
                "NULL::INTEGER AS r_end, NULL::INTEGER AS a_start WHERE false")

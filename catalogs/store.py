@@ -126,9 +126,13 @@ class Catalog:
             self.root.mkdir(parents=True, exist_ok=True)
             self._version_ok = True  # we are writing this version's schema
             with self.connect(write=True) as con:
+                con.execute("BEGIN TRANSACTION")
                 con.execute(schema.TABLES)
+                for version in range(2, schema.SCHEMA_VERSION + 1):
+                    con.execute(schema.MIGRATIONS[version])
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
                             [str(schema.SCHEMA_VERSION), code_version()])
+                con.execute("COMMIT")
             (self.root / SHARD_DIR).mkdir(exist_ok=True)
         if create and not self._version_ok:  # writers check up front; readers on their first connection
             with self.connect():
@@ -157,13 +161,16 @@ class Catalog:
                                    f"catalog ({msg.splitlines()[0]}). r1f never rewrites it: restore it from "
                                    f"a backup or point --catalog elsewhere.") from None
         try:
-            if not self._version_ok:
-                self._check_version(con, "main")
+            if not self._version_ok and self._check_version(con, "main") < schema.SCHEMA_VERSION:
+                con.close()
+                self._migrate()
+                con = duckdb.connect(str(self.db_path), read_only=not write)
             yield con
         finally:
             con.close()
 
-    def _check_version(self, con: duckdb.DuckDBPyConnection, db: str) -> None:
+    def _check_version(self, con: duckdb.DuckDBPyConnection, db: str) -> int:
+        """The catalog's schema version; an error for a newer catalog or a file that is not one."""
         try:
             rows = con.execute(f"SELECT value FROM {db}.meta WHERE key = 'schema_version'").fetchall()
             row = rows[0] if rows else None
@@ -177,6 +184,36 @@ class Catalog:
             raise CatalogError(f"catalog {self.root} has schema version {found}, newer than this r1-factory "
                                f"({code_version()}, schema {schema.SCHEMA_VERSION}); upgrade r1-factory "
                                f"(pip install -U r1-factory). The catalog was not changed.")
+        self._version_ok = found == schema.SCHEMA_VERSION
+        return found
+
+    def _migrate(self) -> None:
+        """Bring an older catalog forward: every missing migration, in one transaction (all or nothing)."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path))
+                break
+            except duckdb.Error as exc:
+                if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                    time.sleep(0.05 + 0.1 * random.random())
+                    continue
+                raise CatalogError(f"catalog {self.root} has an older schema and could not be opened to "
+                                   f"migrate it ({str(exc).splitlines()[0]}); retry when no other process "
+                                   f"holds it.") from None
+        try:
+            con.execute("BEGIN TRANSACTION")
+            found = self._check_version(con, "main")  # another process may have migrated meanwhile
+            for version in range(found + 1, schema.SCHEMA_VERSION + 1):
+                con.execute(schema.MIGRATIONS[version])
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION)])
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
         self._version_ok = True
 
     @contextlib.contextmanager
@@ -196,8 +233,10 @@ class Catalog:
                         delay = min(delay * 2, 0.5)
                         continue
                     raise CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}") from None
-            if not self._version_ok:
-                self._check_version(con, "cat")
+            if not self._version_ok and self._check_version(con, "cat") < schema.SCHEMA_VERSION:
+                con.execute("DETACH cat")
+                self._migrate()
+                con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)")
             for view in schema.PLAIN_VIEWS:
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}")
             shards = [self.root / SHARD_DIR / s for (s,) in
@@ -537,6 +576,34 @@ class Catalog:
             # Stats are derived numbers, updated as sampling proceeds; the generations they count are not.
             con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
                         f"FROM incoming")
+
+    # ---------------------------------------------------------------- training runs and eval answers
+    TRAINING_COLUMNS = ("training_id", "kind", "model", "base_model", "release_name", "manifest_sha256",
+                        "prompts_where", "recipe", "code_version", "status", "metrics", "output_dir",
+                        "started_at", "finished_at")
+
+    def record_training(self, row: dict[str, Any]) -> str:
+        """Insert or update one training run (`trainings`); its status and metrics change as it runs.
+
+        `recipe` and `metrics` are stored as canonical JSON. Returns the training id.
+        """
+        values = {c: row.get(c) for c in self.TRAINING_COLUMNS}
+        values["recipe"] = canonical_json(row.get("recipe") or {})
+        values["metrics"] = canonical_json(row.get("metrics") or {})
+        values["code_version"] = row.get("code_version") or code_version()
+        cols = ", ".join(values)
+        with self.connect(write=True) as con:
+            con.execute(f"INSERT OR REPLACE INTO trainings ({cols}) VALUES ({', '.join('?' * len(values))})",
+                        list(values.values()))
+        return str(values["training_id"])
+
+    def add_eval_answers(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Each eval generation's answer class (generation_id, run_id, prompt_id, answer_key, method)."""
+        import pyarrow as pa
+
+        cols = ("generation_id", "run_id", "prompt_id", "answer_key", "method")
+        table = pa.table({c: [r.get(c) for r in rows] for c in cols}, schema=pa.schema([(c, pa.string()) for c in cols]))
+        return self._insert_new("eval_answers", table, ["generation_id"])
 
 
 def _literal(value: str) -> str:
