@@ -92,7 +92,8 @@ def test_openai_needs_base_url(tmp_path: Path) -> None:
 
 def test_invalid_yaml_names_line(tmp_path: Path) -> None:
     p = write(tmp_path, "backend:\n  name: vllm\n  model: [unclosed\n")
-    with pytest.raises(RecipeError, match=r"not valid YAML"):
+    # the list opened on line 3 is still open when the file ends, on line 4
+    with pytest.raises(RecipeError, match=r"recipe\.yaml:4: not valid YAML \(expected ',' or '\]'"):
         load_recipe(p)
 
 

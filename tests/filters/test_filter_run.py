@@ -13,6 +13,7 @@ from catalogs import Catalog, CatalogError
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql, stats
 from filters.base import FilterParamsError
+from filters.decontamination import BenchmarkFormatError
 from filters.registry import UnknownFilterError
 from filters.run import FilterRecipe, FilterStep, filter_catalog
 
@@ -92,7 +93,7 @@ def test_bad_filter_recipes_and_empty_corpus(catalog: Catalog, tmp_path: Path) -
     with pytest.raises(FilterParamsError, match="bad params for filter 'language_mixing': max_foreign_share"):
         filter_catalog(catalog, FilterRecipe(filters=[FilterStep(name="language_mixing",
                                                                  params={"max_foreign_share": 1.5})]))
-    with pytest.raises(Exception, match="unknown_format.csv"):
+    with pytest.raises(BenchmarkFormatError, match="unknown_format.csv"):
         bad = tmp_path / "unknown_format.csv"
         bad.write_text("a,b\n1,2\n")
         filter_catalog(catalog, FilterRecipe(filters=[FilterStep(name="decontamination",
