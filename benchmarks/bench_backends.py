@@ -103,7 +103,7 @@ async def _bare_loop(base_url: str, reqs, concurrency: int) -> int:
 
 def bench_openai(model: Path, reqs, repeats: int, concurrency: int, log_dir: Path) -> None:
     from backends.openai_backend import OpenAIBackend
-    from tests.conftest import start_vllm_server, stop_process_group
+    from tests.helpers import start_vllm_server, stop_process_group
 
     proc, base_url = start_vllm_server(model, log_dir / "server.log")
     try:

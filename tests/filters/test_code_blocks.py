@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from filters.code_blocks import code_blocks, count_indented_python
-from tests.filters.conftest import EN_COT, ZH_COT, by_id, frame, row
+from tests.filters.helpers import EN_COT, ZH_COT, by_id, frame, row
 
 FENCED = "Let me compute it with code:\n\n```python\nprint(sum(range(10)))\n```\n\nSo it is 45."
 TILDE = "计算如下：\n\n~~~\nx = 1\n~~~\n\n所以答案是 1。"

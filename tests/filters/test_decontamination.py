@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from filters.decontamination import BenchmarkFormatError, BenchmarkIndex, Decontaminator
-from tests.filters.conftest import EN_COT, by_id, frame, row
+from tests.filters.helpers import EN_COT, by_id, frame, row
 
 
 def _items(path: Path) -> list[dict]:

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from filters.dedup import DedupIndex, _KeyStore
-from tests.filters.conftest import EN_COT, ZH_COT, by_id, frame, row
+from tests.filters.helpers import EN_COT, ZH_COT, by_id, frame, row
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "sum", "product", "root", "square", "cube", "prime", "factor", "divisor", "multiple"]
 

@@ -17,7 +17,7 @@ from filters.decontamination import BenchmarkFormatError
 from filters.registry import UnknownFilterError
 from filters.run import FilterRecipe, FilterStep, filter_catalog
 
-from .conftest import EN_COT, FR_PARAGRAPH, ZH_COT
+from tests.filters.helpers import EN_COT, FR_PARAGRAPH, ZH_COT
 
 DATA = Path(__file__).parent / "data"
 

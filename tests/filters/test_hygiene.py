@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from filters.hygiene import hygiene
-from tests.filters.conftest import EN_COT, ZH_COT, by_id, frame, row
+from tests.filters.helpers import EN_COT, ZH_COT, by_id, frame, row
 
 
 def test_clean_generations_pass_in_english_and_chinese() -> None:

