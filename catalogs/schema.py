@@ -67,6 +67,14 @@ CREATE TABLE IF NOT EXISTS eval_answers (
   generation_id VARCHAR PRIMARY KEY, run_id VARCHAR, prompt_id VARCHAR, answer_key VARCHAR, method VARCHAR);
 """
 
+# 3: human review (review/, issue 14). An edit is a new generation pointing to the one it came from; who
+# made it and when ride beside the link. IF NOT EXISTS: a catalog downgraded by hand may keep the columns.
+MIGRATIONS[3] = """
+ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS parent_id VARCHAR;
+ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS edited_by VARCHAR;
+ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS edited_at TIMESTAMP;
+"""
+
 SCHEMA_VERSION = max(MIGRATIONS, default=1)
 
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
@@ -78,7 +86,8 @@ VIEW_DOCS: dict[str, str] = {
     "sampling (JSON), recipe (JSON), code_version",
     "generations": "one row per generation with its text: generation_id, prompt_id, run_id, sample_index, "
     "seed, finish_reason, prompt_tokens, completion_tokens, latency_s, text, reasoning, answer",
-    "generation_meta": "generations without the text columns (fast for counts)",
+    "generation_meta": "generations without the text columns (fast for counts); a human edit has parent_id "
+    "(the generation it came from), edited_by and edited_at",
     "verdicts": "generation_id, judge, judge_version, score, passed, reason, details (JSON)",
     "filter_decisions": "generation_id, filter, filter_version, params_hash, passed, reason, value",
     "prompt_stats": "per prompt and run: samples, accepted, pass_rate, status (solved/unsolved/open)",
