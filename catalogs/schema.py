@@ -75,6 +75,15 @@ ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS edited_by VARCHAR;
 ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS edited_at TIMESTAMP;
 """
 
+# 4: leases (factory, issue 9). A process sampling a run's prompts holds them here, so a second process on the
+# same run samples other prompts instead of paying for the same samples twice. Coordination state, not a
+# record: a lease is deleted when its holder is done or found dead (pid gone, or past expires_at elsewhere).
+MIGRATIONS[4] = """
+CREATE TABLE IF NOT EXISTS leases (
+  run_id VARCHAR, prompt_id VARCHAR, holder VARCHAR NOT NULL, host VARCHAR, pid BIGINT,
+  process_started DOUBLE, acquired_at DOUBLE, expires_at DOUBLE, PRIMARY KEY (run_id, prompt_id));
+"""
+
 SCHEMA_VERSION = max(MIGRATIONS, default=1)
 
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
