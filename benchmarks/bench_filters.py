@@ -34,15 +34,13 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from filters import (
-    BenchmarkIndex,
-    Decontaminator,
-    DedupIndex,
-    code_blocks,
-    hygiene,
-    language_mixing,
-    long_paragraphs,
-)
+# From the modules themselves: a package attribute named like its submodule (filters.hygiene) may be the module.
+from filters.code_blocks import code_blocks
+from filters.decontamination import BenchmarkIndex, Decontaminator
+from filters.dedup import DedupIndex
+from filters.hygiene import hygiene
+from filters.language_mixing import language_mixing
+from filters.long_paragraphs import long_paragraphs
 from filters.language_mixing import lid_model_path
 
 BENCH_FILES = [ROOT / "tests/filters/data/math500.jsonl", ROOT / "tests/filters/data/aime24.jsonl"]
