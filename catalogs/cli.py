@@ -285,3 +285,60 @@ def export(
     console.print(f"[green]exported[/] release {name} → {path} ({format}, {style})")
 
 
+
+
+# ---------------------------------------------------------------------------------------------- publish, report
+@app.command()
+def publish(
+    name: Annotated[str, typer.Argument(help="Release to publish.")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo, ORG/DATASET (created if missing).")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to commit to (created if missing; default main).")]
+    = None,
+    out: Annotated[Path | None, typer.Option(help="Write the Hub folder here and upload nothing.")] = None,
+    license: Annotated[str, typer.Option(help="License id for the card (e.g. apache-2.0, mit, cc-by-4.0); the "
+                                         "sources' licenses apply.")] = "unknown",
+    overwrite: Annotated[bool, typer.Option(help="With --out: replace an existing folder.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """A release on the Hugging Face Hub: Parquet under data/ (configs all, reasoning, non_reasoning), a dataset
+    card whose every figure comes from the catalog, the manifest and recipes, in one commit tagged NAME. The
+    token comes from HF_TOKEN or `hf auth login` and is never printed or stored."""
+    from .publish import build_folder, check_repo_id
+    from .publish import publish as run_publish
+
+    check_repo_id(repo_id)
+    cat = _open(catalog)
+    if out is not None:
+        path = build_folder(cat, name, out, repo_id=repo_id, license=license, overwrite=overwrite)
+        if as_json:
+            print_json({"folder": str(path), "uploaded": False})
+        else:
+            console.print(f"[green]wrote[/] the Hub folder of release {name} → {path} (not uploaded; "
+                          f"`datasets.load_dataset('{path}', 'all')` reads it)")
+        return
+    result = run_publish(cat, name, repo_id, private=private, revision=revision, license=license,
+                         say=lambda msg: err.print(f"[dim]{msg}[/]", markup=True, highlight=False))
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"[green]published[/] release [bold]{name}[/] → {repo_id} ({result['revision']}), commit "
+                  f"{result['commit']}, tag {name}, {len(result['files'])} files")
+
+
+@app.command()
+def report(
+    name: Annotated[str | None, typer.Argument(help="Release to report on (default: the whole catalog).")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: report-NAME.html or "
+                                                "report.html).")] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    lock_timeout: LockOpt = 60.0,
+) -> None:
+    """One self-contained HTML file with plots: CoT lengths per domain, accept rates per source and difficulty,
+    drop reasons, language shares, pass rates, tokens per accepted sample."""
+    from .report import write_report
+
+    path = write_report(_open(catalog, lock_timeout=lock_timeout), name,
+                        out or Path(f"report-{name}.html" if name else "report.html"))
+    console.print(f"[green]report[/] → {path}")
