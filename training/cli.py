@@ -1,0 +1,87 @@
+"""Training's commands: `r1f train sft|grpo RECIPE` and `r1f eval RECIPE`.
+
+`train` takes the trainer as its first argument (`sft` or `grpo`), so the face composes it like any other
+command. Every command imports its stage lazily: `r1f --help` loads no torch.
+"""
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catalogs.clikit import DEFAULT_CATALOG, CatalogOpt, JsonOpt, command_group, console, open_catalog, print_json
+
+app = command_group()
+
+
+class Trainer(str, enum.Enum):
+    sft = "sft"
+    grpo = "grpo"
+
+
+@app.command()
+def train(
+    trainer: Annotated[Trainer, typer.Argument(help="sft: trl's SFTTrainer on a release. grpo: trl's GRPOTrainer "
+                                               "with the judges as rewards.")],
+    recipe: Annotated[Path, typer.Argument(help="YAML training recipe (see recipes/): model, release or prompts, "
+                                           "output_dir, chat_template, and a `trl:` block passed to trl's "
+                                           "SFTConfig/GRPOConfig.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint-* in output_dir "
+                                         "(trl/transformers checkpointing).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Validate the recipe, release, model path and chat "
+                                        "template; load no weights, train nothing.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train on catalog data with trl, and record the run in the catalog (`r1f sql "SELECT * FROM trainings"`)."""
+    cat = open_catalog(catalog)
+    if trainer is Trainer.sft:
+        from training.sft import prepare_sft, run_sft
+
+        if check:
+            r, args, *_ = prepare_sft(cat, recipe)
+            summary = {"status": "ok", "recipe": str(recipe), "release": r.release, "output_dir": args.output_dir}
+        else:
+            summary = run_sft(cat, recipe, resume=resume)
+    else:
+        from training.grpo import prepare_grpo, run_grpo
+
+        if check:
+            prepared = prepare_grpo(cat, recipe)
+            summary = {"status": "ok", "recipe": str(recipe), "prompts": len(prepared.dataset),
+                       "output_dir": prepared.args.output_dir}
+        else:
+            summary = run_grpo(cat, recipe, resume=resume)
+    summary.pop("log_history", None)
+    if as_json:
+        print_json(summary)
+    else:
+        console.print_json(data=summary, default=str)
+
+
+@app.command(name="eval")
+def eval_(
+    recipe: Annotated[Path | None, typer.Argument(help="YAML eval recipe: backend (the model), benchmarks, k, "
+                                                  "sampling (temperature 0.6, top-p 0.95 by default).")] = None,
+    compare: Annotated[list[str] | None, typer.Option("--compare", help="Eval run ids (or model names) to print "
+                                                      "side by side; repeat the option. Samples nothing.")] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample k answers per benchmark problem, judge them, store them as an eval run; print pass@1 and cons@k
+    per benchmark. The same model and recipe again adds nothing."""
+    from training.evaluate import compare_runs, print_scores, run_eval
+
+    if recipe is None and not compare:
+        raise typer.BadParameter("give an eval RECIPE, or --compare RUN ... to compare stored eval runs")
+    rows = []
+    if recipe is not None:
+        rows = run_eval(open_catalog(catalog, create=True), recipe)["scores"]
+    if compare:
+        rows = compare_runs(open_catalog(catalog), list(compare) + sorted({r["run_id"] for r in rows}))
+    if as_json:
+        print_json(rows)
+    else:
+        print_scores(rows)

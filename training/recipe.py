@@ -1,0 +1,281 @@
+"""Training and eval recipes: YAML files validated by pydantic before any weight loads.
+
+The trainer settings are trl's own: a recipe's `trl:` block is passed to `trl.SFTConfig` or
+`trl.GRPOConfig` as is. Its allowed keys are read from those dataclasses (never copied by hand), so an
+unknown key is an error naming the file, the line and the key, and the values are checked by
+constructing the config itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, create_model, field_validator, model_validator
+
+from backends.config import BackendConfig
+from catalogs.errors import RecipeError
+from catalogs.recipes import Strict, load_model
+from factory.recipe import SamplingConfig, TemplateConfig
+
+# What r1-factory sets when a recipe does not: the paper's two epochs, loss on the assistant turn only.
+SFT_DEFAULTS: dict[str, Any] = {"num_train_epochs": 2, "assistant_only_loss": True, "logging_steps": 10,
+                                "save_strategy": "steps", "save_steps": 500, "report_to": "auto"}
+GRPO_DEFAULTS: dict[str, Any] = {"logging_steps": 1, "report_to": "auto", "log_completions": False}
+# Keys r1-factory sets itself from other recipe fields; giving them in `trl:` is an error naming the field.
+OWNED_KEYS = {"output_dir": "output_dir"}
+
+
+def _config_class(kind: str) -> type:
+    from trl import GRPOConfig, SFTConfig
+
+    return SFTConfig if kind == "sft" else GRPOConfig
+
+
+@functools.cache
+def trl_args_model(kind: Literal["sft", "grpo"]) -> type[Strict]:
+    """A strict pydantic model whose keys are exactly the init fields of trl's config class.
+
+    Values stay `Any`: trl's own constructor checks them (in `build_config`), so there is one truth.
+    """
+    cls = _config_class(kind)
+    fields = {f.name: (Any, None) for f in dataclasses.fields(cls) if f.init and f.name not in OWNED_KEYS}
+    return create_model(f"{cls.__name__}Keys", __base__=Strict, **fields)  # type: ignore[call-overload]
+
+
+def _report_to() -> list[str]:
+    """TensorBoard or W&B when installed (and W&B only when configured); nothing requires them."""
+    import importlib.util
+
+    out = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        out.append("tensorboard")
+    if importlib.util.find_spec("wandb") is not None and os.environ.get("WANDB_API_KEY"):
+        out.append("wandb")
+    return out or ["none"]
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+def build_config(kind: Literal["sft", "grpo"], trl_args: dict[str, Any], output_dir: str, *,
+                 where: str = "<recipe>", for_validation: bool = False) -> Any:
+    """trl's config from the recipe's `trl:` block plus r1-factory's defaults; errors name the key.
+
+    `for_validation` on a machine without a GPU checks a GPU recipe here: `use_cpu` is set (trl refuses
+    bf16 on the CPU otherwise) and a DeepSpeed file is checked for existence rather than loaded.
+    """
+    cls = _config_class(kind)
+    args = dict(SFT_DEFAULTS if kind == "sft" else GRPO_DEFAULTS)
+    args.update(trl_args)
+    if args.get("report_to") == "auto":
+        args["report_to"] = _report_to()
+    if not _has_cuda() and kind == "grpo":
+        args.setdefault("use_vllm", False)  # vLLM's CPU build cannot sync trl's weights (see README)
+    if not _has_cuda():
+        args.setdefault("use_cpu", True)
+    ds = args.get("deepspeed")
+    if isinstance(ds, str) and not Path(ds).is_file():
+        raise RecipeError(f"{where}: trl.deepspeed: DeepSpeed config {ds!r} does not exist; give the path of "
+                          f"a JSON file (see recipes/accelerate/) or remove the key")
+    if for_validation:
+        args.pop("deepspeed", None)  # loading it imports deepspeed, which a CPU machine need not have
+        if not _has_cuda():
+            args["use_cpu"] = True
+            if kind == "grpo":
+                args["use_vllm"] = False
+    try:
+        return cls(output_dir=output_dir, **args)
+    except TypeError as exc:  # an unknown key slipped past (only through code, not a recipe)
+        raise RecipeError(f"{where}: trl: {exc}; remove the key") from None
+    except ValueError as exc:
+        # trl's messages name the key or quote the value; either points at the recipe line to fix.
+        keys = [k for k in trl_args if k in str(exc)] or [k for k, v in trl_args.items() if str(v) in str(exc)]
+        key = f"trl.{keys[0]}" if keys else "trl"
+        raise RecipeError(f"{where}: {key}: {str(exc).strip()}; fix the value (trl's {cls.__name__} "
+                          f"refused it)") from None
+
+
+class _Base(Strict):
+    name: str | None = None
+    description: str | None = None
+    # Where the recipe came from; relative paths in it are resolved against this folder.
+    source_path: Path | None = Field(default=None, exclude=True)
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A relative path: beside the recipe if it exists there, else from the working directory."""
+        if path is None:
+            return None
+        p = Path(os.path.expanduser(path))
+        if p.is_absolute() or self.source_path is None:
+            return p
+        beside = self.source_path.parent / p
+        return beside if beside.exists() or not p.exists() else p
+
+    @property
+    def where(self) -> str:
+        return str(self.source_path or "<recipe>")
+
+
+class _TrainBase(_Base):
+    # A local model folder (its path) or a Hub id: the model training starts from.
+    model: str
+    # Where checkpoints and the final model go (trl's `output_dir`).
+    output_dir: str
+    # None: the model's chat template, if it has `{% generation %}` markers or trl knows how to add them;
+    # `chatml` or `llama3`: r1-factory's training templates; or a path to a .jinja file of your own.
+    chat_template: str | None = None
+    # Weights' dtype when loading: auto picks bfloat16 on a GPU that has it, float32 on the CPU.
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+
+
+class SFTRecipe(_TrainBase):
+    """`r1f train sft RECIPE`: trl's SFTTrainer on a catalog release."""
+
+    kind: Literal["sft"] = "sft"
+    # The catalog release to train on (`r1f release`); read through its export.
+    release: str
+    trl: trl_args_model("sft") = Field(default_factory=lambda: trl_args_model("sft")())  # type: ignore[valid-type]
+
+    def trl_args(self) -> dict[str, Any]:
+        return self.trl.model_dump(exclude_unset=True)
+
+    def training_args(self, for_validation: bool = False) -> Any:
+        return build_config("sft", self.trl_args(), self.output_dir, where=self.where,
+                            for_validation=for_validation)
+
+
+class RewardSpec(Strict):
+    # A judge from judges/registry.py: math_accuracy, format, language_consistency, code.
+    judge: str
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptSource(Strict):
+    # The prompts of a release (each prompt once) ...
+    release: str | None = None
+    # ... or a SQL predicate over the catalog's prompts (source, kind, domain, language, ...).
+    where: str | None = None
+    # Keep prompts whose rejection-sampling pass rate (prompt_stats) lies in [low, high].
+    pass_rate: tuple[float, float] | None = None
+    # The prompt_stats run to read the pass rate from (default: the mean over every run that sampled it).
+    pass_rate_run: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptSource:
+        if self.release and self.where:
+            raise ValueError("give prompts.release or prompts.where, not both")
+        if self.pass_rate is not None:
+            lo, hi = self.pass_rate
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ValueError(f"pass_rate [{lo}, {hi}] must satisfy 0 <= low <= high <= 1")
+        return self
+
+
+class GRPORecipe(_TrainBase):
+    """`r1f train grpo RECIPE`: trl's GRPOTrainer with the judges as rewards."""
+
+    kind: Literal["grpo"] = "grpo"
+    prompts: PromptSource = Field(default_factory=PromptSource)
+    # How a prompt is shown to the policy: a factory template (r1_zero for a base model, reasoning, ...).
+    template: TemplateConfig = Field(default_factory=lambda: TemplateConfig(name="r1_zero"))
+    rewards: list[RewardSpec]
+    trl: trl_args_model("grpo") = Field(default_factory=lambda: trl_args_model("grpo")())  # type: ignore[valid-type]
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _reward_names(cls, value: Any) -> Any:
+        # `rewards: [math_accuracy, format]` is shorthand for `[{judge: math_accuracy}, ...]`.
+        if isinstance(value, list):
+            return [{"judge": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("rewards")
+    @classmethod
+    def _rewards_are_judges(cls, value: list[RewardSpec]) -> list[RewardSpec]:
+        from judges.registry import JUDGES
+
+        if not value:
+            raise ValueError("give at least one reward (a judge name)")
+        for i, r in enumerate(value):
+            if r.judge not in JUDGES:
+                raise ValueError(f"[{i}].judge {r.judge!r} is not a judge; use one of: {', '.join(sorted(JUDGES))}")
+        return value
+
+    def trl_args(self) -> dict[str, Any]:
+        return self.trl.model_dump(exclude_unset=True)
+
+    def training_args(self, for_validation: bool = False) -> Any:
+        return build_config("grpo", self.trl_args(), self.output_dir, where=self.where,
+                            for_validation=for_validation)
+
+
+class Benchmark(Strict):
+    # The benchmark's name: its prompts are ingested as source `bench/<name>`.
+    name: str
+    # JSONL/JSON/Parquet with problem (or prompt/messages) and answer, as `r1f ingest` reads.
+    file: str
+    # Columns to rename on ingest, e.g. {question: problem}.
+    rename: dict[str, str] = Field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1)
+
+
+def _eval_sampling() -> SamplingConfig:
+    # The paper's evaluation setting: temperature 0.6, top-p 0.95, 32,768 tokens.
+    return SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=32768)
+
+
+class EvalRecipe(_Base):
+    """`r1f eval RECIPE`: k samples per benchmark problem, judged, pass@1 and cons@k from the catalog."""
+
+    backend: BackendConfig
+    benchmarks: list[Benchmark]
+    template: TemplateConfig = Field(default_factory=TemplateConfig)
+    sampling: SamplingConfig = Field(default_factory=_eval_sampling)
+    # Samples per problem (the paper: 4 to 64).
+    k: int = Field(default=16, ge=1, le=1024)
+    # Judges that score each sample; the first decides pass@1 and cons@k.
+    judges: list[str] = Field(default_factory=lambda: ["math_accuracy"])
+
+    @field_validator("judges")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        from judges.registry import JUDGES
+
+        for i, j in enumerate(value):
+            if j not in JUDGES:
+                raise ValueError(f"[{i}] {j!r} is not a judge; use one of: {', '.join(sorted(JUDGES))}")
+        if not value:
+            raise ValueError("give at least one judge")
+        return value
+
+
+RECIPE_KINDS: dict[str, type[_Base]] = {"sft": SFTRecipe, "grpo": GRPORecipe, "eval": EvalRecipe}
+
+
+def load_recipe(path: str | Path, model: type[_Base]) -> Any:
+    """Parse, then check trl's config by constructing it (errors name the file and key, nothing loads)."""
+    path = Path(path)
+    recipe = load_model(path, model)
+    recipe.source_path = path
+    if isinstance(recipe, _TrainBase):
+        _resolve_model(recipe)
+        recipe.training_args(for_validation=True)
+    return recipe
+
+
+def _resolve_model(recipe: _TrainBase) -> None:
+    """A relative local model path is relative to the recipe (else the working directory), stored absolute."""
+    m = recipe.model
+    if m.startswith(("./", "../", "~")):
+        recipe.model = str(recipe.resolve(m).resolve())  # type: ignore[union-attr]

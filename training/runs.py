@@ -1,0 +1,127 @@
+"""What every training run shares: checks before weights load, the catalog record, the model card."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from catalogs.errors import CatalogError, RecipeError
+from catalogs.ids import canonical_json, content_hash
+
+log = logging.getLogger("training")
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_model(recipe: Any) -> None:
+    """A local model path must exist; a Hub id must look like one (org/name). No download is tried here."""
+    model = recipe.model
+    if Path(os.path.expanduser(model)).exists():
+        return
+    if model.startswith(("/", ".", "~")) or not _HUB_ID.match(model):
+        raise RecipeError(f"{recipe.where}: model: model path {model!r} does not exist; give the folder of a "
+                          f"saved model (config.json, tokenizer, weights) or a Hub id like Qwen/Qwen2.5-Math-7B")
+
+
+def release_manifest(catalog: Any, recipe: Any, name: str, key: str) -> dict[str, Any]:
+    from catalogs.release import get_manifest
+
+    try:
+        return get_manifest(catalog, name)
+    except CatalogError as exc:
+        raise RecipeError(f"{recipe.where}: {key}: {exc} Create it first with `r1f release {name} ...`, or name "
+                          f"an existing release") from None
+
+
+def manifest_sha256(catalog: Any, name: str) -> str | None:
+    with catalog.connect() as con:
+        row = con.execute("SELECT manifest_sha256 FROM releases WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def recipe_json(recipe: Any) -> dict[str, Any]:
+    """The recipe as recorded: every field, but only the trl keys the recipe set (not trl's 130 defaults)."""
+    body = recipe.model_dump(mode="json", exclude={"source_path", "trl"})
+    if hasattr(recipe, "trl_args"):
+        import json
+
+        body["trl"] = json.loads(json.dumps(recipe.trl_args(), default=str))
+    return body
+
+
+def training_id(kind: str, recipe: Any, release_sha: str | None) -> str:
+    """Content id: the same recipe on the same release into the same folder is the same training."""
+    body = recipe_json(recipe)
+    return "t_" + content_hash("training", kind, body, release_sha)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def record(catalog: Any, *, tid: str, kind: str, recipe: Any, release: str | None, release_sha: str | None,
+           prompts_where: str | None, status: str, metrics: dict[str, Any] | None, started_at: dt.datetime,
+           finished_at: dt.datetime | None = None) -> None:
+    catalog.record_training({
+        "training_id": tid, "kind": kind, "model": str(Path(recipe.output_dir).resolve()),
+        "base_model": recipe.model, "release_name": release, "manifest_sha256": release_sha,
+        "prompts_where": prompts_where, "recipe": recipe_json(recipe),
+        "status": status, "metrics": metrics or {}, "output_dir": str(Path(recipe.output_dir).resolve()),
+        "started_at": started_at, "finished_at": finished_at})
+
+
+def last_checkpoint(output_dir: str, recipe: Any) -> str:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    if not found:
+        raise RecipeError(f"{recipe.where}: output_dir: --resume found no checkpoint-* folder in {output_dir}; "
+                          f"run without --resume to start, or point output_dir at the killed run's folder")
+    return found
+
+
+def final_metrics(trainer: Any, result: Any) -> dict[str, Any]:
+    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str))}
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    if logs:
+        metrics["final_loss"] = float(logs[-1]["loss"])
+        metrics["first_loss"] = float(logs[0]["loss"])
+    metrics["global_step"] = int(trainer.state.global_step)
+    tokens = getattr(trainer.state, "num_input_tokens_seen", None)
+    if tokens:
+        metrics["tokens_seen"] = int(tokens)
+    return metrics
+
+
+def write_model_card(trainer: Any, output_dir: str, *, kind: str, recipe: Any, release: str | None,
+                     release_sha: str | None, prompts_where: str | None, tid: str) -> None:
+    """trl's model card, plus a section naming the data: the release and its manifest hash."""
+    try:
+        trainer.create_model_card(model_name=Path(output_dir).name, dataset_name=release,
+                                  tags=["r1-factory", kind])
+    except Exception as exc:  # noqa: BLE001  the card is documentation; a failure must not lose the model
+        log.warning("trl's model card failed (%s); writing r1-factory's section alone", exc)
+    card = Path(output_dir) / "README.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else f"# {Path(output_dir).name}\n"
+    lines = ["", "## Training data (r1-factory)", "",
+             f"- training: `{tid}` ({kind}), recorded in the catalog's `trainings` view",
+             f"- base model: `{recipe.model}`"]
+    if release:
+        lines.append(f"- release: `{release}` (manifest sha256 `{release_sha}`)")
+    if prompts_where:
+        lines.append(f"- prompts: `{prompts_where}`")
+    lines.append(f"- recipe: `{canonical_json(recipe_json(recipe))}`")
+    card.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+def torch_dtype(setting: str) -> Any:
+    import torch
+
+    if setting == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, setting)
