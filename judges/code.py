@@ -9,6 +9,9 @@ datasets store them, are accepted too):
   assert strings: each assert is one test.
 - `{"test": CODE, "entry_point": NAME}` (HumanEval): `check(NAME)` is one test.
 Score = share of tests passed; passed only when all pass.
+
+Without a working sandbox the judge raises `SandboxUnavailable` (a UserError naming why) rather than
+returning a verdict: the program never ran, and a stored failed verdict would mark correct code wrong.
 """
 from __future__ import annotations
 
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalogs.records import Sample, Verdict, verdict
-from judges.sandbox import Limits, RunResult, SandboxUnavailable, isolation_available, run_python
+from judges.sandbox import (
+    Limits,
+    RunResult,
+    SandboxUnavailable,
+    isolation_available,
+    isolation_problem,
+    run_python,
+)
 
 NAME = "code"
 VERSION = "1"
@@ -55,6 +65,8 @@ def extract_program(text: str, languages: Sequence[str] = ("python", "py", "pyth
 
 
 def _load(tests: str) -> Any:
+    # Python literals ("[{'input': ...}]") are accepted, as `r1f ingest` does (it stores them as JSON);
+    # literal_eval evaluates no code.
     try:
         return json.loads(tests)
     except (json.JSONDecodeError, TypeError):
@@ -131,15 +143,14 @@ def judge(sample: Sample, *, limits: Limits | None = None, unsafe_local: bool = 
     if max_tests is not None:
         cases = cases[:max_tests]
     if isolation_available() is None and not unsafe_local:
-        return verdict(NAME, VERSION, 0.0, False, "sandbox_unavailable",
-                       hint="install bubblewrap, or pass unsafe_local=True to run code unsandboxed")
+        raise SandboxUnavailable(f"the code judge cannot run programs here: no working sandbox "
+                                 f"({isolation_problem()}); nothing was judged. Install bubblewrap "
+                                 f"(apt-get install bubblewrap) and run as root or with user namespaces "
+                                 f"enabled, or pass unsafe_local=True to run model code unsandboxed.")
     passed = 0
     failures: list[dict[str, Any]] = []
     for i, case in enumerate(cases):
-        try:
-            ok, res = _run_case(program, case, limits, unsafe_local)
-        except SandboxUnavailable:
-            return verdict(NAME, VERSION, 0.0, False, "sandbox_unavailable")
+        ok, res = _run_case(program, case, limits, unsafe_local)
         if ok:
             passed += 1
             continue

@@ -5,13 +5,20 @@ Layers, outermost first:
 - `setpriv` (when we are root): drop to a throwaway uid that owns nothing on the host, so
   RLIMIT_NPROC applies (root ignores it) and host files are only reachable through their
   "other" permission bits. Each run draws its own uid, so concurrent runs do not share a count.
-- `bwrap`: fresh namespaces (no network, own PID namespace so every process dies with it), a
-  read-only view of /usr only (no /root, /home, /etc, /work, /var), the program read-only in
+- `unshare --pid --fork --mount-proc` (when we are root): an outer PID namespace whose init (bwrap)
+  `unshare` itself reaps, with a /proc of that namespace, so bwrap sees its own processes under the
+  numbers it knows them by (bwrap opens `/proc/<child>/ns/...`; with the judge's own /proc that is a
+  stranger's process or none at all, e.g. when the judge runs inside a container's PID namespace).
+- `bwrap`: fresh namespaces (no network; its own PID namespace with a fresh /proc, so the program sees
+  only bwrap's init and itself, never a host process or its command line; every process dies with it),
+  a read-only view of /usr only (no /root, /home, /etc, /work, /var), the program read-only in
   /code, a small private tmpfs as the only writable place, a clean environment.
   Fallback when bwrap is missing: `unshare` (network, PID, IPC, UTS namespaces) + the same rlimits
   and uid drop. It is weaker: the file system is the host's, so only permissions guard host files
   and world-writable folders (/tmp, /var/tmp) stay writable.
   With neither, code runs only if the caller passes `unsafe_local=True`.
+  `isolation_available` proves a tool works by running a probe that must see no process but its own
+  in /proc; a tool that runs but shows the host's processes does not count.
 - Here: a wall-clock limit that kills the whole process group, and stdout/stderr capped at
   `output_bytes` (the process is killed once it prints more).
 The host temp folder that holds the program is removed afterwards.
@@ -36,7 +43,7 @@ _UID_RANGE = (2_000_000, 3_000_000)
 
 
 class SandboxUnavailable(UserError, RuntimeError):
-    pass
+    """No isolation works here. Never a verdict: the program was not run, so it is neither right nor wrong."""
 
 
 @dataclass(frozen=True)
@@ -66,25 +73,68 @@ class RunResult:
         return self.returncode == 0 and not self.timed_out and not self.output_truncated
 
 
-def _probe(cmd: list[str]) -> bool:
+# The probe passes only if the sandbox sees its own processes and nothing else: bwrap's init and
+# itself (bwrap), or itself (unshare). Exit 3 means it ran but saw other processes.
+_PROBE = ("import os, sys\n"
+          "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+          "sys.exit(0 if len(pids) <= 2 else 3)\n")
+
+
+def _probe(cmd: list[str]) -> str | None:
+    """None if `cmd` ran the probe and it passed; else why not, in a few words."""
     try:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=20, env={}, check=False).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             timeout=20, env={}, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{cmd[0]} did not run ({exc})"
+    if out.returncode == 0:
+        return None
+    if out.returncode == 3:
+        return "the sandboxed program could see processes outside its sandbox in /proc"
+    err = out.stderr.decode("utf-8", "replace").strip().splitlines()
+    return f"exit {out.returncode}" + (f": {err[-1][:200]}" if err else "")
+
+
+_problems: list[str] = []
 
 
 @functools.cache
 def isolation_available() -> str | None:
     """'bwrap', 'unshare' or None: which isolation tool actually works on this machine."""
     if not os.path.exists(SANDBOX_PYTHON):
+        _problems.append(f"{SANDBOX_PYTHON} is missing (the sandbox runs the system Python)")
         return None
     drop = _drop_privileges(_UID_RANGE[0])
-    if shutil.which("bwrap") and _probe(_pid_ns() + drop + _bwrap_args("/", 64) + [SANDBOX_PYTHON, "-c", "pass"]):
-        return "bwrap"
-    if shutil.which("unshare") and _probe(_unshare_args() + drop + [SANDBOX_PYTHON, "-c", "pass"]):
-        return "unshare"
+    probe = [SANDBOX_PYTHON, "-I", "-S", "-c", _PROBE]
+    if not shutil.which("bwrap"):
+        _problems.append("bwrap: not installed (apt-get install bubblewrap)")
+    else:
+        why = _probe(_pid_ns() + drop + _bwrap_args("/", 64) + probe)
+        if why is None:
+            return "bwrap"
+        _problems.append(f"bwrap: {why}")
+    if not shutil.which("unshare"):
+        _problems.append("unshare: not installed (util-linux)")
+    else:
+        why = _probe(_unshare_args() + drop + probe)
+        if why is None:
+            return "unshare"
+        _problems.append(f"unshare: {why}")
     return None
+
+
+def isolation_problem() -> str:
+    """Why `isolation_available()` is None, tool by tool ('' when a tool works)."""
+    isolation_available()
+    return "; ".join(_problems)
+
+
+def _proc_is_ours() -> bool:
+    """Whether /proc shows our own PID namespace (false under `unshare --pid --fork` without --mount-proc)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
 
 
 def _drop_privileges(uid: int) -> list[str]:
@@ -103,9 +153,10 @@ def _bwrap_args(code_dir: str, tmp_mb: int) -> list[str]:
             args += ["--ro-bind", path, path]
     args += ["--ro-bind", code_dir, "/code", "--dev", "/dev", "--proc", "/proc",
              "--size", str(tmp_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp",
-             # Every namespace but PID: the PID namespace comes from `unshare` (see run_python).
+             # bwrap's own PID namespace too, nested in `unshare`'s when we are root: without it bwrap
+             # bind-mounts the /proc it finds, and the program could read every host command line.
              "--unshare-user", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-             *([] if _pid_ns() else ["--unshare-pid"]),
+             "--unshare-pid",
              "--die-with-parent", "--new-session", "--clearenv",
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONIOENCODING", "utf-8", "--"]
@@ -113,16 +164,18 @@ def _bwrap_args(code_dir: str, tmp_mb: int) -> list[str]:
 
 
 def _pid_ns() -> list[str]:
-    """A PID namespace whose init is our direct grandchild's child, reaped by `unshare` itself.
+    """A PID namespace whose init (bwrap) is `unshare`'s child, reaped by `unshare` itself.
 
     bwrap's own `--unshare-pid` exits its monitor before reaping the namespace's init, which then
-    lingers as a zombie of the host's init; with `unshare --fork --pid`, the init (bwrap) exits
-    only after the kernel has killed and reaped everything in the namespace, and `unshare` reaps it.
-    Needs root; unprivileged callers fall back to bwrap's own PID namespace.
+    lingers as a zombie of whatever reaps orphans (the judge itself, when it is a container's PID 1);
+    with `unshare --fork --pid`, the init (bwrap) exits only after the kernel has killed and reaped
+    everything in the namespace, and `unshare` reaps it. `--mount-proc` gives bwrap a /proc of that
+    namespace: bwrap looks up its child as `/proc/<pid>/ns/...` by the pid it knows.
+    Needs root; unprivileged callers rely on bwrap's own PID namespace alone.
     """
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return []
-    return ["unshare", "--pid", "--fork", "--kill-child", "--"]
+    return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--"]
 
 
 def _unshare_args() -> list[str]:
@@ -155,7 +208,7 @@ def run_python(code: str, stdin: str = "", limits: Limits = Limits(), *, unsafe_
     iso = isolation or isolation_available()
     if iso is None:
         if not unsafe_local:
-            raise SandboxUnavailable("no working isolation (bwrap or unshare); refusing to run model code. "
+            raise SandboxUnavailable(f"no working isolation ({isolation_problem()}); refusing to run model code. "
                                      "Install bubblewrap, or pass unsafe_local=True to run it unsandboxed.")
         iso = "unsafe_local"
     host_dir = tempfile.mkdtemp(prefix="r1f-sbx-")
@@ -243,16 +296,33 @@ def _supervise(cmd: list[str], stdin_path: str, cwd: str, env: dict[str, str], l
                      isolation=iso)
 
 
+def _children(pid: int) -> list[str]:
+    """The pids of `pid`'s children, as this process numbers them."""
+    path = f"/proc/{pid}/task/{pid}/children"
+    if _proc_is_ours():
+        try:
+            with open(path) as f:
+                return f.read().split()
+        except OSError:
+            return []
+    # /proc belongs to another PID namespace (e.g. `unshare --pid --fork` without --mount-proc): its
+    # numbers are other processes'. A helper in a mount namespace of its own mounts a /proc of ours.
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return []
+    try:
+        out = subprocess.run(["unshare", "--mount", "--mount-proc", "--", "cat", path], capture_output=True,
+                             text=True, timeout=10, env={"PATH": "/usr/bin:/bin"}, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.stdout.split() if out.returncode == 0 else []
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     # Kill the namespace's init first so `unshare` (our child) reaps it and then exits itself;
-    # killing `unshare` first would orphan the init to the host's init as a zombie.
+    # killing `unshare` first would orphan the init as a zombie of whatever reaps orphans: the host's
+    # init, or the judge itself when it is a container's PID 1.
     if proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-                kids = f.read().split()
-        except OSError:
-            kids = []
-        for kid in kids:
+        for kid in _children(proc.pid):
             try:
                 os.kill(int(kid), signal.SIGKILL)
             except (ProcessLookupError, PermissionError, ValueError):

@@ -34,6 +34,8 @@ def test_parse_test_formats_from_real_rows():
     assert parse_tests(json.dumps(cf[0]["tests"]))[0] == "stdio"
     assert parse_tests(json.dumps(lc[0]["tests"]))[0] == "functional"
     assert parse_tests(repr(lc[0]["tests"]))[0] == "functional"  # Python-literal strings too
+    fmt, cases = parse_tests("[{'input': '1 2\\n', 'output': '3'}]")  # as rllm's code datasets store them
+    assert fmt == "stdio" and cases[0].stdin == "1 2\n" and cases[0].expected == "3"
     fmt, cases = parse_tests(json.dumps({"test_list": mb[0]["test_list"], "test_setup_code": ""}))
     assert fmt == "mbpp" and len(cases) == 3
     assert parse_tests(json.dumps({"test": he[0]["test"], "entry_point": he[0]["entry_point"]}))[0] == "humaneval"
@@ -112,14 +114,15 @@ def test_refuses_without_isolation_unless_unsafe_local(tmp_path):
         "from judges.sandbox import Limits, SandboxUnavailable, isolation_available, run_python\n"
         "assert isolation_available() is None\n"
         f"s = Sample(answer={fenced('print(input())')!r}, tests=json.dumps([{{'input': '7', 'output': '7'}}]))\n"
-        "print(judge(s).reason)\n"
+        "try:\n    judge(s)\nexcept SandboxUnavailable as e:\n    print('judge-refused', 'bubblewrap' in str(e))\n"
         "try:\n    run_python('print(1)')\nexcept SandboxUnavailable as e:\n    print('refused', 'unsafe_local' in str(e))\n"
         "print(judge(s, unsafe_local=True, limits=Limits(cpu_s=5, wall_s=10)).passed)\n"
     )
     env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap, no unshare, no setpriv, no prlimit
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["sandbox_unavailable", "refused", "True", "True"]
+    # No verdict at all (a stored failed verdict would mark correct code wrong): a UserError naming the fix.
+    assert out.stdout.split() == ["judge-refused", "True", "refused", "True", "True"]
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare")
