@@ -1,15 +1,17 @@
 """Any OpenAI-compatible chat endpoint as a backend: DeepSeek's API, a served vLLM or SGLang.
 
-Async over httpx, with a concurrency bound, request- and token-per-minute limits, and retries with
-exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and malformed bodies.
-The API key is read from an environment variable whose name is configured; it is never logged,
-never put in an exception and never shown by repr.
+Transport and retries are the official `openai.AsyncOpenAI` client's: it retries 408, 409, 429, 5xx,
+timeouts and dropped or cut-off connections with exponential backoff and jitter, and honours
+`Retry-After`. Around it we keep what the client does not do: a concurrency bound, request- and
+token-per-minute limits charged on every attempt (its retries included), a per-result callback,
+DeepSeek's `reasoning_content`, retries of malformed 200 bodies, and errors that name the endpoint
+and the fix. The API key is read from an environment variable whose name is configured; it is never
+logged, never put in an exception and never shown by repr.
 """
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
+import contextvars
 import logging
 import os
 import random
@@ -19,14 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import openai
 
 from backends import BackendError
 from backends.base import ChatRequest, Completion
 
 log = logging.getLogger("backends.openai")
 
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# The statuses the official client retries by itself (see its `_should_retry`); any other 4xx is final.
+RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
 class _Secret:
@@ -88,32 +91,31 @@ class _RateLimiter:
             self.level = min(self.capacity, self.level + delta)
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+class _Malformed(Exception):
+    """A 200 whose body is not a chat completion we can use."""
+
+
+@dataclass
+class _Call:
+    """One logical request (all its attempts). The HTTP client's event hooks find it through `_CALL`,
+    because the official client retries inside one `create` call where we cannot see the attempts."""
+
+    index: int
+    key: str
+    estimate: float  # tokens charged to the token bucket per attempt
+    charged: float = 0.0
+    attempts: int = 0
+    last: str | None = None  # what went wrong with the previous attempt, when the hooks saw it
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("openai_backend_call", default=None)
 
 
 @dataclass
 class _LoopState:
     loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
+    client: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class OpenAIBackend:
@@ -125,10 +127,12 @@ class OpenAIBackend:
     api_key_env: NAME of the environment variable holding the key (read at construction). Unset is
       fine for a local server without auth.
     max_concurrency: requests in flight at once.
-    requests_per_minute / tokens_per_minute: client-side limits (None: none). Tokens are estimated
-      before sending (prompt chars / 4 + max_tokens * n) and corrected from `usage` afterwards.
+    requests_per_minute / tokens_per_minute: client-side limits (None: none), charged on every attempt.
+      Tokens are estimated before sending (prompt chars / 4 + max_tokens * n) and corrected from
+      `usage` afterwards.
     timeout_s: per-attempt read timeout; a slower response counts as a failure and is retried.
-    max_retries: retries per HTTP request after the first attempt; then `BackendError`.
+    max_retries: retries per HTTP request after the first attempt; then `BackendError`. The official
+      client's backoff applies (0.5 s doubling to 8 s, with jitter; a Retry-After of up to 2 min wins).
     split_n: send n requests with n=1 instead of one with n (for servers that ignore `n`, e.g. DeepSeek).
     probe: check at construction that `GET {base_url}/models` answers and serves `model`.
     extra_body: fields merged into every request body (e.g. vLLM's `top_k`); a request's
@@ -149,8 +153,6 @@ class OpenAIBackend:
         timeout_s: float = 600.0,
         connect_timeout_s: float = 10.0,
         max_retries: int = 6,
-        backoff_base_s: float = 1.0,
-        backoff_max_s: float = 60.0,
         split_n: bool = False,
         probe: bool = True,
         probe_timeout_s: float = 10.0,
@@ -171,16 +173,15 @@ class OpenAIBackend:
         self.api_key_env = api_key_env
         self._key = _Secret(os.environ.get(api_key_env) or None)
         self.max_concurrency = max_concurrency
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        # No pool timeout: the semaphore already keeps requests from queueing on the pool.
+        self.timeout = openai.Timeout(timeout_s, connect=connect_timeout_s, pool=None)
         self.max_retries = max_retries
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
         self.split_n = split_n
         self.extra_body = dict(extra_body or {})
         self._extra_headers = dict(headers or {})
         self._rpm = _RateLimiter(requests_per_minute) if requests_per_minute else None
         self._tpm = _RateLimiter(tokens_per_minute) if tokens_per_minute else None
-        # One HTTP client per event loop (httpx clients are bound to the loop they run on).
+        # One client per event loop (its connection pool is bound to the loop it runs on).
         self._states: dict[int, _LoopState] = {}
         # Count of HTTP attempts that failed and were retried (for tests, logs and progress).
         self.retries = 0
@@ -192,12 +193,14 @@ class OpenAIBackend:
                 f"api_key_env={self.api_key_env!r}, key={self._key!r})")
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
-        h = {"Content-Type": "application/json", **self._extra_headers}
-        key = self._key.get()
-        if key:
-            h["Authorization"] = f"Bearer {key}"
-        return h
+    def _client_kwargs(self) -> dict[str, Any]:
+        # The client insists on a key. Without one we give it a placeholder and omit the
+        # Authorization header per request (`_auth_override`), so a keyless server sees no bogus key.
+        return {"api_key": self._key.get() or "unset", "base_url": self.base_url,
+                "default_headers": self._extra_headers}
+
+    def _auth_override(self) -> dict[str, Any] | None:
+        return None if self._key.get() else {"Authorization": openai.omit}
 
     def _scrub(self, text: str) -> str:
         key = self._key.get()
@@ -207,24 +210,31 @@ class OpenAIBackend:
         url = f"{self.base_url}/models"
         how = ("check that the server is running and that base_url is the API root (vLLM: "
                "http://HOST:PORT/v1), or pass probe=False to skip this check")
+        client = openai.OpenAI(**self._client_kwargs(), max_retries=0, timeout=timeout_s)
         try:
-            r = httpx.get(url, headers=self._headers(), timeout=timeout_s)
-        except httpx.HTTPError as exc:
+            raw = client.models.with_raw_response.list(extra_headers=self._auth_override())
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status in (401, 403):
+                state = "is set" if self._key.get() else "is NOT set"
+                raise BackendError(
+                    f"{url} refused the API key (HTTP {status}); the key comes from the environment variable "
+                    f"{self.api_key_env}, which {state}. Set it to a valid key, or set api_key_env to the right name."
+                ) from None
+            if status == 404:
+                raise BackendError(f"{url} answered 404; base_url looks wrong (missing /v1?); {how}.") from None
             raise BackendError(
-                f"cannot reach the OpenAI-compatible endpoint {url}: {self._scrub(type(exc).__name__ + ': ' + str(exc))}; {how}."
+                f"{url} answered HTTP {status}: {self._scrub(exc.response.text[:300])}; {how}.") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise BackendError(
+                f"cannot reach the OpenAI-compatible endpoint {url}: "
+                f"{self._scrub(type(cause).__name__ + ': ' + str(cause))}; {how}."
             ) from None
-        if r.status_code in (401, 403):
-            state = "is set" if self._key.get() else "is NOT set"
-            raise BackendError(
-                f"{url} refused the API key (HTTP {r.status_code}); the key comes from the environment variable "
-                f"{self.api_key_env}, which {state}. Set it to a valid key, or set api_key_env to the right name."
-            )
-        if r.status_code == 404:
-            raise BackendError(f"{url} answered 404; base_url looks wrong (missing /v1?); {how}.")
-        if r.status_code >= 400:
-            raise BackendError(f"{url} answered HTTP {r.status_code}: {self._scrub(r.text[:300])}; {how}.")
+        finally:
+            client.close()
         try:
-            served = [m.get("id") for m in r.json().get("data", [])]
+            served = [m.get("id") for m in raw.http_response.json().get("data", [])]
         except (ValueError, AttributeError):
             return  # not every compatible server lists models; the first request will tell
         if served and self.model not in served:
@@ -233,13 +243,44 @@ class OpenAIBackend:
                 "Set model to one of those."
             )
 
+    async def _on_request(self, request: Any) -> None:
+        """Runs before every HTTP attempt, the client's own retries included: counts and logs
+        retries, and charges the rate limits, so a retry storm cannot exceed them."""
+        call = _CALL.get()
+        if call is None:
+            return
+        call.attempts += 1
+        if call.attempts > 1:
+            self.retries += 1
+            why = call.last or "no response (timeout, dropped connection or cut-off body)"
+            log.warning("%s/chat/completions: request %d (key=%r) attempt %d/%d failed: %s; retrying",
+                        self.base_url, call.index, call.key, call.attempts - 1, self.max_retries + 1,
+                        self._scrub(why))
+        call.last = None
+        if self._rpm:
+            await self._rpm.acquire(1)
+        if self._tpm:
+            call.charged = await self._tpm.acquire(call.estimate)
+
+    async def _on_response(self, response: Any) -> None:
+        # Runs once the headers are in, before the body is read; the body of an error is not ours
+        # to read here, so the status is all a retry log line gets.
+        call = _CALL.get()
+        if call is not None:
+            status = response.status_code
+            call.last = f"HTTP {status}" if status >= 400 else f"HTTP {status}, but the body did not arrive whole"
+
     def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(id(loop))
         if state is None or state.loop is not loop:
-            limits = httpx.Limits(max_connections=self.max_concurrency,
-                                  max_keepalive_connections=self.max_concurrency)
-            client = httpx.AsyncClient(timeout=self.timeout, limits=limits)
+            limits = openai.DEFAULT_CONNECTION_LIMITS.__class__(
+                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+            http = openai.DefaultAsyncHttpxClient(
+                timeout=self.timeout, limits=limits,
+                event_hooks={"request": [self._on_request], "response": [self._on_response]})
+            client = openai.AsyncOpenAI(**self._client_kwargs(), timeout=self.timeout,
+                                        max_retries=self.max_retries, http_client=http)
             state = self._states[id(loop)] = _LoopState(loop, client, asyncio.Semaphore(self.max_concurrency))
         return state
 
@@ -266,17 +307,13 @@ class OpenAIBackend:
         body.update(req.extra.get("body") or {})
         return body
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        # Full jitter on an exponential ceiling, so many clients that failed together spread out.
-        delay = random.uniform(0.5, 1.0) * min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max_s))
-        return delay
-
     @staticmethod
     def _parse(data: Any, n: int) -> tuple[list[Completion], int | None, int | None]:
+        # Read from the JSON ourselves rather than the client's pydantic models: those build without
+        # validation, so a malformed body would pass silently, and vLLM's `reasoning` and DeepSeek's
+        # `reasoning_content` are not fields of theirs.
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
-            raise _Retryable("malformed response body: no `choices` list")
+            raise _Malformed("malformed response body: no `choices` list")
         usage = data.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens")
         total_completion = usage.get("completion_tokens")
@@ -284,7 +321,7 @@ class OpenAIBackend:
         for ch in sorted(data["choices"], key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
             msg = ch.get("message") if isinstance(ch, dict) else None
             if not isinstance(msg, dict):
-                raise _Retryable("malformed response body: a choice has no `message` object")
+                raise _Malformed("malformed response body: a choice has no `message` object")
             reasoning = msg.get("reasoning_content")
             if reasoning is None:
                 reasoning = msg.get("reasoning")  # vLLM's name for it
@@ -297,61 +334,76 @@ class OpenAIBackend:
                 completion_tokens=total_completion if len(data["choices"]) == 1 else None,
             ))
         if len(out) != n:
-            raise _Retryable(f"malformed response body: asked for n={n} choices, got {len(out)}")
+            raise _Malformed(f"malformed response body: asked for n={n} choices, got {len(out)}")
         return out, prompt_tokens, total_completion
+
+    def _gave_up(self, url: str, req: ChatRequest, index: int, attempts: int, last: str) -> BackendError:
+        return BackendError(
+            f"{url}: request {index} (key={req.key!r}) failed {attempts} times; last failure: "
+            f"{self._scrub(last)}. The endpoint keeps failing: check the server, or raise max_retries / timeout_s."
+        )
 
     async def _post(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
         state = self._loop_state()
         url = f"{self.base_url}/chat/completions"
         body = self._body(req, n, seed)
-        payload = json.dumps(body).encode()
+        model, messages = body.pop("model"), body.pop("messages")
         estimate = sum(len(str(m.get("content", ""))) for m in req.messages) / 4 + req.max_tokens * n
+        call = _Call(index=index, key=req.key, estimate=estimate)
+        token = _CALL.set(call)
         start = time.perf_counter()
-        last = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.retries += 1
-            if self._rpm:
-                await self._rpm.acquire(1)
-            charged = await self._tpm.acquire(estimate) if self._tpm else 0.0
-            try:
-                async with state.semaphore:
-                    r = await state.client.post(url, content=payload, headers=self._headers())
-                    if r.status_code == 200:
+        client = state.client
+        try:
+            async with state.semaphore:
+                while True:
+                    try:
+                        # Everything but model and messages goes as extra_body: the body is then exactly
+                        # what we built, request extras merged last, whatever the client's typed params are.
+                        raw = await client.chat.completions.with_raw_response.create(
+                            model=model, messages=messages, extra_body=body,
+                            extra_headers=self._auth_override())
+                    except openai.APIStatusError as exc:
+                        status, text = exc.status_code, exc.response.text
+                        if status in RETRYABLE_STATUS or status >= 500:
+                            raise self._gave_up(url, req, index, call.attempts,
+                                                f"HTTP {status}: {text[:200]}") from None
+                        raise BackendError(
+                            f"{url} rejected request {index} (key={req.key!r}) with HTTP {status}: "
+                            f"{self._scrub(text[:500])}. This is not retried; fix the request or the recipe."
+                        ) from None
+                    except openai.APITimeoutError:
+                        raise self._gave_up(url, req, index, call.attempts,
+                                            f"timeout after {self.timeout.read} s read timeout") from None
+                    except openai.APIConnectionError as exc:
+                        cause = exc.__cause__ or exc
+                        raise self._gave_up(url, req, index, call.attempts,
+                                            f"connection failure ({type(cause).__name__}: {cause})") from None
+                    # The client hands back any 200 as success; a body that is not a usable
+                    # completion (a proxy's error page, a half-written JSON) is ours to retry.
+                    try:
                         try:
-                            data = r.json()
+                            data = raw.http_response.json()
                         except ValueError:
-                            raise _Retryable("malformed response body: not JSON") from None
+                            raise _Malformed("malformed response body: not JSON") from None
                         comps, p_tok, c_tok = self._parse(data, n)
-                        if self._tpm and p_tok is not None and c_tok is not None:
-                            self._tpm.adjust(charged - (p_tok + c_tok))
-                        latency = time.perf_counter() - start
-                        for c in comps:
-                            c.latency_s = latency
-                        return comps
-                    if r.status_code in RETRYABLE_STATUS or r.status_code >= 500:
-                        raise _Retryable(f"HTTP {r.status_code}: {r.text[:200]}",
-                                         _parse_retry_after(r.headers.get("retry-after")))
-                    raise BackendError(
-                        f"{url} rejected request {index} (key={req.key!r}) with HTTP {r.status_code}: "
-                        f"{self._scrub(r.text[:500])}. This is not retried; fix the request or the recipe."
-                    )
-            except _Retryable as exc:
-                last, retry_after = exc.reason, exc.retry_after
-            except httpx.TimeoutException as exc:
-                last, retry_after = f"timeout ({type(exc).__name__}) after {self.timeout.read} s read timeout", None
-            except httpx.TransportError as exc:
-                last, retry_after = f"connection failure ({type(exc).__name__}: {exc})", None
-            last = self._scrub(last)
-            if attempt < self.max_retries:
-                delay = self._backoff(attempt, retry_after)
-                log.warning("%s: request %d (key=%r) attempt %d/%d failed: %s; retrying in %.2f s",
-                            url, index, req.key, attempt + 1, self.max_retries + 1, last, delay)
-                await asyncio.sleep(delay)
-        raise BackendError(
-            f"{url}: request {index} (key={req.key!r}) failed {self.max_retries + 1} times; last failure: "
-            f"{last}. The endpoint keeps failing: check the server, or raise max_retries / timeout_s."
-        )
+                    except _Malformed as exc:
+                        left = self.max_retries + 1 - call.attempts
+                        if left <= 0:
+                            raise self._gave_up(url, req, index, call.attempts, str(exc)) from None
+                        call.last = str(exc)
+                        # The client's own schedule: 0.5 s doubling to 8 s, less up to 25% jitter.
+                        await asyncio.sleep(min(8.0, 0.5 * 2 ** (call.attempts - 1)) * random.uniform(0.75, 1.0))
+                        client = state.client.with_options(max_retries=left - 1)
+                        continue
+                    break
+            if self._tpm and p_tok is not None and c_tok is not None:
+                self._tpm.adjust(call.charged - (p_tok + c_tok))
+            latency = time.perf_counter() - start
+            for c in comps:
+                c.latency_s = latency
+            return comps
+        finally:
+            _CALL.reset(token)
 
     async def _one(self, req: ChatRequest, index: int) -> list[Completion]:
         if req.n < 1:
@@ -426,14 +478,14 @@ class OpenAIBackend:
         return box["result"]
 
     async def aclose(self) -> None:
-        """Close the HTTP client of the current event loop."""
+        """Close the client of the current event loop."""
         state = self._states.pop(id(asyncio.get_running_loop()), None)
         if state is not None:
-            await state.client.aclose()
+            await state.client.close()
 
     def close(self) -> None:
         """Close clients whose loops can still run them; clients of finished loops are just dropped."""
         states, self._states = list(self._states.values()), {}
         for state in states:
             if not state.loop.is_closed() and not state.loop.is_running():
-                state.loop.run_until_complete(state.client.aclose())
+                state.loop.run_until_complete(state.client.close())

@@ -115,7 +115,6 @@ def test_get_backend_unknown_name():
 
 # ---------------------------------------------------------------- OpenAI-compatible, real vLLM server
 def openai_backend(base_url: str, **kw):
-    kw = {"backoff_base_s": 0.05, "backoff_max_s": 0.5, **kw}
     return get_backend("openai", base_url=base_url, model=kw.pop("model", "tiny"), **kw)
 
 
@@ -176,6 +175,15 @@ def test_openai_gives_up_after_retry_limit(proxy):
     assert f"{proxy.base_url}/chat/completions" in msg
     assert "failed 3 times" in msg and "HTTP 500" in msg and "'p1'" in msg
     assert proxy.seen == ["500"] * 3
+
+
+def test_openai_one_retry_budget_for_client_retries_and_malformed_bodies(proxy):
+    """The official client retries 5xx by itself; malformed 200 bodies we retry. Both draw on max_retries."""
+    be = openai_backend(proxy.base_url, timeout_s=1.0, max_retries=2)
+    proxy.schedule(["malformed", "500", "malformed"])
+    with pytest.raises(BackendError, match=r"failed 3 times; last failure: malformed response body"):
+        be.generate([ChatRequest(MSG, max_tokens=5, key="m")])
+    assert proxy.seen == ["malformed", "500", "malformed"] and be.retries == 2
 
 
 # ---------------------------------------------------------------- fake DeepSeek API
