@@ -155,10 +155,21 @@ def _render_show(data: dict[str, Any]) -> None:
         console.print(f"[bold]sample[/]  index {data['sample_index']} · seed {data['seed']} · finish "
                       f"{data['finish_reason']} · tokens {data['prompt_tokens']}+{data['completion_tokens']} · "
                       f"{data['text_chars']} chars ({data['reasoning_chars']} reasoning, {data['answer_chars']} answer)")
+        if data.get("edit_of"):
+            console.print(f"[bold]edit[/]    of {data['edit_of']['generation_id']} by {data.get('edited_by')} at "
+                          f"{data.get('edited_at')}", soft_wrap=True)
         console.print("[bold]reasoning[/]", markup=True)
         console.print(data["reasoning"], markup=False, highlight=False)
         console.print("[bold]answer[/]")
         console.print(data["answer"], markup=False, highlight=False)
+        if data.get("edit_of") and "reasoning" in data["edit_of"]:
+            console.print(f"[bold]original reasoning[/] ({data['edit_of']['generation_id']})")
+            console.print(data["edit_of"]["reasoning"], markup=False, highlight=False)
+            console.print("[bold]original answer[/]")
+            console.print(data["edit_of"]["answer"], markup=False, highlight=False)
+        for e in data.get("edits") or []:
+            console.print(f"[bold]edited[/]  → {e['generation_id']} by {e['edited_by']} at {e['edited_at']}",
+                          soft_wrap=True)
         console.print(table("verdicts", [{k: v for k, v in x.items() if k != "details"} for x in data["verdicts"]])
                       if data["verdicts"] else "[dim]verdicts: none yet (r1f judge)[/]")
         console.print(table("filter decisions", [{k: v for k, v in x.items() if k != "params"}

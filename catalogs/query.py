@@ -103,7 +103,24 @@ def _show_generation(catalog: Catalog, con: duckdb.DuckDBPyConnection, gid: str,
                  "FROM filter_decisions WHERE generation_id = ? ORDER BY filter, filter_version", [gid])],
         "releases": _rows(con, "SELECT release_name, position FROM release_members WHERE generation_id = ? "
                                "ORDER BY release_name", [gid]),
+        # A human edit is a generation of its own: the original it came from, and the edits made of this one.
+        "edit_of": _edit_parent(catalog, con, gen.get("parent_id"), full_text, preview_chars),
+        "edits": _rows(con, "SELECT generation_id, edited_by, edited_at FROM generation_meta WHERE parent_id = ? "
+                            "ORDER BY edited_at, generation_id", [gid]),
     }
+
+
+def _edit_parent(catalog: Catalog, con: duckdb.DuckDBPyConnection, parent_id: str | None, full_text: bool,
+                 preview_chars: int) -> dict[str, Any] | None:
+    if not parent_id:
+        return None
+    rows = _rows(con, "SELECT shard, shard_row FROM generation_meta WHERE generation_id = ?", [parent_id])
+    if not rows:
+        return {"generation_id": parent_id}
+    texts = catalog.read_text(con, rows[0]["shard"], rows[0]["shard_row"])
+    if not full_text:
+        texts = {k: _preview(v, preview_chars) for k, v in texts.items()}
+    return {"generation_id": parent_id, "reasoning": texts["reasoning"], "answer": texts["answer"]}
 
 
 def _show_release(rel: dict[str, Any]) -> dict[str, Any]:

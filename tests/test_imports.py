@@ -21,6 +21,7 @@ FLOORS: dict[str, float] = {
     "filters": 1,
     "factory": 2,
     "training": 3,
+    "review": 3,
     "r1f": 4,
 }
 
