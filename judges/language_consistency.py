@@ -1,80 +1,46 @@
-"""Language consistency (the R1 paper's reward): the share of the chain of thought's words that are in
-the target language, counted per script so Chinese and English are measured alike.
+"""Language consistency (the R1 paper's reward): the share of the chain of thought that is in the
+target language.
 
-A word is: one CJK ideograph or kana character, or a run of letters of one alphabetic script
-(Latin, Cyrillic, Greek, Arabic, Hebrew, Devanagari, Hangul, Thai, ...). Math and code are
-language-neutral, so `$...$`, `\\(...\\)`, `\\[...\\]`, fenced/inline code and LaTeX commands
-are removed before counting; digits and punctuation never count.
+The rule is catalogs/scripts.py's, the same one the `language_mixing` filter applies, so the two never
+disagree where both decide. In short: maths, code, symbols, variables, units, numbers and single
+letters are no language; Han/kana characters weigh 2/3 of a word; Latin (or Cyrillic, ...) paragraphs
+in another language are found with fastText lid.176. Score: 1 - foreign words / all words.
 
-Default threshold 0.95: after math and code are stripped, a Chinese CoT that names a variable or
-two stays above it, while a CoT that switches language for a sentence falls well below.
+Pass: score >= `threshold` (0.9, i.e. at most the filter's default 10% foreign). Below `min_words`
+word-equivalents (20) the text is too short to call mixed (`副词 (Adverb)` is a gloss, not mixing):
+the verdict passes with reason `too_short`, and the score is still the measured share (1.0 with no
+words at all).
 """
 from __future__ import annotations
 
-import re
-from collections import Counter
-
 from catalogs.records import Sample, Verdict, verdict
+from catalogs.scripts import DEFAULT_RULE, TWELFTHS, LanguageRule, count_units, measure, normalise
 
 NAME = "language_consistency"
-VERSION = "1"
-DEFAULT_THRESHOLD = 0.95
-
-# (script, regex for one word). CJK ideographs and kana count one word per character.
-_SCRIPTS: list[tuple[str, str]] = [
-    ("han", r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]"),
-    ("kana", r"[\u3040-\u30ff\u31f0-\u31ff]"),
-    ("hangul", r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]+"),
-    ("latin", r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]+(?:['’][A-Za-z]+)?"),
-    ("cyrillic", r"[\u0400-\u04ff]+"),
-    ("greek", r"[\u0370-\u03ff]+"),
-    ("arabic", r"[\u0600-\u06ff\u0750-\u077f]+"),
-    ("hebrew", r"[\u0590-\u05ff]+"),
-    ("devanagari", r"[\u0900-\u097f]+"),
-    ("thai", r"[\u0e00-\u0e7f]+"),
-]
-_WORD = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in _SCRIPTS))
-
-LANGUAGE_SCRIPTS: dict[str, set[str]] = {
-    "zh": {"han"}, "ja": {"han", "kana"}, "ko": {"hangul", "han"},
-    "ru": {"cyrillic"}, "uk": {"cyrillic"}, "bg": {"cyrillic"}, "el": {"greek"},
-    "ar": {"arabic"}, "fa": {"arabic"}, "he": {"hebrew"}, "hi": {"devanagari"}, "th": {"thai"},
-}
-_LATIN = {"en", "fr", "de", "es", "it", "pt", "nl", "sv", "da", "no", "fi", "pl", "cs", "tr", "vi", "id", "ro"}
-
-_NEUTRAL = re.compile(
-    r"```.*?```|`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
+VERSION = "2"
+DEFAULT_THRESHOLD = 1.0 - DEFAULT_RULE.max_foreign_share
+# Float slack so that `score >= threshold` and the filter's `share <= max_foreign_share` agree at the edge.
+_EPS = 1e-12
 
 
-def target_scripts(language: str) -> set[str]:
-    lang = language.lower().replace("_", "-").split("-")[0]
-    if lang in LANGUAGE_SCRIPTS:
-        return LANGUAGE_SCRIPTS[lang]
-    if lang in _LATIN:
-        return {"latin"}
-    raise ValueError(f"language {language!r} has no script mapping; add it to LANGUAGE_SCRIPTS "
-                     f"in judges/language_consistency.py")
+def count_words(text: str) -> dict[str, int]:
+    """Units per script that the rule counts (characters for Han/kana/Thai, words otherwise), non-zero only."""
+    return {s: n for s, n in count_units(normalise(text)).items() if n}
 
 
-def count_words(text: str) -> Counter[str]:
-    """Words per script, after removing math, code and LaTeX commands."""
-    counts: Counter[str] = Counter()
-    for m in _WORD.finditer(_NEUTRAL.sub(" ", text)):
-        counts[m.lastgroup or "?"] += 1
-    return counts
-
-
-def judge(sample: Sample, *, threshold: float = DEFAULT_THRESHOLD, language: str | None = None) -> Verdict:
+def judge(sample: Sample, *, threshold: float = DEFAULT_THRESHOLD, language: str | None = None,
+          min_words: float = DEFAULT_RULE.min_words, min_paragraph_words: int = DEFAULT_RULE.min_paragraph_words,
+          min_stopword_share: float = DEFAULT_RULE.min_stopword_share,
+          min_confidence: float = DEFAULT_RULE.min_confidence) -> Verdict:
     lang = language or sample.language or "en"
-    try:
-        scripts = target_scripts(lang)
-    except ValueError:
-        return verdict(NAME, VERSION, 0.0, False, "unknown_language", language=lang)
-    counts = count_words(sample.reasoning if sample.reasoning.strip() else sample.text)
-    total = sum(counts.values())
-    if total == 0:
-        return verdict(NAME, VERSION, 0.0, False, "no_words", language=lang)
-    share = sum(n for s, n in counts.items() if s in scripts) / total
-    ok = share >= threshold
-    return verdict(NAME, VERSION, share, ok, "consistent" if ok else "mixed_language", language=lang,
-                   words=total, by_script=dict(counts), threshold=threshold)
+    rule = LanguageRule(max_foreign_share=1.0 - threshold, min_words=min_words,
+                        min_paragraph_words=min_paragraph_words, min_stopword_share=min_stopword_share,
+                        min_confidence=min_confidence)
+    m = measure(sample.reasoning if sample.reasoning.strip() else sample.text, lang, rule)
+    details = {"language": lang, "words": round(m.words, 3), "by_script": {s: n for s, n in m.units.items() if n},
+               "foreign": {k: round(v / TWELFTHS, 3) for k, v in m.foreign.items()}, "threshold": threshold}
+    score = m.target_share
+    if m.too_short:
+        return verdict(NAME, VERSION, score, True, "too_short", min_words=min_words, **details)
+    ok = score >= threshold - _EPS
+    return verdict(NAME, VERSION, score, ok, "consistent" if ok else "mixed_language", **details)
