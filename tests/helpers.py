@@ -4,13 +4,18 @@ Fixtures stay in conftest.py; plain functions live here, so tests and benchmarks
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 # Shared engine settings: on the CPU `gpu_memory_utilization` is a share of RAM.
 ENGINE_KWARGS: dict = {"gpu_memory_utilization": 0.3, "max_model_len": 2048, "enforce_eager": True, "seed": 0}
@@ -103,3 +108,49 @@ def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) 
         stop_process_group(proc)
         raise
     return proc, base_url
+
+
+class ScriptedOpenAIServer:
+    """A remote OpenAI-compatible API we cannot run here (DeepSeek's, say), faked at the HTTP boundary on
+    127.0.0.1: every chat completion answers `reply(body) -> content`, and each request body is kept.
+
+    Use as a context manager: `with ScriptedOpenAIServer(lambda body: "...") as srv: srv.base_url, srv.bodies`.
+    """
+
+    def __init__(self, reply: Callable[[dict[str, Any]], str]) -> None:
+        self.reply, self.bodies = reply, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, obj: dict[str, Any]) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._send({"object": "list", "data": [{"id": "judge", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.bodies.append(body)
+                self._send({"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                         "message": {"role": "assistant", "content": server.reply(body)}}],
+                            "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18}})
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedOpenAIServer:
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -1,6 +1,3 @@
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -14,6 +11,7 @@ from judges.llm_judge import (
     parse_response,
     render,
 )
+from tests.helpers import ScriptedOpenAIServer, free_port
 
 
 def _sample(i=0, **kw):
@@ -45,71 +43,38 @@ def test_parse_response():
         assert v.reason == "unparseable_judge_response" and not v.passed
 
 
-class _GarbageHandler(BaseHTTPRequestHandler):
-    """A remote API that ignores structured output: valid OpenAI envelope, non-JSON content."""
-
-    bodies: list = []
-
-    def log_message(self, *a):
-        pass
-
-    def _send(self, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self._send({"data": [{"id": "judge"}]})
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).bodies.append(body)
-        self._send({"choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": "Sure! They look the same to me."}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 8}})
-
-
 @pytest.fixture
 def garbage_server():
-    _GarbageHandler.bodies = []
-    srv = HTTPServer(("127.0.0.1", 0), _GarbageHandler)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+    """A remote API that ignores structured output: valid OpenAI envelope, non-JSON content."""
+    with ScriptedOpenAIServer(lambda body: "Sure! They look the same to me.") as srv:
+        yield srv
 
 
 def test_unparseable_reply_from_remote_api(garbage_server):
     from backends.openai_backend import OpenAIBackend
 
-    backend = OpenAIBackend(garbage_server, "judge", max_retries=0, timeout_s=10)
+    backend = OpenAIBackend(garbage_server.base_url, "judge", max_retries=0, timeout_s=10)
     samples = [_sample(0), _sample(1, reference=None), _sample(2, answer="", text="")]
     got = judge_batch(samples, backend)
     assert [v.reason for v in got] == ["unparseable_judge_response", "no_reference", "no_prediction"]
     assert got[0].details["raw"].startswith("Sure!")
     # The schema was sent, so a compliant server would have had to answer in it.
-    sent = _GarbageHandler.bodies[0]
+    sent = garbage_server.bodies[0]
     assert sent["response_format"]["json_schema"]["schema"] == VERDICT_SCHEMA
 
 
 def test_backend_error_policy():
-    class Down:
-        name = "down"
+    """An endpoint that is down (nothing listens on the port): an error by default, or a verdict saying so."""
+    from backends import BackendError
+    from backends.openai_backend import OpenAIBackend
 
-        def generate(self, requests):
-            raise ConnectionError("endpoint down")
-
-        def close(self):
-            pass
-
-    with pytest.raises(ConnectionError):
-        judge_batch([_sample()], Down())
-    v = judge_batch([_sample()], Down(), on_backend_error="verdict")[0]
-    assert v.reason == "judge_backend_error" and "endpoint down" in v.details["error"]
+    # probe=False: the backend would refuse a dead endpoint at construction; here it must fail mid-judging
+    down = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "judge", max_retries=0, timeout_s=5, probe=False)
+    with pytest.raises(BackendError, match="127.0.0.1"):
+        judge_batch([_sample()], down)
+    v = judge_batch([_sample()], down, on_backend_error="verdict")[0]
+    assert v.reason == "judge_backend_error" and "127.0.0.1" in v.details["error"]
+    down.close()
 
 
 def test_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):

@@ -2,6 +2,7 @@ import pytest
 
 from catalogs.records import Sample
 from judges.preference import RewardModelScorer, parse_score, score_with_llm, text_for
+from tests.helpers import ScriptedOpenAIServer
 
 S = Sample(problem="Say hello politely.", reasoning="The user wants a greeting. SECRET-REASONING",
            answer="Hello! How can I help you today?",
@@ -24,33 +25,21 @@ def test_parse_score():
         assert parse_score(bad, judge="h", version="1", pass_score=6).reason == "unparseable_judge_response"
 
 
-class _Recorder:
-    """Records what the rubric prompt showed; answers with a fixed structured reply."""
-
-    name = "recorder"
-
-    def __init__(self):
-        self.requests = []
-
-    def generate(self, requests):
-        from backends.base import Completion
-
-        self.requests += requests
-        return [[Completion(text='{"score": 8, "reason": "fine"}')] for _ in requests]
-
-    def close(self):
-        pass
-
-
 def test_llm_rubric_prompts_show_the_right_part():
-    be = _Recorder()
-    help_v = score_with_llm([S, Sample(problem="q", reasoning="r", answer="")], be, "helpfulness")
-    harm_v = score_with_llm([S], be, "harmlessness")
+    """Through the real openai backend against a scripted remote API: what each rubric prompt showed."""
+    from backends.openai_backend import OpenAIBackend
+
+    with ScriptedOpenAIServer(lambda body: '{"score": 8, "reason": "fine"}') as srv:
+        be = OpenAIBackend(srv.base_url, "judge", max_retries=0, timeout_s=10)
+        help_v = score_with_llm([S, Sample(problem="q", reasoning="r", answer="")], be, "helpfulness")
+        harm_v = score_with_llm([S], be, "harmlessness")
+        be.close()
     assert help_v[0].passed and help_v[0].details["raw_score"] == 8 and help_v[1].reason == "no_summary"
-    help_prompt, harm_prompt = be.requests[0].messages[0]["content"], be.requests[1].messages[0]["content"]
+    assert len(srv.bodies) == 2  # the sample with no summary was never sent
+    help_prompt, harm_prompt = srv.bodies[0]["messages"][0]["content"], srv.bodies[1]["messages"][0]["content"]
     assert "SECRET-REASONING" not in help_prompt and "Hello!" in help_prompt
     assert "SECRET-REASONING" in harm_prompt
-    assert be.requests[0].json_schema["properties"]["score"]["maximum"] == 10
+    assert srv.bodies[0]["response_format"]["json_schema"]["schema"]["properties"]["score"]["maximum"] == 10
     assert harm_v[0].judge == "harmlessness_llm" and harm_v[0].judge_version == "1+harmlessness_v1"
 
 
