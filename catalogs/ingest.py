@@ -41,7 +41,6 @@ GENERATION_KNOWN = {"finish_reason", "prompt_tokens", "completion_tokens", *RESP
 KINDS = ("reasoning", "non_reasoning")
 ROLES = ("system", "user", "assistant", "tool")
 LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 MAX_ERRORS = 20
 BATCH_ROWS = 2000
 BATCH_BYTES = 64 << 20
@@ -235,10 +234,10 @@ def read_hf(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
 
 # ---------------------------------------------------------------------------------------------- records
 def guess_language(text: str) -> str:
-    """A cheap default when the row does not say: Chinese if a fair share of characters are CJK."""
-    sample = text[:2000]
-    cjk = len(CJK_RE.findall(sample))
-    return "zh" if sample and cjk / max(1, len(sample.replace(" ", ""))) > 0.2 else "en"
+    """A cheap default when the row does not say: by script, from the one script table."""
+    from .scripts import guess_language as by_script
+
+    return by_script(text)
 
 
 def _messages(value: Any, where: str, name: str) -> list[dict[str, str]]:

@@ -84,7 +84,7 @@ HAN_RANGES: tuple[tuple[int, int] | int, ...] = (
     (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x323AF))
 KANA_RANGES: tuple[tuple[int, int] | int, ...] = (
     (0x3041, 0x3096), (0x309D, 0x309F), (0x30A1, 0x30FA), (0x30FC, 0x30FF), (0x31F0, 0x31FF),
-    (0xFF66, 0xFF9D), (0x1B000, 0x1B16F))
+    (0x32D0, 0x32FE), (0x3300, 0x3357), (0xFF66, 0xFF9D), (0x1B000, 0x1B16F))
 HANGUL_RANGES: tuple[tuple[int, int] | int, ...] = (
     (0x1100, 0x11FF), (0x3131, 0x318E), (0xA960, 0xA97F), (0xAC00, 0xD7A3), (0xD7B0, 0xD7FF))
 
@@ -108,6 +108,8 @@ TWELFTHS = 12  # one word
 
 # Characters that are words of their own (no spaces between words): Han and kana.
 CJK_CHAR = _cls(HAN_RANGES + KANA_RANGES)
+# A word for length and n-gram counts: a Han/kana character, or a run of other non-space characters.
+SPACED_WORD = CJK_CHAR + "|" + CJK_CHAR.replace("[", "[^\\s", 1) + "+"
 LATIN_LETTER = SCRIPTS["latin"].char_class
 NOT_LATIN = _cls(LATIN_RANGES, negate=True)
 # A letter of any script in the table other than Latin.

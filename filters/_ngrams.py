@@ -16,7 +16,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CJK_RE = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
+from catalogs.scripts import CJK_CHAR
+
+CJK_RE = CJK_CHAR  # the one script table: catalogs/scripts.py
 # Whitespace and ASCII punctuation (not the underscore) separate words: "x^2+3x" is the words x 2 3x.
 _SEP_TABLE = np.arange(256, dtype=np.uint8)
 for _c in b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~":

@@ -9,11 +9,11 @@ from __future__ import annotations
 import polars as pl
 from pydantic import Field
 
+from catalogs.scripts import PARAGRAPH_RE, PARAGRAPH_SEP, SPACED_WORD
 from filters.base import FilterParams, batch_filter, decisions
 
-VERSION = "1"
+VERSION = "2"
 NAME = "long_paragraphs"
-PARAGRAPH_SEP = "\u0001"
 
 
 class LongParagraphsParams(FilterParams):
@@ -24,13 +24,13 @@ class LongParagraphsParams(FilterParams):
     field: str = Field("reasoning", pattern="^(reasoning|answer|text)$", description="which part to check")
 
 
-WORD_RE = r"[\p{Han}\p{Hiragana}\p{Katakana}]|[^\s\p{Han}\p{Hiragana}\p{Katakana}]+"
+WORD_RE = SPACED_WORD  # a Han/kana character, or a run of other non-space characters (catalogs/scripts.py)
 
 
 @batch_filter(NAME, VERSION, LongParagraphsParams)
 def long_paragraphs(batch: pl.DataFrame, params: LongParagraphsParams) -> pl.DataFrame:
     """Drop CoTs with a paragraph longer than max_chars characters or max_words words."""
-    paras = (pl.col(params.field).str.replace_all(r"\n[ \t\r]*\n\s*", PARAGRAPH_SEP)
+    paras = (pl.col(params.field).str.replace_all(PARAGRAPH_RE, PARAGRAPH_SEP)
              .str.strip_chars().str.split(PARAGRAPH_SEP))
     p = (batch.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), paras.alias("p")).explode("p")
          .with_columns((pl.int_range(pl.len()).over("row") + 1).alias("k"), pl.col("p").str.len_chars().alias("c")))
