@@ -4,7 +4,8 @@ Checks, in this order (the reason lists every failed check; the value is the fir
 measure, or the repeated-window share when all pass):
 - truncated: finish_reason == "length", or more `<think>` than `</think>` tags;
 - short_answer: the answer (after `</think>`) has fewer than `min_answer_chars` non-space characters;
-- multiple_boxed: more than `max_distinct_boxed` different `\\boxed{...}` answers (spaces ignored);
+- multiple_boxed: more than `max_distinct_boxed` different `\\boxed{...}` answers (spaces ignored; the
+  boxes are read by catalogs/boxed.py, the extractor math_accuracy uses: any nesting depth, `\\fbox`);
 - repetition: the share of word n-gram windows (n = `ngram_n`) that repeat an earlier window of the
   same text is over `max_duplicate_ngram_share`, or one line of 20+ characters is repeated more than
   `max_line_repeats` times.
@@ -16,18 +17,12 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from catalogs.boxed import all_boxed
 from filters._ngrams import word_ngram_hashes
 from filters.base import FilterParams, batch_filter, decisions
 
-VERSION = "1"
+VERSION = "2"
 NAME = "hygiene"
-
-# \boxed{...} with up to three levels of nested braces.
-_B0 = r"[^{}]"
-_B1 = rf"(?:{_B0}|\{{{_B0}*\}})"
-_B2 = rf"(?:{_B0}|\{{{_B1}*\}})"
-BOXED_RE = rf"\\boxed\s*\{{((?:{_B0}|\{{{_B2}*\}})*)\}}"
-
 
 class HygieneParams(FilterParams):
     check_truncated: bool = Field(True, description="drop generations cut by the length limit")
@@ -60,6 +55,20 @@ def duplicate_ngram_share(texts: pl.Series, n: int) -> np.ndarray:
     return out
 
 
+def distinct_boxed(texts: pl.Series) -> np.ndarray:
+    """Per text: how many different boxed answers it holds (whitespace ignored).
+
+    Only texts with a box tag reach the Python extractor; a regex cannot balance braces at any depth.
+    """
+    out = np.zeros(len(texts), dtype=np.int64)
+    has = texts.fill_null("").str.contains(r"\\(?:boxed|fbox)")
+    if has.any():
+        idx = has.arg_true()
+        for i, t in zip(idx.to_list(), texts.gather(idx).to_list()):
+            out[i] = len({"".join(c.split()) for c in all_boxed(t)})
+    return out
+
+
 @batch_filter(NAME, VERSION, HygieneParams)
 def hygiene(batch: pl.DataFrame, params: HygieneParams) -> pl.DataFrame:
     """Drop truncated, answerless, multi-answer and looping generations."""
@@ -71,12 +80,10 @@ def hygiene(batch: pl.DataFrame, params: HygieneParams) -> pl.DataFrame:
         (text.str.count_matches("<think>", literal=True) > text.str.count_matches("</think>", literal=True))
         .alias("unclosed"),
         pl.col("answer").str.replace_all(r"\s+", "").str.len_chars().alias("answer_chars"),
-        pl.col(params.boxed_field).str.extract_all(BOXED_RE)
-        .list.eval(pl.element().str.replace_all(r"\s+", "")).list.n_unique().fill_null(0).alias("boxed"),
         lines.list.eval(pl.element().unique_counts().max()).list.first().fill_null(0).alias("line_repeats"),
     )
     dup = duplicate_ngram_share(batch[params.repetition_field], params.ngram_n)
-    m = m.with_columns(pl.Series("dup", dup))
+    m = m.with_columns(pl.Series("dup", dup), pl.Series("boxed", distinct_boxed(batch[params.boxed_field])))
     checks: list[tuple[pl.Expr, pl.Expr, pl.Expr]] = []  # (failed, reason, value)
     if params.check_truncated:
         checks.append((pl.col("length") | pl.col("unclosed"),

@@ -13,15 +13,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from catalogs.boxed import last_boxed
 from catalogs.records import Sample, Verdict, verdict
 
 NAME = "math_accuracy"
-VERSION = "1"
+VERSION = "2"  # 2: the one box extractor (catalogs/boxed.py); it reads `\boxed {x}` as x
 
 # Math-Verify warns once per process that its timeout is off; ours is on, so the warning misleads.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -29,40 +30,6 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 class _SampleTimeout(BaseException):
     """BaseException so Math-Verify's `except Exception` blocks cannot swallow it."""
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`) in `text`, braces balanced."""
-    starts = [i for tag in ("\\boxed", "\\fbox") for i in _find_all(text, tag)]
-    if not starts:
-        return None
-    start = max(starts)
-    i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
-    if i < len(text) and text[i] == " ":  # `\boxed 5`
-        end = i + 1
-        while end < len(text) and not text[end].isspace() and text[end] not in "$.,":
-            end += 1
-        return text[i + 1:end] or None
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text) or text[i] != "{":
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None  # unbalanced: the generation was cut inside the box
-
-
-def _find_all(text: str, sub: str) -> Iterable[int]:
-    i = text.find(sub)
-    while i != -1:
-        yield i
-        i = text.find(sub, i + 1)
 
 
 def _parse(expr: str) -> list[Any]:

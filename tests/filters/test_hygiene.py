@@ -38,6 +38,21 @@ def test_several_different_boxed_answers_but_repeats_and_spacing_are_one() -> No
     assert not d["zh"]["passed"]
 
 
+def test_boxes_are_read_by_the_extractor_math_accuracy_uses() -> None:
+    deep = "\\boxed{\\frac{\\sqrt{\\frac{1}{\\left\\{2\\right\\}}}}{3}}"  # four levels of braces
+    d = by_id(hygiene(frame(
+        row("deep_two", EN_COT, answer=f"First {deep}, then \\boxed{{3}}."),
+        row("deep_same", EN_COT, answer=f"{deep} so {deep.replace('{3}', '{ 3 }')}"),
+        row("fbox", EN_COT, answer="\\fbox{2} and \\boxed 5."),
+        row("nested", EN_COT, answer="\\boxed{\\boxed{2}}"),
+        row("cut", EN_COT, answer="\\boxed{2} then \\boxed{\\frac{1}{"),
+    ), {}))
+    assert not d["deep_two"]["passed"] and d["deep_two"]["value"] == 2
+    assert d["deep_same"]["passed"]
+    assert not d["fbox"]["passed"]  # \fbox{2} and \boxed 5 are two answers
+    assert d["nested"]["passed"] and d["cut"]["passed"]  # a box in a box is one answer; a cut box is none
+
+
 def test_repetition_loops_in_english_and_chinese() -> None:
     loop_en = EN_COT + "\n\n" + "\n".join(["Wait, let me recompute the product of the two factors again."] * 30)
     loop_zh = ZH_COT + "\n\n" + "等一下，让我再重新计算一次这两个因式的乘积看看结果对不对。" * 30

@@ -145,10 +145,10 @@ def test_judge_many_process_pool_matches_serial_and_survives_stalls():
 
 
 def test_registry():
-    assert get_judge("math_accuracy").version == "1"
+    assert get_judge("math_accuracy").version == "2"
     assert get_judge("math_accuracy")(_s("1", r"\boxed{1}")).passed
     with pytest.raises(KeyError, match="known judges: .*math_accuracy"):
         get_judge("maths")
     assert {"math_accuracy", "format", "language_consistency", "code"} <= set(JUDGES)
     v = get_judge("math_accuracy")(_s("1", r"\boxed{1}"))
-    assert json.loads(v.to_json())["judge_version"] == "1"
+    assert json.loads(v.to_json())["judge_version"] == "2"
