@@ -1,0 +1,110 @@
+"""`r1f eval`: k samples per benchmark problem on the real vLLM CPU engine, judged and stored as an eval run;
+pass@1 and cons@k are SQL over the catalog and match a count made by hand from `r1f sql`."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from r1f.cli import app
+from tests.training.conftest import write_recipe
+
+DATA = Path(__file__).parent / "data"
+
+
+def sql(catalog, query: str) -> list[dict]:
+    res = CliRunner().invoke(app, ["sql", query, "--json", "--catalog", str(catalog.root)])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_eval_on_the_vllm_engine_matches_a_hand_count(tmp_path, tiny_model_dir, vllm_llm):
+    from backends.vllm_backend import VLLMBackend
+    from catalogs.store import Catalog
+    from training.evaluate import run_eval
+
+    catalog = Catalog(tmp_path / "catalog")
+    recipe = write_recipe(tmp_path / "eval.yaml", f"""
+name: tiny-math500
+backend: {{name: vllm, model: {tiny_model_dir}}}
+benchmarks:
+  - {{name: math500, file: {DATA / 'math500_3.jsonl'}}}
+k: 4
+sampling: {{max_tokens: 48}}
+""")
+    backend = VLLMBackend(llm=vllm_llm)
+    first = run_eval(catalog, recipe, backend=backend)
+    [score] = first["scores"]
+    assert score["benchmark"] == "bench/math500" and score["problems"] == 3 and score["k"] == 4
+
+    # The hand count: every sample's verdict and answer class, straight from the catalog.
+    rows = sql(catalog, "SELECT g.prompt_id, g.sample_index, v.passed, a.answer_key FROM generation_meta g "
+                        "JOIN verdicts v USING (generation_id) LEFT JOIN eval_answers a USING (generation_id) "
+                        f"WHERE g.run_id = '{first['run_id']}' AND v.judge = 'math_accuracy'")
+    assert len(rows) == 12
+    by_prompt: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["prompt_id"], r["sample_index"])):
+        by_prompt.setdefault(r["prompt_id"], []).append(r)
+    pass1 = sum(sum(r["passed"] for r in rs) / len(rs) for rs in by_prompt.values()) / len(by_prompt)
+    cons = 0
+    for rs in by_prompt.values():
+        votes = Counter(r["answer_key"] for r in rs if r["answer_key"] is not None)
+        if votes:
+            top = max(votes.values())
+            winner = next(r["answer_key"] for r in rs if votes.get(r["answer_key"]) == top)
+            cons += any(r["passed"] for r in rs if r["answer_key"] == winner)
+    assert score["pass_at_1"] == round(100 * pass1, 2) and score["cons_at_k"] == round(100 * cons / 3, 2)
+
+    runs = sql(catalog, "SELECT kind, count(*) AS n FROM runs GROUP BY kind")
+    assert {"kind": "eval", "n": 1} in runs
+    # Evaluating the same model again adds nothing.
+    counts = sql(catalog, "SELECT (SELECT count(*) FROM generation_meta) AS g, (SELECT count(*) FROM verdicts) AS v, "
+                          "(SELECT count(*) FROM eval_answers) AS a")
+    again = run_eval(catalog, recipe, backend=backend)
+    assert again["run_id"] == first["run_id"] and again["answers_added"] == 0
+    assert sql(catalog, "SELECT (SELECT count(*) FROM generation_meta) AS g, (SELECT count(*) FROM verdicts) AS v, "
+                        "(SELECT count(*) FROM eval_answers) AS a") == counts
+    assert again["scores"] == first["scores"]
+
+
+def test_cons_at_k_votes_by_math_equivalence(tmp_path):
+    """Planted answers: "0.5" and "\\frac{1}{2}" are one vote; pass@1 and cons@3 are exactly known."""
+    from catalogs.ingest import IngestOptions, ingest
+    from catalogs.store import Catalog
+    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
+    from training.evaluate import compare_runs
+
+    planted = [("What is 1/2 as a decimal?", "\\frac{1}{2}", ["0.5", "\\frac{1}{2}", "3"]),
+               ("What is 3 + 4?", "7", ["7", "8", "8"])]
+    src = tmp_path / "planted.jsonl"
+    # Imports are keyed by their text: each sample says its index, so equal answers stay separate samples.
+    src.write_text("".join(json.dumps({"problem": p, "answer": ref, "response": f"Try {i}: \\boxed{{{a}}}."}) + "\n"
+                           for p, ref, answers in planted for i, a in enumerate(answers)))
+    catalog = Catalog(tmp_path / "catalog")
+    ingest(catalog, src, IngestOptions(source="planted", generations=True, model="planted-model"))
+    judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy")]))
+    [row] = compare_runs(catalog, ["planted-model"])
+    # Problem 1: 2 of 3 right, majority class {0.5, 1/2} right. Problem 2: 1 of 3 right, majority "8" wrong.
+    assert row["pass_at_1"] == 50.0 and row["cons_at_k"] == 50.0 and row["k"] == 3
+    keys = sql(catalog, "SELECT answer_key, count(*) AS n FROM eval_answers GROUP BY 1 ORDER BY 1")
+    assert {r["answer_key"]: r["n"] for r in keys} == {"0.5": 2, "3": 1, "7": 1, "8": 2}
+
+
+def test_eval_recipe_errors_name_file_and_key(tmp_path):
+    from catalogs.errors import RecipeError
+    from catalogs.store import Catalog
+    from training.evaluate import run_eval
+
+    recipe = write_recipe(tmp_path / "eval.yaml", f"""
+backend: {{name: vllm, model: {tmp_path / 'nope'}}}
+benchmarks: [{{name: m, file: {DATA / 'math500_3.jsonl'}}}]
+judges: [math_accuracy, vibes]
+""")
+    with pytest.raises(RecipeError, match=r"eval.yaml:3: judges: \[1\] 'vibes' is not a judge"):
+        run_eval(Catalog(tmp_path / "c"), recipe)
+    recipe.write_text(recipe.read_text().replace(", vibes", ""))
+    with pytest.raises(RecipeError, match=r"eval.yaml: backend.model: model path .* does not exist"):
+        run_eval(Catalog(tmp_path / "c"), recipe)
