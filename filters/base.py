@@ -108,28 +108,40 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     return frame.with_columns(pl.Series(INPUT_ERROR, bad_rows, dtype=pl.String))
 
 
-def split_think(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(reasoning, answer) expressions from a raw generation, split at the last `</think>`.
+# What Python's str.strip() strips (str.isspace), so the polars split strips exactly as catalogs.split does;
+# polars' default strip_chars() follows Rust's char::is_whitespace, which differs (U+001C..U+001F).
+PY_WHITESPACE = "".join(chr(i) for i in range(0x110000) if chr(i).isspace())
 
-    Without a closing tag everything is reasoning and the answer is empty (as catalogs.records does).
+
+def split_think(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(reasoning, answer) expressions from a raw generation: catalogs.split.split_reasoning(text, THINK),
+    vectorised, with a missing reasoning as "".
+
+    Kept as a polars expression (not a per-row call) because it runs over whole batches; the test
+    tests/filters/test_split_think.py checks it against split_reasoning on thousands of generated texts.
+    The rules: reasoning runs up to the first `</think>`, after a `<think>` before it if there is one;
+    the answer is what follows. Opened but never closed: all reasoning, no answer. No marker at all:
+    no reasoning, the whole text is the answer.
     """
     has_close = text.str.contains(THINK_CLOSE, literal=True)
-    reasoning = (
-        pl.when(has_close)
-        .then(text.str.replace(r"(?s)^(.*)</think>.*$", "$1"))
-        .otherwise(text)
-        .str.replace(r"(?s)^.*?<think>", "")
-        .str.strip_chars()
-    )
-    answer = pl.when(has_close).then(text.str.replace(r"(?s)^.*</think>", "").str.strip_chars()).otherwise(pl.lit(""))
-    return reasoning, answer
+    has_open = text.str.contains(THINK_OPEN, literal=True)
+    head = text.str.replace(r"(?s)</think>.*$", "")  # before the first </think>
+    head = (pl.when(head.str.contains(THINK_OPEN, literal=True))
+            .then(head.str.replace(r"(?s)^.*?<think>", "")).otherwise(head))
+    reasoning = (pl.when(has_close).then(head)
+                 .when(has_open).then(text.str.replace(r"(?s)^.*?<think>", ""))
+                 .otherwise(pl.lit("")))
+    answer = (pl.when(has_close).then(text.str.replace(r"(?s)^.*?</think>", ""))
+              .when(has_open).then(pl.lit(""))
+              .otherwise(text))
+    return reasoning.str.strip_chars(PY_WHITESPACE), answer.str.strip_chars(PY_WHITESPACE)
 
 
 def prepare_batch(data: pl.DataFrame | Sequence[Mapping[str, Any]] | Any) -> pl.DataFrame:
     """Normalise a batch: String columns, defaults for absent optional columns, input errors flagged.
 
     Accepts a polars DataFrame, a pyarrow Table, or a list of dicts. `reasoning` and `answer` are
-    derived from `text` (split at `</think>`) when absent. The returned frame has an extra
+    derived from `text` when absent, as catalogs.split.split_reasoning does with `<think>` markers. The returned frame has an extra
     `_input_error` column: null, `empty_text`, or `invalid_utf8: <column>`.
     """
     if isinstance(data, pl.DataFrame):

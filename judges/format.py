@@ -10,6 +10,7 @@ Chat templates that prefill `<think>` in the prompt produce completions without 
 from __future__ import annotations
 
 from catalogs.records import Sample, Verdict, verdict
+from catalogs.split import Markers, split_reasoning
 
 NAME = "format"
 VERSION = "1"
@@ -40,6 +41,7 @@ def judge(sample: Sample, *, template: str = "think", open_tag: str | None = Non
     if sample.finish_reason == "length":
         return fail("truncated")
     text = sample.text.strip()
+    # The structure is checked here; the reasoning and answer are cut out by the one splitter.
     if o == c:  # same marker both sides (|special_token|): exactly two occurrences
         n = text.count(o)
         if n < 2:
@@ -48,33 +50,28 @@ def judge(sample: Sample, *, template: str = "think", open_tag: str | None = Non
             return fail("repeated_tags")
         if not text.startswith(o):
             return fail("text_before_open_tag")
-        _, reasoning, rest = text.split(o, 2)
     else:
         if text.count(c) == 0:
             return fail("missing_close_tag")
         if text.count(c) > 1 or text.count(o) > 1:
             return fail("repeated_tags")
-        head, _, rest = text.partition(c)
+        head = text.partition(c)[0]
         if o in head:
             if head.split(o, 1)[0].strip():
                 return fail("text_before_open_tag")
-            reasoning = head.split(o, 1)[1]
         elif require_open:
             return fail("missing_open_tag")
-        else:
-            reasoning = head
-    if not reasoning.strip():
+    reasoning, answer = split_reasoning(text, Markers(o or None, c or None, ao, ac))
+    if not (reasoning or "").strip():
         return fail("empty_reasoning")
-    rest = rest.strip()
     if ao and ac:
+        rest = text[text.rfind(c) + len(c):].strip()  # the close marker is the last one of its kind
         if not rest.startswith(ao):
             return fail("missing_answer_tags")
         if rest.count(ao) != 1 or rest.count(ac) != 1:
             return fail("missing_answer_tags" if ac not in rest else "repeated_tags")
-        inner, _, after = rest[len(ao):].partition(ac)
-        if after.strip():
+        if rest[len(ao):].partition(ac)[2].strip():
             return fail("text_after_answer")
-        rest = inner.strip()
-    if not rest:
+    if not answer:
         return fail("no_answer")
     return verdict(NAME, VERSION, 1.0, True, "ok", template=template)
