@@ -89,15 +89,15 @@ def render_card(facts: dict[str, Any], configs: list[dict[str, Any]], features: 
     example = _example_id(facts)
     lines = ["---", card_header(facts, configs, features, license).rstrip("\n"), "---", "",
              f"# {md(name)}", "",
-             f"**{facts['members']:,} samples** ({kinds.get('reasoning', 0):,} reasoning, "
+             (f"**{facts['members']:,} samples** ({kinds.get('reasoning', 0):,} reasoning, "
              f"{kinds.get('non_reasoning', 0):,} non-reasoning) from {facts['prompts']:,} prompts, made by "
              f"{models} and kept because they passed the judges {judges} and the filters {filters}. Built the "
              f"way DeepSeek-R1 built its SFT data (rejection sampling with rule judges, then dropping mixed-"
              f"language, long-paragraph and code-block chains of thought), with "
-             f"r1-factory {md(facts['code_version'])}.", "",
-             f"Every figure on this card was read from the catalog that made the release; `manifest.json` "
+             f"r1-factory {md(facts['code_version'])}."), "",
+             (f"Every figure on this card was read from the catalog that made the release; `manifest.json` "
              f"beside the data has sha256 `{facts['manifest_sha256']}` (check it with `sha256sum "
-             f"manifest.json`), and every row carries its `generation_id`.", "",
+             f"manifest.json`), and every row carries its `generation_id`."), "",
              "| | |", "|---|---|",
              f"| samples | {facts['members']:,} |", f"| prompts | {facts['prompts']:,} |",
              f"| sources | {len(facts['by_source'])} |", f"| models | {models} |",
@@ -106,15 +106,16 @@ def render_card(facts: dict[str, Any], configs: list[dict[str, Any]], features: 
              f"| members sha256 | `{m['members_sha256']}` |",
              f"| manifest sha256 | `{facts['manifest_sha256']}` |", "",
              "## Load it", "", "```python", "from datasets import load_dataset", "",
-             f'ds = load_dataset("{repo}", "all", split="train")   # or "reasoning", "non_reasoning"',
+             f'ds = load_dataset("{repo}", "all", split="train")'
+             + (f'   # or {", ".join(chr(34) + c["name"] + chr(34) for c in configs[1:])}' if configs[1:] else ""),
              "# trl's SFTTrainer: keep one of the two chat forms",
              'sft = ds.select_columns(["messages"])                # or ["prompt", "completion"]', "```", ""]
     if figures:
         lines += ["## At a glance", ""]
         lines += [f"![{md(title)}]({path})" for title, path in figures.items()] + [""]
     lines += ["## How it was made", "", "### Generation", "",
-              "Each run is one model, backend, template (with its version) and set of sampling parameters; "
-              "imported runs are traces made elsewhere and curated here.", ""]
+              ("Each run is one model, backend, template (with its version) and set of sampling parameters; "
+              "imported runs are traces made elsewhere and curated here."), ""]
     lines += md_table([{"run": r["run_id"], "kind": r["kind"], "model": r["model"],
                         "backend": r["backend"], "template": " ".join(x for x in (r["template"],
                                                                                      r["template_version"]) if x),
@@ -130,16 +131,16 @@ def render_card(facts: dict[str, Any], configs: list[dict[str, Any]], features: 
     lines += ["", "Accept rate per source (passed every judge and filter):", ""]
     lines += md_table([{**r, "accept_rate": _pct(r["accept_rate"])} for r in facts["accept_by_source"]])
     lines += ["", "### Judges", "",
-              "A judge's version includes a hash of its non-default parameters, so a changed threshold is a "
-              "new version.", ""]
+              ("A judge's version includes a hash of its non-default parameters, so a changed threshold is a "
+              "new version."), ""]
     lines += md_table([{**j, "accept_rate": _pct(j["accept_rate"])} for j in facts["judges"]])
     lines += ["", "### Filters", ""]
     lines += md_table([{"filter": f["filter"], "versions": f["versions"],
                         "thresholds": json.dumps(f["params"], sort_keys=True, ensure_ascii=False),
                         "decided": f["decided"], "dropped": f["dropped"], "pass_rate": _pct(f["pass_rate"])}
                        for f in facts["filters"]], code=("thresholds",))
-    lines += ["", "### Drop reasons", "", "Among the generations of these runs (the newest verdict of each "
-              "judge and decision of each filter):", ""]
+    lines += ["", "### Drop reasons", "", ("Among the generations of these runs (the newest verdict of each "
+              "judge and decision of each filter):"), ""]
     lines += md_table(facts["drop_reasons"])
     lines += ["", "Why the other generations are not in the release (from the manifest):", ""]
     lines += md_table(m["excluded"], ["why", "failed_judges", "failed_filters", "generations"])
@@ -159,14 +160,14 @@ def render_card(facts: dict[str, Any], configs: list[dict[str, Any]], features: 
               "## Files", "",
               "- `data/<config>/train-*.parquet`: the rows (`all` reads both kinds' files);",
               "- `manifest.json`: the release manifest, byte for byte as frozen in the catalog;",
-              "- `recipes/`: the generation runs' recipes, the judges, the filters with their parameters, and "
-              "the release selection;"]
+              ("- `recipes/`: the generation runs' recipes, the judges, the filters with their parameters, and "
+              "the release selection;")]
     if figures:
         lines += ["- `assets/`: the figures above (`r1f report` draws them)."]
     lines += ["", "## Reproduce", "",
               f"Selection: `{md(m['selection'])}`", "",
-              "The same catalog state and release recipe give the same manifest, byte for byte "
-              f"(`r1f release {name} --recipe recipes/release.yaml`).", ""]
+              ("The same catalog state and release recipe give the same manifest, byte for byte "
+              f"(`r1f release {name} --recipe recipes/release.yaml`)."), ""]
     return "\n".join(lines)
 
 

@@ -303,12 +303,12 @@ def release_facts(catalog: Catalog, name: str | None = None, distributions: bool
         facts["cot_chars"] = _dict_rows(con, """
             SELECT domain, count(*) AS samples, median(reasoning_chars)::BIGINT AS median,
                    quantile_disc(reasoning_chars, 0.9) AS p90, max(reasoning_chars) AS max
-            FROM members GROUP BY domain ORDER BY domain""")
+            FROM members WHERE reasoning_chars > 0 GROUP BY domain ORDER BY domain""")
         if distributions:
             facts["dist"] = {
                 "cot_chars_by_domain": {d: v for d, v in con.execute(
                     "SELECT domain, list(reasoning_chars ORDER BY generation_id) FROM members "
-                    "GROUP BY domain ORDER BY domain").fetchall()},
+                    "WHERE reasoning_chars > 0 GROUP BY domain ORDER BY domain").fetchall()},
                 "completion_tokens": [r[0] for r in con.execute(
                     "SELECT completion_tokens FROM members WHERE completion_tokens IS NOT NULL "
                     "ORDER BY generation_id").fetchall()],
@@ -469,7 +469,7 @@ def _write_recipes(folder: Path, facts: dict[str, Any], release_recipe: dict[str
     import yaml
 
     folder.mkdir()
-    dump = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)  # noqa: E731
+    dump = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
     run_ids = [r["run_id"] for r in facts["runs"]]
     with catalog.connect() as con:
         for run_id in run_ids:

@@ -197,6 +197,10 @@ def render_html(facts: dict[str, Any], pngs: dict[str, bytes]) -> str:
              "sampling": r["sampling"], "generations": r["generations"], "accepted / in release": r["in_release"]}
             for r in facts["runs"]]
     sections = [
+        ("Accept rate per source", _table(facts["accept_by_source"])),
+        ("Samples per domain and language", _table(
+            [{"domain": k, "samples": v} for k, v in facts["by_domain"].items()]) + _table(
+            [{"language": k, "samples": v} for k, v in facts["by_language"].items()])),
         ("Generation runs", _table(runs)),
         ("Rejection sampling", _table(facts["sampling"])),
         ("Judges", _table(facts["judges"])),
