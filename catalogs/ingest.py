@@ -6,6 +6,7 @@ aborts the ingest before that transaction, and the catalog is exactly as it was.
 """
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import io
@@ -14,6 +15,7 @@ import re
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,6 +113,37 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
+# What gzip raises on a damaged or cut-off stream (BadGzipFile is an OSError).
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _not_gzip(path: Path, where: str) -> RecordError | None:
+    """A RecordError if a `.gz` file does not start with the gzip magic bytes."""
+    if not path.name.lower().endswith(".gz"):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:2] == b"\x1f\x8b" or not head:
+        return None
+    plain = path.name[:-3]
+    return RecordError(f"{where}: not gzip data, though the name ends in .gz (it starts with {head!r}); "
+                       f"if it is plain text, rename it to {plain}, else compress it with `gzip {plain}`")
+
+
+def _broken_gzip(where: str, exc: BaseException, after: str) -> RecordError:
+    if isinstance(exc, EOFError):
+        what = "the gzip data ends early: the file is cut off (an interrupted download or copy?)"
+    else:
+        what = f"the gzip data is damaged ({exc})"
+    return RecordError(f"{where}: {what}; {after}. Fetch or compress the file again; "
+                       f"`gzip -t FILE` checks it")
+
+
+def _too_large(where: str, size: str, max_bytes: int) -> RecordError:
+    return RecordError(f"{where}: record is {size}, over the limit of {max_bytes / 2**20:g} MiB "
+                       f"(raise it with --max-record-mb)")
+
+
 def _decode(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
@@ -121,21 +154,33 @@ def _decode(raw: bytes, where: str) -> str:
 
 def read_jsonl(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, int]]:
     """Yield (location, record or RecordError, bytes) for each line, never holding more than one line."""
+    bad = _not_gzip(path, "line 1")
+    if bad is not None:
+        yield "line 1", bad, 0
+        return
     with _open_binary(path) as f:
         lineno = 0
         while True:
-            raw = f.readline(max_bytes + 1)
+            try:
+                raw = f.readline(max_bytes + 1)
+            except _GZIP_ERRORS as exc:
+                where = f"line {lineno + 1}"
+                yield where, _broken_gzip(where, exc, f"the {lineno} line(s) before it read fine"), 0
+                return
             if not raw:
                 return
             lineno += 1
             where = f"line {lineno}"
             size = len(raw)
             if len(raw) > max_bytes and not raw.endswith(b"\n"):
-                while raw and not raw.endswith(b"\n"):  # skip the rest of the oversized line
-                    raw = f.readline(1 << 20)
-                    size += len(raw)
-                yield where, RecordError(f"{where}: record is {size / 2**20:.1f} MiB, over the limit of "
-                                         f"{max_bytes / 2**20:.0f} MiB (raise it with --max-record-mb)"), size
+                try:
+                    while raw and not raw.endswith(b"\n"):  # skip the rest of the oversized line
+                        raw = f.readline(1 << 20)
+                        size += len(raw)
+                except _GZIP_ERRORS as exc:
+                    yield where, _broken_gzip(where, exc, "it is also over the size limit"), size
+                    return
+                yield where, _too_large(where, f"{size / 2**20:.1f} MiB", max_bytes), size
                 continue
             if not raw.strip():
                 continue
@@ -148,26 +193,158 @@ def read_jsonl(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, int]]:
                 yield where, RecordError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"), size
 
 
-def read_json_array(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, int]]:
+class _RecordTooLarge(Exception):
+    pass
+
+
+class _LimitedReader:
+    """Hands the streaming JSON parser its bytes, and stops it inside a record that outgrows the limit.
+
+    The parser reads ahead by at most `_JSON_BUF` bytes, so a record is stopped once the bytes read since the
+    last complete record pass the limit plus that; a record at most that much over the limit gets through.
+    """
+
+    def __init__(self, f: io.BufferedIOBase, limit: int) -> None:
+        self.f, self.limit, self.pos, self.mark = f, limit, 0, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos - self.mark > self.limit + _JSON_BUF:
+            raise _RecordTooLarge
+        data = self.f.read(n if n >= 0 else _JSON_BUF)
+        self.pos += len(data)
+        return data
+
+
+_JSON_BUF = 64 << 10
+
+
+def _first_line(path: Path, max_bytes: int) -> tuple[str, Any]:
+    """('json', value) if the first line parses; ('long', None) if it is over the limit; else ('bad', None).
+    'json' becomes 'only' when that line is all the file holds."""
+    try:
+        with _open_binary(path) as f:
+            first = f.readline(max_bytes + 1)
+            if len(first) > max_bytes and not first.endswith(b"\n"):
+                return "long", None
+            rest = f.read(1 << 16).strip()
+    except _GZIP_ERRORS:
+        return "bad", None  # reading it line by line reports where the gzip data breaks
+    try:
+        value = json.loads(first)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "bad", None
+    return ("json" if rest else "only"), value
+
+
+def _describe_object(path: Path) -> tuple[list[tuple[str, str]], bool]:
+    """(key, what its value is) for the top-level keys of a file holding one JSON object, the first 20; and
+    whether the text does read as one object (its end, or 20 keys, reached without a JSON error)."""
     import ijson
 
+    keys: list[tuple[str, str]] = []
+    whole = False
+    kinds = {"start_map": "an object", "string": "a string", "number": "a number", "boolean": "a boolean",
+             "null": "null"}
+    depth, key, pending = 0, "", ""
     with _open_binary(path) as f:
-        head = f.read(4096).lstrip()
-    if head.startswith(b"{"):  # JSON Lines saved with a .json name
+        try:
+            for _, event, value in ijson.parse(f):
+                if depth == 1 and event == "map_key":
+                    key, pending = value, "value"
+                elif pending == "value":
+                    if event == "start_array":
+                        pending = "first item"
+                    else:
+                        keys.append((key, kinds.get(event, "a value")))
+                        pending = ""
+                elif pending == "first item":
+                    keys.append((key, "a list of objects" if event == "start_map" else
+                                 "an empty list" if event == "end_array" else "a list"))
+                    pending = ""
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                if len(keys) >= 20 or (depth == 0 and event == "end_map"):
+                    whole = True
+                    break
+        except (ijson.JSONError, *_GZIP_ERRORS, UnicodeDecodeError):
+            pass  # not one object after all
+    return keys, whole
+
+
+def _object_not_array(path: Path, where: str, keys: list[tuple[str, str]]) -> RecordError:
+    listed = ", ".join(f"`{k}` ({what})" for k, what in keys) or "none"
+    lists = [k for k, what in keys if what == "a list of objects"]
+    if lists:
+        stem = path.name.split(".")[0]
+        jq = f"jq -c '.{lists[0]}[]'"
+        pipe = f"gzip -dc {path} | {jq}" if path.name.lower().endswith(".gz") else f"{jq} {path}"
+        fix = (f"to ingest the records under `{lists[0]}`, extract them first: "
+               f"{pipe} > {stem}.{lists[0]}.jsonl")
+    else:
+        fix = "put the records in an array [{...}, {...}], or write one object per line (JSON Lines)"
+    return RecordError(f"{where}: the file holds one JSON object, not a list of records "
+                       f"(its keys: {listed}); a .json file must hold an array of records, or one record "
+                       f"per line; {fix}")
+
+
+def read_json_array(path: Path, max_bytes: int,
+                    rename: dict[str, str] | None = None) -> Iterator[tuple[str, Any, int]]:
+    import ijson
+
+    bad = _not_gzip(path, "line 1")
+    if bad is not None:
+        yield "line 1", bad, 0
+        return
+    try:
+        with _open_binary(path) as f:
+            head = f.read(4096).lstrip()
+    except _GZIP_ERRORS as exc:
+        yield "line 1", _broken_gzip("line 1", exc, "nothing could be read"), 0
+        return
+    if head.startswith(b"{"):
+        # JSON Lines saved with a .json name, or one object (a wrapper such as {"data": [...]}) that is not
+        # a list of records: the first reads line by line, the second only as a whole.
+        first, value = _first_line(path, max_bytes)
+        wrapper = first == "bad"
+        if first == "only" and isinstance(value, dict):  # a one-line file: a record, or a wrapper?
+            names = {(rename or {}).get(k, k) for k in value}
+            wrapper = not names & set(PROMPT_FIELDS) and any(
+                isinstance(v, list) and v and isinstance(v[0], dict) for v in value.values())
+        if wrapper:
+            keys, whole = _describe_object(path)
+            if whole:
+                yield "line 1", _object_not_array(path, "line 1", keys), 0
+                return
         yield from read_jsonl(path, max_bytes)
         return
     if not head.startswith(b"["):
-        yield "the file", RecordError("the file: a .json file must hold a JSON array of records (or one JSON "
-                                      "object per line)"), 0
+        yield "line 1", RecordError("line 1: a .json file must hold a JSON array of records [{...}, ...], "
+                                    f"or one JSON object per line; this one starts with {head[:20]!r}"), 0
         return
+    i = 0
     with _open_binary(path) as f:
+        reader = _LimitedReader(f, max_bytes)
         try:
-            for i, item in enumerate(ijson.items(f, "item", use_float=True)):
+            for i, item in enumerate(ijson.items(reader, "item", use_float=True, buf_size=_JSON_BUF)):
                 yield f"item {i}", item, 0
+                reader.mark = reader.pos
+                i += 1
+        except _RecordTooLarge:
+            seen = (reader.pos - reader.mark - _JSON_BUF) / 2**20
+            too_large = _too_large(f"item {i}", f"more than {seen:.1f} MiB", max_bytes)
+            yield f"item {i}", RecordError(f"{too_large}; the file was read no further"), 0
         except ijson.JSONError as exc:
-            yield "the file", RecordError(f"malformed JSON: {exc}"), 0
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            yield f"item {i}", RecordError(f"item {i}: malformed JSON ({msg}), about byte {reader.pos} "
+                                           f"of the decompressed text; `python -m json.tool FILE` shows "
+                                           f"where"), 0
         except UnicodeDecodeError as exc:
-            yield "the file", RecordError(f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8"), 0
+            yield f"item {i}", RecordError(f"item {i}: not valid UTF-8 (byte {exc.start}); re-encode the "
+                                           f"file as UTF-8"), 0
+        except _GZIP_ERRORS as exc:
+            yield f"item {i}", _broken_gzip(f"item {i}", exc, f"the {i} record(s) before it read fine"), 0
 
 
 def _check_arrow_schema(path: Path, schema: pa.Schema, generations: bool, rename: dict[str, str]) -> None:
@@ -205,15 +382,35 @@ def read_parquet(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, in
     _check_arrow_schema(path, pf.schema_arrow, opts.generations, opts.rename)
     # One batch iterator per row group: a single iterator over the whole file kept buffers alive as it went
     # (its memory grew with the file here); each finished iterator releases its row group.
-    yield from _arrow_batches(pf.iter_batches(batch_size=1000, row_groups=[i]) for i in range(pf.num_row_groups))
+    groups = (pf.iter_batches(batch_size=1000, row_groups=[i]) for i in range(pf.num_row_groups))
+    yield from _arrow_batches(groups, opts.max_record_bytes)
 
 
-def _arrow_batches(groups: Iterable[Iterable[pa.RecordBatch]]) -> Iterator[tuple[str, Any, int]]:
+def _value_bytes(value: Any) -> int:
+    """About the bytes a value takes as JSON text: strings in UTF-8, containers summed."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(k) + _value_bytes(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_value_bytes(v) for v in value)
+    return 8
+
+
+def _arrow_batches(groups: Iterable[Iterable[pa.RecordBatch]],
+                   max_bytes: int) -> Iterator[tuple[str, Any, int]]:
     row = 0
     for batches in groups:
         for batch in batches:
             for rec in batch.to_pylist():
-                yield f"row {row}", rec, 0
+                where = f"row {row}"
+                size = _value_bytes(rec)
+                if size > max_bytes:
+                    yield where, _too_large(where, f"{size / 2**20:.1f} MiB", max_bytes), 0
+                else:
+                    yield where, rec, 0
                 row += 1
 
 
@@ -229,7 +426,7 @@ def read_hf(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
         ds = ds[opts.split]
     table = ds.data.table if hasattr(ds.data, "table") else ds.data
     _check_arrow_schema(path, table.schema, opts.generations, opts.rename)
-    yield from _arrow_batches([table.to_batches(max_chunksize=1000)])
+    yield from _arrow_batches([table.to_batches(max_chunksize=1000)], opts.max_record_bytes)
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -278,6 +475,21 @@ def _opt_int(rec: dict[str, Any], key: str, where: str) -> int | None:
     return v
 
 
+def _tests_from_string(text: str, where: str) -> Any:
+    """`tests` given as a string: JSON, or a Python literal ("[{'input': ...}]", as some public code datasets
+    store them; the code judge reads both). literal_eval evaluates no code. Stored as JSON either way."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise RecordError(f"{where}: field `tests` is a string but neither JSON nor a Python literal "
+                          f"(starts {text[:40]!r}); give a list or object, e.g. "
+                          f"[{{\"input\": \"1\", \"output\": \"2\"}}]") from None
+
+
 def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: str) -> dict[str, Any]:
     if not isinstance(rec, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
@@ -296,13 +508,14 @@ def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: s
     tests = rec.get("tests")
     if tests is not None:
         if isinstance(tests, str):
-            try:
-                tests = json.loads(tests)
-            except json.JSONDecodeError:
-                raise RecordError(f"{where}: field `tests` is a string but not JSON; give a list or object") from None
+            tests = _tests_from_string(tests, where)
         if not isinstance(tests, (list, dict)):
             raise RecordError(f"{where}: field `tests` must be a list or an object, got {type(tests).__name__}")
-        tests = canonical_json(tests)
+        try:
+            tests = canonical_json(tests)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{where}: field `tests` holds a value JSON cannot store ({exc}); use lists, "
+                              f"objects, strings and numbers") from None
     kind = _opt_str(rec, "kind", where) or opts.kind or "reasoning"
     if kind not in KINDS:
         raise RecordError(f"{where}: field `kind` is {kind!r}; use `reasoning` or `non_reasoning`")
@@ -375,7 +588,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
         report.run_id = rid
         known_gens = catalog.generation_ids(rid)
     records = {"jsonl": lambda: read_jsonl(path, opts.max_record_bytes),
-               "json": lambda: read_json_array(path, opts.max_record_bytes),
+               "json": lambda: read_json_array(path, opts.max_record_bytes, opts.rename),
                "parquet": lambda: read_parquet(path, opts), "hf": lambda: read_hf(path, opts)}[fmt]()
 
     staging = catalog._staging_dir()

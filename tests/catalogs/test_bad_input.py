@@ -35,7 +35,8 @@ CASES = {
     "not_utf8": ([json.dumps(GOOD), b'{"problem": "caf\xe9"}'], "line 2: not valid UTF-8"),
     "empty_prompt": ([json.dumps(GOOD), json.dumps({"problem": "   "})], "line 2: field `problem` is empty"),
     "not_an_object": ([json.dumps(GOOD), "[1, 2]"], "line 2: a record must be a JSON object"),
-    "bad_tests": ([json.dumps({"problem": "p", "tests": "not json"})], "line 1: field `tests` is a string but not JSON"),
+    "bad_tests": ([json.dumps({"problem": "p", "tests": "not json"})],
+                  "line 1: field `tests` is a string but neither JSON nor a Python literal"),
 }
 
 
