@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import bench_filters  # noqa: E402  (the corpus, the suite and the datatrove pipeline, reused)
+import bench_filters
 
 RECIPE = ROOT / "recipes" / "filters_r1.yaml"
 R1F = [sys.executable, "-m", "r1f"]
@@ -184,8 +184,8 @@ def main() -> None:
                              "--limit", str(a.n), "--batch", "500", "--workers", "2",
                              "--decisions", str(work / "suite_decisions.parquet")], env=env)
         r = json.loads(suite["stdout"].strip().splitlines()[-1])
-        print(f"\n== the filter suite alone (bench_filters.py: 7 filters, dedup over text and problem), same texts "
-              f"from one Parquet file, 2 workers")
+        print("\n== the filter suite alone (bench_filters.py: 7 filters, dedup over text and problem), same texts "
+              "from one Parquet file, 2 workers")
         print(f"wall {r['wall_s']:.1f} s: {r['text_mb'] / r['wall_s']:.1f} MB/s wall; {r['text_mb'] / r['cpu_s']:.1f} MB "
               f"per CPU-second; peak RSS main {suite['peak_main_mb']:.0f} MB, largest worker "
               f"{suite['peak_worker_mb']:.0f} MB")

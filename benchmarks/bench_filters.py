@@ -39,9 +39,8 @@ from filters.code_blocks import code_blocks
 from filters.decontamination import BenchmarkIndex, Decontaminator
 from filters.dedup import DedupIndex
 from filters.hygiene import hygiene
-from filters.language_mixing import language_mixing
+from filters.language_mixing import language_mixing, lid_model_path
 from filters.long_paragraphs import long_paragraphs
-from filters.language_mixing import lid_model_path
 
 BENCH_FILES = [ROOT / "tests/filters/data/math500.jsonl", ROOT / "tests/filters/data/aime24.jsonl"]
 RATES = {  # planted defect -> share of the corpus

@@ -6,7 +6,8 @@ rejection-sampling check, a GRPO reward and an eval scorer.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -26,6 +27,23 @@ class Sample:
     reasoning: str = ""  # chain of thought
     answer: str = ""  # summary / answer after the reasoning
     finish_reason: str | None = None
+
+
+SAMPLE_FIELDS = tuple(f.name for f in fields(Sample))
+_EMPTY_WHEN_NULL = ("generation_id", "prompt_id", "problem", "domain", "text", "reasoning", "answer")
+
+
+def sample_from_row(row: Mapping[str, Any]) -> Sample:
+    """The one row -> Sample mapping: a row as `Catalog.iter_samples` streams it (the prompt's answer under
+    `reference`); other keys are ignored. Absent or null text fields become "", language "en", kind
+    "reasoning"."""
+    values = {k: row.get(k) for k in SAMPLE_FIELDS}
+    for k in _EMPTY_WHEN_NULL:
+        if values[k] is None:
+            values[k] = ""
+    values["language"] = values["language"] or "en"
+    values["kind"] = values["kind"] or "reasoning"
+    return Sample(**values)
 
 
 @dataclass(frozen=True)

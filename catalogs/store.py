@@ -623,74 +623,114 @@ class Catalog:
 
     def iter_samples(self, *, where: str | Sequence[str | None] | None = None,
                      without: tuple[str, ...] | None = None,
-                     batch_rows: int = 2000, on_total: Callable[[int], None] | None = None
+                     batch_rows: int = 2000, on_total: Callable[[int], None] | None = None,
+                     marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
+                     | None = None,
+                     on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
                      ) -> Iterator[Any]:  # Iterator[polars.DataFrame]
-        """Stream generations with their prompt's fields, shard by shard, holding no lock between batches.
+        """Stream generations with their prompt's fields in catalog order (shard, row), holding no lock between
+        batches.
 
         `where` is a SQL predicate over generation_meta and prompts columns (e.g. `domain = 'math'`), or a
         list of them, all of which must hold.
         `without=("verdict", judge, version)` or `("filter", name, version, params_hash)` skips generations
         that already have that verdict or decision: judging or filtering again costs nothing.
+        `marks=[(where_i, without_i, see_done_i), ...]` serves several selections in one pass over the texts:
+        a row is streamed when some mark selects it (where_i holds, and it lacks without_i's output unless
+        see_done_i), and each batch carries boolean columns `_in_i` (mark i selects the row) and `_new_i` (the
+        row lacks without_i's output). `on_marks` gets (selected, new) counts per mark.
         Each batch has generation_id, prompt_id, run_id, sample_index, finish_reason, completion_tokens,
         text, reasoning, answer, and the prompt's source, problem, reference (its answer), tests, kind,
         domain, language, messages.
         """
         import polars as pl
+
+        def conjunction(w: str | Sequence[str | None] | None) -> str | None:
+            if w is not None and not isinstance(w, str):
+                return " AND ".join(f"({c})" for c in w if c) or None
+            return w
+
+        where = conjunction(where)
+        plain = marks is None
+        marks = [(None, without, False)] if marks is None else list(marks)
+        cols: list[str] = []
+        for i, (w, wo, _) in enumerate(marks):
+            w = conjunction(w)
+            cols.append(f"coalesce(({w}), false) AS _in_{i}" if w else f"true AS _in_{i}")
+            cols.append(f"{_lacks_output(wo)} AS _new_{i}")
+        sql = (f"SELECT g.shard, g.shard_row, {', '.join(cols)} FROM generation_meta g "
+               f"JOIN prompts p USING (prompt_id) {'WHERE ' + where if where else ''}")
+        with self.connect() as con:
+            try:
+                pending = con.sql(sql).pl()
+            except duckdb.Error as exc:
+                shown = " AND ".join(f"({w})" for w in [where, *(conjunction(m[0]) for m in marks)] if w)
+                raise CatalogError(f"selection `{shown}` is not a valid SQL predicate over generations and "
+                                   f"prompts: {str(exc).splitlines()[0]}") from None
+        pending = pending.with_columns(
+            [(pl.col(f"_in_{i}") & (pl.lit(see) | pl.col(f"_new_{i}"))).alias(f"_in_{i}")
+             for i, (_, _, see) in enumerate(marks)])
+        pending = pending.filter(pl.any_horizontal([f"_in_{i}" for i in range(len(marks))]))
+        # a categorical shard name and no ids: a few bytes per selected row
+        pending = pending.sort("shard", "shard_row").with_columns(pl.col("shard").cast(pl.Categorical))
+        if on_total is not None:
+            on_total(pending.height)
+        if on_marks is not None:
+            on_marks([(int(pending[f"_in_{i}"].sum()), int((pending[f"_in_{i}"] & pending[f"_new_{i}"]).sum()))
+                      for i in range(len(marks))])
+        mark_cols = [] if plain else [c for i in range(len(marks)) for c in (f"_in_{i}", f"_new_{i}")]
+        held: list[Any] = []
+        held_rows = 0
+        for batch in self._read_selected(pending.select("shard", "shard_row", *mark_cols),
+                                         max(batch_rows, 4096)):
+            held.append(batch)
+            held_rows += batch.height
+            while held_rows >= batch_rows:
+                frame = pl.concat(held) if len(held) > 1 else held[0]
+                yield frame.slice(0, batch_rows)
+                rest = frame.slice(batch_rows)
+                held, held_rows = ([rest] if rest.height else []), rest.height
+        if held_rows:
+            yield pl.concat(held) if len(held) > 1 else held[0]
+
+    def _read_selected(self, pending: Any, chunk_rows: int) -> Iterator[Any]:
+        """Texts and prompt fields of `pending` (shard, shard_row, then extra columns; sorted), in order, a
+        chunk of rows at a time: one brief catalog read per chunk, each shard's needed row groups read once."""
+        import numpy as np
+        import polars as pl
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if where is not None and not isinstance(where, str):
-            where = " AND ".join(f"({c})" for c in where if c) or None
-        skip = ""
-        params: list[Any] = []
-        if without is not None:
-            if without[0] == "verdict":
-                skip = ("ANTI JOIN (SELECT generation_id FROM verdicts WHERE judge = ? AND judge_version = ?) "
-                        "USING (generation_id)")
-                params = [without[1], str(without[2])]
-            elif without[0] == "filter":
-                skip = ("ANTI JOIN (SELECT generation_id FROM filter_decisions WHERE filter = ? AND "
-                        "filter_version = ? AND params_hash = ?) USING (generation_id)")
-                params = [without[1], str(without[2]), without[3]]
-            else:
-                raise ValueError(f"without={without!r}: use ('verdict', judge, version) or "
-                                 f"('filter', name, version, params_hash)")
-        sql = (f"SELECT g.shard, g.shard_row, g.generation_id, g.prompt_id FROM generation_meta g "
-               f"JOIN prompts p USING (prompt_id) {skip} {'WHERE ' + where if where else ''} "
-               f"ORDER BY g.shard, g.shard_row")
-        with self.connect() as con:
-            try:
-                pending = con.sql(sql.replace("?", "{}").format(*(_literal(p) for p in params))).pl()
-            except duckdb.Error as exc:
-                raise CatalogError(f"selection `{where}` is not a valid SQL predicate over generations and "
-                                   f"prompts: {str(exc).splitlines()[0]}") from None
-        if on_total is not None:
-            on_total(pending.height)
-        meta_cols = ("generation_id, run_id, sample_index, finish_reason, completion_tokens")
+        meta_cols = "g.shard, g.shard_row, g.prompt_id, g.run_id, g.sample_index, g.finish_reason, g.completion_tokens"
         prompt_cols = ", ".join(f"p.{c}" if c != "answer" else "p.answer AS reference"
                                 for c in self.SAMPLE_PROMPT_COLUMNS)
-        for (shard,), rows in pending.group_by("shard", maintain_order=True):
-            with self.connect() as con:  # the prompt fields of this shard's rows, in one brief read
-                con.register("wanted_ids", rows.select("generation_id").to_arrow())
-                fields = con.sql(f"SELECT g.prompt_id, {meta_cols}, {prompt_cols} FROM generation_meta g "
-                                 f"SEMI JOIN wanted_ids USING (generation_id) JOIN prompts p USING (prompt_id)").pl()
-            wanted = rows["shard_row"].sort().to_numpy()
-            pf = pq.ParquetFile(self.root / SHARD_DIR / shard)
-            offset = 0
-            for group in range(pf.num_row_groups):
-                n = pf.metadata.row_group(group).num_rows
-                lo, hi = wanted.searchsorted(offset), wanted.searchsorted(offset + n)
-                hit = wanted[lo:hi] - offset
-                offset += n
-                if not len(hit):
-                    continue
-                texts = pl.from_arrow(pf.read_row_group(group).take(pa.array(hit, pa.int64())))
+        for start in range(0, pending.height, chunk_rows):
+            chunk = pending.slice(start, chunk_rows)
+            shards = chunk["shard"].unique(maintain_order=True).cast(pl.String).to_list()
+            with self.connect() as con:  # the prompt fields of this chunk's rows, in one brief read
+                con.register("wanted", chunk.select(pl.col("shard").cast(pl.String), "shard_row").to_arrow())
+                fields = con.sql(f"SELECT {meta_cols}, {prompt_cols} FROM generation_meta g "
+                                 f"SEMI JOIN wanted USING (shard, shard_row) JOIN prompts p USING (prompt_id) "
+                                 f"WHERE g.shard IN ({', '.join(_literal(x) for x in shards)})").pl()
+            by_shard = fields.partition_by("shard", as_dict=True, include_key=False)
+            for (shard,), rows in chunk.group_by("shard", maintain_order=True):
+                wanted = rows["shard_row"].to_numpy()
+                pf = pq.ParquetFile(self.root / SHARD_DIR / shard)
+                bounds = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+                group_of = np.searchsorted(bounds, wanted, side="right") - 1
+                groups = np.unique(group_of)  # only the row groups holding wanted rows are read
+                table = pf.read_row_groups(groups.tolist())
+                starts = np.concatenate([[0], np.cumsum(np.diff(bounds)[groups])[:-1]])
+                local = wanted - bounds[group_of] + starts[np.searchsorted(groups, group_of)]
+                texts = pl.from_arrow(table.take(pa.array(local, pa.int64())))
+                assert isinstance(texts, pl.DataFrame)
                 texts = texts.with_columns(
                     reasoning=pl.col("text").str.slice(pl.col("r_start"), pl.col("r_end") - pl.col("r_start")),
                     answer=pl.col("text").str.slice(pl.col("a_start"))).drop("r_start", "r_end", "a_start")
-                batch = fields.join(texts, on="generation_id", how="inner")
-                for start in range(0, batch.height, batch_rows):
-                    yield batch.slice(start, batch_rows)
+                # texts are in the order of `rows` (shard-row order): joining onto them keeps catalog order
+                texts = texts.hstack(rows.drop("shard"))
+                yield (texts.join(by_shard[(str(shard),)], on="shard_row", how="inner", maintain_order="left")
+                       .drop("shard_row"))
 
     # ---------------------------------------------------------------- verdicts, filters, stats
     def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int:
@@ -704,9 +744,20 @@ class Catalog:
             "details": [canonical_json(r.get("details") or {}) for r in rows]})
         return self._insert_new("verdicts", table, ["generation_id", "judge", "judge_version"])
 
-    def add_filter_decisions(self, rows: Sequence[dict[str, Any]]) -> int:
+    def add_filter_decisions(self, rows: Sequence[dict[str, Any]] | Any) -> int:
+        """Insert decisions not recorded yet; returns how many were new. `rows` are dicts, or a polars
+        DataFrame with the same columns (`params` already canonical JSON): no Python object per row."""
         import pyarrow as pa
 
+        if hasattr(rows, "to_arrow"):
+            import polars as pl
+
+            frame = rows.select(pl.col("generation_id", "filter"), pl.col("filter_version").cast(pl.String),
+                                pl.col("params_hash").fill_null(""), pl.col("passed").cast(pl.Boolean),
+                                pl.col("reason"), pl.col("value").cast(pl.Float64),
+                                pl.col("params").fill_null("{}"))
+            return self._insert_new("filter_decisions", frame.to_arrow(),
+                                    ["generation_id", "filter", "filter_version", "params_hash"])
         table = pa.table({
             "generation_id": [r["generation_id"] for r in rows], "filter": [r["filter"] for r in rows],
             "filter_version": [str(r["filter_version"]) for r in rows],
@@ -791,6 +842,20 @@ class Catalog:
 
 def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _lacks_output(without: tuple[str, ...] | None) -> str:
+    """SQL that is true for a generation (alias g) without the verdict or decision `without` names."""
+    if without is None:
+        return "true"
+    if without[0] == "verdict" and len(without) == 3:
+        return (f"g.generation_id NOT IN (SELECT generation_id FROM verdicts WHERE judge = {_literal(without[1])} "
+                f"AND judge_version = {_literal(str(without[2]))})")
+    if without[0] == "filter" and len(without) == 4:
+        return (f"g.generation_id NOT IN (SELECT generation_id FROM filter_decisions WHERE filter = "
+                f"{_literal(without[1])} AND filter_version = {_literal(str(without[2]))} AND params_hash = "
+                f"{_literal(without[3])})")
+    raise ValueError(f"without={without!r}: use ('verdict', judge, version) or ('filter', name, version, params_hash)")
 
 
 def _pl(con: duckdb.DuckDBPyConnection, sql: str):  # -> polars.DataFrame

@@ -14,6 +14,10 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from catalogs.ids import canonical_json
+from catalogs.stage import Step, Work, run_steps
+from filters.base import prepare_batch
+from filters.dedup import DedupIndex, DedupParams, dedup_features
 from filters.registry import get_filter, make_filter, params_hash, resolve_params
 
 
@@ -33,6 +37,10 @@ class FilterRecipe(_Strict):
     where: str | None = None
     filters: list[FilterStep]
     batch_rows: int = Field(default=2000, ge=1)
+    # Worker processes for the pure filters (1: all in this process). Beyond one batch only.
+    workers: int = Field(default=2, ge=1)
+    # Decisions are written at least every this many rows (and every 30 s).
+    flush_rows: int = Field(default=50_000, ge=1)
 
 
 # Params that name files; relative paths in a recipe are read from the recipe's folder.
@@ -56,31 +64,56 @@ def resolve_paths(recipe: FilterRecipe, base: Path) -> FilterRecipe:
 
 def filter_catalog(catalog: Any, recipe: FilterRecipe,
                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
+    """Decide every generation the recipe's filters select and have not decided with these params.
+
+    All filters share one pass over the texts (see catalogs.stage). The pure filters and dedup's MinHash run
+    in `recipe.workers` processes; dedup's index and decontamination run here, batch after batch in
+    catalog order."""
     for step in recipe.filters:  # unknown names and bad thresholds fail before any work
         resolve_params(step.name, step.params)
     catalog.require_generations("filter")
+    steps = [_stage_step(step, recipe) for step in recipe.filters]  # bad benchmark files fail here, too
+    done = run_steps(catalog, steps, write=lambda frames: catalog.add_filter_decisions(pl.concat(frames)),
+                     batch_rows=recipe.batch_rows, progress=progress, workers=recipe.workers,
+                     flush_rows=recipe.flush_rows, flush_s=30.0)
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.filters:
         spec = get_filter(step.name)
-        phash = params_hash(step.name, step.params)
-        params_json = resolve_params(step.name, step.params).model_dump(mode="json")
-        run = make_filter(step.name, step.params)
-        counts = {"decided": 0, "passed": 0}
-        total = {"n": 0}
-
-        def on_total(n: int, _t: dict[str, int] = total, _name: str = step.name) -> None:
-            _t["n"] = n
-            if progress:
-                progress(_name, 0, n)
-
-        without = None if spec.stateful else ("filter", step.name, spec.version, phash)
-        for batch in catalog.iter_samples(where=[recipe.where, step.where], without=without,
-                                          batch_rows=recipe.batch_rows, on_total=on_total):
-            decisions: pl.DataFrame = run(batch)
-            rows = [dict(d, params_hash=phash, params=params_json) for d in decisions.iter_rows(named=True)]
-            counts["decided"] += catalog.add_filter_decisions(rows)
-            if progress:
-                progress(step.name, counts["decided"], total["n"])
-        counts["passed"], counts["total"] = catalog.decision_counts(step.name, spec.version, phash)
-        summary[step.name] = counts
+        passed, total = catalog.decision_counts(step.name, spec.version, params_hash(step.name, step.params))
+        summary[step.name] = {"decided": done[step.name]["done"], "passed": passed, "total": total}
     return summary
+
+
+def _stage_step(step: FilterStep, recipe: FilterRecipe) -> Step:
+    spec = get_filter(step.name)
+    phash = params_hash(step.name, step.params)
+    params = resolve_params(step.name, step.params)
+    params_json = canonical_json(params.model_dump(mode="json"))
+
+    def keyed(decisions: pl.DataFrame) -> pl.DataFrame:
+        return decisions.with_columns(pl.lit(phash).alias("params_hash"), pl.lit(params_json).alias("params"))
+
+    where = [recipe.where, step.where]
+    done = ("filter", step.name, spec.version, phash)
+    if not spec.stateful:
+        return Step(step.name, where, done, work=Work(_pure_filter, (step.name, params.model_dump())),
+                    finish=lambda batch, decisions: keyed(decisions))
+    if step.name == "dedup":  # its MinHash is pure and runs beside the others; its index keeps order here
+        index = DedupIndex(params)
+        return Step(step.name, where, done, see_done=True, work=Work(_dedup_features, (params.model_dump(),)),
+                    finish=lambda batch, features: keyed(index.apply(batch, features)))
+    run = make_filter(step.name, step.params)
+    return Step(step.name, where, done, see_done=True, finish=lambda batch, _: keyed(run(batch)))
+
+
+def _pure_filter(name: str, params: dict[str, Any]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    return make_filter(name, params)
+
+
+def _dedup_features(params: dict[str, Any]) -> Callable[[pl.DataFrame], Any]:
+    p = DedupParams(**params)
+
+    def features(batch: pl.DataFrame) -> Any:
+        return dedup_features(prepare_batch(batch)[p.field].fill_null(""), p)
+
+    return features

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backends.config import BackendConfig
 from catalogs.errors import RecipeError
-from catalogs.records import Sample, Verdict
+from catalogs.records import Sample, Verdict, sample_from_row
+from catalogs.stage import Step, run_steps
 from judges.registry import get_judge
-
-SAMPLE_FIELDS = ("generation_id", "prompt_id", "problem", "reference", "tests", "domain", "language", "kind",
-                 "text", "reasoning", "answer", "finish_reason")
 
 
 class _Strict(BaseModel):
@@ -63,11 +61,6 @@ def versioned(name: str, params: dict[str, Any], backend: BackendConfig | None =
         return version
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{version}+{digest}"
-
-
-def to_samples(rows: Iterable[dict[str, Any]]) -> list[Sample]:
-    return [Sample(**{k: ("" if row.get(k) is None and k in ("problem", "text", "reasoning", "answer", "domain")
-                          else row.get(k)) for k in SAMPLE_FIELDS}) for row in rows]
 
 
 def verdict_rows(samples: list[Sample], verdicts: list[Verdict], version: str) -> list[dict[str, Any]]:
@@ -134,41 +127,39 @@ class _RuleJudge:
 
 def judge_catalog(catalog: Any, recipe: JudgeRecipe,
                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
-    """Judge every generation the recipe selects that lacks the verdict; returns counts per judge."""
+    """Judge every generation the recipe selects that lacks the verdict; returns counts per judge.
+
+    Judges share a pass over the texts (see catalogs.stage); a judge whose `where` reads verdicts (a second
+    opinion) runs after the verdicts before it are written. Verdicts are written after every batch: a model
+    judge's batch may take minutes, and none of that is lost to a crash."""
     for step in recipe.judges:  # unknown names fail before any work
         if step.name not in MODEL_JUDGES:
             get_judge(step.name)
     catalog.require_generations("judge")
-    summary: dict[str, dict[str, int]] = {}
+    steps = []
     for step in recipe.judges:
-        version = versioned(step.name, step.params, step.backend)
-        judge: _ModelJudge | _RuleJudge | None = None
-        counts = {"judged": 0, "passed": 0}
-        total = {"n": 0}
+        judge = _LazyJudge(step, versioned(step.name, step.params, step.backend), recipe.workers)
+        steps.append(Step(step.name, [recipe.where, step.where], ("verdict", step.name, judge.version),
+                          finish=judge, close=judge.close))
+    done = run_steps(catalog, steps, write=lambda outputs: catalog.add_verdicts([r for o in outputs for r in o]),
+                     batch_rows=recipe.batch_rows, progress=progress, flush_rows=1)
+    return {name: {"judged": c["done"], "passed": c["passed"]} for name, c in done.items()}
 
-        def on_total(n: int, _t: dict[str, int] = total, _name: str = step.name) -> None:
-            _t["n"] = n
-            if progress:
-                progress(_name, 0, n)
 
-        for batch in catalog.iter_samples(where=[recipe.where, step.where],
-                                          without=("verdict", step.name, version),
-                                          batch_rows=recipe.batch_rows, on_total=on_total):
-            try:
-                if judge is None:  # built lazily: nothing to judge, no model loaded
-                    judge = _ModelJudge(step) if step.name in MODEL_JUDGES else _RuleJudge(step)
-                samples = to_samples(batch.iter_rows(named=True))
-                verdicts = judge.judge_many(samples, workers=recipe.workers)
-            except BaseException:
-                if judge is not None:
-                    judge.close()
-                raise
-            catalog.add_verdicts(verdict_rows(samples, verdicts, version))
-            counts["judged"] += len(verdicts)
-            counts["passed"] += sum(v.passed for v in verdicts)
-            if progress:
-                progress(step.name, counts["judged"], total["n"])
-        if judge is not None:
-            judge.close()
-        summary[step.name] = counts
-    return summary
+class _LazyJudge:
+    """Verdict rows for a batch; the judge (and its model) is built at the first batch: nothing to judge,
+    no model loaded."""
+
+    def __init__(self, step: JudgeStep, version: str, workers: int) -> None:
+        self.step, self.version, self.workers = step, version, workers
+        self.judge: _ModelJudge | _RuleJudge | None = None
+
+    def __call__(self, batch: Any, _: Any = None) -> list[dict[str, Any]]:
+        if self.judge is None:
+            self.judge = _ModelJudge(self.step) if self.step.name in MODEL_JUDGES else _RuleJudge(self.step)
+        samples = [sample_from_row(row) for row in batch.iter_rows(named=True)]
+        return verdict_rows(samples, self.judge.judge_many(samples, workers=self.workers), self.version)
+
+    def close(self) -> None:
+        if self.judge is not None:
+            self.judge.close()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from backends.config import BackendConfig
 from catalogs import Catalog
+from catalogs.errors import RecipeError
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import stats
-from backends.config import BackendConfig
-from catalogs.errors import RecipeError
 from judges.run import JudgeRecipe, JudgeStep, judge_catalog
 
 ROWS = [
@@ -28,7 +28,9 @@ ROWS = [
     {"problem": "What is 2+2?", "answer": "4", "response": "<think>\n2 plus 2 is", "finish_reason": "length"},
     # Chinese prompt, reasoning mixing in English
     {"problem": "计算 2+3。", "answer": "5", "language": "zh",
-     "response": "<think>\nWe need to add two and three, which gives five in total.\n</think>\n\n\\boxed{5}"},
+     "response": "<think>\nWe need to add two and three, which gives five in total. Let me double check this by "
+                 "counting up from two: three, four, five. So the sum of the two numbers is five.\n</think>\n\n"
+                 "\\boxed{5}"},
 ]
 
 
@@ -73,10 +75,10 @@ def test_bad_judge_recipes(catalog: Catalog, tmp_path: Path) -> None:
         judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="llm_judge")]))
     (tmp_path / "bad.yaml").write_text("judges:\n  - name: format\n    wher: x\n")
     proc = subprocess.run([sys.executable, "-m", "r1f", "judge", str(tmp_path / "bad.yaml"),
-                           "--catalog", str(catalog.root)], capture_output=True, text=True)
+                           "--catalog", str(catalog.root)], check=False, capture_output=True, text=True)
     assert proc.returncode == 2 and "bad.yaml:3: judges[0].wher: unknown key; did you mean where?" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "r1f", "judge", str(tmp_path / "nope.yaml"),
-                           "--catalog", str(catalog.root)], capture_output=True, text=True)
+                           "--catalog", str(catalog.root)], check=False, capture_output=True, text=True)
     assert proc.returncode == 2 and "recipe file not found" in proc.stderr
 
 

@@ -1,0 +1,229 @@
+"""The one driver of the stages that decide on stored generations: `r1f judge` and `r1f filter`.
+
+A stage is a list of steps. Each step selects generations (SQL over generation and prompt columns), skips
+those that already carry its output (its cache key: name, version, params hash), decides on the rest batch
+by batch, and hands its rows to the catalog. What the stages share is written here once:
+
+- Steps share a pass over the texts: each text is read from its shard once for all of them. A step whose
+  selection reads the stages' outputs (a second opinion on the generations another judge failed) starts a
+  new pass, after everything before it is written.
+- A step's pure part (`work`) may run in worker processes, batches out of order; its ordered part
+  (`finish`, e.g. a dedup index that keeps the first seen) runs here, batch after batch in catalog order.
+- Output rows are written in few large transactions: at most every `flush_rows` rows or `flush_s` seconds,
+  and at the end; the catalog is locked once per flush. Outputs are keyed, so a crash loses at most the
+  rows since the last flush, and the next run redoes exactly those.
+- progress(name, done, total) after each batch; counts per step.
+
+This module knows no judge and no filter: steps bring their own callables.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Tables the stages write: a selection that reads them depends on the steps before it.
+OUTPUT_TABLES = re.compile(r"\b(verdicts|filter_decisions)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Work:
+    """A step's pure part: `make(*args)` builds a function `batch -> result`, once per process.
+
+    It is a top-level function and picklable args, so that a worker process can build its own copy (a
+    benchmark index, a loaded model) and reuse it for every batch it gets."""
+
+    make: Callable[..., Callable[[Any], Any]]
+    args: tuple[Any, ...] = ()
+
+
+class Finish(Protocol):
+    """A step's ordered part: `(batch, work_result) -> rows`, one output row per batch row, in order
+    (a polars DataFrame or a list of dicts, each with a `passed` field)."""
+
+    def __call__(self, batch: Any, result: Any) -> Any: ...
+
+
+@dataclass
+class Step:
+    name: str
+    where: Sequence[str | None]  # SQL predicates, all of which must hold
+    # The cache key, as Catalog.iter_samples' `without`: rows with this output are done.
+    done: tuple[str, ...] | None
+    finish: Finish
+    work: Work | None = None  # None: finish gets result None and does everything
+    # Stateful steps see every selected row, done or not (their state must hold them all), but only rows
+    # not done yet are written.
+    see_done: bool = False
+    close: Callable[[], None] | None = None
+
+    def reads_outputs(self) -> bool:
+        return any(w and OUTPUT_TABLES.search(w) for w in self.where)
+
+
+@dataclass
+class _Count:
+    done: int = 0
+    passed: int = 0
+    total: int = 0
+
+
+@dataclass
+class _Writer:
+    write: Callable[[list[Any]], Any]
+    flush_rows: int
+    flush_s: float
+    pending: list[Any] = field(default_factory=list)
+    rows: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def add(self, rows: Any, n: int) -> None:
+        if n:
+            self.pending.append(rows)
+            self.rows += n
+        if self.rows >= self.flush_rows or (self.rows and time.monotonic() - self.since >= self.flush_s):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.write(self.pending)
+        self.pending, self.rows, self.since = [], 0, time.monotonic()
+
+
+def run_steps(catalog: Any, steps: Sequence[Step], *, write: Callable[[list[Any]], Any], batch_rows: int,
+              progress: Callable[[str, int, int], None] | None = None, workers: int = 1,
+              flush_rows: int = 1, flush_s: float = 30.0) -> dict[str, dict[str, int]]:
+    """Run the steps over the catalog; `write(list of step outputs)` stores rows. Returns, per step, the rows
+    it decided now (`done`, `passed`) and how many it was given (`total`)."""
+    counts = {s.name: _Count() for s in steps}
+    writer = _Writer(write, flush_rows, flush_s)
+    pool: ProcessPoolExecutor | None = None
+    try:
+        for group in _passes(steps):
+            pool = _run_pass(catalog, group, counts, writer, batch_rows, progress, workers, pool)
+            writer.flush()  # the next pass may select on what this one wrote
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for s in steps:
+            if s.close is not None:
+                s.close()
+    return {name: {"done": c.done, "passed": c.passed, "total": c.total} for name, c in counts.items()}
+
+
+def _passes(steps: Sequence[Step]) -> Iterator[list[Step]]:
+    group: list[Step] = []
+    for s in steps:
+        if group and s.reads_outputs():
+            yield group
+            group = []
+        group.append(s)
+    if group:
+        yield group
+
+
+def _run_pass(catalog: Any, steps: list[Step], counts: dict[str, _Count], writer: _Writer, batch_rows: int,
+              progress: Callable[[str, int, int], None] | None, workers: int,
+              pool: ProcessPoolExecutor | None) -> ProcessPoolExecutor | None:
+    import polars as pl
+
+    totals: dict[str, int] = {}
+
+    def on_marks(per_mark: list[tuple[int, int]]) -> None:
+        for s, (selected, _) in zip(steps, per_mark):
+            totals[s.name] = selected
+            counts[s.name].total += selected
+            if progress:
+                progress(s.name, 0, selected)
+
+    batches = catalog.iter_samples(marks=[(s.where, s.done, s.see_done) for s in steps], batch_rows=batch_rows,
+                                   on_marks=on_marks)
+    first = next(batches, None)
+    if first is None:
+        return pool
+    works = [(i, s.work) for i, s in enumerate(steps) if s.work is not None]
+    # Worker processes pay their start (imports, a model load) once; worth it beyond one batch only.
+    if pool is None and workers > 1 and works and max(totals.values(), default=0) > batch_rows:
+        import multiprocessing as mp
+
+        # spawn, not fork: the parent holds polars' and DuckDB's threads
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+    def submit(batch: pl.DataFrame) -> Future[list[Any]] | list[Any]:
+        jobs = [(w, f"_in_{i}") for i, w in works]
+        if pool is None:
+            return _do_work(batch, jobs)
+        return pool.submit(_do_work, batch, jobs)
+
+    def finish(batch: pl.DataFrame, results: list[Any]) -> None:
+        by_step = dict(zip((i for i, _ in works), results))
+        for i, s in enumerate(steps):
+            sub = batch.filter(pl.col(f"_in_{i}"))
+            if sub.height == 0:
+                continue
+            rows = s.finish(sub, by_step.get(i))
+            new = sub[f"_new_{i}"]
+            if not s.see_done or new.all():
+                kept = rows
+            elif isinstance(rows, pl.DataFrame):
+                kept = rows.filter(new)
+            else:
+                kept = [r for r, keep in zip(rows, new.to_list()) if keep]
+            n = len(kept)
+            c = counts[s.name]
+            c.done += n
+            c.passed += int(kept["passed"].sum()) if isinstance(kept, pl.DataFrame) else sum(
+                bool(r["passed"]) for r in kept)
+            writer.add(kept, n)
+            if progress:
+                progress(s.name, c.done, totals.get(s.name, 0))
+
+    # At most workers + 1 batches in flight: memory stays flat in corpus size.
+    in_flight: list[tuple[pl.DataFrame, Future[list[Any]] | list[Any]]] = []
+    limit = workers + 1 if pool is not None else 1
+    for batch in _chain(first, batches):
+        in_flight.append((batch, submit(batch)))
+        while len(in_flight) >= limit:
+            b, r = in_flight.pop(0)
+            finish(b, r.result() if isinstance(r, Future) else r)
+    for b, r in in_flight:
+        finish(b, r.result() if isinstance(r, Future) else r)
+    return pool
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+_BUILT: dict[tuple[Any, ...], Callable[[Any], Any]] = {}
+
+
+def _do_work(batch: Any, jobs: list[tuple[Work, str]]) -> list[Any]:
+    """Run each step's pure part on its rows of the batch (in a worker process, or here)."""
+    import polars as pl
+
+    out = []
+    for work, col in jobs:
+        key = (work.make, _freeze(work.args))
+        fn = _BUILT.get(key)
+        if fn is None:
+            fn = _BUILT[key] = work.make(*work.args)
+        sub = batch.filter(pl.col(col))
+        out.append(fn(sub) if sub.height else None)
+    return out
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
