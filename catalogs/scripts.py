@@ -215,18 +215,25 @@ def _re(pattern: str) -> re.Pattern[str]:
 
 
 def stopword_pattern(language: str) -> str | None:
-    """Matches one function word of `language` in `stopword_text(...)` (None: no list)."""
+    """Rust (polars) regex matching one function word of `language` in lower-cased text; None: no list.
+
+    ASCII word boundaries (`(?-u:\\b)`), as Python's `re.ASCII` has them: `stopword_count` is the
+    same count in Python.
+    """
     words = STOPWORDS.get(base_language(language))
-    return None if not words else " (?:" + "|".join(words) + ") "
+    return None if not words else r"(?-u:\b)(?:" + "|".join(words) + r")(?-u:\b)"
 
 
-# Each word of a paragraph, lower-cased and fenced by two spaces, so one match per word and no
-# look-around: "  of  the  " holds " of " and " the ".
-STOPWORD_SPACING = NOT_LATIN + "+"  # replaced by two spaces
-
-
-def stopword_text(paragraph: str) -> str:
-    return "  " + _re(STOPWORD_SPACING).sub("  ", paragraph.lower()) + "  "
+def stopword_count(paragraph: str, language: str) -> int:
+    """Function words of `language` in a paragraph (what `stopword_pattern` counts in polars)."""
+    words = STOPWORDS.get(base_language(language))
+    if not words:
+        return 0
+    key = "stop:" + base_language(language)
+    rx = _COMPILED.get(key)
+    if rx is None:
+        rx = _COMPILED[key] = re.compile(r"\b(?:" + "|".join(words) + r")\b", re.ASCII)
+    return len(rx.findall(paragraph.lower()))
 
 
 # ------------------------------------------------------------------------------------------ the rule
@@ -317,8 +324,7 @@ def _candidate(paragraph: str, language: str, rule: LanguageRule) -> int:
     w = len(_re(SCRIPTS[target_scripts(lang)[0]].unit_pattern).findall(paragraph))
     if w < rule.min_paragraph_words:
         return 0
-    stop = stopword_pattern(lang)
-    if stop is not None and len(_re(stop).findall(stopword_text(paragraph))) / w >= rule.min_stopword_share:
+    if lang in STOPWORDS and stopword_count(paragraph, lang) / w >= rule.min_stopword_share:
         return 0
     return w
 

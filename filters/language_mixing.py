@@ -30,7 +30,6 @@ from catalogs.scripts import (
     PARAGRAPH_RE,
     PARAGRAPH_SEP,
     SCRIPTS,
-    STOPWORD_SPACING,
     TWELFTHS,
     base_language,
     lid_model_path,
@@ -72,10 +71,23 @@ def normalise_expr(col: pl.Expr) -> pl.Expr:
     return col
 
 
-def _unit_counts(stripped: pl.DataFrame) -> dict[str, np.ndarray]:
-    """Units per script per row (only rows with non-Latin letters pay for the non-Latin scans)."""
+def _paragraphs(stripped: pl.DataFrame) -> pl.DataFrame:
+    """One row per paragraph: (row, lang, p, lat) with lat its count of Latin-script words."""
+    return (stripped.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+                                  pl.col("s").str.replace_all(PARAGRAPH_RE, PARAGRAPH_SEP)
+                                  .str.split(PARAGRAPH_SEP).alias("p"))
+            .select("row", "lang", "p").explode("p")
+            .with_columns(pl.col("p").str.count_matches(SCRIPTS["latin"].unit_pattern).cast(pl.Int64).alias("lat")))
+
+
+def _unit_counts(stripped: pl.DataFrame, paras: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Units per script per row. Latin is summed from the paragraphs (a separator holds no letter);
+    only rows with a non-Latin letter pay for the other scans."""
     n = stripped.height
-    out = {"latin": stripped["s"].str.count_matches(SCRIPTS["latin"].unit_pattern).cast(pl.Int64).to_numpy()}
+    latin = np.zeros(n, dtype=np.int64)
+    per_row = paras.group_by("row").agg(pl.col("lat").sum())
+    latin[per_row["row"].to_numpy()] = per_row["lat"].to_numpy()
+    out = {"latin": latin}
     others = [k for k in SCRIPTS if k != "latin"]
     for k in others:
         out[k] = np.zeros(n, dtype=np.int64)
@@ -95,7 +107,8 @@ def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.Dat
     """Drop CoTs whose share of foreign-language words exceeds `max_foreign_share`."""
     n = batch.height
     stripped = batch.select(normalise_expr(pl.col(params.field)).alias("s"), pl.col("language").alias("lang"))
-    units = _unit_counts(stripped)
+    paras = _paragraphs(stripped)
+    units = _unit_counts(stripped, paras)
     langs = [base_language(x) for x in stripped["lang"].to_list()]
     total = np.zeros(n, dtype=np.int64)  # in twelfths of a word, exact
     foreign: dict[str, np.ndarray] = {}  # label -> foreign words per row, in twelfths
@@ -108,7 +121,7 @@ def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.Dat
     too_short = total < params.min_words * TWELFTHS
     look = np.flatnonzero(np.array([shared_script(lg) for lg in langs], dtype=bool) & ~too_short)
     if len(look):
-        for label, words in _paragraph_foreign(stripped, look, langs, params).items():
+        for label, words in _paragraph_foreign(paras, n, look, langs, params).items():
             foreign[label] = foreign.get(label, np.zeros(n, dtype=np.int64)) + words * TWELFTHS
     total_foreign = sum(foreign.values()) if foreign else np.zeros(n, dtype=np.int64)
     share = np.where(total > 0, total_foreign / np.maximum(total, 1), 0.0)
@@ -130,26 +143,25 @@ def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.Dat
                      dtype=pl.String), pl.Series(share.round(4)))
 
 
-def _paragraph_foreign(stripped: pl.DataFrame, rows: np.ndarray, langs: list[str],
+def _paragraph_foreign(paras: pl.DataFrame, n: int, rows: np.ndarray, langs: list[str],
                        params: LanguageMixingParams) -> dict[str, np.ndarray]:
     """Foreign words per row (whole words) found paragraph by paragraph in shared-script targets."""
-    n = stripped.height
-    sub = stripped[pl.Series(rows)].with_columns(
-        pl.Series("row", rows, dtype=pl.Int64),
-        pl.Series("lang", [langs[i] for i in rows], dtype=pl.String),
-        pl.col("s").str.replace_all(PARAGRAPH_RE, PARAGRAPH_SEP).str.split(PARAGRAPH_SEP).alias("p"))
-    paras = sub.select("row", "lang", "p").explode("p")
+    keep = np.zeros(n, dtype=bool)
+    keep[rows] = True
+    paras = paras.filter(pl.Series(keep[paras["row"].to_numpy()]))
+    paras = paras.with_columns(pl.Series("lang", np.array(langs, dtype=object)[paras["row"].to_numpy()].tolist(),
+                                         dtype=pl.String))
     parts = []
-    for lg in sorted(set(paras["lang"].to_list())):
+    for lg in sorted({langs[i] for i in rows}):
+        script = target_scripts(lg)[0]
         part = paras.filter(pl.col("lang") == lg).with_columns(
-            pl.col("p").str.count_matches(SCRIPTS[target_scripts(lg)[0]].unit_pattern).cast(pl.Int64).alias("w"))
+            (pl.col("lat") if script == "latin" else
+             pl.col("p").str.count_matches(SCRIPTS[script].unit_pattern).cast(pl.Int64)).alias("w"))
         part = part.filter(pl.col("w") >= params.min_paragraph_words)
         stop = stopword_pattern(lg)
-        if stop is not None:
-            # catalogs.scripts.stopword_text, in polars
-            spaced = pl.concat_str([pl.lit("  "), pl.col("p").str.to_lowercase().str.replace_all(STOPWORD_SPACING, "  "),
-                                    pl.lit("  ")])
-            part = part.filter(spaced.str.count_matches(stop) / pl.col("w") < params.min_stopword_share)
+        if stop is not None:  # catalogs.scripts.stopword_count, in polars
+            part = part.filter(pl.col("p").str.to_lowercase().str.count_matches(stop) / pl.col("w")
+                               < params.min_stopword_share)
         parts.append(part.select("row", "lang", "p", "w"))
     todo = pl.concat(parts) if parts else pl.DataFrame()
     out: dict[str, np.ndarray] = {}

@@ -16,7 +16,7 @@ import pytest
 
 from catalogs.records import Sample
 from catalogs.scripts import (PARAGRAPH_RE, PARAGRAPH_SEP, guess_language, measure, normalise, paragraphs,
-                              stopword_text)
+                              stopword_count, stopword_pattern)
 from filters.language_mixing import language_mixing, normalise_expr
 from judges.language_consistency import judge
 
@@ -106,7 +106,8 @@ def _random_texts(n: int, seed: int) -> list[str]:
               "https://a.b/c", "www.x.org", "\\begin{align}", "\\end{align}", "μν", "Δλ", "λόγος", "ответ",
               "答案", "是", "ですか", "한국어", "ภาษา", "עברית", "العربية", "हिन्दी", "=", "+", "−", "/", "·",
               "(", ")", ",", ".", "。", "，", " ", " ", " ", "\n", "\n\n", "\n \n", "\t", "é", "ß", "café",
-              "l'été", "Ünïcödé", "ǅ", "ﬁ", "Ｆｕｌｌ", "ー", "々", "x", "θ", "0.5", "_", "$", "\\", "{", "}"]
+              "l'été", "Ünïcödé", "ǅ", "ﬁ", "Ｆｕｌｌ", "ー", "々", "x", "θ", "0.5", "_", "$", "\\", "{", "}",
+              "The", "of", "AND", "für", "Die", "não", "è", "della", "les", "que", "İ", "ẞ", "Σ"]
     return ["".join(rnd.choice(pieces) + rnd.choice(["", " ", "", "\n"]) for _ in range(rnd.randint(0, 40)))
             for _ in range(n)]
 
@@ -118,7 +119,11 @@ def test_python_and_polars_apply_the_same_regex_steps() -> None:
     assert got == [normalise(t) for t in texts]
     split = (pl.Series(got).str.replace_all(PARAGRAPH_RE, PARAGRAPH_SEP).str.split(PARAGRAPH_SEP).to_list())
     assert split == [paragraphs(t) for t in got]
-    assert stopword_text("Of the, l'été") == "  of  the  l  été  "
+    for lang in ("en", "fr", "de", "es", "pt", "it"):
+        counts = pl.Series(got).str.to_lowercase().str.count_matches(stopword_pattern(lang)).to_list()
+        assert counts == [stopword_count(t, lang) for t in got], lang
+    assert stopword_count("Of THE, l'été, für Die und è", "en") == 2
+    assert stopword_count("Of THE, l'été, für Die und è", "de") == 3  # è never: no ASCII word boundary
 
 
 def test_random_texts_get_the_same_verdict_and_value_from_judge_and_filter() -> None:
