@@ -22,8 +22,11 @@ def generate(
 ) -> None:
     """Rejection sampling: sample each selected prompt in rounds until k samples pass the recipe's judges or its
     budget is spent. Killed or interrupted, the same command resumes without paying twice for a sample."""
-    from factory.generate import generate_from_recipe
+    from factory.generate import generate_from_recipe, prepare_recipe
 
-    summary = generate_from_recipe(recipe, open_catalog(catalog, create=True), dry_run=dry_run)
+    # Arguments first: a recipe or model that cannot work fails here, before the catalog is opened, so a failed
+    # command writes nothing. Generation needs ingested prompts, so it never creates a catalog either.
+    checked = prepare_recipe(recipe)
+    summary = generate_from_recipe(checked, open_catalog(catalog, create=False), dry_run=dry_run)
     if as_json:
         print_json(summary)

@@ -98,8 +98,18 @@ def check_prompt_lengths(recipe: Recipe, template: Template, prompts: list[dict[
     return counts
 
 
+def prepare_recipe(recipe_path: Path | str) -> Recipe:
+    """Load a recipe and run every check that needs neither the catalog nor the model: keys and types, the model
+    (a local folder, or a Hub id in the cache or on the Hub), the template. The CLI runs this before it opens the
+    catalog, so a command that fails on its arguments writes nothing."""
+    recipe = load_recipe(Path(recipe_path))
+    check_model_path(recipe)
+    template_from_recipe(recipe)
+    return recipe
+
+
 def generate_from_recipe(
-    recipe_path: Path,
+    recipe_path: Path | Recipe,
     catalog: Any,
     dry_run: bool = False,
     judges: dict[str, Callable[..., Any]] | None = None,
@@ -107,17 +117,21 @@ def generate_from_recipe(
     *,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Run a generation recipe against `catalog`; returns a summary dict.
+    """Run a generation recipe (a path, or a Recipe from `prepare_recipe`) against `catalog`; returns a summary.
 
     `judges` maps judge names in the recipe to callables `judge(sample) -> verdict-like`. `backend`
-    overrides the recipe's backend (it is not closed here); otherwise one is built from the recipe and
-    closed at the end. `progress` forces the progress bar on/off (default: on when stdout is a terminal).
+    overrides the recipe's backend (it is not closed here); otherwise one is built from the recipe once there is
+    work for it (a rerun of a finished recipe never loads the model) and closed at the end. `progress` forces
+    the progress bar on/off (default: on when stdout is a terminal).
     A Ctrl-C returns a summary with status 'interrupted'; a backend that keeps failing raises
     `GenerationStopped` (with `.summary`). Either way what was finished is committed.
     """
-    recipe_path = Path(recipe_path)
-    recipe = load_recipe(recipe_path)
-    check_model_path(recipe)
+    if isinstance(recipe_path, Recipe):
+        recipe = recipe_path
+        recipe_path = recipe.source_path or Path("<recipe>")
+    else:
+        recipe_path = Path(recipe_path)
+        recipe = prepare_recipe(recipe_path)
     template = template_from_recipe(recipe)
     bound = resolve_judges(recipe, judges)
 
@@ -150,22 +164,26 @@ def generate_from_recipe(
         temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
         max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=bound,
         chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
+        commit_every=recipe.output.commit_every, commit_interval_s=recipe.output.commit_seconds,
     )
-    own_backend = backend is None
-    if own_backend:
+    opened: list[Any] = []
+
+    def open_backend() -> Any:
         from backends import get_backend
 
-        backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
+        opened.append(get_backend(recipe.backend.name, **backend_kwargs(recipe.backend)))
+        return opened[-1]
+
     log.info("run %s: %d prompts, k=%d, template %s %s, backend %s", run_id, len(prompts), recipe.k,
              template.name, template.run_version, recipe.backend.name)
     try:
         with RunProgress(len(prompts), label=recipe.name or "generate", enabled=progress) as bar:
-            summary = run_sampling(job, backend, catalog, bar)
+            summary = run_sampling(job, backend if backend is not None else open_backend, catalog, bar)
             print_summary(summary, enabled=bar.enabled)
     finally:
-        if own_backend:
+        for b in opened:
             try:
-                backend.close()
+                b.close()
             except Exception:
                 log.exception("closing the backend failed")
     return summary

@@ -103,6 +103,10 @@ class OutputConfig(_Strict):
     # Prompts per backend call and catalog commit. None: a whole round in one call (best GPU use);
     # smaller values commit more often.
     chunk_prompts: int | None = Field(default=None, ge=1)
+    # Finished samples are committed as they arrive, in batches of this many or once the oldest waiting one
+    # is this many seconds old: a kill -9 loses at most that; a request that gives up loses nothing else.
+    commit_every: int = Field(default=256, ge=1)
+    commit_seconds: float = Field(default=30.0, gt=0)
 
 
 class Recipe(_Strict):
@@ -211,19 +215,71 @@ def looks_like_local_path(model: str) -> bool:
 
 
 def check_model_path(recipe: Recipe) -> None:
-    """For the in-process engine, a model given as a local path must exist."""
+    """For the in-process engine, the model must be loadable before anything starts: a local path must exist,
+    and a Hub id must be in the local Hugging Face cache or, unless HF_HUB_OFFLINE is set, known to the Hub.
+    One metadata call at most, so an unreachable model is a named recipe error in a second, not an engine
+    traceback half a minute later. The same holds for backend.tokenizer when it is set."""
     if recipe.backend.name != "vllm":
         return
+    where = recipe.source_path or "<recipe>"
+    revision = recipe.backend.engine_kwargs.get("revision")
     model = recipe.backend.model
-    resolved = Path(os.path.expanduser(model))
-    if resolved.exists():
-        return
-    if looks_like_local_path(model):
-        where = recipe.source_path or "<recipe>"
-        raise RecipeError(
-            f"{where}: backend.model: model path {model!r} does not exist; "
-            "give the folder of a saved model (config.json, tokenizer, weights) or a Hub id like org/name"
-        )
+    if not Path(os.path.expanduser(model)).exists():
+        if looks_like_local_path(model):
+            raise RecipeError(
+                f"{where}: backend.model: model path {model!r} does not exist; "
+                "give the folder of a saved model (config.json, tokenizer, weights) or a Hub id like org/name"
+            )
+        check_hub_model(model, f"{where}: backend.model", revision=revision)
+    tok = recipe.backend.tokenizer
+    if tok and tok != model and not Path(os.path.expanduser(tok)).exists():
+        if looks_like_local_path(tok):
+            raise RecipeError(f"{where}: backend.tokenizer: path {tok!r} does not exist; give a tokenizer folder "
+                              "or a Hub id like org/name, or leave it out to use the model's")
+        check_hub_model(tok, f"{where}: backend.tokenizer", revision=None)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), as huggingface_hub read it at import or as it is set now."""
+    from huggingface_hub import constants
+
+    set_now = any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return set_now or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def check_hub_model(repo_id: str, field: str, revision: str | None = None) -> None:
+    """A RecipeError naming `field` unless `repo_id` can be loaded: in the cache, or (online) on the Hub."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
+        return  # cached: loads without the network
+    cache = constants.HF_HUB_CACHE
+    local_fix = (f"download it where the Hub is reachable (`hf download {repo_id}`) into the cache {cache}, or "
+                 f"give the path of a saved model folder (config.json, tokenizer, weights)")
+    if hub_offline():
+        raise RecipeError(f"{field}: {repo_id!r} is not a local folder and not in the Hugging Face cache ({cache}), "
+                          f"and HF_HUB_OFFLINE is set, so it cannot be downloaded; {local_fix}")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, revision=revision, timeout=10)
+    except GatedRepoError:
+        raise RecipeError(f"{field}: {repo_id!r} is gated on the Hub ({constants.ENDPOINT}); accept its terms "
+                          "on its Hub page and set HF_TOKEN to a token of that account") from None
+    except RepositoryNotFoundError:
+        raise RecipeError(f"{field}: no model {repo_id!r} on the Hub ({constants.ENDPOINT}), nor in the cache "
+                          f"{cache}; check the spelling (org/name), set HF_TOKEN if it is private, or give a local "
+                          "model folder") from None
+    except RevisionNotFoundError:
+        raise RecipeError(f"{field}: {repo_id!r} has no revision {revision!r} on the Hub; fix "
+                          "backend.engine_kwargs.revision") from None
+    except Exception as exc:  # noqa: BLE001 - DNS, refused, timeout, proxy: all mean the Hub cannot be reached
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        raise RecipeError(f"{field}: {repo_id!r} is not in the Hugging Face cache ({cache}) and the Hub "
+                          f"({constants.ENDPOINT}) cannot be reached to fetch it ({type(exc).__name__}: {reason}); "
+                          f"{local_fix}, or set HF_HUB_OFFLINE=1 to work from the cache alone") from None
 
 
 def context_length(recipe: Recipe) -> int | None:

@@ -7,13 +7,22 @@ anywhere and started again asks for exactly the samples an uninterrupted run wou
 and the engine, seeded per sample, makes the same texts.
 
 Per round, every open prompt's request goes to the backend in one `generate` call (optionally split
-into chunks of `chunk_prompts`), because batching is what keeps an accelerator busy. After each call
-the generations are committed to the catalog first (they are what cost money), then judged, then the
-verdicts are committed. A sample without a verdict (killed between the two commits) is judged again
-on resume, from its stored text: judges are pure, so nothing is generated twice.
+into chunks of `chunk_prompts`), because batching is what keeps an accelerator busy. Finished samples
+are committed as the backend hands them over (its per-result callback), in batches of `commit_every`
+or once the oldest waiting one is `commit_interval_s` old, so a request that gives up, a Ctrl-C or a
+dead engine costs only what was not finished. Generations are committed first (they are what cost
+money), then judged, then the verdicts are committed. A sample without a verdict (killed between the
+two commits) is judged again on resume, from its stored text: judges are pure, so nothing is
+generated twice.
+
+Several processes may work on one run: before each call, a process leases the chunk's prompts in the
+catalog and samples only those it got, rereading any another process sampled meanwhile. When all
+that is left is leased to others, it stops and says so. The backend is opened only for a chunk with
+work, so a rerun of a finished recipe never loads the model.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import signal
@@ -31,7 +40,7 @@ from catalogs.errors import UserError
 from catalogs.ids import generation_id as make_generation_id
 from catalogs.ids import sample_seed
 from catalogs.progress import RunProgress
-from catalogs.records import Sample
+from catalogs.records import Sample, sample_from_row
 from catalogs.split import Markers, split_reasoning
 from factory.templates import Rendered
 
@@ -198,6 +207,9 @@ class PromptState:
     passes: dict[int, bool] = field(default_factory=dict)
     tokens: int = 0
     status: str = "open"
+    # True once another process may have sampled it since we last read it (we do not hold its lease): its
+    # history here may be short, so its stats are not written from it.
+    stale: bool = False
 
     def history(self) -> list[bool]:
         return [self.passes[i] for i in sorted(self.passes)]
@@ -227,17 +239,18 @@ class SamplingJob:
     resume_hint: str = "run the same command again to resume"
     # Give up after this many consecutive backend calls that produced nothing.
     max_failed_calls: int = 1
+    # Commit finished samples in batches of this many, or once the oldest waiting one is this old: a kill -9
+    # loses at most one batch, and a batch is one shard (thousands of one-sample shards would slow reads).
+    commit_every: int = 256
+    commit_interval_s: float = 30.0
+    lease_ttl_s: float = 3600.0
 
 
 def _sample_for(state: PromptState, gen: dict[str, Any]) -> Sample:
     """What a judge sees: the prompt with its reference answer and tests, and the split generation."""
     row = state.row
-    return Sample(
-        generation_id=gen["generation_id"], prompt_id=state.prompt_id, problem=row.get("problem") or "",
-        reference=row.get("answer"), tests=row.get("tests"), domain=row.get("domain") or "",
-        language=row.get("language") or "en", kind=row.get("kind") or "reasoning", text=gen.get("text") or "",
-        reasoning=gen.get("reasoning") or "", answer=gen.get("answer") or "", finish_reason=gen.get("finish_reason"),
-    )
+    return sample_from_row({**row, **gen, "prompt_id": state.prompt_id, "reference": row.get("answer"),
+                            "answer": gen.get("answer")})
 
 
 def _judge_all(job: SamplingJob, items: list[tuple[PromptState, dict[str, Any]]]) -> tuple[list[dict], list[bool]]:
@@ -254,11 +267,28 @@ def _judge_all(job: SamplingJob, items: list[tuple[PromptState, dict[str, Any]]]
     return verdicts, passed
 
 
+class _LazyBackend:
+    """The backend, opened on the first call that has work (a model load costs seconds to minutes)."""
+
+    def __init__(self, backend: Any) -> None:
+        opener = None if hasattr(backend, "generate") else backend
+        self._backend, self._open = (None, opener) if opener is not None else (backend, None)
+
+    def get(self) -> Any:
+        if self._backend is None:
+            assert self._open is not None
+            log.info("opening the backend (there is work to do)")
+            self._backend = self._open()
+        return self._backend
+
+
 def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProgress | None = None) -> dict[str, Any]:
     """Sample until every prompt is solved, unsolved or out of budget. Returns a summary dict.
 
-    Stops cleanly on Ctrl-C/SIGTERM (summary status 'interrupted'); raises GenerationStopped when the
-    backend keeps failing. Either way everything finished is committed.
+    `backend` is a backend, or a function without arguments that opens one; it is called only once a chunk has
+    work. Stops cleanly on Ctrl-C/SIGTERM (summary status 'interrupted'); raises GenerationStopped when the
+    backend keeps failing; returns status 'left_to_others' when what is left is leased to another process.
+    Whatever happens, every finished sample is committed.
     """
     t0 = time.monotonic()
     states = {p["prompt_id"]: PromptState(p["prompt_id"], p, job.render(p)) for p in job.prompts}
@@ -277,11 +307,13 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
     def finished() -> int:
         return sum(1 for s in states.values() if job.policy.plan(s.history())[0] == 0)
 
+    lazy = _LazyBackend(backend)
     status = "complete"
     message = None
     guard = StopGuard()
     failed_calls = 0
     rounds = 0
+    held: dict[str, str] = {}  # prompt -> who holds it, for the open prompts left to another process
     with guard:
         try:
             if progress:
@@ -292,42 +324,60 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
                     m, st = job.policy.plan(s.history())
                     s.status = st
                     if m:
-                        plan.append((s, s.next_indices(m)))
+                        plan.append(s)
                 if not plan:
                     break
-                rounds += 1
                 size = job.chunk_prompts or len(plan)
-                log.info("round %d: %d prompts, %d samples", rounds, len(plan), sum(len(ix) for _, ix in plan))
+                worked = False
+                held = {}
                 for start in range(0, len(plan), size):
-                    chunk = plan[start: start + size]
-                    added = _run_chunk(job, backend, catalog, chunk, counters, guard)
-                    failed_calls = 0 if added else failed_calls + 1
-                    if failed_calls >= job.max_failed_calls and not added:
-                        raise GenerationStopped(
-                            f"the backend returned no usable completions for {failed_calls} call(s) in a row; "
-                            f"everything finished so far is committed; {job.resume_hint}")
+                    chunk, claimed = _claim(job, catalog, plan[start: start + size], held)
+                    try:
+                        if chunk:
+                            if not worked:
+                                rounds += 1
+                                log.info("round %d: %d prompts, %d samples", rounds, len(plan),
+                                         sum(job.policy.plan(s.history())[0] for s in plan))
+                            worked = True
+                            added = _run_chunk(job, lazy, catalog, chunk, counters, guard)
+                            failed_calls = 0 if added else failed_calls + 1
+                            if failed_calls >= job.max_failed_calls and not added:
+                                raise GenerationStopped(
+                                    f"the backend returned no usable completions for {failed_calls} call(s) in a "
+                                    f"row; everything finished so far is committed; {job.resume_hint}")
+                    finally:
+                        _let_go(job, catalog, claimed, guard)
                     if progress:
                         progress.update(prompts_done=finished(), accepted=total_accepted(),
                                         generated=total_samples(), new_tokens=counters.pop("new_tokens", 0),
                                         note=f"round {rounds}")
-                _write_stats(job, catalog, states, guard)
+                if not worked and held:
+                    # Everything still open is leased to other processes: theirs to sample, not ours.
+                    status = "left_to_others"
+                    holders = sorted(set(held.values()))
+                    message = (f"{len(held)} prompt(s) still open are being sampled by another process right now "
+                               f"({'; '.join(holders[:3])}{' and others' if len(holders) > 3 else ''}); they "
+                               f"were left to it, so no sample is paid for twice. This process generated "
+                               f"{counters['generated']} sample(s). When that process has finished, "
+                               f"{job.resume_hint.replace('to resume', 'to check that nothing is left')}")
+                    break
         except KeyboardInterrupt:
             status = "interrupted"
-            message = (f"interrupted: everything finished so far is committed to the catalog; {job.resume_hint}")
+            message = (f"interrupted: everything finished so far is committed to the catalog "
+                       f"({counters['generated']} sample(s) by this run); {job.resume_hint}")
         except GenerationStopped as exc:
             status, message = "backend_failed", str(exc)
-        except Exception as exc:
-            if counters.get("in_backend"):
-                status = "backend_failed"
-                message = (f"the backend failed: {type(exc).__name__}: {exc}. Everything finished so far is "
-                           f"committed; fix the cause and {job.resume_hint}")
-            else:
-                raise
         finally:
             try:
-                _write_stats(job, catalog, states, None)
+                # Finished prompts' histories are final, whoever made them; open ones were written under lease.
+                _write_stats(job, catalog, [s for s in states.values()
+                                            if not s.stale and job.policy.plan(s.history())[0] == 0], None)
             except Exception:
                 log.exception("could not write prompt stats")
+            try:
+                catalog.release_prompts(job.run_id)
+            except Exception:
+                log.exception("could not release this process's leases (they lapse when it exits)")
 
     elapsed = time.monotonic() - t0
     statuses = [job.policy.plan(s.history())[1] for s in states.values()]
@@ -343,6 +393,8 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
         "tokens_per_accepted": (sum(s.tokens for s in states.values()) / accepted) if accepted else None,
         "rounds": rounds, "backend_calls": counters["calls"], "elapsed_s": round(elapsed, 3),
     }
+    if held and status == "left_to_others":
+        summary["left_to_others"] = len(held)
     if message:
         summary["message"] = message
         if progress:
@@ -352,6 +404,52 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
         if status == "backend_failed":
             raise GenerationStopped(message, summary)
     return summary
+
+
+def _claim(job: SamplingJob, catalog: Any, candidates: list[PromptState], held: dict[str, str]
+           ) -> tuple[list[tuple[PromptState, list[int]]], list[PromptState]]:
+    """Lease the candidates that no other process holds; reread those another process sampled meanwhile.
+    Returns (the chunk to ask for: prompts with the sample indices they need now, the prompts leased)."""
+    claim = catalog.claim_prompts(job.run_id, [s.prompt_id for s in candidates], job.lease_ttl_s)
+    by_id = {s.prompt_id: s for s in candidates}
+    for pid_, who in claim.held.items():
+        held[pid_] = who
+        by_id[pid_].stale = True
+    claimed = [by_id[p] for p in claim.claimed]
+    moved = [s for s in claimed if claim.stored.get(s.prompt_id, 0) != len(s.passes)]
+    if moved:
+        log.info("%d prompt(s) were sampled by another process meanwhile; reading them again", len(moved))
+        _refresh(job, catalog, moved)
+    chunk = []
+    for s in claimed:
+        s.stale = False
+        m, s.status = job.policy.plan(s.history())
+        if m:
+            chunk.append((s, s.next_indices(m)))
+    return chunk, claimed
+
+
+def _let_go(job: SamplingJob, catalog: Any, claimed: list[PromptState], guard: StopGuard) -> None:
+    """Write the stats of leased prompts while we still hold them, then give the leases up."""
+    if not claimed:
+        return
+    try:
+        _write_stats(job, catalog, claimed, guard)
+    finally:
+        catalog.release_prompts(job.run_id, [s.prompt_id for s in claimed])
+        for s in claimed:  # from now on another process may sample them
+            s.stale = job.policy.plan(s.history())[0] > 0
+
+
+def _refresh(job: SamplingJob, catalog: Any, moved: list[PromptState]) -> None:
+    """Rebuild these prompts' histories from the catalog."""
+    ids = ", ".join("'" + s.prompt_id.replace("'", "''") + "'" for s in moved)
+    rows = catalog.generations(run_id=job.run_id, where=f"prompt_id IN ({ids})", with_text=False)
+    for s in moved:
+        s.passes.clear()
+        s.tokens = 0
+    if len(rows):
+        _restore(job, catalog, {s.prompt_id: s for s in moved}, rows.to_dicts())
 
 
 def _restore(job: SamplingJob, catalog: Any, states: dict[str, PromptState], rows: list[dict[str, Any]]) -> None:
@@ -380,50 +478,132 @@ def _restore(job: SamplingJob, catalog: Any, states: dict[str, PromptState], row
         s.tokens += int(r.get("completion_tokens") or 0)
 
 
-def _run_chunk(job: SamplingJob, backend: Any, catalog: Any, chunk: list[tuple[PromptState, list[int]]],
+class _Committer:
+    """Buffers finished samples and commits them in batches: by count, by age, and whatever is left at the end."""
+
+    def __init__(self, job: SamplingJob, catalog: Any, guard: StopGuard, counters: dict[str, Any]) -> None:
+        self.job, self.catalog, self.guard, self.counters = job, catalog, guard, counters
+        self.pending: list[tuple[PromptState, dict[str, Any]]] = []
+        self.committed: list[tuple[PromptState, dict[str, Any]]] = []
+        self.oldest: float | None = None
+        self.renewed = time.monotonic()
+        self.lock = threading.Lock()  # the callback may run on the backend's thread
+
+    def add(self, state: PromptState, gen: dict[str, Any]) -> None:
+        with self.lock:
+            self.pending.append((state, gen))
+            self.oldest = self.oldest or time.monotonic()
+            due = (len(self.pending) >= self.job.commit_every
+                   or time.monotonic() - self.oldest >= self.job.commit_interval_s)
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            batch, self.pending, self.oldest = self.pending, [], None
+            if not batch:
+                return
+            with self.guard.critical():  # a stop waits for the commit, and for its bookkeeping
+                self.catalog.add_generations([g for _, g in batch])
+                self.committed.extend(batch)
+                tokens = sum(int(g["completion_tokens"] or 0) for _, g in batch)
+                self.counters["generated"] += len(batch)
+                self.counters["tokens"] += tokens
+                self.counters["new_tokens"] = self.counters.get("new_tokens", 0) + tokens
+            log.info("committed %d generations", len(batch))
+            if time.monotonic() - self.renewed > self.job.lease_ttl_s / 4:
+                self.catalog.renew_leases(self.job.run_id, self.job.lease_ttl_s)
+                self.renewed = time.monotonic()
+
+
+def _accepts_on_result(backend: Any) -> bool:
+    try:
+        params = inspect.signature(backend.generate).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_result" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: Any, chunk: list[tuple[PromptState, list[int]]],
                counters: dict[str, Any], guard: StopGuard) -> int:
-    requests = []
+    # One request per sample, not one per prompt with n: a backend reports a request as a whole, so a prompt's
+    # samples would stand or fall together, and a sample served while its sibling failed would be paid twice.
+    # Both backends send a seeded sample as a request of its own anyway, so batching is unchanged.
+    requests, owners = [], []
     for state, indices in chunk:
-        gids = [make_generation_id(state.prompt_id, job.run_id, i) for i in indices]
         extra = {"raw_prompt": state.rendered.raw_prompt} if state.rendered.raw_prompt is not None else {}
-        requests.append(ChatRequest(
-            messages=state.rendered.messages, n=len(indices), temperature=job.temperature, top_p=job.top_p,
-            max_tokens=job.max_tokens, stop=job.stop, key=state.prompt_id, seeds=[sample_seed(g) for g in gids],
-            extra=extra))
+        for idx in indices:
+            seed = sample_seed(make_generation_id(state.prompt_id, job.run_id, idx))
+            requests.append(ChatRequest(
+                messages=state.rendered.messages, n=1, temperature=job.temperature, top_p=job.top_p,
+                max_tokens=job.max_tokens, stop=job.stop, key=state.prompt_id, seeds=[seed], extra=extra))
+            owners.append((state, idx, seed))
+    committer = _Committer(job, catalog, guard, counters)
+    delivered: set[int] = set()
+    ours: list[BaseException] = []  # an error raised by our callback, not by the backend
+
+    def on_result(i: int, completions: list[Completion]) -> None:
+        if i in delivered or not 0 <= i < len(owners) or not completions:
+            return
+        delivered.add(i)
+        state, idx, seed = owners[i]
+        try:
+            gen = _generation_row(job, state, idx, seed, completions[0])
+            if gen is not None:
+                committer.add(state, gen)
+        except BaseException as exc:
+            ours.append(exc)
+            raise
+
+    backend = lazy.get()
     counters["calls"] += 1
-    counters["in_backend"] = True
-    results = backend.generate(requests)
-    counters["in_backend"] = False
-    if len(results) != len(requests):
-        raise GenerationStopped(f"the backend returned {len(results)} results for {len(requests)} requests; "
-                                f"nothing from this call was committed; {job.resume_hint}")
-    gens: list[dict[str, Any]] = []
-    owners: list[PromptState] = []
-    for (state, indices), req, completions in zip(chunk, requests, results):
-        for idx, seed, comp in zip(indices, req.seeds or [], completions):
-            if not isinstance(comp, Completion) and not hasattr(comp, "text"):
-                continue
-            if comp.finish_reason == "error":  # a per-request failure: not a sample; asked again later
-                continue
-            reasoning, answer = split_reasoning(comp.text or "", job.markers, comp.reasoning)
-            gens.append({
-                "generation_id": make_generation_id(state.prompt_id, job.run_id, idx),
-                "prompt_id": state.prompt_id, "run_id": job.run_id, "sample_index": idx, "seed": seed,
-                "text": comp.text or "", "reasoning": reasoning, "answer": answer,
-                "finish_reason": comp.finish_reason, "prompt_tokens": comp.prompt_tokens,
-                "completion_tokens": comp.completion_tokens, "latency_s": comp.latency_s,
-            })
-            owners.append(state)
-    if not gens:
-        return 0
-    with guard.critical():
-        catalog.add_generations(gens)
-    log.info("committed %d generations", len(gens))
-    tokens = sum(int(g["completion_tokens"] or 0) for g in gens)
-    counters["generated"] += len(gens)
-    counters["tokens"] += tokens
-    counters["new_tokens"] = counters.get("new_tokens", 0) + tokens
-    items = list(zip(owners, gens))
+    failure: Exception | None = None
+    try:
+        if _accepts_on_result(backend):
+            results = backend.generate(requests, on_result=on_result)
+        else:
+            results = backend.generate(requests)
+        if len(results) != len(requests):
+            raise GenerationStopped(f"the backend returned {len(results)} results for {len(requests)} requests")
+        for i, completions in enumerate(results):
+            on_result(i, completions)
+    except Exception as exc:
+        if ours and (exc is ours[0] or exc.__context__ is ours[0]):
+            raise  # our own bug or a catalog error, not the backend's
+        failure = exc
+    finally:
+        committer.flush()  # what finished is kept, whatever happened to the rest (a Ctrl-C included)
+    committed = committer.committed
+    try:
+        _judge_and_record(job, catalog, guard, committed)
+    except Exception:
+        if failure is None:
+            raise
+        log.exception("judging the samples committed before the backend failed; a rerun judges them")
+    if failure is not None:
+        raise GenerationStopped(_failure_message(job, failure, chunk, committed, counters)) from failure
+    return len(committed)
+
+
+def _generation_row(job: SamplingJob, state: PromptState, idx: int, seed: int, comp: Any) -> dict[str, Any] | None:
+    if not isinstance(comp, Completion) and not hasattr(comp, "text"):
+        return None
+    if comp.finish_reason == "error":  # a per-request failure: not a sample; asked again later
+        return None
+    reasoning, answer = split_reasoning(comp.text or "", job.markers, comp.reasoning)
+    return {
+        "generation_id": make_generation_id(state.prompt_id, job.run_id, idx),
+        "prompt_id": state.prompt_id, "run_id": job.run_id, "sample_index": idx, "seed": seed,
+        "text": comp.text or "", "reasoning": reasoning, "answer": answer,
+        "finish_reason": comp.finish_reason, "prompt_tokens": comp.prompt_tokens,
+        "completion_tokens": comp.completion_tokens, "latency_s": comp.latency_s,
+    }
+
+
+def _judge_and_record(job: SamplingJob, catalog: Any, guard: StopGuard,
+                      items: list[tuple[PromptState, dict[str, Any]]]) -> None:
+    if not items:
+        return
     if job.judges:
         verdicts, passed = _judge_all(job, items)
         with guard.critical():
@@ -433,12 +613,27 @@ def _run_chunk(job: SamplingJob, backend: Any, catalog: Any, chunk: list[tuple[P
     for (state, gen), ok in zip(items, passed):
         state.passes[gen["sample_index"]] = ok
         state.tokens += int(gen["completion_tokens"] or 0)
-    return len(gens)
 
 
-def _write_stats(job: SamplingJob, catalog: Any, states: dict[str, PromptState], guard: StopGuard | None) -> None:
+def _failure_message(job: SamplingJob, exc: Exception, chunk: list[tuple[PromptState, list[int]]],
+                     committed: list[tuple[PromptState, dict[str, Any]]], counters: dict[str, Any]) -> str:
+    """Exactly what was kept and what a rerun will ask for."""
+    asked = sum(len(ix) for _, ix in chunk)
+    kept = len(committed)
+    got = {s.prompt_id for s, _ in committed}
+    per_prompt: dict[str, int] = {}
+    for s, _ in committed:
+        per_prompt[s.prompt_id] = per_prompt.get(s.prompt_id, 0) + 1
+    short = sum(1 for s, ix in chunk if per_prompt.get(s.prompt_id, 0) < len(ix))
+    return (f"the backend failed: {type(exc).__name__}: {str(exc).rstrip('.')}. Committed from this call: {kept} of the {asked} "
+            f"samples asked for ({len(got)} prompt(s)); {counters['generated']} committed by this run in all. "
+            f"Not generated: {asked - kept} sample(s) of {short} prompt(s); a rerun asks for exactly those, and "
+            f"none of the {kept} again: fix the cause and {job.resume_hint}")
+
+
+def _write_stats(job: SamplingJob, catalog: Any, states: list[PromptState], guard: StopGuard | None) -> None:
     rows = []
-    for s in states.values():
+    for s in states:
         hist = s.history()
         if not hist:
             continue

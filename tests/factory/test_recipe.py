@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,8 +110,7 @@ def test_missing_model_path(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as e:
         check_model_path(r)
     assert "backend.model" in str(e.value) and "does not exist" in str(e.value) and "Hub id" in str(e.value)
-    # A Hub id is fine (the engine downloads it where it runs); so is an existing folder.
-    check_model_path(load_recipe(write(tmp_path, "backend: {name: vllm, model: Qwen/Qwen2.5-0.5B}\n")))
+    # An existing folder is fine; a Hub id must be cached or on the Hub (tests below, through the CLI).
     check_model_path(load_recipe(write(tmp_path, f"backend: {{name: vllm, model: {tmp_path}}}\n")))
 
 
@@ -197,3 +199,88 @@ def test_unknown_judge_and_bad_where(tmp_path: Path) -> None:
     p = write(tmp_path, MINIMAL + "prompts: {where: \"domain = 'chemistry'\"}\n")
     with pytest.raises(RecipeError, match=r"matches no prompts"):
         generate_from_recipe(p, cat)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Through the command line, as a user meets them: exit code 2, one named message, nothing written.
+
+def run_r1f(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    full = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "r1f", *args], capture_output=True, text=True, timeout=300, check=False,
+                          env=full, cwd=cwd)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_cli_missing_recipe_writes_no_catalog(tmp_path: Path) -> None:
+    cat_dir = tmp_path / "catalog"
+    r = run_r1f("generate", str(tmp_path / "missing.yaml"), "--catalog", str(cat_dir))
+    assert r.returncode == 2, r.stderr
+    assert "missing.yaml" in one_line(r.stderr) and "not found" in r.stderr and "Traceback" not in r.stderr
+    assert not cat_dir.exists()  # failed on its arguments: wrote nothing
+
+
+def test_cli_generate_needs_an_ingested_catalog(tmp_path: Path, tiny_model_dir: Path) -> None:
+    p = write(tmp_path, f"backend: {{name: vllm, model: {tiny_model_dir}}}\n")
+    r = run_r1f("generate", str(p), "--catalog", str(tmp_path / "nothing-here"))
+    assert r.returncode == 2 and "no catalog at" in r.stderr and "r1f ingest" in one_line(r.stderr)
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def fake_cached_model(hf_home: Path, repo_id: str) -> None:
+    """A model in the Hugging Face cache layout (what `hf download` leaves): refs/main names a snapshot."""
+    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+
+
+def test_cli_hub_model_offline_and_uncached_fails_fast_and_named(tmp_path: Path) -> None:
+    cat = _catalog_with(tmp_path, [{"problem": "hi"}])
+    before = sql(cat, "select count(*) from runs")[1][0][0]
+    hf_home = tmp_path / "hf"
+    fake_cached_model(hf_home, "org/cached-model")
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+
+    p = write(tmp_path, "backend: {name: vllm, model: org/not-downloaded}\n")
+    r = run_r1f("generate", str(p), "--catalog", str(cat.root), env=env)
+    msg = one_line(r.stderr)
+    assert r.returncode == 2, r.stderr
+    assert f"{p}: backend.model: 'org/not-downloaded' is not a local folder and not in the Hugging Face cache" in msg
+    assert "HF_HUB_OFFLINE is set" in msg and "hf download org/not-downloaded" in msg
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) < 8
+    assert sql(cat, "select count(*) from runs")[1][0][0] == before  # nothing registered
+
+    # The same recipe naming a model that is in the cache passes the check (and goes on to plan the run).
+    p2 = write(tmp_path, "backend: {name: vllm, model: org/cached-model}\n", "cached.yaml")
+    r = run_r1f("generate", str(p2), "--dry-run", "--catalog", str(cat.root), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "backend.model" not in r.stderr and "Nothing was generated" in one_line(r.stdout)
+
+
+def test_cli_hub_model_unknown_on_the_hub(tmp_path: Path) -> None:
+    """Online, a Hub id that is not cached is looked up on the Hub (one metadata call); a fake Hub at
+    HF_ENDPOINT answers as the real one does for a repository that does not exist."""
+    from tests.factory.fault_proxy import LoopbackServer, Request, Response
+
+    asked: list[str] = []
+
+    async def hub(req: Request) -> Response:
+        asked.append(req.path)
+        return Response(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+
+    cat = _catalog_with(tmp_path, [{"problem": "hi"}])
+    p = write(tmp_path, "backend: {name: vllm, model: org/no-such-model}\n")
+    with LoopbackServer(hub) as server:
+        env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "HF_ENDPOINT": f"http://127.0.0.1:{server.port}"}
+        r = run_r1f("generate", str(p), "--catalog", str(cat.root), env=env)
+    assert r.returncode == 2, r.stderr
+    msg = one_line(r.stderr)
+    assert f"{p}: backend.model: no model 'org/no-such-model' on the Hub" in msg and "local model folder" in msg
+    assert any("/api/models/org/no-such-model" in a for a in asked)
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,171 @@
+"""Never pay twice for a generation, with the real vLLM server (behind the fault proxy, which counts what reaches
+it), real `r1f generate` processes and a real catalog on disk:
+
+- a request that gives up mid-round keeps every sample that finished, and the rerun asks only for the rest;
+- two processes on one run sample different prompts: generated in all == stored == requests served;
+- a rerun of a finished recipe never loads the model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from catalogs import Catalog, schema
+from catalogs.ingest import IngestOptions, ingest
+from catalogs.query import sql
+from factory.generate import generate_from_recipe
+from factory.sampling import GenerationStopped
+from tests.factory.fault_proxy import FaultProxy
+from tests.factory.test_sampling import JUDGES, PROBLEMS, make_catalog
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def openai_recipe(path: Path, base_url: str, extra: str = "", backend: str = "") -> Path:
+    path.write_text(
+        f"backend: {{name: openai, model: tiny, base_url: '{base_url}', api_key_env: R1F_TEST_NO_KEY{backend}}}\n"
+        "template: {name: r1_zero}\n"
+        "sampling: {temperature: 1.0, max_tokens: 8}\n" + extra)
+    return path
+
+
+def texts(cat: Catalog) -> dict[str, str]:
+    g = cat.generations()
+    return dict(zip(g["generation_id"].to_list(), g["text"].to_list()))
+
+
+def test_request_that_gives_up_keeps_what_finished_and_rerun_asks_only_the_rest(tmp_path: Path,
+                                                                                  vllm_server: str) -> None:
+    cat = make_catalog(tmp_path, PROBLEMS[:4])
+    with FaultProxy(vllm_server) as proxy:
+        recipe = openai_recipe(
+            tmp_path / "flaky.yaml", proxy.base_url,
+            "samples_per_prompt: 2\nbudget: {max_samples: 4, round_size: 2, retry_samples: 2}\n"
+            "judges: [simulated]\n",
+            # One request at a time, so the round's 8 requests meet the faults in order.
+            ", max_concurrency: 1, max_retries: 2, timeout_s: 30")
+        # Round 1: the first three requests are served; from then on the endpoint fails every time, so the
+        # fourth request gives up after its retries while five of the round's samples are still owed.
+        proxy.schedule(["ok"] * 3, default="500")
+        with pytest.raises(GenerationStopped) as e:
+            generate_from_recipe(recipe, cat, judges=JUDGES, progress=False)
+        served_first = proxy.seen.count("ok")
+        msg = " ".join(str(e.value).split())
+        assert served_first == 3
+        # The message says exactly what was kept and what the rerun will ask for.
+        assert "Committed from this call: 3 of the 8 samples asked for" in msg
+        assert "Not generated: 5 sample(s)" in msg and "a rerun asks for exactly those, and none of the 3 again" in msg
+        assert "HTTP 500" in msg or "500" in msg
+        assert "rerun `r1f generate" in msg
+        kept = texts(cat)
+        assert len(kept) == 3  # the finished samples are in the catalog, with their verdicts
+        assert len(cat.verdicts(list(kept))) == 3
+        assert e.value.summary["samples_generated"] == 3
+
+        proxy.schedule([])  # healthy again
+        done = generate_from_recipe(recipe, cat, judges=JUDGES, progress=False)
+        served_second = proxy.seen.count("ok")
+    assert done["status"] == "complete"
+    final = texts(cat)
+    assert {g: final[g] for g in kept} == kept  # kept as they were
+    # Every request that reached the server is exactly one stored sample: none was paid for twice.
+    assert served_first + served_second == len(final)
+    assert done["samples_generated"] == served_second == len(final) - 3
+
+
+RUNNER = """
+import json, runpy, sys
+sys.argv = ["r1f", *sys.argv[1:]]
+try:
+    runpy.run_module("r1f", run_name="__main__")
+finally:
+    loaded = sorted(m for m in sys.modules if m == "vllm" or m.startswith("vllm."))
+    print("VLLM_MODULES=" + json.dumps(loaded[:3]), file=sys.stderr, flush=True)
+"""
+
+
+def r1f_process(*args: str, **popen: Any) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250", "R1F_LOG_LEVEL": "INFO"}
+    return subprocess.Popen([sys.executable, "-c", RUNNER, *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, dict[str, Any], str]:
+    out, err = proc.communicate(timeout=timeout)
+    start = out.find("{")
+    summary = json.loads(out[start:]) if start >= 0 else {}
+    return proc.returncode, summary, err
+
+
+def test_two_processes_on_one_run_share_the_work(tmp_path: Path, vllm_server: str) -> None:
+    problems = [f"question {i}: what is {i} + {i}?" for i in range(24)]
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"problem": p, "answer": str(2 * i)}) for i, p in enumerate(problems)) + "\n")
+    cat = Catalog(tmp_path / "catalog")
+    ingest(cat, src, IngestOptions(source="two", kind="reasoning", domain="math"))
+    # The catalog as the previous schema wrote it: both processes open it, and one of them migrates it.
+    con = duckdb.connect(str(cat.db_path))
+    con.execute("DROP TABLE leases")
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION - 1)])
+    con.close()
+
+    with FaultProxy(vllm_server, slow_s=0.5) as proxy:
+        proxy.schedule([], default="slow")  # every request served, each a little slow: the run takes a while
+        recipe = openai_recipe(tmp_path / "shared.yaml", proxy.base_url,
+                               "samples_per_prompt: 2\nbudget: {max_samples: 2, round_size: 2}\n"
+                               "output: {chunk_prompts: 2}\n", ", max_concurrency: 2, max_retries: 0")
+        args = ("generate", str(recipe), "--catalog", str(cat.root), "--json")
+        first = r1f_process(*args)
+        time.sleep(2.0)  # started a few seconds apart, as in the report
+        second = r1f_process(*args)
+        rc1, s1, err1 = finish(first)
+        rc2, s2, err2 = finish(second)
+        served = proxy.seen.count("slow")
+    assert rc1 == 0, err1[-3000:]
+    assert rc2 == 0, err2[-3000:]
+    assert {s1["status"], s2["status"]} <= {"complete", "left_to_others"}, (s1, s2)
+    stored = cat.generations()
+    assert len(stored) == 48 and stored["generation_id"].n_unique() == 48
+    # Generated in all == stored == requests the server answered: nothing was generated twice.
+    assert s1["samples_generated"] + s2["samples_generated"] == 48 == served
+    # The second process worked on other prompts rather than stopping or duplicating.
+    assert s1["samples_generated"] > 0 and s2["samples_generated"] > 0, (s1, s2)
+    stats = sql(cat, "select samples, accepted, status from prompt_stats")[1]
+    assert sorted(stats) == [(2, 2, "solved")] * 24
+    # No lease is left behind, and the catalog is at the current schema.
+    assert sql(cat, "select count(*) from generation_meta")[1][0][0] == 48
+    con = duckdb.connect(str(cat.db_path), read_only=True)
+    assert con.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+    assert int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) == \
+        schema.SCHEMA_VERSION
+    con.close()
+
+
+def test_rerun_of_a_finished_recipe_never_loads_the_model(tmp_path: Path, tiny_model_dir: Path,
+                                                         vllm_llm: Any) -> None:
+    from backends.vllm_backend import VLLMBackend
+
+    cat = make_catalog(tmp_path, PROBLEMS[:3])
+    recipe = tmp_path / "done.yaml"
+    recipe.write_text(f"backend: {{name: vllm, model: {tiny_model_dir}, max_model_len: 2048, "
+                      "gpu_memory_utilization: 0.3, enforce_eager: true}\n"
+                      "sampling: {temperature: 1.0, max_tokens: 8}\nsamples_per_prompt: 2\n"
+                      "budget: {max_samples: 2, round_size: 2}\n")
+    first = generate_from_recipe(recipe, cat, backend=VLLMBackend(llm=vllm_llm), progress=False)
+    assert first["status"] == "complete" and first["samples_generated"] == 6
+
+    # The same recipe again, as a user runs it: the backend would be the in-process engine.
+    rc, again, err = finish(r1f_process("generate", str(recipe), "--catalog", str(cat.root), "--json"))
+    assert rc == 0, err[-3000:]
+    assert again["status"] == "complete" and again["samples_generated"] == 0 and again["backend_calls"] == 0
+    assert "VLLM_MODULES=[]" in err  # vLLM was never even imported
+    assert "opening the backend" not in err
+    assert len(cat.generations()) == 6
