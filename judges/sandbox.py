@@ -95,38 +95,35 @@ def _probe(cmd: list[str]) -> str | None:
     return f"exit {out.returncode}" + (f": {err[-1][:200]}" if err else "")
 
 
-_problems: list[str] = []
-
-
 @functools.cache
-def isolation_available() -> str | None:
-    """'bwrap', 'unshare' or None: which isolation tool actually works on this machine."""
+def _find_isolation() -> tuple[str | None, str]:
+    """(the first isolation tool that works, or None; why each tool before it did not)."""
     if not os.path.exists(SANDBOX_PYTHON):
-        _problems.append(f"{SANDBOX_PYTHON} is missing (the sandbox runs the system Python)")
-        return None
+        return None, f"{SANDBOX_PYTHON} is missing (the sandbox runs the system Python)"
     drop = _drop_privileges(_UID_RANGE[0])
     probe = [SANDBOX_PYTHON, "-I", "-S", "-c", _PROBE]
-    if not shutil.which("bwrap"):
-        _problems.append("bwrap: not installed (apt-get install bubblewrap)")
-    else:
-        why = _probe(_pid_ns() + drop + _bwrap_args("/", 64) + probe)
+    problems = []
+    for tool, cmd in (("bwrap", lambda: _pid_ns() + drop + _bwrap_args("/", 64)),
+                      ("unshare", lambda: _unshare_args() + drop)):
+        if not shutil.which(tool):
+            problems.append(f"{tool}: not installed ("
+                            + ("apt-get install bubblewrap" if tool == "bwrap" else "util-linux") + ")")
+            continue
+        why = _probe(cmd() + probe)
         if why is None:
-            return "bwrap"
-        _problems.append(f"bwrap: {why}")
-    if not shutil.which("unshare"):
-        _problems.append("unshare: not installed (util-linux)")
-    else:
-        why = _probe(_unshare_args() + drop + probe)
-        if why is None:
-            return "unshare"
-        _problems.append(f"unshare: {why}")
-    return None
+            return tool, "; ".join(problems)
+        problems.append(f"{tool}: {why}")
+    return None, "; ".join(problems)
+
+
+def isolation_available() -> str | None:
+    """'bwrap', 'unshare' or None: which isolation tool actually works on this machine."""
+    return _find_isolation()[0]
 
 
 def isolation_problem() -> str:
-    """Why `isolation_available()` is None, tool by tool ('' when a tool works)."""
-    isolation_available()
-    return "; ".join(_problems)
+    """Why `isolation_available()` is None (or why the tools before the one it chose failed), tool by tool."""
+    return _find_isolation()[1]
 
 
 def _proc_is_ours() -> bool:

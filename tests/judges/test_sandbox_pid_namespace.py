@@ -232,3 +232,13 @@ def test_without_a_sandbox_the_judge_refuses_instead_of_failing_the_code(tmp_pat
         assert name == "SandboxUnavailable"
         assert "bwrap: not installed" in message and "apt-get install bubblewrap" in message
         assert "nothing was judged" in message
+
+
+def test_probe_rejects_a_tool_that_shows_host_processes() -> None:
+    """`isolation_available` only trusts a tool whose probe sees no other process: run bare, it fails."""
+    from judges.sandbox import _PROBE, SANDBOX_PYTHON, _probe
+
+    if not os.path.exists(SANDBOX_PYTHON):
+        pytest.skip("no system Python")
+    assert _probe([SANDBOX_PYTHON, "-I", "-S", "-c", _PROBE]) == (
+        "the sandboxed program could see processes outside its sandbox in /proc")
