@@ -106,3 +106,33 @@ def test_bad_filter_recipes_and_empty_corpus(catalog: Catalog, tmp_path: Path) -
                            "--catalog", str(catalog.root)], check=False, capture_output=True, text=True)
     assert proc.returncode == 2 and "bad params for filter 'hygiene': min_answer_chars" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def decisions_of(cat: Catalog) -> list[tuple]:
+    return sql(cat, "SELECT generation_id, filter, passed, reason, value FROM filter_decisions ORDER BY ALL")[1]
+
+
+def test_worker_processes_decide_as_one_process_does(tmp_path: Path) -> None:
+    """Batches of 2 rows over 2 spawned workers (the pure filters and dedup's MinHash there, dedup's index here,
+    in catalog order): the same decisions, reasons and values as everything in one process."""
+    path = tmp_path / "gens.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows()))
+    cats = []
+    for tag in ("one", "pool"):
+        cat = Catalog(tmp_path / tag)
+        ingest(cat, path, IngestOptions(source="t", generations=True, model="m", domain="math"))
+        cats.append(cat)
+    one = filter_catalog(cats[0], RECIPE.model_copy(update={"workers": 1, "batch_rows": 2, "flush_rows": 3}))
+    pool = filter_catalog(cats[1], RECIPE.model_copy(update={"workers": 2, "batch_rows": 2, "flush_rows": 3}))
+    assert one == pool and all(s["decided"] == 7 for s in pool.values())
+    assert decisions_of(cats[0]) == decisions_of(cats[1])
+    assert failed(cats[1], "dedup") == {"Solve x^2 + 3x = 10 for x > 0.", "Solve x^2+3x=10, x positive, w",
+                                        "Solve x^2 + 3x = 10 (wall of t"}
+
+
+def test_a_filter_selecting_on_decisions_runs_after_they_are_written(catalog: Catalog) -> None:
+    """A step whose `where` reads filter_decisions starts a second pass: it sees the first pass's decisions."""
+    second = FilterStep(name="long_paragraphs", where="generation_id IN (SELECT generation_id FROM filter_decisions "
+                                                      "WHERE filter = 'code_blocks' AND NOT passed)")
+    summary = filter_catalog(catalog, FilterRecipe(filters=[FilterStep(name="code_blocks"), second]))
+    assert summary["code_blocks"]["decided"] == 7 and summary["long_paragraphs"]["decided"] == 1

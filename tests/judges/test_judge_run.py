@@ -101,3 +101,11 @@ def test_llm_judge_second_opinion_through_served_model(catalog: Catalog, vllm_se
     assert v["reason"] in ("equivalent", "different", "ambiguous", "unparseable_judge_response")
     assert v["judge_version"].startswith("1+llm_judge_v1+")
     assert judge_catalog(catalog, JudgeRecipe(judges=[step]))["llm_judge"]["judged"] == 0  # cached
+
+
+def test_second_opinion_in_the_same_recipe_sees_the_first_verdicts(catalog: Catalog) -> None:
+    """A judge whose `where` reads verdicts runs after the judges before it are written (a pass of its own)."""
+    second = JudgeStep(name="format", where="generation_id IN (SELECT generation_id FROM verdicts WHERE judge = "
+                                            "'math_accuracy' AND NOT passed)")
+    summary = judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy"), second]))
+    assert summary == {"math_accuracy": {"judged": 5, "passed": 2}, "format": {"judged": 3, "passed": 2}}
