@@ -34,7 +34,7 @@ def _builtin_for_vocab(tokenizer: Any) -> str | None:
 
 def end_of_turn(template: str, tokenizer: Any) -> str | None:
     """The special token the template closes an assistant turn with (the one a trained model stops at)."""
-    for name, token in BUILTIN.items():
+    for token in BUILTIN.values():
         if token in template and token in tokenizer.get_vocab():
             return token
     return tokenizer.eos_token

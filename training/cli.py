@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from catalogs.clikit import DEFAULT_CATALOG, CatalogOpt, JsonOpt, command_group, console, open_catalog, print_json
+from catalogs.clikit import (
+    DEFAULT_CATALOG,
+    CatalogOpt,
+    JsonOpt,
+    command_group,
+    console,
+    open_catalog,
+    print_json,
+)
 
 app = command_group()
 

@@ -263,6 +263,27 @@ class EvalRecipe(_Base):
 RECIPE_KINDS: dict[str, type[_Base]] = {"sft": SFTRecipe, "grpo": GRPORecipe, "eval": EvalRecipe}
 
 
+def _trl_default(name: str) -> Any:
+    from trl import GRPOConfig
+
+    return next(f.default for f in dataclasses.fields(GRPOConfig) if f.name == name)
+
+
+def check_group_size(recipe: GRPORecipe) -> None:
+    """Each step's completions split into groups of num_generations: the batch must divide by it."""
+    t = recipe.trl_args()
+    if t.get("generation_batch_size") or t.get("steps_per_generation"):
+        return  # trl checks those combinations itself
+    group = int(t.get("num_generations") or _trl_default("num_generations"))
+    batch = int(t.get("per_device_train_batch_size") or _trl_default("per_device_train_batch_size"))
+    accum = int(t.get("gradient_accumulation_steps") or _trl_default("gradient_accumulation_steps"))
+    if (batch * accum) % group:
+        raise RecipeError(
+            f"{recipe.where}: trl.per_device_train_batch_size: {batch} (x gradient_accumulation_steps {accum}) "
+            f"completions per step do not divide into groups of trl.num_generations = {group}; make the batch a "
+            f"multiple of {group}, or change num_generations")
+
+
 def load_recipe(path: str | Path, model: type[_Base]) -> Any:
     """Parse, then check trl's config by constructing it (errors name the file and key, nothing loads)."""
     path = Path(path)
@@ -270,6 +291,8 @@ def load_recipe(path: str | Path, model: type[_Base]) -> Any:
     recipe.source_path = path
     if isinstance(recipe, _TrainBase):
         _resolve_model(recipe)
+        if isinstance(recipe, GRPORecipe):
+            check_group_size(recipe)  # before trl's own check, whose message names a key the recipe may not set
         recipe.training_args(for_validation=True)
     return recipe
 

@@ -50,8 +50,8 @@ def test_sft_loss_goes_down_and_the_catalog_records_the_training(tmp_path, tiny_
     gen = json.loads((out / "generation_config.json").read_text())
     assert gen["eos_token_id"][0] == AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<|im_end|>")
 
-    res = CliRunner().invoke(app, ["sql", "SELECT kind, base_model, release_name, manifest_sha256, status, metrics, "
-                                   "output_dir FROM trainings", "--json", "--catalog", str(catalog.root)])
+    query = "SELECT kind, base_model, release_name, manifest_sha256, status, metrics, output_dir FROM trainings"
+    res = CliRunner().invoke(app, ["sql", query, "--json", "--catalog", str(catalog.root)])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     row = next(r for r in rows if r["output_dir"] == str(out.resolve()))
