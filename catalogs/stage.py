@@ -18,7 +18,9 @@ This module knows no judge and no filter: steps bring their own callables.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -156,7 +158,8 @@ def _run_pass(catalog: Any, steps: list[Step], counts: dict[str, _Count], writer
         jobs = [(w, f"_in_{i}") for i, w in works]
         if pool is None:
             return _do_work(batch, jobs)
-        return pool.submit(_do_work, batch, jobs)
+        with _main_not_rerun():  # a worker process starts inside the first submits
+            return pool.submit(_do_work, batch, jobs)
 
     def finish(batch: pl.DataFrame, results: list[Any]) -> None:
         by_step = dict(zip((i for i, _ in works), results))
@@ -192,6 +195,27 @@ def _run_pass(catalog: Any, steps: list[Step], counts: dict[str, _Count], writer
     for b, r in in_flight:
         finish(b, r.result() if isinstance(r, Future) else r)
     return pool
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Hide `__main__` from the spawn start method while a worker starts.
+
+    A spawned worker imports the parent's main script again; a user's script that calls a stage without the
+    `if __name__ == "__main__"` guard would then run once more in every worker. The workers need only
+    importable modules (a Work's function and this one), so they are better off without it."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
