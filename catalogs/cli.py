@@ -334,8 +334,13 @@ def publish(
     if as_json:
         print_json(result)
         return
-    console.print(f"[green]published[/] release [bold]{name}[/] → {repo_id} ({result['revision']}), commit "
-                  f"{result['commit']}, tag {name}, {len(result['files'])} files")
+    if result["changed"]:
+        console.print(f"[green]published[/] release [bold]{name}[/] → {repo_id} ({result['revision']}): one commit "
+                      f"{result['commit']} with {len(result['files'])} files")
+    else:
+        console.print(f"[green]up to date[/]: {repo_id} ({result['revision']}) already holds release [bold]{name}[/] "
+                      f"byte for byte; no new commit (head {result['commit']})")
+    console.print(f"tag {name}: " + ("created" if result["tag_created"] else "already there (tags are never moved)"))
 
 
 @app.command()

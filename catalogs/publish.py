@@ -70,9 +70,14 @@ def hub_token() -> str:
 def build_folder(catalog: Catalog, name: str, out: str | Path, repo_id: str | None = None,
                  license: str = "unknown", overwrite: bool = False) -> Path:
     """The Hub folder of release `name`: the `hf` export in the `hub` style, with the report's plots."""
-    from .report import figures
-
     get_manifest(catalog, name)
+    try:
+        import matplotlib  # noqa: F401
+
+        from .report import figures
+    except ImportError:
+        raise PublishError("the card's plots need matplotlib: pip install matplotlib (or r1-factory's `report` "
+                           "extra).") from None
     pngs = figures(release_facts(catalog, name, distributions=True))
     return export_release(catalog, name, out, fmt="hf", style="hub", overwrite=overwrite, repo_id=repo_id,
                           license=license, figures=pngs)
@@ -86,7 +91,11 @@ def publish(catalog: Catalog, name: str, repo_id: str, *, private: bool = False,
     manifest = get_manifest(catalog, name)
     token = hub_token()
     work = Path(tempfile.mkdtemp(prefix=f"r1f-publish-{name}-"))
-    folder = build_folder(catalog, name, work / name, repo_id=repo_id, license=license)
+    try:
+        folder = build_folder(catalog, name, work / name, repo_id=repo_id, license=license)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     say(f"built {folder} ({sum(1 for p in folder.rglob('*') if p.is_file())} files)")
     try:
         result = _upload(folder, name, repo_id, token, manifest, private=private, revision=revision,
@@ -100,9 +109,14 @@ def publish(catalog: Catalog, name: str, repo_id: str, *, private: bool = False,
 
 def _upload(folder: Path, name: str, repo_id: str, token: str, manifest: dict[str, Any], *, private: bool,
             revision: str | None, attempts: int, backoff_s: float, say: Callable[[str], None]) -> dict[str, Any]:
+    import logging
+
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
+    # One line per HTTP request drowns huggingface_hub's own progress bars; its warnings still show.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     api = HfApi(token=token)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     message = f"Publish release {name}"
@@ -133,16 +147,27 @@ def _upload(folder: Path, name: str, repo_id: str, token: str, manifest: dict[st
     if revision:
         call(f"create branch {revision}", lambda: api.create_branch(repo_id, branch=revision, repo_type="dataset",
                                                                     exist_ok=True))
+    before = call("read the repo", lambda: api.repo_info(repo_id, repo_type="dataset", revision=revision).sha,
+                  retry=True)
     # Fresh operations on every attempt: create_commit records upload modes on them.
     commit = call("commit", lambda: api.create_commit(
         repo_id, repo_type="dataset", revision=revision, commit_message=message,
         commit_description=description,
         operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]),
         retry=True)
-    call(f"tag {name}", lambda: api.create_tag(repo_id, tag=name, revision=commit.oid, repo_type="dataset",
-                                               tag_message=message, exist_ok=True), retry=True)
-    return {"repo_id": repo_id, "commit": commit.oid, "commit_url": commit.commit_url, "tag": name,
-            "revision": revision or "main", "files": files, "private": private}
+
+    def tag() -> bool:
+        try:
+            api.create_tag(repo_id, tag=name, revision=commit.oid, repo_type="dataset", tag_message=message)
+            return True
+        except HfHubHTTPError as exc:
+            if exc.response is not None and exc.response.status_code == 409:
+                return False  # tagged by an earlier publish of this release; a tag is never moved
+            raise
+
+    tagged = call(f"tag {name}", tag, retry=True)
+    return {"repo_id": repo_id, "commit": commit.oid, "commit_url": commit.commit_url, "changed": commit.oid != before,
+            "tag": name, "tag_created": tagged, "revision": revision or "main", "files": files, "private": private}
 
 
 def _scrub(text: str, token: str) -> str:

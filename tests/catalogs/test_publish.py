@@ -297,6 +297,8 @@ class FakeHub:
                     entry["actions"] = {"upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}"}}
                 objects.append(entry)
             return 200, {"transfer": "basic", "objects": objects}
+        if method == "GET" and re.fullmatch(r"/api/datasets/[^/]+/[^/]+", path):
+            path += "/revision/main"  # repo info without a revision: the default branch
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|revision|branch|tag)/(.+)", path)
         if not m or m.group(1) not in self.repos:
             return 404, {"error": f"no route or repo for {method} {path}"}
@@ -400,7 +402,7 @@ def test_publish_one_tagged_commit_and_the_token_nowhere(catalog: Catalog, hub: 
     env = hub_env(hub, tmp_path, token)
     proc = run_r1f("publish", "rel", "--repo-id", "org/r1-rel", "--private", "--catalog", str(catalog.root),
                    env=env)
-    assert "published" in proc.stdout and "tag rel" in proc.stdout
+    assert "published" in proc.stdout and "one commit" in proc.stdout and "tag rel: created" in proc.stdout
     repo = hub.repos["org/r1-rel"]
     assert repo["type"] == "dataset" and repo["visibility"] == "private"
     commits = hub.commits("org/r1-rel")
@@ -422,6 +424,7 @@ def test_publish_one_tagged_commit_and_the_token_nowhere(catalog: Catalog, hub: 
     # Publishing the same release again: no second commit, the tag where it was.
     again = run_r1f("publish", "rel", "--repo-id", "org/r1-rel", "--catalog", str(catalog.root), env=env)
     assert len(hub.commits("org/r1-rel")) == 1 and repo["tags"] == {"rel": commits[0]["oid"]}
+    assert "no new commit" in again.stdout and "tag rel: already there" in again.stdout
     _nowhere(token, again.stdout, again.stderr)
 
     # To a branch: created from main, the commit lands there (unchanged files: no new commit on it).
