@@ -283,7 +283,8 @@ def export(
                                                 "NAME.jsonl or NAME/).")] = None,
     format: Annotated[str, typer.Option(help="parquet, jsonl, or hf (a folder datasets.load_dataset reads, with a "
                                         "dataset card and manifest).")] = "parquet",
-    style: Annotated[str, typer.Option(help="messages (chat) or prompt_completion: the two formats trl reads.")]
+    style: Annotated[str, typer.Option(help="messages (chat) or prompt_completion: the two formats trl reads; "
+                                       "hub: both, plus model, run and verdict columns (what r1f publish uploads).")]
     = "messages",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
