@@ -98,12 +98,13 @@ def check_prompt_lengths(recipe: Recipe, template: Template, prompts: list[dict[
     return counts
 
 
-def prepare_recipe(recipe_path: Path | str) -> Recipe:
+def prepare_recipe(recipe_path: Path | str, *, check_model: bool = True) -> Recipe:
     """Load a recipe and run every check that needs neither the catalog nor the model: keys and types, the model
     (a local folder, or a Hub id in the cache or on the Hub), the template. The CLI runs this before it opens the
     catalog, so a command that fails on its arguments writes nothing."""
     recipe = load_recipe(Path(recipe_path))
-    check_model_path(recipe)
+    if check_model:
+        check_model_path(recipe)
     template_from_recipe(recipe)
     return recipe
 
@@ -131,7 +132,7 @@ def generate_from_recipe(
         recipe_path = recipe.source_path or Path("<recipe>")
     else:
         recipe_path = Path(recipe_path)
-        recipe = prepare_recipe(recipe_path)
+        recipe = prepare_recipe(recipe_path, check_model=backend is None)  # a backend handed in is the model
     template = template_from_recipe(recipe)
     bound = resolve_judges(recipe, judges)
 

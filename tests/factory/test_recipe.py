@@ -190,13 +190,14 @@ def test_missing_model_fails_before_generation(tmp_path: Path) -> None:
 
 def test_unknown_judge_and_bad_where(tmp_path: Path) -> None:
     cat = _catalog_with(tmp_path, [{"problem": "hi"}])
-    p = write(tmp_path, MINIMAL + "judges: [math_acuracy]\n")
+    local = f"backend: {{name: vllm, model: {tmp_path}}}\n"  # a folder: passes the model check offline
+    p = write(tmp_path, local + "judges: [math_acuracy]\n")
     with pytest.raises(RecipeError, match=r"judges\[0\]\.name: unknown judge 'math_acuracy'; use one of: .*math_accuracy"):
         generate_from_recipe(p, cat, judges={"mine": lambda s: True})
-    p = write(tmp_path, MINIMAL + "prompts: {where: \"nosuchcolumn = 1\"}\n")
+    p = write(tmp_path, local + "prompts: {where: \"nosuchcolumn = 1\"}\n")
     with pytest.raises(RecipeError, match=r"prompts\.where"):
         generate_from_recipe(p, cat)
-    p = write(tmp_path, MINIMAL + "prompts: {where: \"domain = 'chemistry'\"}\n")
+    p = write(tmp_path, local + "prompts: {where: \"domain = 'chemistry'\"}\n")
     with pytest.raises(RecipeError, match=r"matches no prompts"):
         generate_from_recipe(p, cat)
 
