@@ -125,9 +125,21 @@ class _Base(Strict):
         return str(self.source_path or "<recipe>")
 
 
+class Resources(Strict):
+    """What the recipe was sized for; `accelerate launch` does the launching (see README)."""
+
+    gpus: int = Field(default=8, ge=1)
+    nodes: int = Field(default=1, ge=1)
+    # An accelerate config under recipes/accelerate/ (DeepSpeed ZeRO-2/3, one node or several).
+    accelerate_config: str | None = None
+
+
 class _TrainBase(_Base):
     # A local model folder (its path) or a Hub id: the model training starts from.
     model: str
+    # The command that makes this stage's input (a multi-stage recipe); named when the input is missing.
+    previous_stage: str | None = None
+    resources: Resources = Field(default_factory=Resources)
     # Where checkpoints and the final model go (trl's `output_dir`).
     output_dir: str
     # None: the model's chat template, if it has `{% generation %}` markers or trl knows how to add them;
@@ -302,3 +314,66 @@ def _resolve_model(recipe: _TrainBase) -> None:
     m = recipe.model
     if m.startswith(("./", "../", "~")):
         recipe.model = str(recipe.resolve(m).resolve())  # type: ignore[union-attr]
+
+
+class Stage(Strict):
+    name: str
+    kind: Literal["sft", "grpo", "generate", "judge", "filter", "release"]
+    # The stage's own recipe, relative to this file.
+    recipe: str
+    # For a release stage: the release name it makes (a later sft stage may train on it).
+    release: str | None = None
+
+
+class PipelineRecipe(_Base):
+    """A multi-stage recipe (`recipes/r1.yaml`): the stages in the order they must run."""
+
+    stages: list[Stage]
+
+
+def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
+    """Validate every stage's recipe (no weights, no catalog) and the order: a stage's model that is a local
+    output must be the output_dir of an earlier stage, and its release must be made by an earlier stage."""
+    from catalogs.recipes import load_model as load_plain
+    from factory.recipe import load_recipe as load_generate
+    from judges.run import JudgeRecipe
+
+    pipe: PipelineRecipe = load_recipe(path, PipelineRecipe)
+    outputs: dict[str, str] = {}
+    later_releases = {s.release for s in pipe.stages if s.release}
+    made: set[str] = set()
+    out: list[tuple[Stage, Any]] = []
+    for i, stage in enumerate(pipe.stages):
+        file = pipe.resolve(stage.recipe)
+        where = f"{pipe.where}: stages[{i}].recipe"
+        if file is None or not file.is_file():
+            raise RecipeError(f"{where}: {stage.recipe!r} does not exist; give the stage's recipe file")
+        if stage.kind in ("sft", "grpo"):
+            r = load_recipe(file, SFTRecipe if stage.kind == "sft" else GRPORecipe)
+            local = r.model.startswith(("runs/", "./", "../", "/")) and not Path(r.model).exists()
+            if local and r.model not in outputs:
+                raise RecipeError(f"{where}: model {r.model!r} is no earlier stage's output_dir; order the stages "
+                                  f"so the one that writes it runs first")
+            rel = r.release if stage.kind == "sft" else r.prompts.release
+            if rel and rel in later_releases and rel not in made:
+                raise RecipeError(f"{where}: release {rel!r} is made by a later stage; run that stage first")
+            outputs[r.output_dir] = stage.name
+        elif stage.kind == "generate":
+            r = load_generate(file)
+            model = r.backend.model
+            if model.startswith("runs/") and model not in outputs:
+                raise RecipeError(f"{where}: backend.model {model!r} is no earlier stage's output_dir")
+        elif stage.kind == "judge":
+            r = load_plain(file, JudgeRecipe)
+        elif stage.kind == "filter":
+            from filters.run import FilterRecipe
+
+            r = load_plain(file, FilterRecipe)
+        else:
+            from catalogs.release import ReleaseRecipe
+
+            r = load_plain(file, ReleaseRecipe)
+            if stage.release:
+                made.add(stage.release)
+        out.append((stage, r))
+    return out

@@ -22,6 +22,9 @@ def check_model(recipe: Any) -> None:
     if Path(os.path.expanduser(model)).exists():
         return
     if model.startswith(("/", ".", "~")) or not _HUB_ID.match(model):
+        if recipe.previous_stage:
+            raise RecipeError(f"{recipe.where}: model: {model!r} does not exist yet: it is the output of an earlier "
+                              f"stage; run `{recipe.previous_stage}` first")
         raise RecipeError(f"{recipe.where}: model: model path {model!r} does not exist; give the folder of a "
                           f"saved model (config.json, tokenizer, weights) or a Hub id like Qwen/Qwen2.5-Math-7B")
 
@@ -32,8 +35,10 @@ def release_manifest(catalog: Any, recipe: Any, name: str, key: str) -> dict[str
     try:
         return get_manifest(catalog, name)
     except CatalogError as exc:
-        raise RecipeError(f"{recipe.where}: {key}: {exc} Create it first with `r1f release {name} ...`, or name "
-                          f"an existing release") from None
+        first = f"run `{recipe.previous_stage}` first" if recipe.previous_stage else \
+            f"create it first with `r1f release {name} ...`"
+        raise RecipeError(f"{recipe.where}: {key}: {exc} {first[0].upper() + first[1:]}, or name an existing "
+                          f"release") from None
 
 
 def manifest_sha256(catalog: Any, name: str) -> str | None:
@@ -62,9 +67,16 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` every rank runs this code; only rank 0 writes the catalog and the card."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def record(catalog: Any, *, tid: str, kind: str, recipe: Any, release: str | None, release_sha: str | None,
            prompts_where: str | None, status: str, metrics: dict[str, Any] | None, started_at: dt.datetime,
            finished_at: dt.datetime | None = None) -> None:
+    if not is_main_process():
+        return
     catalog.record_training({
         "training_id": tid, "kind": kind, "model": str(Path(recipe.output_dir).resolve()),
         "base_model": recipe.model, "release_name": release, "manifest_sha256": release_sha,
@@ -99,6 +111,8 @@ def final_metrics(trainer: Any, result: Any) -> dict[str, Any]:
 def write_model_card(trainer: Any, output_dir: str, *, kind: str, recipe: Any, release: str | None,
                      release_sha: str | None, prompts_where: str | None, tid: str) -> None:
     """trl's model card, plus a section naming the data: the release and its manifest hash."""
+    if not is_main_process():
+        return
     try:
         trainer.create_model_card(model_name=Path(output_dir).name, dataset_name=release,
                                   tags=["r1-factory", kind])

@@ -38,11 +38,14 @@ def release_dataset(catalog: Any, release: str, out_dir: Path) -> Any:
     """The release exported for trl (chat `messages`), as an in-memory `datasets.Dataset`."""
     import datasets
     import pyarrow.parquet as pq
+    from accelerate import PartialState
 
     from catalogs.release import export_release
 
-    path = export_release(catalog, release, out_dir / f"release-{release}.parquet", fmt="parquet",
-                          style="messages", overwrite=True)
+    path = out_dir / f"release-{release}.parquet"
+    with PartialState().main_process_first():  # rank 0 exports; the other ranks then read its file
+        if PartialState().is_main_process:
+            export_release(catalog, release, path, fmt="parquet", style="messages", overwrite=True)
     return datasets.Dataset(pq.read_table(path, columns=["messages"]))
 
 
