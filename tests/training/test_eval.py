@@ -108,3 +108,25 @@ judges: [math_accuracy, vibes]
     recipe.write_text(recipe.read_text().replace(", vibes", ""))
     with pytest.raises(RecipeError, match=r"eval.yaml: backend.model: model path .* does not exist"):
         run_eval(Catalog(tmp_path / "c"), recipe)
+
+
+def test_compare_prints_a_table_per_benchmark(tmp_path):
+    from catalogs.ingest import IngestOptions, ingest
+    from catalogs.store import Catalog
+    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
+
+    catalog = Catalog(tmp_path / "catalog")
+    for model, answer in (("model-a", "7"), ("model-b", "8")):
+        src = tmp_path / f"{model}.jsonl"
+        src.write_text(json.dumps({"problem": "What is 3 + 4?", "answer": "7",
+                                   "response": f"{model}: \\boxed{{{answer}}}"}) + "\n")
+        ingest(catalog, src, IngestOptions(source="tiny-bench", generations=True, model=model))
+    judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy")]))
+    res = CliRunner().invoke(app, ["eval", "--compare", "model-a", "--compare", "model-b",
+                                   "--catalog", str(catalog.root)])
+    assert res.exit_code == 0, res.output
+    assert "tiny-bench" in res.output and "pass@1" in res.output
+    rows = json.loads(CliRunner().invoke(app, ["eval", "--compare", "model-a", "--compare", "model-b", "--json",
+                                               "--catalog", str(catalog.root)]).output)
+    assert {r["model"]: (r["pass_at_1"], r["cons_at_k"]) for r in rows} == {"model-a": (100.0, 100.0),
+                                                                            "model-b": (0.0, 0.0)}

@@ -76,3 +76,11 @@ def test_a_stage_whose_input_is_missing_names_the_stage_to_run_first(tmp_path):
     with pytest.raises(RecipeError, match=r"2-reasoning-rl.yaml: model: .* does not exist yet.* run `r1f train sft "
                                           r"recipes/r1/1-cold-start-sft.yaml` first"):
         prepare_grpo(Catalog(tmp_path / "c"), RECIPES / "r1" / "2-reasoning-rl.yaml")
+
+
+def test_eval_recipe_has_the_papers_settings():
+    from training.recipe import EvalRecipe, load_recipe
+
+    r = load_recipe(RECIPES / "eval-math.yaml", EvalRecipe)
+    assert (r.k, r.sampling.temperature, r.sampling.top_p, r.sampling.max_tokens) == (64, 0.6, 0.95, 32768)
+    assert [b.name for b in r.benchmarks] == ["aime24", "math500"] and r.judges == ["math_accuracy"]

@@ -58,3 +58,20 @@ def test_sft_loss_goes_down_and_the_catalog_records_the_training(tmp_path, tiny_
     assert row["kind"] == "sft" and row["status"] == "finished" and row["release_name"] == release
     assert row["base_model"] == str(tiny_model_dir) and row["manifest_sha256"] == result["manifest_sha256"]
     assert json.loads(row["metrics"])["final_loss"] < json.loads(row["metrics"])["first_loss"]
+
+
+def test_cli_check_loads_no_weights_and_errors_exit_2(tmp_path, tiny_model_dir, toy_catalog):
+    import subprocess
+    import sys
+
+    catalog, release = toy_catalog
+    good = sft_recipe(tmp_path, tiny_model_dir, release)
+    res = CliRunner().invoke(app, ["train", "sft", str(good), "--check", "--json", "--catalog", str(catalog.root)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["status"] == "ok" and not (tmp_path / "out").exists()
+
+    bad = write_recipe(tmp_path / "bad.yaml", good.read_text().replace(f"release: {release}", "release: nope"))
+    proc = subprocess.run([sys.executable, "-m", "r1f", "train", "sft", str(bad), "--catalog", str(catalog.root)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "bad.yaml: release: no release named 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
