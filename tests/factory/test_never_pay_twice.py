@@ -169,3 +169,48 @@ def test_rerun_of_a_finished_recipe_never_loads_the_model(tmp_path: Path, tiny_m
     assert "VLLM_MODULES=[]" in err  # vLLM was never even imported
     assert "opening the backend" not in err
     assert len(cat.generations()) == 6
+
+
+def test_kill_dash_nine_mid_round_keeps_what_arrived(tmp_path: Path, vllm_server: str) -> None:
+    """A real `r1f generate` against the served model, committing each sample as it arrives, killed with -9 in the
+    middle of its one round: what arrived is stored, the rerun (over the dead process's leases and staging)
+    asks only for the rest, and its requests are exactly the samples it adds."""
+    problems = [f"sum {i}: what is {i} + 1?" for i in range(12)]
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"problem": p, "answer": str(i + 1)}) for i, p in enumerate(problems)) + "\n")
+    cat = Catalog(tmp_path / "catalog")
+    ingest(cat, src, IngestOptions(source="kill", kind="reasoning", domain="math"))
+    with FaultProxy(vllm_server, slow_s=0.3) as proxy:
+        proxy.schedule([], default="slow")
+        recipe = openai_recipe(tmp_path / "kill.yaml", proxy.base_url,
+                               "samples_per_prompt: 2\nbudget: {max_samples: 2, round_size: 2}\n"
+                               "output: {commit_every: 1}\n", ", max_concurrency: 2, max_retries: 0")
+        proc = r1f_process("generate", str(recipe), "--catalog", str(cat.root), start_new_session=True)
+        commits = 0
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if "factory: committed 1 generations" in line:
+                    commits += 1
+                    if commits == 5:
+                        os.killpg(proc.pid, 9)
+                        break
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=60)
+        assert commits == 5 and proc.returncode == -9
+        before = texts(cat)
+        assert 5 <= len(before) < 24  # everything that arrived was committed; the round was cut short
+        served_before = proxy.seen.count("slow")
+
+        proxy.schedule([], default="ok")
+        done = generate_from_recipe(recipe, cat, progress=False)
+        served_rerun = proxy.seen.count("ok")
+    assert served_before >= len(before)  # (requests in flight at the kill were served and lost: at most 2 + 1)
+    assert served_before - len(before) <= 3
+    assert done["status"] == "complete"
+    after = texts(cat)
+    assert len(after) == 24 and {g: after[g] for g in before} == before
+    assert done["samples_generated"] == served_rerun == 24 - len(before)  # nothing stored was asked for again
+    assert not any((cat.root / "staging").iterdir())  # the killed process's staging folder is gone
