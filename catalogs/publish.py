@@ -29,6 +29,8 @@ from .release import export_release, get_manifest, release_facts
 from .store import Catalog
 
 REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# The folders a publish writes; a later publish replaces what is in them.
+OWNED_FOLDERS = ("data/", "assets/", "recipes/")
 
 
 class PublishError(UserError):
@@ -111,7 +113,7 @@ def _upload(folder: Path, name: str, repo_id: str, token: str, manifest: dict[st
             revision: str | None, attempts: int, backoff_s: float, say: Callable[[str], None]) -> dict[str, Any]:
     import logging
 
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     # One line per HTTP request drowns huggingface_hub's own progress bars; its warnings still show.
@@ -149,12 +151,22 @@ def _upload(folder: Path, name: str, repo_id: str, token: str, manifest: dict[st
                                                                     exist_ok=True))
     before = call("read the repo", lambda: api.repo_info(repo_id, repo_type="dataset", revision=revision).sha,
                   retry=True)
-    # Fresh operations on every attempt: create_commit records upload modes on them.
+    # What an earlier publish left under the folders we own (another release's shards, runs' recipes, plots)
+    # goes in the same commit, so the repo never mixes two releases. Other files (a .gitattributes, a
+    # hand-written file) are left alone.
+    remote = call("list the repo", lambda: api.list_repo_files(repo_id, repo_type="dataset", revision=revision),
+                  retry=True)
+    stale = sorted(p for p in remote if p.startswith(OWNED_FOLDERS) and p not in set(files))
+    if stale:
+        say(f"removing {len(stale)} files an earlier publish left under {', '.join(OWNED_FOLDERS)}")
+
+    def operations() -> list[Any]:  # fresh on every attempt: create_commit records upload modes on them
+        return ([CommitOperationDelete(path_in_repo=p) for p in stale]
+                + [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files])
+
     commit = call("commit", lambda: api.create_commit(
         repo_id, repo_type="dataset", revision=revision, commit_message=message,
-        commit_description=description,
-        operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]),
-        retry=True)
+        commit_description=description, operations=operations()), retry=True)
 
     def tag() -> bool:
         try:
@@ -167,7 +179,8 @@ def _upload(folder: Path, name: str, repo_id: str, token: str, manifest: dict[st
 
     tagged = call(f"tag {name}", tag, retry=True)
     return {"repo_id": repo_id, "commit": commit.oid, "commit_url": commit.commit_url, "changed": commit.oid != before,
-            "tag": name, "tag_created": tagged, "revision": revision or "main", "files": files, "private": private}
+            "tag": name, "tag_created": tagged, "revision": revision or "main", "files": files, "removed": stale,
+            "private": private}
 
 
 def _scrub(text: str, token: str) -> str:

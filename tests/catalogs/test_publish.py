@@ -299,13 +299,16 @@ class FakeHub:
             return 200, {"transfer": "basic", "objects": objects}
         if method == "GET" and re.fullmatch(r"/api/datasets/[^/]+/[^/]+", path):
             path += "/revision/main"  # repo info without a revision: the default branch
-        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|revision|branch|tag)/(.+)", path)
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|revision|branch|tag|tree)/(.+)", path)
         if not m or m.group(1) not in self.repos:
             return 404, {"error": f"no route or repo for {method} {path}"}
         repo, action, ref = m.group(1), m.group(2), unquote(m.group(3))
         state = self.repos[repo]
         head = state["branches"].get(ref, [])
         tree = head[-1]["tree"] if head else {}
+        if action == "tree":  # list_repo_files: the whole tree in one page
+            return 200, [{"type": "file", "path": p, "size": len(v) if kind == "regular" else len(self.lfs[v]),
+                          "oid": v if kind == "lfs" else _git_sha1(v)} for p, (kind, v) in sorted(tree.items())]
         if action == "preupload":
             files = []
             for f in json.loads(body)["files"]:
@@ -331,11 +334,14 @@ class FakeHub:
                     if value["oid"] not in self.lfs:
                         return 422, {"error": f"LFS object {value['oid']} was never uploaded"}
                     new_tree[value["path"]] = ("lfs", value["oid"])
+                elif line["key"] == "deletedFile":
+                    if value["path"] not in new_tree:
+                        return 404, {"error": f"A file with this name doesn't exist: {value['path']}"}
+                    del new_tree[value["path"]]
             oid = hashlib.sha1(json.dumps([repo, ref, len(head), header["summary"], sorted(new_tree)]).encode()
                                ).hexdigest()
             head.append({"oid": oid, "summary": header["summary"], "description": header.get("description"),
-                         "tree": new_tree, "paths": sorted(p for p, _ in (
-                             (ln["value"]["path"], 0) for ln in lines[1:]))})
+                         "tree": new_tree, "operations": [(ln["key"], ln["value"]["path"]) for ln in lines[1:]]})
             return 200, {"commitUrl": f"{self.url}/datasets/{repo}/commit/{oid}", "commitOid": oid,
                          "pullRequestUrl": None}
         if action == "revision":
@@ -480,3 +486,25 @@ def test_no_token(catalog: Catalog, hub: FakeHub, tmp_path: Path) -> None:
                    env=hub_env(hub, tmp_path, None), check=False)
     assert proc.returncode == 2 and "no Hugging Face token" in proc.stderr and "HF_TOKEN" in proc.stderr
     assert hub.requests == [] and not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_second_release_replaces_the_first_in_one_commit(catalog: Catalog, hub: FakeHub, tmp_path: Path) -> None:
+    """Releases share a repo, one tag each: publishing another release removes the files the first one left
+    under data/, assets/ and recipes/ in the same commit, and the first release stays readable at its tag."""
+    create_release(catalog, "rel-reasoning", where="kind = 'reasoning' AND judges_failed = 0 AND "
+                                                   "filters_failed = 0")
+    env = hub_env(hub, tmp_path, _token())
+    run_r1f("publish", "rel", "--repo-id", "org/many", "--catalog", str(catalog.root), env=env)
+    hub.repos["org/many"]["branches"]["main"][-1]["tree"]["notes.md"] = ("regular", b"kept by hand")
+    proc = run_r1f("publish", "rel-reasoning", "--repo-id", "org/many", "--catalog", str(catalog.root), env=env)
+    # The chat run's shard and its recipe belonged to the first release only.
+    _, runs = sql(catalog, "SELECT run_id FROM runs WHERE model = 'deepseek-v3'")
+    gone = ["data/non_reasoning/train-00000-of-00001.parquet", f"recipes/generate-{runs[0][0]}.yaml"]
+    assert "removing 2 files an earlier publish left" in proc.stderr
+    commits = hub.commits("org/many")
+    assert len(commits) == 2 and commits[1]["summary"] == "Publish release rel-reasoning"
+    assert [p for k, p in commits[1]["operations"] if k == "deletedFile"] == gone
+    first, second = hub.files("org/many", "rel"), hub.files("org/many", "rel-reasoning")
+    assert all(p in first and p not in second for p in gone) and second["notes.md"] == b"kept by hand"
+    assert yaml.safe_load(second["README.md"].decode().split("\n---\n", 1)[0][4:])["pretty_name"] == "rel-reasoning"
+    assert hub.repos["org/many"]["tags"] == {"rel": commits[0]["oid"], "rel-reasoning": commits[1]["oid"]}
