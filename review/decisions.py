@@ -13,6 +13,8 @@ How a decision is stored (the choice, and why):
   `edited` verdict (not passed: the edit supersedes it) and the edit the reviewer's approval. The edit's id is a
   content hash of its parent and text, so the same edit twice, or an import of it, adds nothing twice.
 - The generation, the link and both verdicts commit in one transaction: a crash leaves all or none.
+- A decision is one reviewer at one time: a decision whose reviewer and time a sample already carries is not
+  added again, so importing a file twice (or a file exported from this catalog) adds nothing.
 """
 from __future__ import annotations
 
@@ -200,6 +202,12 @@ def _write(con: Any, d: Decision, edit: _Edit | None) -> dict[str, Any]:
                                   "WHERE generation_id = ? AND judge = ? ORDER BY created_at",
                                   [d.generation_id, HUMAN]).fetchall()]
     details: dict[str, Any] = {"reviewer": d.reviewer, "time": iso(d.time), "decision": d.decision}
+    others = [{"reviewer": p.get("reviewer"), "decision": p.get("decision"), "reason": p["reason"],
+               "time": p.get("time")} for p in prior if p.get("reviewer") != d.reviewer]
+    same = [p for p in prior if p.get("reviewer") == d.reviewer and p.get("time") == details["time"]]
+    if same:  # a decision is one reviewer at one time: importing it again adds nothing
+        return {"generation_id": d.generation_id, "judge_version": same[0]["judge_version"], "added": False,
+                "edit_id": edit.new_id if edit else None, "others": others}
     if d.note:
         details["note"] = d.note
     if d.decision == "approve":
@@ -219,8 +227,6 @@ def _write(con: Any, d: Decision, edit: _Edit | None) -> dict[str, Any]:
         _insert(con, edit.new_id, d.reviewer, True, "approved",
                 {"reviewer": d.reviewer, "time": iso(d.time), "decision": "approve", "edit_of": d.generation_id},
                 d.time)
-    others = [{"reviewer": p.get("reviewer"), "decision": p.get("decision"), "reason": p["reason"],
-               "time": p.get("time")} for p in prior if p.get("reviewer") != d.reviewer]
     return {"generation_id": d.generation_id, "judge_version": version, "added": added,
             "edit_id": edit.new_id if edit else None, "others": others}
 

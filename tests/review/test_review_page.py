@@ -53,6 +53,7 @@ def test_review_with_the_keyboard(tmp_path) -> None:
         rejected = _current(page)
         page.keyboard.press("r")
         page.wait_for_selector("#reject-panel.open")
+        page.screenshot(path=str(ARTIFACTS / "review-reject.png"), full_page=True)
         page.keyboard.press("1")
         page.wait_for_function(f"state.queue.current !== '{rejected}'")
         assert "wrong_answer" in page.inner_text("#message")
