@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -116,6 +117,10 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                 self._json(200, fn())
             except UserError as exc:
                 self._json(400, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - a bug: the page says so, the terminal keeps the traceback
+                traceback.print_exc()
+                self._json(500, {"error": f"internal error ({type(exc).__name__}: {exc}); the traceback is in the "
+                                          f"terminal running r1f review. Decisions made before it are saved."})
 
     return Handler
 
