@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml Makefile
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get install -y -q bubblewrap >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null)) ; } || \
 	  echo "note: bubblewrap not installed; the code judge will use unshare or refuse to run code"
+	@# The report and review tests drive Debian's chromium through playwright (never a downloaded browser).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) ; } || \
+	  echo "note: chromium not installed; the browser tests will be skipped"
 	@touch $(STAMP)
 
 install: $(STAMP)
