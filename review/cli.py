@@ -70,6 +70,13 @@ def review(
                   f"{state['left']} left · reviewer {name}", soft_wrap=True)
     # One plain line, flushed: scripts and tests read the address from it.
     print(f"review page: {url}  (Ctrl+C stops; every decision is already saved)", flush=True)
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A terminal's Ctrl+C and a supervisor's SIGTERM both end the session with its summary; decisions are saved.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

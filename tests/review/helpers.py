@@ -57,12 +57,15 @@ def review_server(cat: Path, *args: str, reviewer: str = "alice") -> Iterator[st
         yield url
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
+                rest = proc.communicate(timeout=30)[0]
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                raise
+            # Stopping prints the session's summary: accept rate and agreement with the machine judges.
+            assert proc.returncode == 0 and "accept_rate" in rest, rest
 
 
 @contextmanager
