@@ -274,7 +274,8 @@ class OpenAIBackend:
         loop = asyncio.get_running_loop()
         state = self._states.get(id(loop))
         if state is None or state.loop is not loop:
-            limits = openai.DEFAULT_CONNECTION_LIMITS.__class__(
+            # The Limits class of whichever HTTP library this openai release speaks (httpx2 today).
+            limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
                 max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
             http = openai.DefaultAsyncHttpxClient(
                 timeout=self.timeout, limits=limits,
