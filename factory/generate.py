@@ -148,8 +148,6 @@ def generate_from_recipe(
             f"{recipe_path}: prompts: the selection (where={recipe.prompts.where!r}, limit={recipe.prompts.limit}) "
             f"matches no prompts in the catalog; ingest prompts first (`r1f ingest`) or widen prompts.where"
         )
-    counts = check_prompt_lengths(recipe, template, prompts, backend)
-
     params = run_params(recipe, template)
     policy = Policy(k=recipe.k, round_size=recipe.round_size, max_samples=recipe.budget.max_samples,
                     retry_samples=recipe.retry_samples, max_round_size=recipe.max_round_size)
@@ -157,15 +155,23 @@ def generate_from_recipe(
                    "(finished samples are kept and not generated again)")
 
     if dry_run:
+        counts = check_prompt_lengths(recipe, template, prompts, backend)
         return _dry_run(recipe, template, prompts, counts, params, policy, catalog)
 
-    run_id = catalog.add_run(params)
+    def before_work(open_prompts: list[dict[str, Any]]) -> None:
+        # Only once there is work: the length check loads a tokenizer (transformers, torch), which a rerun of a
+        # finished recipe does not need. It still comes before any generation, and before the run is registered.
+        check_prompt_lengths(recipe, template, open_prompts, backend)
+        catalog.add_run(params)
+
+    run_id = make_run_id(params)
     job = SamplingJob(
         run_id=run_id, prompts=prompts, render=template.render, markers=template.markers, policy=policy,
         temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
         max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=bound,
         chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
         commit_every=recipe.output.commit_every, commit_interval_s=recipe.output.commit_seconds,
+        before_work=before_work,
     )
     opened: list[Any] = []
 

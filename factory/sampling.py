@@ -244,6 +244,9 @@ class SamplingJob:
     commit_every: int = 256
     commit_interval_s: float = 30.0
     lease_ttl_s: float = 3600.0
+    # Called once, with the rows of the prompts that have work, before the first call (checks that need a
+    # tokenizer, registering the run): a rerun with nothing to do pays for none of it.
+    before_work: Callable[[list[dict[str, Any]]], None] | None = None
 
 
 def _sample_for(state: PromptState, gen: dict[str, Any]) -> Sample:
@@ -314,6 +317,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
     failed_calls = 0
     rounds = 0
     held: dict[str, str] = {}  # prompt -> who holds it, for the open prompts left to another process
+    prepared = False  # job.before_work has run
     with guard:
         try:
             if progress:
@@ -334,6 +338,9 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
                     chunk, claimed = _claim(job, catalog, plan[start: start + size], held)
                     try:
                         if chunk:
+                            if job.before_work is not None and not prepared:
+                                job.before_work([s.row for s in plan])
+                                prepared = True
                             if not worked:
                                 rounds += 1
                                 log.info("round %d: %d prompts, %d samples", rounds, len(plan),
