@@ -30,7 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for _name in COMMAND_MODULES:
-    app.registered_commands.extend(importlib.import_module(_name).app.registered_commands)
+    _sub = importlib.import_module(_name).app
+    app.registered_commands.extend(_sub.registered_commands)
+    app.registered_groups.extend(_sub.registered_groups)  # e.g. `r1f train sft`
 
 
 @app.command()
