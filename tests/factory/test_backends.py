@@ -15,7 +15,7 @@ import pytest
 
 from backends import BackendError, get_backend
 from backends.base import ChatRequest
-from tests.factory.fault_proxy import FakeDeepSeek, FaultProxy
+from tests.factory.fault_proxy import FakeDeepSeek, FaultProxy, LoopbackServer, Response
 
 MSG = [{"role": "user", "content": "What is 2 + 3? Think step by step."}]
 VERDICT_SCHEMA = {
@@ -288,3 +288,20 @@ def test_async_api_and_sync_call_inside_a_running_loop(deepseek):
         return len(direct[0]), len(nested[0])
 
     assert asyncio.run(main()) == (2, 3)
+
+
+def test_without_a_key_no_authorization_header_is_sent(monkeypatch):
+    """The official client insists on a key; ours gives it a placeholder that must never go out."""
+    monkeypatch.delenv("R1F_TEST_NO_KEY", raising=False)
+    seen: list[dict] = []
+
+    async def handler(req):
+        seen.append(req.headers)
+        body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+        return Response(200, json.dumps(body).encode())
+
+    with LoopbackServer(handler) as server:
+        be = get_backend("openai", base_url=server.base_url, model="m", api_key_env="R1F_TEST_NO_KEY", probe=False)
+        [[c]] = be.generate([ChatRequest(MSG)])
+    assert c.text == "4" and seen and all("authorization" not in h for h in seen)
