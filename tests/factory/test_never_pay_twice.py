@@ -100,8 +100,9 @@ def r1f_process(*args: str, **popen: Any) -> subprocess.Popen:
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, dict[str, Any], str]:
     out, err = proc.communicate(timeout=timeout)
-    start = out.find("{")
-    summary = json.loads(out[start:]) if start >= 0 else {}
+    lines = out.splitlines()  # the engine prints to stdout too; --json's summary is the last `{` ... `}` block
+    starts = [i for i, line in enumerate(lines) if line == "{"]
+    summary = json.loads("\n".join(lines[starts[-1]:])) if starts else {}
     return proc.returncode, summary, err
 
 
@@ -214,3 +215,35 @@ def test_kill_dash_nine_mid_round_keeps_what_arrived(tmp_path: Path, vllm_server
     assert len(after) == 24 and {g: after[g] for g in before} == before
     assert done["samples_generated"] == served_rerun == 24 - len(before)  # nothing stored was asked for again
     assert not any((cat.root / "staging").iterdir())  # the killed process's staging folder is gone
+
+
+def test_second_process_leaves_a_leased_round_without_loading_a_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The in-process engine: the first `r1f generate` leases its whole round, then loads its engine; a second one
+    on the same recipe and catalog finds everything leased, says who holds it and stops, without loading a model."""
+    cat = make_catalog(tmp_path, PROBLEMS)
+    recipe = tmp_path / "engine.yaml"
+    recipe.write_text(f"backend: {{name: vllm, model: {tiny_model_dir}, max_model_len: 2048, "
+                      "gpu_memory_utilization: 0.3, enforce_eager: true}\n"
+                      "sampling: {temperature: 1.0, max_tokens: 8}\nsamples_per_prompt: 2\n"
+                      "budget: {max_samples: 2, round_size: 2}\n")
+    args = ("generate", str(recipe), "--catalog", str(cat.root), "--json")
+    first = r1f_process(*args)
+    try:
+        assert first.stderr is not None
+        seen: list[str] = []
+        for line in first.stderr:  # the round is leased before the engine loads
+            seen.append(line)
+            if "opening the backend" in line:
+                break
+        assert "opening the backend" in seen[-1], "".join(seen[-30:])
+        rc2, second, err2 = finish(r1f_process(*args), timeout=120)
+    finally:
+        rc1, s1, err1 = finish(first)
+    assert rc2 == 0, err2[-3000:]
+    assert second["status"] == "left_to_others" and second["samples_generated"] == 0
+    assert second["left_to_others"] == len(PROBLEMS)
+    msg = " ".join(err2.split())
+    assert f"being sampled by another process right now (pid {first.pid} on " in msg and "left to it" in msg
+    assert "VLLM_MODULES=[]" in err2 and "opening the backend" not in err2
+    assert rc1 == 0 and s1["status"] == "complete", err1[-3000:]
+    assert s1["samples_generated"] == 12 == len(cat.generations())
