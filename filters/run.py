@@ -36,7 +36,8 @@ class FilterRecipe(_Strict):
     description: str | None = None
     where: str | None = None
     filters: list[FilterStep]
-    batch_rows: int = Field(default=2000, ge=1)
+    # Rows per batch: 1000 texts of 16 KB keep each process under ~0.9 GB with no loss of speed (2000: ~1.2 GB).
+    batch_rows: int = Field(default=1000, ge=1)
     # Worker processes for the pure filters (1: all in this process). Beyond one batch only.
     workers: int = Field(default=2, ge=1)
     # Decisions are written at least every this many rows (and every 30 s).
@@ -63,19 +64,21 @@ def resolve_paths(recipe: FilterRecipe, base: Path) -> FilterRecipe:
 
 
 def filter_catalog(catalog: Any, recipe: FilterRecipe,
-                   progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
+                   progress: Callable[[str, int, int], None] | None = None,
+                   executor: Any = None) -> dict[str, dict[str, int]]:
     """Decide every generation the recipe's filters select and have not decided with these params.
 
     All filters share one pass over the texts (see catalogs.stage). The pure filters and dedup's MinHash run
     in `recipe.workers` processes; dedup's index and decontamination run here, batch after batch in
-    catalog order."""
+    catalog order. With an `executor` (a Ray cluster's) the pure parts run there instead of local processes;
+    the ordered ones still run here."""
     for step in recipe.filters:  # unknown names and bad thresholds fail before any work
         resolve_params(step.name, step.params)
     catalog.require_generations("filter")
     steps = [_stage_step(step, recipe) for step in recipe.filters]  # bad benchmark files fail here, too
     done = run_steps(catalog, steps, write=lambda frames: catalog.add_filter_decisions(pl.concat(frames)),
                      batch_rows=recipe.batch_rows, progress=progress, workers=recipe.workers,
-                     flush_rows=recipe.flush_rows, flush_s=30.0)
+                     flush_rows=recipe.flush_rows, flush_s=30.0, executor=executor)
     summary: dict[str, dict[str, int]] = {}
     for step in recipe.filters:
         spec = get_filter(step.name)
