@@ -247,3 +247,38 @@ def test_second_process_leaves_a_leased_round_without_loading_a_model(tmp_path: 
     assert "VLLM_MODULES=[]" in err2 and "opening the backend" not in err2
     assert rc1 == 0 and s1["status"] == "complete", err1[-3000:]
     assert s1["samples_generated"] == 12 == len(cat.generations())
+
+
+def test_ctrl_c_mid_round_commits_what_arrived(tmp_path: Path, vllm_server: str) -> None:
+    """Ctrl-C in the middle of a round whose samples wait in memory for their batch (commit_every is far away):
+    every sample that arrived is committed on the way out, and the rerun asks only for the rest."""
+    import signal
+
+    problems = [f"double {i}: what is 2 * {i}?" for i in range(12)]
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"problem": p, "answer": str(2 * i)}) for i, p in enumerate(problems)) + "\n")
+    cat = Catalog(tmp_path / "catalog")
+    ingest(cat, src, IngestOptions(source="ctrl-c", kind="reasoning", domain="math"))
+    with FaultProxy(vllm_server, slow_s=0.3) as proxy:
+        proxy.schedule([], default="slow")
+        recipe = openai_recipe(tmp_path / "int.yaml", proxy.base_url,
+                               "samples_per_prompt: 2\nbudget: {max_samples: 2, round_size: 2}\n",
+                               ", max_concurrency: 2, max_retries: 0")
+        proc = r1f_process("generate", str(recipe), "--catalog", str(cat.root), "--json")
+        deadline = time.monotonic() + 120
+        while len(proxy.seen) < 8 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        rc, summary, err = finish(proc)
+        stored = texts(cat)
+        assert rc == 0 and summary["status"] == "interrupted", err[-3000:]
+        assert 0 < len(stored) < 24 and summary["samples_generated"] == len(stored)
+        assert "interrupted: everything finished so far is committed" in " ".join(err.split())
+
+        proxy.schedule([], default="ok")
+        done = generate_from_recipe(recipe, cat, progress=False)
+        served_rerun = proxy.seen.count("ok")
+    after = texts(cat)
+    assert done["status"] == "complete" and len(after) == 24 and {g: after[g] for g in stored} == stored
+    assert done["samples_generated"] == served_rerun == 24 - len(stored)
