@@ -6,7 +6,6 @@ engine schedules them together and Python never serialises sampling.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +115,8 @@ class VLLMBackend:
                 "vllm.SamplingParams fields."
             ) from exc
 
-    def generate(
-        self,
-        requests: list[ChatRequest],
-        on_result: Callable[[int, list[Completion]], None] | None = None,
-    ) -> list[list[Completion]]:
-        """Return, for each request in order, its `n` completions in sample-index order.
-
-        `on_result(index, completions)` is called for each request too, as the OpenAI backend does. The engine
-        runs the whole call as one batch and hands it over at the end, so here that is after the batch; a
-        caller that wants to lose less to a dead engine makes smaller calls (recipe `output.chunk_prompts`)."""
+    def generate(self, requests: list[ChatRequest]) -> list[list[Completion]]:
+        """Return, for each request in order, its `n` completions in sample-index order."""
         prompts: list[str] = []
         params: list[Any] = []
         # For each engine request: (index of the ChatRequest, first sample index it fills)
@@ -169,9 +160,6 @@ class VLLMBackend:
                     # All requests ran in one engine batch; the batch's wall time is the honest figure.
                     latency_s=elapsed,
                 ))
-        if on_result is not None:
-            for i, completions in enumerate(results):
-                on_result(i, completions)
         return results
 
     def close(self) -> None:

@@ -105,7 +105,7 @@ class OutputConfig(_Strict):
     chunk_prompts: int | None = Field(default=None, ge=1)
     # Finished samples are committed as they arrive, in batches of this many or once the oldest waiting one
     # is this many seconds old: a kill -9 loses at most that; a request that gives up loses nothing else.
-    commit_every: int = Field(default=256, ge=1)
+    commit_every: int = Field(default=1000, ge=1)
     commit_seconds: float = Field(default=30.0, gt=0)
 
 

@@ -241,7 +241,7 @@ class SamplingJob:
     max_failed_calls: int = 1
     # Commit finished samples in batches of this many, or once the oldest waiting one is this old: a kill -9
     # loses at most one batch, and a batch is one shard (thousands of one-sample shards would slow reads).
-    commit_every: int = 256
+    commit_every: int = 1000
     commit_interval_s: float = 30.0
     lease_ttl_s: float = 3600.0
     # Called once, with the rows of the prompts that have work, before the first call (checks that need a
@@ -496,12 +496,12 @@ class _Committer:
         self.renewed = time.monotonic()
         self.lock = threading.Lock()  # the callback may run on the backend's thread
 
-    def add(self, state: PromptState, gen: dict[str, Any]) -> None:
+    def add(self, state: PromptState, gen: dict[str, Any], *, batch_due: bool = True) -> None:
         with self.lock:
             self.pending.append((state, gen))
             self.oldest = self.oldest or time.monotonic()
-            due = (len(self.pending) >= self.job.commit_every
-                   or time.monotonic() - self.oldest >= self.job.commit_interval_s)
+            due = batch_due and (len(self.pending) >= self.job.commit_every
+                                 or time.monotonic() - self.oldest >= self.job.commit_interval_s)
         if due:
             self.flush()
 
@@ -548,6 +548,7 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: Any, chunk: list[t
     committer = _Committer(job, catalog, guard, counters)
     delivered: set[int] = set()
     ours: list[BaseException] = []  # an error raised by our callback, not by the backend
+    returned = False  # the call is over: what it returned is committed as one batch (one shard)
 
     def on_result(i: int, completions: list[Completion]) -> None:
         if i in delivered or not 0 <= i < len(owners) or not completions:
@@ -557,7 +558,7 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: Any, chunk: list[t
         try:
             gen = _generation_row(job, state, idx, seed, completions[0])
             if gen is not None:
-                committer.add(state, gen)
+                committer.add(state, gen, batch_due=not returned)
         except BaseException as exc:
             ours.append(exc)
             raise
@@ -572,6 +573,7 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: Any, chunk: list[t
             results = backend.generate(requests)
         if len(results) != len(requests):
             raise GenerationStopped(f"the backend returned {len(results)} results for {len(requests)} requests")
+        returned = True
         for i, completions in enumerate(results):
             on_result(i, completions)
     except Exception as exc:
