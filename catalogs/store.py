@@ -637,8 +637,9 @@ class Catalog:
         that already have that verdict or decision: judging or filtering again costs nothing.
         `marks=[(where_i, without_i, see_done_i), ...]` serves several selections in one pass over the texts:
         a row is streamed when some mark selects it (where_i holds, and it lacks without_i's output unless
-        see_done_i), and each batch carries boolean columns `_in_i` (mark i selects the row) and `_new_i` (the
-        row lacks without_i's output). `on_marks` gets (selected, new) counts per mark.
+        see_done_i and some row where_i selects lacks it), and each batch carries boolean columns `_in_i`
+        (mark i selects the row) and `_new_i` (the row lacks without_i's output). `on_marks` gets (selected,
+        new) counts per mark.
         Each batch has generation_id, prompt_id, run_id, sample_index, finish_reason, completion_tokens,
         text, reasoning, answer, and the prompt's source, problem, reference (its answer), tests, kind,
         domain, language, messages.
@@ -667,8 +668,11 @@ class Catalog:
                 shown = " AND ".join(f"({w})" for w in [where, *(conjunction(m[0]) for m in marks)] if w)
                 raise CatalogError(f"selection `{shown}` is not a valid SQL predicate over generations and "
                                    f"prompts: {str(exc).splitlines()[0]}") from None
+        # A mark that sees done rows does so to decide new ones: with none new, it needs no row at all.
+        has_new = pending.select([(pl.col(f"_in_{i}") & pl.col(f"_new_{i}")).any().alias(str(i))
+                                  for i in range(len(marks))]).row(0) if pending.height else [False] * len(marks)
         pending = pending.with_columns(
-            [(pl.col(f"_in_{i}") & (pl.lit(see) | pl.col(f"_new_{i}"))).alias(f"_in_{i}")
+            [(pl.col(f"_in_{i}") & (pl.lit(see and bool(has_new[i])) | pl.col(f"_new_{i}"))).alias(f"_in_{i}")
              for i, (_, _, see) in enumerate(marks)])
         pending = pending.filter(pl.any_horizontal([f"_in_{i}" for i in range(len(marks))]))
         # a categorical shard name and no ids: a few bytes per selected row

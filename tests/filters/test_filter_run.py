@@ -136,3 +136,11 @@ def test_a_filter_selecting_on_decisions_runs_after_they_are_written(catalog: Ca
                                                       "WHERE filter = 'code_blocks' AND NOT passed)")
     summary = filter_catalog(catalog, FilterRecipe(filters=[FilterStep(name="code_blocks"), second]))
     assert summary["code_blocks"]["decided"] == 7 and summary["long_paragraphs"]["decided"] == 1
+
+
+def test_a_rerun_with_nothing_new_reads_no_text(catalog: Catalog) -> None:
+    """Stateful filters see every row only while some row is new to them; a rerun streams nothing."""
+    filter_catalog(catalog, RECIPE)
+    seen: list[tuple[str, int, int]] = []
+    filter_catalog(catalog, RECIPE, progress=lambda name, done, total: seen.append((name, done, total)))
+    assert {total for _, _, total in seen} == {0}
