@@ -198,6 +198,7 @@ def main() -> None:
             except ImportError:
                 print("\ndatatrove is not installed (pip install -e '.[bench]'): peer comparison skipped")
                 return
+            os.environ.setdefault("TQDM_DISABLE", "1")  # datatrove's progress bars
             dt = bench_filters.run_datatrove(corpus, a.datatrove_docs, work / "datatrove")
             total = sum(dt[k] for k in ("LanguageFilter", "GopherRepetitionFilter", "MinHash dedup"))
             print(f"\n== datatrove, same corpus (first {dt['docs']} generations, {dt['text_mb']:.1f} MB), one process")
