@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	-$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null
 	$(BIN)/python benchmarks/bench_catalog.py --n 50000
+	$(BIN)/python benchmarks/bench_filter_path.py --n 20000
+	$(BIN)/python benchmarks/bench_show.py --n 50000
 
 lint: $(STAMP)
 	$(BIN)/ruff check catalogs factory judges filters training tests benchmarks

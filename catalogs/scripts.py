@@ -36,6 +36,7 @@ THE LANGUAGE RULE (judge and filter alike)
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -251,15 +252,19 @@ class LanguageRule:
 DEFAULT_RULE = LanguageRule()
 
 
+# Cached: the filter asks per row, and a corpus has a handful of distinct language codes.
+@functools.lru_cache(maxsize=1024)
 def base_language(language: str) -> str:
     return (language or "").replace("_", "-").split("-")[0].strip().lower()
 
 
+@functools.lru_cache(maxsize=1024)
 def target_scripts(language: str) -> tuple[str, ...]:
     """Scripts the target language writes; Latin for every language not in LANGUAGE_SCRIPTS."""
     return LANGUAGE_SCRIPTS.get(base_language(language), ("latin",))
 
 
+@functools.lru_cache(maxsize=1024)
 def shared_script(language: str) -> bool:
     """True when the target's script is written by several languages (fastText must look inside)."""
     return not set(target_scripts(language)) <= SINGLE_LANGUAGE_SCRIPTS

@@ -5,7 +5,9 @@ Pure vectorised filters: language_mixing, long_paragraphs, code_blocks, hygiene 
 and `Decontaminator` / `BenchmarkIndex`. `FILTERS`, `get_filter`, `make_filter` and `params_hash` in
 `filters.registry`.
 
-Names load on first use, so that importing `filters.cli` (every `r1f` start) loads no polars.
+Names load on first use, so that importing `filters.cli` (every `r1f` start) loads no polars. The filter
+functions share their modules' names (`filters.hygiene` is a module), so get them from their modules or by
+name through `get_filter`.
 """
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from typing import Any
 
 _EXPORTS = {
     "DECISION_SCHEMA": "filters.base", "prepare_batch": "filters.base",
-    "CodeBlocksParams": "filters.code_blocks", "code_blocks": "filters.code_blocks",
+    "CodeBlocksParams": "filters.code_blocks",
     "BenchmarkIndex": "filters.decontamination", "DecontaminationParams": "filters.decontamination",
-    "Decontaminator": "filters.decontamination", "decontamination": "filters.decontamination",
+    "Decontaminator": "filters.decontamination",
     "DedupIndex": "filters.dedup", "DedupParams": "filters.dedup",
-    "HygieneParams": "filters.hygiene", "hygiene": "filters.hygiene",
-    "LanguageMixingParams": "filters.language_mixing", "language_mixing": "filters.language_mixing",
-    "LongParagraphsParams": "filters.long_paragraphs", "long_paragraphs": "filters.long_paragraphs",
+    "HygieneParams": "filters.hygiene",
+    "LanguageMixingParams": "filters.language_mixing",
+    "LongParagraphsParams": "filters.long_paragraphs",
     "FILTERS": "filters.registry", "FilterSpec": "filters.registry", "get_filter": "filters.registry",
     "make_filter": "filters.registry", "params_hash": "filters.registry",
 }
