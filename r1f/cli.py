@@ -37,13 +37,18 @@ for _name in COMMAND_MODULES:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's model, catalog and export.")] = Path("demo-out"),
+    out: Annotated[Path, typer.Option(help="Folder for the demo's world, models, recipes and catalog.")] = Path(
+        "demo-out"),
+    quick: Annotated[bool, typer.Option("--quick", help="A shortened run (fewer problems and steps, one R1-Zero "
+                                        "seed): every stage, in a few minutes; the numbers mean little.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the task world and every training run.")] = 0,
 ) -> None:
-    """The whole pipeline on this machine's CPU: ingest, rejection sampling with the real vLLM engine on a tiny
-    model built locally, imported traces, judges, filters, the paper's mix, export, and one sample's lineage."""
+    """Mini-R1: the DeepSeek-R1 pipeline in miniature on this machine's CPU. A task world, a tiny base model
+    trained from scratch, R1-Zero, cold start, reasoning RL, rejection sampling with vLLM, the 3:1 release,
+    distillation into a smaller student; a summary table and one released sample's lineage."""
     from r1f.demo import run_demo
 
-    run_demo(out)
+    run_demo(out, quick=quick, seed=seed)
 
 
 def _setup_logging() -> None:

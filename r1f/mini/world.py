@@ -1,0 +1,181 @@
+"""The Mini-R1 task world: multi-step arithmetic with exact answers, and a small non-reasoning pool.
+
+Everything is drawn from one seed, so the same seed gives the same files byte for byte. A problem is a
+chain of additions and subtractions of one-digit numbers (`7+5-8`); its worked solution does one
+operation per step (`7+5=12, 12-8=4`), the shape of a chain of thought the tiny model can learn.
+Train and held-out problems never share an expression.
+
+The base model's pretraining corpus is raw documents, no chat format: mostly worked solutions in
+plain text, some written as tagged dialogue (`<think>` and `<answer>`, as web text holds chat logs),
+some as a problem with a reasoning block and a one-line summary. That is the "latent skill" the paper
+finds in a base model; the tags are not yet reliable, and neither is the arithmetic.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+EOS = "<|endoftext|>"
+
+# Non-reasoning prompts with fixed answers: the stand-in for V3's SFT data (greetings, facts, translation).
+# Trivial queries get no chain of thought; the others a short one, as the paper describes.
+_GREETINGS = (("hello", "Hello! How can I help?"), ("hi", "Hi! Ask me a sum."), ("good morning", "Good morning!"),
+              ("thanks", "You are welcome."), ("bye", "Goodbye!"),
+              ("who are you?", "<think>A question about me.</think> I am Mini-R1, a tiny model that adds numbers."))
+_CAPITALS = (("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo"), ("Germany", "Berlin"),
+             ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi"), ("Norway", "Oslo"), ("Greece", "Athens"),
+             ("Cuba", "Havana"), ("Chile", "Santiago"), ("Poland", "Warsaw"), ("Iran", "Tehran"),
+             ("Canada", "Ottawa"), ("China", "Beijing"), ("India", "New Delhi"), ("Russia", "Moscow"))
+# English word: (French, German, Spanish)
+_WORDS = {"cat": ("chat", "Katze", "gato"), "dog": ("chien", "Hund", "perro"), "house": ("maison", "Haus", "casa"),
+          "water": ("eau", "Wasser", "agua"), "bread": ("pain", "Brot", "pan"), "sun": ("soleil", "Sonne", "sol"),
+          "moon": ("lune", "Mond", "luna"), "book": ("livre", "Buch", "libro"), "tree": ("arbre", "Baum", "arbol"),
+          "red": ("rouge", "rot", "rojo"), "blue": ("bleu", "blau", "azul"), "green": ("vert", "gruen", "verde"),
+          "one": ("un", "eins", "uno"), "two": ("deux", "zwei", "dos"), "three": ("trois", "drei", "tres"),
+          "milk": ("lait", "Milch", "leche"), "fish": ("poisson", "Fisch", "pez"), "bird": ("oiseau", "Vogel", "pajaro"),
+          "car": ("voiture", "Auto", "coche"), "city": ("ville", "Stadt", "ciudad"), "day": ("jour", "Tag", "dia"),
+          "night": ("nuit", "Nacht", "noche"), "friend": ("ami", "Freund", "amigo"), "school": ("ecole", "Schule",
+                                                                                              "escuela"),
+          "apple": ("pomme", "Apfel", "manzana"), "door": ("porte", "Tuer", "puerta"), "hand": ("main", "Hand", "mano"),
+          "sea": ("mer", "Meer", "mar"), "snow": ("neige", "Schnee", "nieve"), "time": ("temps", "Zeit", "tiempo")}
+_LANGS = ("French", "German", "Spanish")
+
+
+def _non_reasoning() -> tuple[tuple[str, str], ...]:
+    out = list(_GREETINGS)
+    out += [(f"what is the capital of {c}?", f"<think>A fact about {c}.</think> {a}.") for c, a in _CAPITALS]
+    for word, trans in _WORDS.items():
+        out += [(f"translate to {lang}: {word}", f"<think>{word.capitalize()} in {lang}.</think> {t}")
+                for lang, t in zip(_LANGS, trans)]
+    return tuple(out)
+
+
+NON_REASONING: tuple[tuple[str, str], ...] = _non_reasoning()
+
+
+@dataclass(frozen=True)
+class Problem:
+    expression: str
+    steps: tuple[str, ...]
+    answer: int
+
+    @property
+    def worked(self) -> str:
+        return ", ".join(self.steps)
+
+
+def make_problem(rng: random.Random, operands: int) -> Problem:
+    # One-digit operands: a 2-layer model has to learn to copy them and to add, and one-digit copies and sums
+    # are what it learns within a couple of minutes on two busy CPU cores.
+    nums = [rng.randint(1, 9) for _ in range(operands)]
+    ops = [rng.choice("+-") for _ in range(operands - 1)]
+    total, steps, expr = nums[0], [], str(nums[0])
+    for op, n in zip(ops, nums[1:]):
+        new = total + n if op == "+" else total - n
+        steps.append(f"{total}{op}{n}={new}")
+        expr += f"{op}{n}"
+        total = new
+    return Problem(expr, tuple(steps), total)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    seed: int = 0
+    train: int = 1500          # problems whose prompts RL and rejection sampling use
+    heldout: int = 300         # problems kept out of everything but evaluation
+    pretrain_docs: int = 20000  # raw documents for the base model
+    curated: int = 64          # hand-cleaned cold-start traces (readable worked solutions)
+    min_operands: int = 2
+    max_operands: int = 3
+
+
+def problems(spec: WorldSpec) -> tuple[list[Problem], list[Problem], list[Problem]]:
+    """(train, held-out, pretraining) problems; held-out expressions appear nowhere else."""
+    rng = random.Random(f"mini-r1-world:{spec.seed}")
+    seen: set[str] = set()
+
+    def draw(n: int, exclude: set[str]) -> list[Problem]:
+        out: list[Problem] = []
+        while len(out) < n:
+            p = make_problem(rng, rng.randint(spec.min_operands, spec.max_operands))
+            if p.expression in exclude:
+                continue
+            exclude.add(p.expression)
+            out.append(p)
+        return out
+
+    heldout = draw(spec.heldout, seen)
+    train = draw(spec.train, seen)
+    # Pretraining problems may repeat among themselves and overlap the train prompts (web text does),
+    # never the held-out set.
+    held = {p.expression for p in heldout}
+    pre: list[Problem] = []
+    while len(pre) < spec.pretrain_docs:
+        p = make_problem(rng, rng.randint(spec.min_operands, spec.max_operands))
+        if p.expression not in held:
+            pre.append(p)
+    return train, heldout, pre
+
+
+def pretraining_text(p: Problem, rng: random.Random) -> str:
+    """One raw document: no chat template, the base model only ever sees text like this."""
+    r = rng.random()
+    if r < 0.30:
+        return f"Q: {p.expression}\nA: {p.worked}. So {p.answer}."
+    if r < 0.70:
+        return f"User: {p.expression}\nAssistant: <think>{p.worked}</think> <answer>\\boxed{{{p.answer}}}</answer>"
+    return f"Problem: {p.expression}\nResponse: <think>{p.worked}</think> The answer is \\boxed{{{p.answer}}}."
+
+
+def readable(p: Problem) -> str:
+    """The readable pattern (reasoning, then a summary that ends with the answer): what cold start wants."""
+    return f"<think>{p.worked}</think> The answer is \\boxed{{{p.answer}}}."
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class WorldFiles:
+    train: Path
+    heldout: Path
+    non_reasoning: Path
+    curated: Path
+    pretrain: Path
+    examples: Path
+
+
+def write_world(out: Path, spec: WorldSpec) -> WorldFiles:
+    """Write the world's files (deterministic from `spec.seed`) for `r1f ingest` and the trainers."""
+    train, heldout, pre = problems(spec)
+    rng = random.Random(f"mini-r1-pretrain:{spec.seed}")
+
+    def row(p: Problem) -> dict:
+        return {"problem": p.expression, "answer": str(p.answer), "domain": "math", "kind": "reasoning",
+                "language": "en"}
+
+    # Non-reasoning answers were "made elsewhere" (V3's SFT data in the paper): they enter the catalog as an
+    # imported run, prompts and responses together.
+    nr = [{"problem": q, "kind": "non_reasoning", "domain": "chat", "language": "en", "response": a}
+          for q, a in NON_REASONING]
+    texts = [{"text": pretraining_text(p, rng)} for p in pre]
+    examples = [{"problem": p.expression, "reasoning": p.worked, "summary": f"The answer is \\boxed{{{p.answer}}}."}
+                for p in pre[:2]]
+    return WorldFiles(
+        train=_write_jsonl(out / "train.jsonl", [row(p) for p in train]),
+        heldout=_write_jsonl(out / "heldout.jsonl", [row(p) for p in heldout]),
+        non_reasoning=_write_jsonl(out / "non_reasoning.jsonl", nr),
+        # The paper's cold start also has traces people cleaned up by hand; here, readable worked solutions of
+        # the first train problems, imported as an annotators' run and judged like any other.
+        curated=_write_jsonl(out / "cold_start_curated.jsonl",
+                             [{**row(p), "response": readable(p)} for p in train[:spec.curated]]),
+        pretrain=_write_jsonl(out / "pretrain.jsonl", texts),
+        examples=_write_jsonl(out / "cold_start_examples.jsonl", examples),
+    )
