@@ -23,7 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,18 +97,22 @@ class _Writer:
 
 def run_steps(catalog: Any, steps: Sequence[Step], *, write: Callable[[list[Any]], Any], batch_rows: int,
               progress: Callable[[str, int, int], None] | None = None, workers: int = 1,
-              flush_rows: int = 1, flush_s: float = 30.0) -> dict[str, dict[str, int]]:
+              flush_rows: int = 1, flush_s: float = 30.0,
+              executor: Executor | None = None) -> dict[str, dict[str, int]]:
     """Run the steps over the catalog; `write(list of step outputs)` stores rows. Returns, per step, the rows
-    it decided now (`done`, `passed`) and how many it was given (`total`)."""
+    it decided now (`done`, `passed`) and how many it was given (`total`).
+
+    `executor` (a Ray cluster's, say) runs the pure parts instead of local worker processes, with `workers`
+    batches in flight; its owner shuts it down."""
     counts = {s.name: _Count() for s in steps}
     writer = _Writer(write, flush_rows, flush_s)
-    pool: ProcessPoolExecutor | None = None
+    pool: Executor | None = executor
     try:
         for group in _passes(steps):
             pool = _run_pass(catalog, group, counts, writer, batch_rows, progress, workers, pool)
             writer.flush()  # the next pass may select on what this one wrote
     finally:
-        if pool is not None:
+        if pool is not None and pool is not executor:
             pool.shutdown(wait=True, cancel_futures=True)
         for s in steps:
             if s.close is not None:
@@ -129,7 +133,7 @@ def _passes(steps: Sequence[Step]) -> Iterator[list[Step]]:
 
 def _run_pass(catalog: Any, steps: list[Step], counts: dict[str, _Count], writer: _Writer, batch_rows: int,
               progress: Callable[[str, int, int], None] | None, workers: int,
-              pool: ProcessPoolExecutor | None) -> ProcessPoolExecutor | None:
+              pool: Executor | None) -> Executor | None:
     import polars as pl
 
     totals: dict[str, int] = {}
@@ -156,7 +160,7 @@ def _run_pass(catalog: Any, steps: list[Step], counts: dict[str, _Count], writer
 
     def submit(batch: pl.DataFrame) -> Future[list[Any]] | list[Any]:
         jobs = [(w, f"_in_{i}") for i, w in works]
-        if pool is None:
+        if pool is None or not jobs:  # nothing pure to hand out: the ordered parts run here anyway
             return _do_work(batch, jobs)
         with _main_not_rerun():  # a worker process starts inside the first submits
             return pool.submit(_do_work, batch, jobs)

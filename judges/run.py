@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.config import BackendConfig
 from catalogs.errors import RecipeError
 from catalogs.records import Sample, Verdict, sample_from_row
-from catalogs.stage import Step, run_steps
+from catalogs.stage import Step, Work, run_steps
 from judges.registry import get_judge
 
 
@@ -126,12 +126,16 @@ class _RuleJudge:
 
 
 def judge_catalog(catalog: Any, recipe: JudgeRecipe,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, int]]:
+                  progress: Callable[[str, int, int], None] | None = None,
+                  executor: Any = None) -> dict[str, dict[str, int]]:
     """Judge every generation the recipe selects that lacks the verdict; returns counts per judge.
 
     Judges share a pass over the texts (see catalogs.stage); a judge whose `where` reads verdicts (a second
     opinion) runs after the verdicts before it are written. Verdicts are written after every batch: a model
-    judge's batch may take minutes, and none of that is lost to a crash."""
+    judge's batch may take minutes, and none of that is lost to a crash.
+
+    With an `executor` (a Ray cluster's), rule judges run there, `recipe.workers` batches at a time; model
+    judges still ask their model from here."""
     for step in recipe.judges:  # unknown names fail before any work
         if step.name not in MODEL_JUDGES:
             get_judge(step.name)
@@ -139,11 +143,31 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
     steps = []
     for step in recipe.judges:
         judge = _LazyJudge(step, versioned(step.name, step.params, step.backend), recipe.workers)
-        steps.append(Step(step.name, [recipe.where, step.where], ("verdict", step.name, judge.version),
-                          finish=judge, close=judge.close))
+        where, key = [recipe.where, step.where], ("verdict", step.name, judge.version)
+        if executor is not None and step.name not in MODEL_JUDGES:
+            steps.append(Step(step.name, where, key, finish=_computed,
+                              work=Work(_rule_verdicts, (step.name, dict(step.params), judge.version))))
+        else:
+            steps.append(Step(step.name, where, key, finish=judge, close=judge.close))
     done = run_steps(catalog, steps, write=lambda outputs: catalog.add_verdicts([r for o in outputs for r in o]),
-                     batch_rows=recipe.batch_rows, progress=progress, flush_rows=1)
+                     batch_rows=recipe.batch_rows, progress=progress, flush_rows=1,
+                     workers=recipe.workers if executor is not None else 1, executor=executor)
     return {name: {"judged": c["done"], "passed": c["passed"]} for name, c in done.items()}
+
+
+def _rule_verdicts(name: str, params: dict[str, Any], version: str) -> Callable[[Any], list[dict[str, Any]]]:
+    """A rule judge as a step's pure part (built once per worker): verdict rows for a batch."""
+    spec = get_judge(name)
+
+    def run(batch: Any) -> list[dict[str, Any]]:
+        samples = [sample_from_row(row) for row in batch.iter_rows(named=True)]
+        return verdict_rows(samples, spec.judge_many(samples, workers=1, **params), version)
+
+    return run
+
+
+def _computed(batch: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rows
 
 
 class _LazyJudge:

@@ -22,6 +22,7 @@ FLOORS: dict[str, float] = {
     "factory": 2,
     "training": 3,
     "review": 3,
+    "scaleout": 3,
     "r1f": 4,
 }
 

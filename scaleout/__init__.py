@@ -1,0 +1,7 @@
+"""The Ray engine: `--engine ray` for `r1f generate`, `r1f judge` and `r1f filter`.
+
+The same recipes and the same code as the local engine, spread over a Ray cluster, with the catalog still the
+one source of truth: workers write Parquet staging shards, and one committer (the driver) registers each
+finished shard in the catalog in a transaction. Nothing below this floor imports this package; the `r1f` face
+loads `scaleout.cli`, which registers the engine with each stage's command.
+"""
