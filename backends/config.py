@@ -15,7 +15,9 @@ class BackendConfig(_Strict):
     name: Literal["vllm", "openai"]
     # A local model folder or a Hub id (vllm), or the served model name (openai).
     model: str
-    base_url: str | None = None
+    # openai: the API root; or a list of them (replicas of one served model), load-balanced with per-endpoint
+    # health and backoff.
+    base_url: str | list[str] | None = None
     # Name of the environment variable holding the API key; the key itself never goes in a recipe.
     api_key_env: str | None = None
     max_concurrency: int = Field(default=32, ge=1)
@@ -40,8 +42,15 @@ class BackendConfig(_Strict):
         if self.name == "openai" and not self.base_url:
             raise ValueError(
                 "backend.base_url is required for the openai backend; "
-                "set it to the server's URL, e.g. http://127.0.0.1:8000/v1"
+                "set it to the server's URL, e.g. http://127.0.0.1:8000/v1, or a list of replicas' URLs"
             )
+        if isinstance(self.base_url, list):
+            bad = [u for u in self.base_url if not u.startswith(("http://", "https://"))]
+            if bad:
+                raise ValueError(f"backend.base_url: {bad[0]!r} is not an http(s) URL; give each replica's API "
+                                 "root, e.g. http://10.0.0.2:8000/v1")
+            if len(set(self.base_url)) != len(self.base_url):
+                raise ValueError("backend.base_url lists the same URL twice; list each replica once")
         return self
 
     def engine_options(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -95,6 +95,10 @@ class _Malformed(Exception):
     """A 200 whose body is not a chat completion we can use."""
 
 
+class _Unreachable(BackendError):
+    """The endpoint did not answer at all (nothing listens, or the network is down)."""
+
+
 @dataclass
 class _Call:
     """One logical request (all its attempts). The HTTP client's event hooks find it through `_CALL`,
@@ -106,6 +110,42 @@ class _Call:
     charged: float = 0.0
     attempts: int = 0
     last: str | None = None  # what went wrong with the previous attempt, when the hooks saw it
+    url: str | None = None  # the endpoint of the current attempt, when there are several
+
+
+@dataclass
+class _Endpoint:
+    """One of several replicas: its health, shared by every call and event loop of the backend.
+
+    After a failure an endpoint rests for a backoff that doubles with each failure in a row (0.5 s up to 30 s,
+    with jitter, or the server's Retry-After); the first success makes it healthy again. A rested endpoint is
+    tried again by the next request that picks it, so a replica that comes back is used again."""
+
+    url: str
+    failures: int = 0
+    down_until: float = 0.0
+    in_flight: int = 0
+    served: int = 0
+    failed: int = 0
+    max_backoff_s: float = 30.0
+    last_error: str | None = field(default=None, repr=False)
+
+    def up(self, now: float) -> bool:
+        return self.down_until <= now
+
+    def ok(self) -> None:
+        self.failures, self.down_until = 0, 0.0
+        self.served += 1
+
+    def fail(self, why: str, retry_after: float | None = None) -> float:
+        self.failures += 1
+        self.failed += 1
+        self.last_error = why
+        rest = min(self.max_backoff_s, 0.5 * 2 ** (self.failures - 1)) * random.uniform(0.75, 1.0)
+        if retry_after is not None:
+            rest = min(max(rest, retry_after), 120.0)
+        self.down_until = time.monotonic() + rest
+        return rest
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("openai_backend_call", default=None)
@@ -116,13 +156,17 @@ class _LoopState:
     loop: asyncio.AbstractEventLoop
     client: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
+    clients: list[openai.AsyncOpenAI] = field(default_factory=list)  # one per endpoint, when there are several
 
 
 class OpenAIBackend:
     """Backend for an OpenAI-compatible `/chat/completions` endpoint.
 
     base_url: the API root, ending in /v1 for vLLM and OpenAI (e.g. http://127.0.0.1:8000/v1,
-      https://api.deepseek.com).
+      https://api.deepseek.com). Or a list of them, replicas serving the same model: each request goes to the
+      healthy one with the fewest requests in flight; a failed attempt (connection, timeout, 429, 5xx, a
+      malformed body) rests that endpoint with a doubling backoff and moves the request to another, within
+      max_retries + 1 attempts in all. A replica that cannot be reached at construction starts resting.
     model: the model name the server serves (`deepseek-reasoner`, or vLLM's --served-model-name).
     api_key_env: NAME of the environment variable holding the key (read at construction). Unset is
       fine for a local server without auth.
@@ -143,7 +187,7 @@ class OpenAIBackend:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str,
         *,
         api_key_env: str = "OPENAI_API_KEY",
@@ -159,16 +203,22 @@ class OpenAIBackend:
         extra_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"OpenAIBackend: base_url {base_url!r} is not an http(s) URL; give the API root, e.g. "
-                "http://127.0.0.1:8000/v1 or https://api.deepseek.com."
-            )
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("OpenAIBackend: base_url is an empty list; give at least one API root.")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"OpenAIBackend: base_url {url!r} is not an http(s) URL; give the API root, e.g. "
+                    "http://127.0.0.1:8000/v1 or https://api.deepseek.com."
+                )
         if max_concurrency < 1:
             raise ValueError(f"OpenAIBackend: max_concurrency={max_concurrency}; it must be at least 1.")
         if max_retries < 0:
             raise ValueError(f"OpenAIBackend: max_retries={max_retries}; it must be 0 or more.")
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self.base_url = self.base_urls[0]
+        self.endpoints = [_Endpoint(u) for u in self.base_urls] if len(urls) > 1 else []
         self.model = model
         self.api_key_env = api_key_env
         self._key = _Secret(os.environ.get(api_key_env) or None)
@@ -186,17 +236,18 @@ class OpenAIBackend:
         # Count of HTTP attempts that failed and were retried (for tests, logs and progress).
         self.retries = 0
         if probe:
-            self._probe(probe_timeout_s)
+            self._probe_all(probe_timeout_s)
 
     def __repr__(self) -> str:
-        return (f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, "
+        shown = self.base_url if not self.endpoints else self.base_urls
+        return (f"OpenAIBackend(base_url={shown!r}, model={self.model!r}, "
                 f"api_key_env={self.api_key_env!r}, key={self._key!r})")
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, base_url: str | None = None) -> dict[str, Any]:
         # The client insists on a key. Without one we give it a placeholder and omit the
         # Authorization header per request (`_auth_override`), so a keyless server sees no bogus key.
-        return {"api_key": self._key.get() or "unset", "base_url": self.base_url,
+        return {"api_key": self._key.get() or "unset", "base_url": base_url or self.base_url,
                 "default_headers": self._extra_headers}
 
     def _auth_override(self) -> dict[str, Any] | None:
@@ -206,11 +257,29 @@ class OpenAIBackend:
         key = self._key.get()
         return text.replace(key, "***") if key else text
 
-    def _probe(self, timeout_s: float) -> None:
-        url = f"{self.base_url}/models"
+    def _probe_all(self, timeout_s: float) -> None:
+        """Probe the endpoint; of several, each: a wrong URL, key or model is an error, but a replica that
+        cannot be reached only starts resting, as long as one answers."""
+        if not self.endpoints:
+            self._probe(timeout_s)
+            return
+        unreachable = []
+        for ep in self.endpoints:
+            try:
+                self._probe(timeout_s, ep.url)
+            except _Unreachable as exc:
+                unreachable.append(str(exc))
+                ep.fail(str(exc))
+                log.warning("%s; it rests and is tried again later", exc)
+        if len(unreachable) == len(self.endpoints):
+            raise BackendError(f"none of the {len(self.endpoints)} endpoints answers: " + " | ".join(unreachable))
+
+    def _probe(self, timeout_s: float, base_url: str | None = None) -> None:
+        base_url = base_url or self.base_url
+        url = f"{base_url}/models"
         how = ("check that the server is running and that base_url is the API root (vLLM: "
                "http://HOST:PORT/v1), or pass probe=False to skip this check")
-        client = openai.OpenAI(**self._client_kwargs(), max_retries=0, timeout=timeout_s)
+        client = openai.OpenAI(**self._client_kwargs(base_url), max_retries=0, timeout=timeout_s)
         try:
             raw = client.models.with_raw_response.list(extra_headers=self._auth_override())
         except openai.APIStatusError as exc:
@@ -227,7 +296,7 @@ class OpenAIBackend:
                 f"{url} answered HTTP {status}: {self._scrub(exc.response.text[:300])}; {how}.") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            raise BackendError(
+            raise _Unreachable(
                 f"cannot reach the OpenAI-compatible endpoint {url}: "
                 f"{self._scrub(type(cause).__name__ + ': ' + str(cause))}; {how}."
             ) from None
@@ -239,7 +308,7 @@ class OpenAIBackend:
             return  # not every compatible server lists models; the first request will tell
         if served and self.model not in served:
             raise BackendError(
-                f"{self.base_url} does not serve model {self.model!r}; it serves {served[:20]}. "
+                f"{base_url} does not serve model {self.model!r}; it serves {served[:20]}. "
                 "Set model to one of those."
             )
 
@@ -254,7 +323,7 @@ class OpenAIBackend:
             self.retries += 1
             why = call.last or "no response (timeout, dropped connection or cut-off body)"
             log.warning("%s/chat/completions: request %d (key=%r) attempt %d/%d failed: %s; retrying",
-                        self.base_url, call.index, call.key, call.attempts - 1, self.max_retries + 1,
+                        call.url or self.base_url, call.index, call.key, call.attempts - 1, self.max_retries + 1,
                         self._scrub(why))
         call.last = None
         if self._rpm:
@@ -282,7 +351,11 @@ class OpenAIBackend:
                 event_hooks={"request": [self._on_request], "response": [self._on_response]})
             client = openai.AsyncOpenAI(**self._client_kwargs(), timeout=self.timeout,
                                         max_retries=self.max_retries, http_client=http)
-            state = self._states[id(loop)] = _LoopState(loop, client, asyncio.Semaphore(self.max_concurrency))
+            # Several endpoints: one client each, retrying nothing by itself; `_post_balanced` moves a failed
+            # attempt to another endpoint instead of retrying a sick one.
+            clients = [client.with_options(base_url=ep.url, max_retries=0) for ep in self.endpoints]
+            state = self._states[id(loop)] = _LoopState(loop, client, asyncio.Semaphore(self.max_concurrency),
+                                                        clients)
         return state
 
     def _body(self, req: ChatRequest, n: int, seed: int | None) -> dict[str, Any]:
@@ -345,6 +418,8 @@ class OpenAIBackend:
         )
 
     async def _post(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
+        if self.endpoints:
+            return await self._post_balanced(req, n, seed, index)
         state = self._loop_state()
         url = f"{self.base_url}/chat/completions"
         body = self._body(req, n, seed)
@@ -405,6 +480,85 @@ class OpenAIBackend:
             return comps
         finally:
             _CALL.reset(token)
+
+    async def _pick(self) -> int:
+        """The healthy endpoint with the fewest requests in flight (ties: fewest served); while every endpoint
+        rests, wait for the first to come back."""
+        while True:
+            now = time.monotonic()
+            up = [i for i, ep in enumerate(self.endpoints) if ep.up(now)]
+            if up:
+                return min(up, key=lambda i: (self.endpoints[i].in_flight, self.endpoints[i].served))
+            await asyncio.sleep(max(0.01, min(ep.down_until for ep in self.endpoints) - now))
+
+    async def _post_balanced(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
+        state = self._loop_state()
+        body = self._body(req, n, seed)
+        model, messages = body.pop("model"), body.pop("messages")
+        estimate = sum(len(str(m.get("content", ""))) for m in req.messages) / 4 + req.max_tokens * n
+        call = _Call(index=index, key=req.key, estimate=estimate)
+        token = _CALL.set(call)
+        start = time.perf_counter()
+        try:
+            async with state.semaphore:
+                while True:
+                    i = await self._pick()
+                    ep = self.endpoints[i]
+                    call.url = ep.url
+                    url = f"{ep.url}/chat/completions"
+                    retry_after = None
+                    ep.in_flight += 1
+                    try:
+                        raw = await state.clients[i].chat.completions.with_raw_response.create(
+                            model=model, messages=messages, extra_body=body, extra_headers=self._auth_override())
+                        try:
+                            data = raw.http_response.json()
+                        except ValueError:
+                            raise _Malformed("malformed response body: not JSON") from None
+                        comps, p_tok, c_tok = self._parse(data, n)
+                    except openai.APIStatusError as exc:
+                        status, text = exc.status_code, exc.response.text
+                        if not (status in RETRYABLE_STATUS or status >= 500):
+                            raise BackendError(
+                                f"{url} rejected request {index} (key={req.key!r}) with HTTP {status}: "
+                                f"{self._scrub(text[:500])}. This is not retried; fix the request or the recipe."
+                            ) from None
+                        failure = f"HTTP {status}: {text[:200]}"
+                        try:
+                            retry_after = float(exc.response.headers.get("retry-after") or "")
+                        except ValueError:
+                            retry_after = None
+                    except openai.APITimeoutError:
+                        failure = f"timeout after {self.timeout.read} s read timeout"
+                    except openai.APIConnectionError as exc:
+                        cause = exc.__cause__ or exc
+                        failure = f"connection failure ({type(cause).__name__}: {cause})"
+                    except _Malformed as exc:
+                        failure = str(exc)
+                    else:
+                        ep.ok()
+                        break
+                    finally:
+                        ep.in_flight -= 1
+                    rest = ep.fail(failure, retry_after)
+                    call.last = f"{failure}; {ep.url} rests {rest:.1f} s"
+                    if call.attempts >= self.max_retries + 1:
+                        raise self._gave_up(url, req, index, call.attempts, failure)
+            if self._tpm and p_tok is not None and c_tok is not None:
+                self._tpm.adjust(call.charged - (p_tok + c_tok))
+            latency = time.perf_counter() - start
+            for c in comps:
+                c.latency_s = latency
+            return comps
+        finally:
+            _CALL.reset(token)
+
+    def health(self) -> list[dict[str, Any]]:
+        """Per endpoint: requests served and failed, failures in a row, seconds left resting, the last error."""
+        now = time.monotonic()
+        return [{"url": ep.url, "served": ep.served, "failed": ep.failed, "failures_in_a_row": ep.failures,
+                 "resting_s": round(max(0.0, ep.down_until - now), 3),
+                 "last_error": self._scrub(ep.last_error) if ep.last_error else None} for ep in self.endpoints]
 
     async def _one(self, req: ChatRequest, index: int) -> list[Completion]:
         if req.n < 1:
