@@ -81,9 +81,10 @@ class WorkerShape:
 
 
 def engine_workers(ray: Any, wanted: int | None, gpus_per_engine: int = 1) -> WorkerShape:
-    """One engine per `gpus_per_engine` GPUs of the cluster; on a cluster without GPUs, one per CPU."""
+    """One engine per `gpus_per_engine` GPUs of the cluster; on a cluster without GPUs, or for a client of a served
+    model (`gpus_per_engine=0`: the openai backend), one per CPU."""
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
+    gpus = int(resources.get("GPU", 0)) if gpus_per_engine > 0 else 0
     cpus = int(resources.get("CPU", 1))
     if gpus:
         fits = max(1, gpus // max(1, gpus_per_engine))

@@ -34,7 +34,7 @@ from typing import Any
 
 from catalogs.errors import CatalogError, RecipeError, UserError
 from catalogs.progress import RunProgress, print_summary
-from catalogs.store import STAGING_DIR, Catalog, PromptClaim, StagedBatch, this_process
+from catalogs.store import STAGING_DIR, Catalog, PromptClaim, StagedBatch, remove_orphan_staging, this_process
 from factory.generate import check_prompt_lengths, resolve_judges, run_params
 from factory.recipe import Recipe
 from factory.sampling import GenerationStopped, Policy, SamplingJob, run_sampling
@@ -249,6 +249,8 @@ def generate_on_ray(recipe: Recipe, catalog: Catalog, *, address: str | None = N
                    "to resume (finished samples are kept and not generated again)")
 
     t0 = time.monotonic()
+    # Staging folders of a driver killed with -9 (named after its process, which is gone): never registered.
+    remove_orphan_staging(catalog.root / STAGING_DIR)
     names = [j.name for j in bound]
     index = _Index(_history(catalog, run_id, bound), names)
     todo = [p for p in prompts if index.needs_work(policy, p["prompt_id"])]
@@ -259,8 +261,9 @@ def generate_on_ray(recipe: Recipe, catalog: Catalog, *, address: str | None = N
 
     if todo:
         with ray_session(address) as ray:
-            gpus_per_engine = int(recipe.backend.tensor_parallel_size or 1)
-            shape = engine_workers(ray, workers, gpus_per_engine if recipe.backend.name == "vllm" else 1)
+            # vllm: an engine per GPU (or tensor_parallel_size GPUs); openai: a client of a served model, on a CPU
+            gpus_per_engine = int(recipe.backend.tensor_parallel_size or 1) if recipe.backend.name == "vllm" else 0
+            shape = engine_workers(ray, workers, gpus_per_engine)
             size = shard_prompts or shard_size(len(todo), shape.count)
             queue = deque(_Shard(i, todo[s: s + size]) for i, s in enumerate(range(0, len(todo), size)))
             shards_n = len(queue)
