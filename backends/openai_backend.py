@@ -11,13 +11,14 @@ logged, never put in an exception and never shown by repr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,30 @@ class _Endpoint:
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("openai_backend_call", default=None)
+# Set by `agenerate` when one of its requests gives up: requests not yet sent are not sent.
+_STOP: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("openai_backend_stop", default=None)
+
+
+class _NotSent(Exception):
+    """A request left unsent because another request of the same call gave up."""
+
+
+@contextlib.asynccontextmanager
+async def _slot(semaphore: asyncio.Semaphore) -> AsyncIterator[None]:
+    """A concurrency slot for one request. Once a request of the same call has given up, no new request is
+    sent; a request that gives up says so before its slot goes to the next one."""
+    async with semaphore:
+        stop = _STOP.get()
+        if stop is not None and stop.is_set():
+            raise _NotSent
+        try:
+            yield
+        except (_NotSent, asyncio.CancelledError):
+            raise
+        except BaseException:
+            if stop is not None:
+                stop.set()
+            raise
 
 
 @dataclass
@@ -430,7 +455,7 @@ class OpenAIBackend:
         start = time.perf_counter()
         client = state.client
         try:
-            async with state.semaphore:
+            async with _slot(state.semaphore):
                 while True:
                     try:
                         # Everything but model and messages goes as extra_body: the body is then exactly
@@ -500,7 +525,7 @@ class OpenAIBackend:
         token = _CALL.set(call)
         start = time.perf_counter()
         try:
-            async with state.semaphore:
+            async with _slot(state.semaphore):
                 while True:
                     i = await self._pick()
                     ep = self.endpoints[i]
@@ -583,21 +608,37 @@ class OpenAIBackend:
     ) -> list[list[Completion]]:
         """Async form of `generate`. `on_result(index, completions)` is called as each request finishes,
         so a caller can commit work done before a later request fails."""
+        stop = asyncio.Event()
+
         async def one(i: int, req: ChatRequest) -> list[Completion]:
-            comps = await self._one(req, i)
+            try:
+                comps = await self._one(req, i)
+            except _NotSent:
+                raise
+            except BaseException:
+                stop.set()
+                raise
             if on_result is not None:
                 on_result(i, comps)
             return comps
 
-        tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
+        # One request gave up: send no more, but let those already sent finish and hand their results over
+        # (`on_result`), since they are paid for; then raise the first real failure.
+        reset = _STOP.set(stop)  # the tasks copy this context when they are created
         try:
-            return list(await asyncio.gather(*tasks))
+            tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
         finally:
-            # One request gave up: stop the others rather than leave them running unobserved.
-            for t in tasks:
+            _STOP.reset(reset)
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for t in tasks:  # only when this call itself is cancelled (Ctrl-C)
                 if not t.done():
                     t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, _NotSent):
+                raise r
+        return list(results)  # type: ignore[arg-type]
 
     def generate(
         self,

@@ -18,7 +18,8 @@ from catalogs.clikit import err
 from catalogs.errors import UserError
 
 # Order is the order of `r1f --help`: the data flow.
-COMMAND_MODULES = ("catalogs.cli", "factory.cli", "judges.cli", "filters.cli", "training.cli", "review.cli")
+COMMAND_MODULES = ("catalogs.cli", "factory.cli", "judges.cli", "filters.cli", "training.cli", "review.cli",
+                   "scaleout.cli")
 
 app = typer.Typer(
     name="r1f",

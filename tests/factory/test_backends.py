@@ -305,3 +305,16 @@ def test_without_a_key_no_authorization_header_is_sent(monkeypatch):
         be = get_backend("openai", base_url=server.base_url, model="m", api_key_env="R1F_TEST_NO_KEY", probe=False)
         [[c]] = be.generate([ChatRequest(MSG)])
     assert c.text == "4" and seen and all("authorization" not in h for h in seen)
+
+
+def test_a_request_that_gives_up_stops_new_ones_and_keeps_those_in_flight(proxy):
+    """Never pay twice: when one request gives up, nothing more is sent, and the requests already sent
+    finish and reach `on_result` (they are paid for), before the failure is raised."""
+    be = openai_backend(proxy.base_url, timeout_s=10.0, max_retries=0, max_concurrency=3)
+    proxy.schedule(["500", "slow", "slow"])  # by arrival: the first gives up at once, two are in flight
+    got = []
+    with pytest.raises(BackendError, match="HTTP 500"):
+        be.generate([ChatRequest(MSG, max_tokens=5, seed=i, key=f"r{i}") for i in range(8)],
+                    on_result=lambda i, comps: got.append(i))
+    assert sorted(proxy.seen) == ["500", "slow", "slow"]  # the five waiting requests were never sent
+    assert len(got) == 2  # both slow ones finished and were handed over
