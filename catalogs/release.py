@@ -24,13 +24,14 @@ SELECT g.generation_id, g.prompt_id, g.run_id, g.sample_index, g.finish_reason, 
        g.text_chars, g.reasoning_chars, g.answer_chars, p.source, p.kind, p.domain, p.language, r.model,
        coalesce(v.judged, 0) AS judged, coalesce(v.judges_failed, 0) AS judges_failed,
        coalesce(f.filtered, 0) AS filtered, coalesce(f.filters_failed, 0) AS filters_failed,
-       v.failed_judges, f.failed_filters
+       v.failed_judges, f.failed_filters, coalesce(v.passed_judges, []) AS passed_judges
 FROM generation_meta g
 JOIN prompts p USING (prompt_id)
 LEFT JOIN runs r USING (run_id)
 LEFT JOIN (
   SELECT generation_id, count(*) AS judged, sum((NOT passed)::INT) AS judges_failed,
-         list(judge || ':' || reason ORDER BY judge) FILTER (WHERE NOT passed) AS failed_judges
+         list(judge || ':' || reason ORDER BY judge) FILTER (WHERE NOT passed) AS failed_judges,
+         list(judge ORDER BY judge) FILTER (WHERE passed) AS passed_judges
   FROM (SELECT * FROM verdicts
         QUALIFY row_number() OVER (PARTITION BY generation_id, judge ORDER BY created_at DESC, judge_version DESC) = 1)
   GROUP BY generation_id) v USING (generation_id)
@@ -66,6 +67,8 @@ class ReleaseRecipe(BaseModel):
     # Instead of totals: the reasoning share of the mix (0.75 is 600k:200k); uses as much data as the ratio allows.
     reasoning_share: float | None = Field(default=None, gt=0, lt=1)
     seed: int = 0
+    # Judges whose newest verdict must exist and pass, e.g. [human]: only what a person approved (r1f review).
+    require_judges: list[str] = Field(default_factory=list)
 
 
 def _selection_sql(recipe: ReleaseRecipe) -> str:
@@ -73,6 +76,9 @@ def _selection_sql(recipe: ReleaseRecipe) -> str:
              "random": f"md5('{recipe.seed}:' || generation_id)"}[recipe.prefer]
     judged = "(kind = 'non_reasoning' OR judged > 0)" if recipe.require_judged else "true"
     extra = f" AND ({recipe.where})" if recipe.where else ""
+    if recipe.require_judges:
+        names = ", ".join("'" + j.replace("'", "''") + "'" for j in recipe.require_judges)
+        extra += f" AND list_has_all(passed_judges, [{names}])"
     return (f"SELECT * FROM candidates WHERE {DEFAULT_SELECTION} AND {judged}{extra} "
             f"QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY {order}) <= {recipe.per_prompt}")
 

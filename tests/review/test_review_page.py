@@ -137,8 +137,7 @@ def test_review_with_the_keyboard(tmp_path) -> None:
     assert not members & {rejected, free, edited, skipped}
     # The same requirement in a release recipe (per prompt, the paper's mix): only human-approved samples.
     recipe = tmp_path / "release.yaml"
-    recipe.write_text("where: \"generation_id IN (SELECT generation_id FROM verdicts WHERE judge = 'human')\"\n"
-                      "per_prompt: 4\nreasoning: null\nnon_reasoning: null\n")
+    recipe.write_text("require_judges: [human]\nper_prompt: 4\nreasoning: null\nnon_reasoning: null\n")
     r1f("release", "reviewed-mix", "--recipe", str(recipe), catalog=cat)
     mix = {r["generation_id"] for r in json.loads(r1f(
         "sql", "SELECT generation_id FROM release_members WHERE release_name = 'reviewed-mix'", "--json",
