@@ -101,18 +101,10 @@ def _ingest_with_progress(catalog: Path, file: Path, opts: Any, run_ingest: Any)
         raise CatalogError(f"{file}: no such file or folder.")
     cat = _open(catalog, create=True)
     if sys.stderr.isatty() and file.name.endswith((".jsonl", ".ndjson")):  # bytes read are known for JSONL
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from .progress import ByteProgress
 
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
-            task = bar.add_task(f"ingest {file.name}", total=file.stat().st_size)
-            return run_ingest(cat, file, opts, progress=lambda done, total: bar.update(task, completed=done))
+        with ByteProgress(f"ingest {file.name}", file.stat().st_size, err) as progress:
+            return run_ingest(cat, file, opts, progress=progress)
     return run_ingest(cat, file, opts)
 
 

@@ -161,3 +161,25 @@ class StageProgress:
         if name not in self.tasks:
             self.tasks[name] = self.bar.add_task(name, total=total)
         self.bar.update(self.tasks[name], completed=done, total=total)
+
+
+class ByteProgress:
+    """Progress through a file: bytes read, speed and ETA on a terminal. Called as `progress(done, total)`."""
+
+    def __init__(self, label: str, total: int, console: Console | None = None) -> None:
+        from rich.progress import DownloadColumn, TransferSpeedColumn
+
+        self.bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                            TransferSpeedColumn(), TimeRemainingColumn(), console=console or Console(stderr=True),
+                            transient=True)
+        self.task = self.bar.add_task(label, total=total)
+
+    def __enter__(self) -> Self:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
