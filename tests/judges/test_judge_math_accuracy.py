@@ -1,6 +1,5 @@
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -105,11 +104,10 @@ def test_outer_timer_is_restored():
         signal.signal(signal.SIGALRM, old)
 
 
-def test_pathological_expression_times_out_quickly():
-    t = time.monotonic()
+def test_pathological_expression_times_out():
+    # The verdict says the limit stopped it (no wall-clock bound here: timing belongs to benchmarks/).
     v = judge(_s("2", r"\boxed{9^{9^{9^{9}}}}"), timeout_s=1)
     assert v.reason == "timeout" and not v.passed
-    assert time.monotonic() - t < 5
 
 
 def test_timeout_in_worker_thread_uses_a_process():
