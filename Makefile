@@ -47,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_show.py --n 50000
 
 lint: $(STAMP)
-	$(BIN)/ruff check catalogs factory judges filters training tests benchmarks
+	$(BIN)/ruff check catalogs backends factory judges filters training review scaleout r1f tests benchmarks
