@@ -135,9 +135,7 @@ class Mini:
         r = ingest(self.catalog, files.non_reasoning,
                    IngestOptions(source=NR_SOURCE, generations=True, model="mini-v3-sft-data"))
         console.print(f"non-reasoning prompts added: {r.prompts_added}, responses added: {r.generations_added}")
-        self.nr_run = r.run_id or self.sql(
-            "SELECT DISTINCT run_id FROM generation_meta JOIN prompts USING (prompt_id) WHERE source = ?",
-            [NR_SOURCE])[0][0]
+        self.nr_run = self.imported_run("mini-v3-sft-data")
         return files
 
     # ------------------------------------------------------------------------------------ evaluation
@@ -251,10 +249,16 @@ class Mini:
 
     def run_of(self, name: str, model: Path) -> str:
         rows = self.sql("SELECT run_id FROM runs WHERE model = ? AND kind IS DISTINCT FROM 'eval' "
-                        "ORDER BY created_at DESC", [str(model) if model.is_absolute() else model.name])
+                        "ORDER BY created_at DESC", [str(model)])
         if not rows:
             raise RuntimeError(f"{name}: no run recorded for {model}")
         return rows[0][0]
+
+    def imported_run(self, model: str) -> str:
+        """The run holding an import's generations. A re-import adds nothing and may report another run id, so
+        the run is read from where the generations are: a release's selection must name the same run each time."""
+        return self.sql("SELECT g.run_id FROM generation_meta g JOIN runs r USING (run_id) WHERE r.model = ? "
+                        "GROUP BY g.run_id ORDER BY count(*) DESC, g.run_id LIMIT 1", [model])[0][0]
 
     def filters(self, name: str, run_ids: list[str]) -> dict:
         from filters.run import FilterRecipe, filter_catalog
@@ -278,7 +282,15 @@ class Mini:
 
         recipe = self.recipe(f"release-{name}.yaml", data)
         self.step(f"release {name} --recipe {recipe}")
-        manifest = create_release(self.catalog, name, recipe=ReleaseRecipe(**data))
+        if self.sql("SELECT 1 FROM releases WHERE name = ?", [name]):
+            # A release is frozen; its manifest also counts what the catalog held outside it then, so after the
+            # later stages have added generations the same recipe no longer gives the same bytes. Reuse it.
+            from catalogs.release import get_manifest
+
+            manifest = get_manifest(self.catalog, name)
+            console.print(f"[dim]release {name} already exists (releases are frozen); reusing it[/]")
+        else:
+            manifest = create_release(self.catalog, name, recipe=ReleaseRecipe(**data))
         console.print(f"release {name}: {manifest['members']} members {manifest['by_kind']}")
         return manifest
 
@@ -345,7 +357,8 @@ class Mini:
         self.step(f"ingest {self.files.curated} --generations --model mini-annotators --source {TRAIN_SOURCE}")
         r = ingest(self.catalog, self.files.curated,
                    IngestOptions(source=TRAIN_SOURCE, generations=True, model="mini-annotators"))
-        run = r.run_id or self.run_of("curated", Path("mini-annotators"))
+        console.print(f"responses added: {r.generations_added} (already present: {r.generations_already_present})")
+        run = self.imported_run("mini-annotators")
         data = {"judges": [{"name": "math_accuracy", "where": f"run_id = '{run}'"},
                            {"name": "format", "where": f"run_id = '{run}'", "params": {"template": "think"}}],
                 "workers": 1}
