@@ -28,6 +28,38 @@ CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", envvar="R1F_CATALOG
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 LockOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait while another process commits.")]
 DEFAULT_CATALOG = Path("catalog")
+AddressOpt = Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster to join (host:port, "
+                                                "auto, ray://host:10001); default: start one on this machine.")]
+
+
+def engine_option(ray_help: str) -> Any:
+    """The `--engine` option of a stage command; `ray_help` says what the ray engine does for that stage."""
+    return typer.Option("--engine", help=f"local: on this machine. ray: {ray_help} (see --address).")
+
+
+def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable[..., Any] | None:
+    """None for the local engine; else the runner an upper floor registered under that name (scaleout registers
+    `ray` when the r1f face loads it, so no stage imports it); a clear error for a name nobody registered."""
+    if engine == "local":
+        return None
+    if engine not in engines:
+        from .errors import UserError
+
+        known = ", ".join(["local", *sorted(engines)])
+        raise UserError(f"--engine {engine}: not available here; use one of: {known} (the ray engine comes with "
+                        f"the `r1f` command and needs Ray: pip install 'r1-factory[ray]')")
+    return engines[engine]
+
+
+def stage_runner(local: Callable[..., Any], engines: dict[str, Callable[..., Any]], engine: str,
+                 address: str | None, workers: int | None) -> Callable[..., Any]:
+    """The judge or filter runner for `--engine`: the local one, or a registered engine bound to its cluster."""
+    runner = pick_engine(engines, engine)
+    if runner is None:
+        return local
+    from functools import partial
+
+    return partial(runner, address=address, workers=workers)
 
 
 def command_group() -> typer.Typer:

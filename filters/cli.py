@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from catalogs.clikit import DEFAULT_CATALOG, CatalogOpt, JsonOpt, command_group, run_stage
-from catalogs.errors import UserError
+from catalogs.clikit import (
+    DEFAULT_CATALOG,
+    AddressOpt,
+    CatalogOpt,
+    JsonOpt,
+    command_group,
+    engine_option,
+    run_stage,
+    stage_runner,
+)
 
 app = command_group()
 
@@ -24,10 +31,8 @@ def filter_(
                                            "See recipes/filters_r1.yaml.")],
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
-    engine: Annotated[str, typer.Option("--engine", help="local: worker processes on this machine. ray: batches "
-                                        "as tasks on a Ray cluster (see --address).")] = "local",
-    address: Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster to join (host:port, "
-                                                "auto, ray://host:10001); default: start one on this machine.")] = None,
+    engine: Annotated[str, engine_option("batches as tasks on a Ray cluster")] = "local",
+    address: AddressOpt = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="--engine ray: batches in flight "
                                                 "(default: the cluster's CPUs).")] = None,
 ) -> None:
@@ -37,14 +42,4 @@ def filter_(
     from filters.run import FilterRecipe, filter_catalog, resolve_paths
 
     spec = resolve_paths(load_model(recipe, FilterRecipe), recipe.resolve().parent)
-    run_stage(_engine(filter_catalog, engine, address, workers), spec, catalog, as_json, "filter", "filters")
-
-
-def _engine(local: Callable[..., Any], engine: str, address: str | None, workers: int | None) -> Callable[..., Any]:
-    if engine == "local":
-        return local
-    if engine not in ENGINES:
-        known = ", ".join(["local", *sorted(ENGINES)])
-        raise UserError(f"--engine {engine}: not available here; use one of: {known} (the ray engine comes with "
-                        f"the `r1f` command and needs Ray: pip install 'r1-factory[ray]')")
-    return partial(ENGINES[engine], address=address, workers=workers)
+    run_stage(stage_runner(filter_catalog, ENGINES, engine, address, workers), spec, catalog, as_json, "filter", "filters")
