@@ -10,7 +10,8 @@
 5. reasoning RL with the language-consistency reward added;
 6. rejection sampling through vLLM with the judges, the filters, and the paper's 3:1 reasoning mix;
 7. distillation: a smaller student SFT'd on that release, against the same student trained by GRPO alone;
-8. a summary table, the pass@1 figure, and `r1f show` of one released sample with its whole lineage.
+8. a summary table, the pass@1 figure, the HTML report of the release, and `r1f show` of one released sample
+   with its whole lineage.
 
 Every stage goes through the functions the `r1f` commands call, with the recipe it wrote under OUT/recipes.
 Running it again in the same folder reuses the trained base models and adds nothing twice to the catalog.
@@ -60,6 +61,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, keep: bool = True
     console.print(mini.summary())
     summary = mini.write_results()
     gid = mini.trace()
+    report = mini.report()
     total = time.perf_counter() - mini.started
     gains = getattr(mini, "zero_gains", [])
     rows = {r.model: r for r in mini.rows}
@@ -74,7 +76,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, keep: bool = True
     if "student-base" in rows and "student-distilled" in rows:
         sb, sd = rows["student-base"].pass_at_1 or 0, rows["student-distilled"].pass_at_1 or 0
         console.print(f"distilled student {sd:.1f}% vs its base {sb:.1f}% (target: beats it)")
-    console.print(f"catalog: {out / 'catalog'}; summary: {summary}; traced sample: {gid}")
+    console.print(f"catalog: {out / 'catalog'}; summary: {summary}; report: {report}; traced sample: {gid}")
     console.print(f"Try: [bold]r1f sql \"SELECT name, members FROM releases\" --catalog {out / 'catalog'}[/]")
     if not keep:
         shutil.rmtree(out)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ("ingest", "eval", "train grpo", "generate", "filter", "release", "train sft", "judge", "show")
+STAGES = ("ingest", "eval", "train grpo", "generate", "filter", "release", "train sft", "judge", "show", "report")
 
 
 def _r1f(*args: str, catalog: Path) -> str:
@@ -31,6 +31,7 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     for stage in STAGES:
         assert f"$ r1f {stage}" in first.stdout, f"the demo did not run `r1f {stage}`"
     assert "Mini-R1 summary" in first.stdout
+    assert "<img" in (out / "report-mini-r1-mix.html").read_text()  # the release's HTML report, with its plots
 
     summary = json.loads((out / "summary.json").read_text())
     stages = [r["stage"] for r in summary["rows"]]

@@ -462,6 +462,15 @@ class Mini:
         plt.close(fig)
         return path
 
+    def report(self) -> Path:
+        """`r1f report` of the released mix: the HTML file with the plots (lengths, accept rates, drops, ...)."""
+        from catalogs import cli as catalog_cli
+
+        path = self.out / "report-mini-r1-mix.html"
+        self.step(f"report mini-r1-mix --out {path}")
+        catalog_cli.report("mini-r1-mix", out=path, catalog=self.catalog.root)
+        return path
+
     def trace(self) -> str | None:
         """`r1f show` of one released reasoning sample, then the models trained on its release."""
         from catalogs import cli as catalog_cli
