@@ -62,13 +62,13 @@ def test_two_replicas_one_killed_mid_run(tmp_path: Path, tiny_model_dir: Path, v
         backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
         assert [h["url"] for h in backend.health()] == [vllm_server, url_b]
 
-        # Kill replica B (the whole process group, -9) once it has served a few requests.
+        # Kill replica B (the whole process group, -9) once it has served a request.
         killed = threading.Event()
 
         def kill_b() -> None:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline and not killed.is_set():
-                if backend.health()[1]["served"] >= 4:
+                if backend.health()[1]["served"] >= 1:  # early, so that many requests are still to come
                     os.killpg(replica.pid, signal.SIGKILL)
                     killed.set()
                     return
@@ -89,7 +89,7 @@ def test_two_replicas_one_killed_mid_run(tmp_path: Path, tiny_model_dir: Path, v
     assert summary["status"] == "complete", summary
     assert summary["samples_total"] == len(PROBLEMS) * 4
     a, b = health
-    assert b["served"] >= 4 and b["failed"] >= 1, health  # B served, then failed and rested
+    assert b["served"] >= 1 and b["failed"] >= 1, health  # B served, then failed and rested
     assert a["served"] > b["served"], health  # the rest went to A
     assert "connection" in (b["last_error"] or "").lower(), health
 
