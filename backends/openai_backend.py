@@ -442,6 +442,16 @@ class OpenAIBackend:
             f"{self._scrub(last)}. The endpoint keeps failing: check the server, or raise max_retries / timeout_s."
         )
 
+    def _done(self, call: _Call, comps: list[Completion], p_tok: int | None, c_tok: int | None,
+              start: float) -> list[Completion]:
+        """Settle the token budget with what the request really used, and stamp each completion's latency."""
+        if self._tpm and p_tok is not None and c_tok is not None:
+            self._tpm.adjust(call.charged - (p_tok + c_tok))
+        latency = time.perf_counter() - start
+        for c in comps:
+            c.latency_s = latency
+        return comps
+
     async def _post(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
         if self.endpoints:
             return await self._post_balanced(req, n, seed, index)
@@ -497,12 +507,7 @@ class OpenAIBackend:
                         client = state.client.with_options(max_retries=left - 1)
                         continue
                     break
-            if self._tpm and p_tok is not None and c_tok is not None:
-                self._tpm.adjust(call.charged - (p_tok + c_tok))
-            latency = time.perf_counter() - start
-            for c in comps:
-                c.latency_s = latency
-            return comps
+            return self._done(call, comps, p_tok, c_tok, start)
         finally:
             _CALL.reset(token)
 
@@ -569,12 +574,7 @@ class OpenAIBackend:
                     call.last = f"{failure}; {ep.url} rests {rest:.1f} s"
                     if call.attempts >= self.max_retries + 1:
                         raise self._gave_up(url, req, index, call.attempts, failure)
-            if self._tpm and p_tok is not None and c_tok is not None:
-                self._tpm.adjust(call.charged - (p_tok + c_tok))
-            latency = time.perf_counter() - start
-            for c in comps:
-                c.latency_s = latency
-            return comps
+            return self._done(call, comps, p_tok, c_tok, start)
         finally:
             _CALL.reset(token)
 

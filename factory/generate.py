@@ -109,6 +109,24 @@ def prepare_recipe(recipe_path: Path | str, *, check_model: bool = True) -> Reci
     return recipe
 
 
+def select_prompts(recipe: Recipe, catalog: Any) -> list[dict[str, Any]]:
+    """The recipe's prompts from the catalog; an error naming `prompts.where` when it is bad or selects none."""
+    from catalogs import CatalogError
+
+    where = recipe.source_path or Path("<recipe>")
+    try:
+        df = catalog.prompts(where=recipe.prompts.where, limit=recipe.prompts.limit)
+    except CatalogError as exc:
+        raise RecipeError(f"{where}: prompts.where: {exc}; fix the predicate") from None
+    prompts = df.to_dicts() if len(df) else []
+    if not prompts:
+        raise RecipeError(
+            f"{where}: prompts: the selection (where={recipe.prompts.where!r}, limit={recipe.prompts.limit}) "
+            f"matches no prompts in the catalog; ingest prompts first (`r1f ingest`) or widen prompts.where"
+        )
+    return prompts
+
+
 def generate_from_recipe(
     recipe_path: Path | Recipe,
     catalog: Any,
@@ -136,18 +154,7 @@ def generate_from_recipe(
     template = template_from_recipe(recipe)
     bound = resolve_judges(recipe, judges)
 
-    from catalogs import CatalogError
-
-    try:
-        df = catalog.prompts(where=recipe.prompts.where, limit=recipe.prompts.limit)
-    except CatalogError as exc:
-        raise RecipeError(f"{recipe_path}: prompts.where: {exc}; fix the predicate") from None
-    prompts = df.to_dicts() if len(df) else []
-    if not prompts:
-        raise RecipeError(
-            f"{recipe_path}: prompts: the selection (where={recipe.prompts.where!r}, limit={recipe.prompts.limit}) "
-            f"matches no prompts in the catalog; ingest prompts first (`r1f ingest`) or widen prompts.where"
-        )
+    prompts = select_prompts(recipe, catalog)
     params = run_params(recipe, template)
     policy = Policy(k=recipe.k, round_size=recipe.round_size, max_samples=recipe.budget.max_samples,
                     retry_samples=recipe.retry_samples, max_round_size=recipe.max_round_size)

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalogs.errors import CatalogError, RecipeError, UserError
+from catalogs.errors import CatalogError, UserError
 from catalogs.progress import RunProgress, print_summary
 from catalogs.store import STAGING_DIR, Catalog, PromptClaim, StagedBatch, remove_orphan_staging, this_process
-from factory.generate import check_prompt_lengths, resolve_judges, run_params
+from factory.generate import check_prompt_lengths, resolve_judges, run_params, select_prompts
 from factory.recipe import Recipe
 from factory.sampling import GenerationStopped, Policy, SamplingJob, run_sampling
 from factory.templates import template_from_recipe
@@ -233,15 +233,7 @@ def generate_on_ray(recipe: Recipe, catalog: Catalog, *, address: str | None = N
     recipe_path = recipe.source_path or Path("<recipe>")
     template = template_from_recipe(recipe)
     bound = resolve_judges(recipe, None)
-    try:
-        df = catalog.prompts(where=recipe.prompts.where, limit=recipe.prompts.limit)
-    except CatalogError as exc:
-        raise RecipeError(f"{recipe_path}: prompts.where: {exc}; fix the predicate") from None
-    prompts = df.to_dicts() if len(df) else []
-    if not prompts:
-        raise RecipeError(
-            f"{recipe_path}: prompts: the selection (where={recipe.prompts.where!r}, limit={recipe.prompts.limit}) "
-            f"matches no prompts in the catalog; ingest prompts first (`r1f ingest`) or widen prompts.where")
+    prompts = select_prompts(recipe, catalog)
     check_prompt_lengths(recipe, template, prompts, None)
     policy = policy_of(recipe)
     run_id = catalog.add_run(run_params(recipe, template))
