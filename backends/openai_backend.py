@@ -442,6 +442,14 @@ class OpenAIBackend:
             f"{self._scrub(last)}. The endpoint keeps failing: check the server, or raise max_retries / timeout_s."
         )
 
+    def _request(self, req: ChatRequest, n: int, seed: int | None, index: int
+                 ) -> tuple[Any, Any, dict[str, Any], _Call]:
+        """What one attempt sends (model, messages, the rest of the body) and its record for the rate limits."""
+        body = self._body(req, n, seed)
+        model, messages = body.pop("model"), body.pop("messages")
+        estimate = sum(len(str(m.get("content", ""))) for m in req.messages) / 4 + req.max_tokens * n
+        return model, messages, body, _Call(index=index, key=req.key, estimate=estimate)
+
     def _done(self, call: _Call, comps: list[Completion], p_tok: int | None, c_tok: int | None,
               start: float) -> list[Completion]:
         """Settle the token budget with what the request really used, and stamp each completion's latency."""
@@ -457,10 +465,7 @@ class OpenAIBackend:
             return await self._post_balanced(req, n, seed, index)
         state = self._loop_state()
         url = f"{self.base_url}/chat/completions"
-        body = self._body(req, n, seed)
-        model, messages = body.pop("model"), body.pop("messages")
-        estimate = sum(len(str(m.get("content", ""))) for m in req.messages) / 4 + req.max_tokens * n
-        call = _Call(index=index, key=req.key, estimate=estimate)
+        model, messages, body, call = self._request(req, n, seed, index)
         token = _CALL.set(call)
         start = time.perf_counter()
         client = state.client
@@ -523,10 +528,7 @@ class OpenAIBackend:
 
     async def _post_balanced(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
         state = self._loop_state()
-        body = self._body(req, n, seed)
-        model, messages = body.pop("model"), body.pop("messages")
-        estimate = sum(len(str(m.get("content", ""))) for m in req.messages) / 4 + req.max_tokens * n
-        call = _Call(index=index, key=req.key, estimate=estimate)
+        model, messages, body, call = self._request(req, n, seed, index)
         token = _CALL.set(call)
         start = time.perf_counter()
         try:
