@@ -581,9 +581,11 @@ class OpenAIBackend:
             _CALL.reset(token)
 
     def health(self) -> list[dict[str, Any]]:
-        """Per endpoint: requests served and failed, failures in a row, seconds left resting, the last error."""
+        """Per endpoint: requests in flight, served and failed, failures in a row, seconds left resting, the last
+        error."""
         now = time.monotonic()
-        return [{"url": ep.url, "served": ep.served, "failed": ep.failed, "failures_in_a_row": ep.failures,
+        return [{"url": ep.url, "in_flight": ep.in_flight, "served": ep.served, "failed": ep.failed,
+                 "failures_in_a_row": ep.failures,
                  "resting_s": round(max(0.0, ep.down_until - now), 3),
                  "last_error": self._scrub(ep.last_error) if ep.last_error else None} for ep in self.endpoints]
 

@@ -30,6 +30,10 @@ LockOpt = Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait 
 DEFAULT_CATALOG = Path("catalog")
 AddressOpt = Annotated[str | None, typer.Option("--address", help="--engine ray: the cluster to join (host:port, "
                                                 "auto, ray://host:10001); default: start one on this machine.")]
+# --workers of the commands that sample (generate, eval): each Ray worker owns one engine.
+EngineWorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="--engine ray: how many engines "
+                                                      "(default: one per GPU; one per CPU on a cluster without "
+                                                      "GPUs).")]
 
 
 def engine_option(ray_help: str) -> Any:
@@ -51,9 +55,9 @@ def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable
     return engines[engine]
 
 
-def stage_runner(local: Callable[..., Any], engines: dict[str, Callable[..., Any]], engine: str,
-                 address: str | None, workers: int | None) -> Callable[..., Any]:
-    """The judge or filter runner for `--engine`: the local one, or a registered engine bound to its cluster."""
+def stage_runner(local: Callable[..., Any] | None, engines: dict[str, Callable[..., Any]], engine: str,
+                 address: str | None, workers: int | None) -> Callable[..., Any] | None:
+    """The stage's runner for `--engine`: the local one, or a registered engine bound to its cluster."""
     runner = pick_engine(engines, engine)
     if runner is None:
         return local

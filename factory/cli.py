@@ -11,6 +11,7 @@ from catalogs.clikit import (
     DEFAULT_CATALOG,
     AddressOpt,
     CatalogOpt,
+    EngineWorkersOpt,
     JsonOpt,
     command_group,
     engine_option,
@@ -24,6 +25,10 @@ app = command_group()
 # Engines besides this process (`--engine ray`): a package above this floor (scaleout) registers itself here when
 # the r1f face loads it, so the factory never imports it.
 ENGINES: dict[str, Callable[..., dict[str, Any]]] = {}
+# The same engines for a command above the factory that hands in its own prompts under a run it registered
+# (`r1f eval --engine ray`): `sampler(recipe, catalog, *, run_id, prompts, resume_hint, label, progress, address,
+# workers)`, as `scaleout.generate.sample_on_ray`.
+SAMPLERS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 @app.command()
@@ -36,8 +41,7 @@ def generate(
     as_json: JsonOpt = False,
     engine: Annotated[str, engine_option("shards of prompts on a Ray cluster, one engine per worker")] = "local",
     address: AddressOpt = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="--engine ray: how many engines (default: "
-                                                "one per GPU; one per CPU on a cluster without GPUs).")] = None,
+    workers: EngineWorkersOpt = None,
 ) -> None:
     """Rejection sampling: sample each selected prompt in rounds until k samples pass the recipe's judges or its
     budget is spent. Killed or interrupted, the same command resumes without paying twice for a sample."""

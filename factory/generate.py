@@ -68,6 +68,24 @@ def run_params(recipe: Recipe, template: Template) -> dict[str, Any]:
     }
 
 
+def policy_of(recipe: Recipe) -> Policy:
+    """The recipe's rejection-sampling policy: k accepted per prompt, in rounds, within the budget."""
+    return Policy(k=recipe.k, round_size=recipe.round_size, max_samples=recipe.budget.max_samples,
+                  retry_samples=recipe.retry_samples, max_round_size=recipe.max_round_size)
+
+
+def sampling_job(recipe: Recipe, template: Template, judges: list[BoundJudge], run_id: str,
+                 prompts: list[dict[str, Any]], resume_hint: str, **extra: Any) -> SamplingJob:
+    """What the sampling loop runs for a recipe's prompts under a registered run: the one place a recipe becomes
+    a job, for `r1f generate`, `r1f eval` and each Ray worker alike (so every engine samples the same way)."""
+    return SamplingJob(
+        run_id=run_id, prompts=prompts, render=template.render, markers=template.markers, policy=policy_of(recipe),
+        temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
+        max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=judges,
+        chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
+        commit_every=recipe.output.commit_every, commit_interval_s=recipe.output.commit_seconds, **extra)
+
+
 def check_prompt_lengths(recipe: Recipe, template: Template, prompts: list[dict[str, Any]], backend: Any) -> list[int] | None:
     """Error naming the prompt if one is longer than the model's context. Returns token counts, if known."""
     tokenizer = getattr(backend, "tokenizer", None) if backend is not None else None
@@ -156,8 +174,7 @@ def generate_from_recipe(
 
     prompts = select_prompts(recipe, catalog)
     params = run_params(recipe, template)
-    policy = Policy(k=recipe.k, round_size=recipe.round_size, max_samples=recipe.budget.max_samples,
-                    retry_samples=recipe.retry_samples, max_round_size=recipe.max_round_size)
+    policy = policy_of(recipe)
     resume_hint = (f"rerun `r1f generate {recipe_path}` with the same recipe and catalog to resume "
                    "(finished samples are kept and not generated again)")
 
@@ -172,14 +189,7 @@ def generate_from_recipe(
         catalog.add_run(params)
 
     run_id = make_run_id(params)
-    job = SamplingJob(
-        run_id=run_id, prompts=prompts, render=template.render, markers=template.markers, policy=policy,
-        temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
-        max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=bound,
-        chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
-        commit_every=recipe.output.commit_every, commit_interval_s=recipe.output.commit_seconds,
-        before_work=before_work,
-    )
+    job = sampling_job(recipe, template, bound, run_id, prompts, resume_hint, before_work=before_work)
     opened: list[Any] = []
 
     def open_backend() -> Any:

@@ -640,16 +640,17 @@ def _failure_message(job: SamplingJob, exc: Exception, chunk: list[tuple[PromptS
             f"none of the {kept} again: fix the cause and {job.resume_hint}")
 
 
+def stats_row(policy: Policy, run_id: str, prompt_id: str, hist: list[bool], tokens: int) -> dict[str, Any]:
+    """A prompt's `prompt_stats` row from its pass history (in sample order) and its completion tokens."""
+    _, status = policy.plan(hist)
+    return {"prompt_id": prompt_id, "run_id": run_id, "samples": len(hist), "accepted": sum(hist),
+            "pass_rate": sum(hist) / len(hist) if hist else 0.0, "status": status, "rounds": policy.rounds(hist),
+            "tokens": tokens}
+
+
 def _write_stats(job: SamplingJob, catalog: Any, states: list[PromptState], guard: StopGuard | None) -> None:
-    rows = []
-    for s in states:
-        hist = s.history()
-        if not hist:
-            continue
-        _, status = job.policy.plan(hist)
-        rows.append({"prompt_id": s.prompt_id, "run_id": job.run_id, "samples": len(hist), "accepted": sum(hist),
-                     "pass_rate": sum(hist) / len(hist), "status": status, "rounds": job.policy.rounds(hist),
-                     "tokens": s.tokens})
+    rows = [stats_row(job.policy, job.run_id, s.prompt_id, hist, s.tokens)
+            for s in states if (hist := s.history())]
     if guard is None:
         catalog.set_prompt_stats(rows)
     else:

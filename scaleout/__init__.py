@@ -1,4 +1,4 @@
-"""The Ray engine: `--engine ray` for `r1f generate`, `r1f judge` and `r1f filter`.
+"""The Ray engine: `--engine ray` for `r1f generate`, `r1f judge`, `r1f filter` and `r1f eval`.
 
 The same recipes and the same code as the local engine, spread over a Ray cluster, with the catalog still the
 one source of truth: workers write Parquet staging shards, and one committer (the driver) registers each

@@ -1,8 +1,10 @@
-"""The Ray engine's place on the command line: `--engine ray` for `r1f generate`, `r1f judge`, `r1f filter`.
+"""The Ray engine's place on the command line: `--engine ray` for `r1f generate`, `r1f judge`, `r1f filter` and
+`r1f eval`.
 
 It adds no command of its own. Loading this module (the r1f face does, as it does every package's cli)
-registers the engine with each stage's command, so no stage imports this package. Nothing heavy loads here:
-Ray and the engine code load only when a command runs with `--engine ray`.
+registers the engine with each stage's command, so no stage imports this package (`r1f eval` finds it among the
+factory's samplers). Nothing heavy loads here: Ray and the engine code load only when a command runs with
+`--engine ray`.
 """
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ def _generate(recipe: Any, catalog: Any, *, address: str | None, workers: int | 
     return generate_on_ray(recipe, catalog, address=address, workers=workers)
 
 
+def _sample(recipe: Any, catalog: Any, **kwargs: Any) -> dict[str, Any]:
+    from scaleout.generate import sample_on_ray
+
+    return sample_on_ray(recipe, catalog, **kwargs)
+
+
 def _judge(catalog: Any, recipe: Any, progress: Any = None, *, address: str | None,
            workers: int | None) -> dict[str, dict[str, int]]:
     from scaleout.stages import judge_on_ray
@@ -37,5 +45,6 @@ def _filter(catalog: Any, recipe: Any, progress: Any = None, *, address: str | N
 
 
 factory_cli.ENGINES["ray"] = _generate
+factory_cli.SAMPLERS["ray"] = _sample
 judges_cli.ENGINES["ray"] = _judge
 filters_cli.ENGINES["ray"] = _filter

@@ -35,9 +35,16 @@ from typing import Any
 from catalogs.errors import CatalogError, UserError
 from catalogs.progress import RunProgress, print_summary
 from catalogs.store import STAGING_DIR, Catalog, PromptClaim, StagedBatch, remove_orphan_staging, this_process
-from factory.generate import check_prompt_lengths, resolve_judges, run_params, select_prompts
+from factory.generate import (
+    check_prompt_lengths,
+    policy_of,
+    resolve_judges,
+    run_params,
+    sampling_job,
+    select_prompts,
+)
 from factory.recipe import Recipe
-from factory.sampling import GenerationStopped, Policy, SamplingJob, run_sampling
+from factory.sampling import GenerationStopped, Policy, run_sampling, stats_row
 from factory.templates import template_from_recipe
 from scaleout.cluster import cpu_bind_env, engine_workers, ray_session, stdout_to_stderr
 
@@ -178,14 +185,8 @@ class GenerationWorker:
                   staging: str) -> ShardResult:
         import os
 
-        recipe = self.recipe
-        job = SamplingJob(
-            run_id=self.run_id, prompts=prompts, render=self.template.render, markers=self.template.markers,
-            policy=policy_of(recipe), temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
-            max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=self.judges,
-            chunk_prompts=recipe.output.chunk_prompts, commit_every=recipe.output.commit_every,
-            commit_interval_s=recipe.output.commit_seconds,
-            resume_hint="rerun the same command to resume")
+        job = sampling_job(self.recipe, self.template, self.judges, self.run_id, prompts,
+                           "rerun the same command to resume")
         cat = ShardCatalog(self.root, Path(staging), history)
         try:
             summary = run_sampling(job, self._open, cat, None)
@@ -198,11 +199,6 @@ class GenerationWorker:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-
-
-def policy_of(recipe: Recipe) -> Policy:
-    return Policy(k=recipe.k, round_size=recipe.round_size, max_samples=recipe.budget.max_samples,
-                  retry_samples=recipe.retry_samples, max_round_size=recipe.max_round_size)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -232,14 +228,24 @@ def generate_on_ray(recipe: Recipe, catalog: Catalog, *, address: str | None = N
     run returns, plus `engine`, `workers`, `shards` and `shards_redone`."""
     recipe_path = recipe.source_path or Path("<recipe>")
     template = template_from_recipe(recipe)
-    bound = resolve_judges(recipe, None)
     prompts = select_prompts(recipe, catalog)
     check_prompt_lengths(recipe, template, prompts, None)
-    policy = policy_of(recipe)
     run_id = catalog.add_run(run_params(recipe, template))
     resume_hint = (f"rerun `r1f generate {recipe_path} --engine ray` (or without --engine) with the same catalog "
                    "to resume (finished samples are kept and not generated again)")
+    return sample_on_ray(recipe, catalog, run_id=run_id, prompts=prompts, resume_hint=resume_hint,
+                         label=recipe.name or "generate", address=address, workers=workers,
+                         shard_prompts=shard_prompts, progress=progress)
 
+
+def sample_on_ray(recipe: Recipe, catalog: Catalog, *, run_id: str, prompts: list[dict[str, Any]],
+                  resume_hint: str, label: str, address: str | None = None, workers: int | None = None,
+                  shard_prompts: int | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Sample `prompts` under the registered run `run_id` with the recipe's policy, engine and judges, in shards on
+    a Ray cluster, resuming from what the catalog holds. `r1f generate --engine ray` selects the prompts from the
+    recipe; `r1f eval --engine ray` hands in its benchmarks' prompts under an eval run."""
+    bound = resolve_judges(recipe, None)
+    policy = policy_of(recipe)
     t0 = time.monotonic()
     # Staging folders of a driver killed with -9 (named after its process, which is gone): never registered.
     remove_orphan_staging(catalog.root / STAGING_DIR)
@@ -263,7 +269,7 @@ def generate_on_ray(recipe: Recipe, catalog: Catalog, *, address: str | None = N
             log.info("run %s on Ray: %d prompts to sample (%d finished before) in %d shards of up to %d, %d "
                      "workers (%s each)", run_id, len(todo), done_before, shards_n, size, n_workers,
                      f"{shape.gpus:g} GPU" if shape.on_gpu else "1 CPU")
-            with RunProgress(len(prompts), label=(recipe.name or "generate") + " (ray)", enabled=progress) as bar:
+            with RunProgress(len(prompts), label=label + " (ray)", enabled=progress) as bar:
                 bar.update(prompts_done=done_before, accepted=0, generated=0, note=f"{shards_n} shards")
                 try:
                     status, message = _drive(ray, recipe, run_id, catalog, bound, queue, shape, n_workers, index,
@@ -280,12 +286,20 @@ def generate_on_ray(recipe: Recipe, catalog: Catalog, *, address: str | None = N
     # The summary counts from the catalog: what every shard (and any earlier run) registered.
     final = _Index(_history(catalog, run_id, bound), names)
     statuses, samples, accepted, tokens = [], 0, 0, 0
+    finished_stats = []
     for p in prompts:
         hist = final.passes(p["prompt_id"])
         statuses.append(policy.plan(hist)[1])
         samples += len(hist)
         accepted += sum(hist)
-        tokens += sum(int(g.get("completion_tokens") or 0) for g in final.gens.get(p["prompt_id"], ()))
+        used = sum(int(g.get("completion_tokens") or 0) for g in final.gens.get(p["prompt_id"], ()))
+        tokens += used
+        if hist and policy.plan(hist)[0] == 0 and not final.texts.get(p["prompt_id"]):
+            finished_stats.append(stats_row(policy, run_id, p["prompt_id"], hist, used))
+    # As the local loop does: every finished prompt's stats are written from its final history, so a driver killed
+    # after registering a shard's samples and verdicts but before its stats leaves none missing after the rerun.
+    if finished_stats:
+        catalog.set_prompt_stats(finished_stats)
     elapsed = time.monotonic() - t0
     summary = {
         "status": status, "run_id": run_id, "prompts": len(prompts),

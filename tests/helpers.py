@@ -154,3 +154,20 @@ class ScriptedOpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def assert_same_samples(got: Any, want: Any, run_id: str, min_same_text: float = 0.9) -> None:
+    """Two catalogs hold the same samples of `run_id`: the same generation ids, each with the same prompt, sample
+    index and seed. Texts must match too, but vLLM is not batch-invariant on the CPU: a sample's logits shift in
+    the last bits with what else is in its batch (a Ray shard's batch differs from a local round's, a server's
+    from another's), and with a random model at temperature 1 a near-tie can then flip a token. So at least
+    `min_same_text` of the texts must be identical; that is what "same sampler, same seeds" can promise here."""
+    def rows(cat: Any) -> dict[str, dict[str, Any]]:
+        return {r["generation_id"]: r for r in cat.generations(run_id=run_id).to_dicts()}
+
+    a, b = rows(got), rows(want)
+    assert a and sorted(a) == sorted(b), (len(a), len(b), sorted(set(a) ^ set(b))[:5])
+    key = ("prompt_id", "sample_index", "seed")
+    assert {g: tuple(r[k] for k in key) for g, r in a.items()} == {g: tuple(r[k] for k in key) for g, r in b.items()}
+    differ = [g for g in a if a[g]["text"] != b[g]["text"]]
+    assert len(differ) <= (1 - min_same_text) * len(a), f"{len(differ)} of {len(a)} texts differ: {differ[:5]}"

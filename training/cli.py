@@ -13,12 +13,16 @@ import typer
 
 from catalogs.clikit import (
     DEFAULT_CATALOG,
+    AddressOpt,
     CatalogOpt,
+    EngineWorkersOpt,
     JsonOpt,
     command_group,
     console,
+    engine_option,
     open_catalog,
     print_json,
+    stage_runner,
 )
 
 app = command_group()
@@ -77,16 +81,22 @@ def eval_(
                                                       "side by side; repeat the option. Samples nothing.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
+    engine: Annotated[str, engine_option("the benchmarks' prompts in shards on a Ray cluster, one engine per "
+                                         "worker")] = "local",
+    address: AddressOpt = None,
+    workers: EngineWorkersOpt = None,
 ) -> None:
     """Sample k answers per benchmark problem, judge them, store them as an eval run; print pass@1 and cons@k
-    per benchmark. The same model and recipe again adds nothing."""
+    per benchmark. The same model and recipe again adds nothing, on either engine."""
+    from factory.cli import SAMPLERS
     from training.evaluate import compare_runs, print_scores, run_eval
 
     if recipe is None and not compare:
         raise typer.BadParameter("give an eval RECIPE, or --compare RUN ... to compare stored eval runs")
+    sampler = stage_runner(None, SAMPLERS, engine, address, workers)  # None: this process
     rows = []
     if recipe is not None:
-        rows = run_eval(open_catalog(catalog, create=True), recipe)["scores"]
+        rows = run_eval(open_catalog(catalog, create=True), recipe, sampler=sampler)["scores"]
     if compare:
         rows = compare_runs(open_catalog(catalog), list(compare) + sorted({r["run_id"] for r in rows}))
     if as_json:

@@ -13,6 +13,7 @@ the catalog (`SCORES_SQL`), which anyone can rerun with `r1f sql`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +100,14 @@ def _prompts(catalog: Any, recipe: EvalRecipe) -> list[dict[str, Any]]:
     return out
 
 
-def run_eval(catalog: Any, recipe_path: str | Path, *, backend: Any = None, progress: bool | None = False
-             ) -> dict[str, Any]:
-    """Sample, judge and store; then score. `backend` overrides the recipe's (it is not closed here)."""
+def run_eval(catalog: Any, recipe_path: str | Path, *, backend: Any = None, progress: bool | None = False,
+             sampler: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Sample, judge and store; then score. `backend` overrides the recipe's (it is not closed here). `sampler`
+    samples on another engine instead of this process (`r1f eval --engine ray`): it gets the factory recipe, the
+    catalog, the eval run's id and the prompts, as `scaleout.generate.sample_on_ray` takes them."""
     from catalogs.progress import RunProgress
-    from factory.generate import resolve_judges, run_params
-    from factory.sampling import Policy, SamplingJob, run_sampling
+    from factory.generate import resolve_judges, run_params, sampling_job
+    from factory.sampling import run_sampling
     from factory.templates import template_from_recipe
 
     recipe: EvalRecipe = load_recipe(recipe_path, EvalRecipe)
@@ -118,24 +121,25 @@ def run_eval(catalog: Any, recipe_path: str | Path, *, backend: Any = None, prog
     params = run_params(frecipe, template)
     params["kind"] = "eval"  # an eval run is never mistaken for (or merged with) a data-generation run
     run_id = catalog.add_run(params)
-    k = recipe.k
-    job = SamplingJob(run_id=run_id, prompts=prompts, render=template.render, markers=template.markers,
-                      policy=Policy(k=k, round_size=k, max_samples=k, retry_samples=0, max_round_size=k),
-                      temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
-                      max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=bound,
-                      resume_hint=f"rerun `r1f eval {recipe_path}` to resume")
-    own = backend is None
-    if own:
-        from backends import get_backend
-        from backends.config import backend_kwargs
-
-        backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
-    try:
-        with RunProgress(len(prompts), label=recipe.name or "eval", enabled=progress) as bar:
-            summary = run_sampling(job, backend, catalog, bar)
-    finally:
+    resume_hint = f"rerun the same `r1f eval {recipe_path}` command to resume"
+    label = recipe.name or "eval"
+    if sampler is not None:
+        summary = sampler(frecipe, catalog, run_id=run_id, prompts=prompts, resume_hint=resume_hint, label=label,
+                          progress=progress)
+    else:
+        job = sampling_job(frecipe, template, bound, run_id, prompts, resume_hint)
+        own = backend is None
         if own:
-            backend.close()
+            from backends import get_backend
+            from backends.config import backend_kwargs
+
+            backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
+        try:
+            with RunProgress(len(prompts), label=label, enabled=progress) as bar:
+                summary = run_sampling(job, backend, catalog, bar)
+        finally:
+            if own:
+                backend.close()
     added = store_answer_classes(catalog, run_id, recipe.judges[0])
     return {"run_id": run_id, "sampling": summary, "answers_added": added,
             "scores": score_runs(catalog, [run_id], recipe.judges[0])}

@@ -8,16 +8,15 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from backends import get_backend
+from backends import ChatRequest, get_backend
 from backends.config import BackendConfig, backend_kwargs
 from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from factory.generate import generate_from_recipe, prepare_recipe
-from tests.helpers import SERVED_MODEL_NAME, start_vllm_server, stop_process_group
+from tests.helpers import SERVED_MODEL_NAME, assert_same_samples, start_vllm_server, stop_process_group
 
 PROBLEMS = [f"Compute {i} times {i + 1}." for i in range(16)]
 
@@ -35,11 +34,6 @@ def make_catalog(path: Path, src: Path) -> Catalog:
     cat = Catalog(path)
     ingest(cat, src, IngestOptions(source="endpoints", kind="reasoning", domain="math"))
     return cat
-
-
-def snapshot(cat: Catalog, run_id: str) -> dict[str, Any]:
-    return {r["generation_id"]: (r["prompt_id"], r["sample_index"], r["seed"], r["text"])
-            for r in cat.generations(run_id=run_id).to_dicts()}
 
 
 def test_bad_endpoint_lists_are_refused() -> None:
@@ -61,23 +55,30 @@ def test_two_replicas_one_killed_mid_run(tmp_path: Path, tiny_model_dir: Path, v
         recipe = prepare_recipe(recipe_path)
         backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
         assert [h["url"] for h in backend.health()] == [vllm_server, url_b]
+        # Both replicas serve a first request (two at once: the second goes to the one with none in flight).
+        hello = ChatRequest(messages=[{"role": "user", "content": "hello"}], max_tokens=8, seed=0)
+        backend.generate([hello, hello])
+        assert [h["served"] for h in backend.health()] == [1, 1]
 
-        # Kill replica B (the whole process group, -9) once it has served a request.
+        # Kill replica B (the whole process group, -9) while the run has requests in flight on it. Two vLLM servers
+        # on two cores are not equally fast, so "once B has served one of the run's requests" could come after the
+        # run; in flight is early (the run's first requests alternate between the replicas) and certain.
         killed = threading.Event()
 
         def kill_b() -> None:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline and not killed.is_set():
-                if backend.health()[1]["served"] >= 1:  # early, so that many requests are still to come
+                if backend.health()[1]["in_flight"] >= 1:
                     os.killpg(replica.pid, signal.SIGKILL)
                     killed.set()
                     return
-                time.sleep(0.02)
+                time.sleep(0.01)
 
         watcher = threading.Thread(target=kill_b, daemon=True)
         watcher.start()
         cat = make_catalog(tmp_path / "two", src)
         summary = generate_from_recipe(recipe, cat, backend=backend, progress=False)
+        killed_during_run = killed.is_set()
         killed.set()
         watcher.join(timeout=5)
         health = backend.health()
@@ -86,10 +87,11 @@ def test_two_replicas_one_killed_mid_run(tmp_path: Path, tiny_model_dir: Path, v
         stop_process_group(replica)
 
     assert replica.poll() is not None
+    assert killed_during_run, health  # B died while requests were still to come, not after the run
     assert summary["status"] == "complete", summary
     assert summary["samples_total"] == len(PROBLEMS) * 4
     a, b = health
-    assert b["served"] >= 1 and b["failed"] >= 1, health  # B served, then failed and rested
+    assert b["served"] >= 1 and b["failed"] >= 1, health  # B served, then failed (its requests in flight) and rested
     assert a["served"] > b["served"], health  # the rest went to A
     assert "connection" in (b["last_error"] or "").lower(), health
 
@@ -99,6 +101,6 @@ def test_two_replicas_one_killed_mid_run(tmp_path: Path, tiny_model_dir: Path, v
     ref_cat = make_catalog(tmp_path / "one", src)
     ref = generate_from_recipe(one, ref_cat, progress=False)
     assert ref["run_id"] == summary["run_id"]  # the endpoints are where a run is served, not what it is
-    got, want = snapshot(cat, summary["run_id"]), snapshot(ref_cat, ref["run_id"])
-    assert len(got) == len(PROBLEMS) * 4
-    assert got == want  # same ids, seeds and texts: both replicas serve the same weights, seeded per sample
+    # Same ids, seeds and texts: both replicas serve the same weights, seeded per sample.
+    assert_same_samples(cat, ref_cat, summary["run_id"])
+    assert len(cat.generations(run_id=summary["run_id"])) == len(PROBLEMS) * 4

@@ -63,3 +63,17 @@ def test_chat_template_without_generation_marker(tmp_path, tiny_model_dir, toy_c
     # The tiny model's own ChatML template has no marker either, and trl cannot patch it: the fix is named.
     msg = _check(catalog, _sft(tmp_path, tiny_model_dir, release))
     assert "bad.yaml: chat_template:" in msg and "set chat_template: chatml" in msg
+
+
+def test_eval_on_an_engine_nobody_registered(tmp_path, tiny_model_dir):
+    from tests.catalogs.helpers import r1f
+
+    recipe = write_recipe(tmp_path / "eval.yaml", f"""
+backend: {{name: vllm, model: {tiny_model_dir}}}
+benchmarks:
+  - {{name: math500, file: {Path(__file__).parent / 'data' / 'math500_3.jsonl'}}}
+""")
+    res = r1f("eval", str(recipe), "--engine", "slurm", catalog=tmp_path / "cat", check=False)
+    assert res.returncode == 2, res.stderr
+    assert "--engine slurm: not available here; use one of: local, ray" in res.stderr
+    assert not (tmp_path / "cat").exists()  # refused before the catalog is created
