@@ -676,7 +676,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
                 con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, source, sampling, recipe, "
                             "code_version) VALUES (?, 'import', ?, 'import', ?, '{}', '{}', ?)",
                             [rid, opts.model, opts.source, code_version()])
-            report.generations_added = catalog._commit_staged(con, staged)
+            report.generations_added = catalog.commit_staged(con, staged)
             report.generations_already_present += sum(b.rows for b in staged) - report.generations_added
             con.execute("INSERT INTO ingests (ingest_id, source_id, uri, format, mode, rows_read, prompts_added, "
                         "generations_added, run_id) VALUES (?,?,?,?,?,?,?,?,?)",

@@ -453,12 +453,7 @@ class Catalog:
             return 0
         staging = self._staging_dir()
         try:
-            batch = self.stage_generations(rows, staging)
-            with self.connect(write=True) as con:
-                con.execute("BEGIN TRANSACTION")
-                added = self._commit_staged(con, [batch])
-                con.execute("COMMIT")
-            return added
+            return self.register_staged([self.stage_generations(rows, staging)])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -532,8 +527,22 @@ class Catalog:
                 con.execute("DELETE FROM leases WHERE run_id = ? AND holder = ? AND prompt_id IN "
                             "(SELECT prompt_id FROM released)", [run_id, me.holder])
 
-    def _commit_staged(self, con: duckdb.DuckDBPyConnection, batches: list[StagedBatch]) -> int:
-        """Inside an open transaction: insert new generations and move their shards into place.
+    def register_staged(self, batches: list[StagedBatch]) -> int:
+        """Register staged batches (`stage_generations`, written by this process or a worker) in one transaction:
+        all of them, or none. Returns the generations added."""
+        with self.connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                added = self.commit_staged(con, batches)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        return added
+
+    def commit_staged(self, con: duckdb.DuckDBPyConnection, batches: list[StagedBatch]) -> int:
+        """Inside the caller's open transaction (`register_staged` opens one; ingest and review commit other
+        rows in the same one): insert new generations and move their shards into place.
 
         Rows whose id is already in the catalog (a re-run, or a race with another writer) are dropped
         from the shard before it is published, so every text is stored exactly once.

@@ -183,7 +183,7 @@ def apply(catalog: Catalog, decisions: Sequence[Decision]) -> list[dict[str, Any
                                  canonical_json({}), canonical_json({}), code_version(), p["source"]])
                 if batch is not None:
                     # The catalog's own commit path for generations: shard moved into place in this transaction.
-                    catalog._commit_staged(con, [batch])
+                    catalog.commit_staged(con, [batch])
                 for i, d in enumerate(decisions):
                     results.append(_write(con, d, edits.get(i)))
                 con.execute("COMMIT")

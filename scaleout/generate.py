@@ -483,10 +483,7 @@ def _register(catalog: Catalog, run_id: str, shard: _Shard, result: ShardResult,
     try:
         added = 0
         if result.batches:
-            with catalog.connect(write=True) as con:
-                con.execute("BEGIN TRANSACTION")
-                added = catalog._commit_staged(con, result.batches)
-                con.execute("COMMIT")
+            added = catalog.register_staged(result.batches)
         if result.verdicts:
             catalog.add_verdicts(result.verdicts)
         if result.stats:
