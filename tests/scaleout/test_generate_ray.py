@@ -65,7 +65,7 @@ def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: 
     assert local["status"] == "complete" and local["rounds"] == 2
 
     # The same recipe on the cluster: two workers, one per node; one is killed once it is mid-shard, then the
-    # driver itself with kill -9; the same command resumes.
+    # driver itself with kill -9; the same command resumes, with readers working while it runs.
     ray_dir = tmp_path / "ray"
     ray_cat = make_catalog(ray_dir, src)
     log_path = tmp_path / "driver.log"
@@ -76,8 +76,7 @@ def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: 
              "--catalog", str(ray_dir), "--json"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
     killed = None
-    readers_during_run = False
-    readers: dict[str, subprocess.CompletedProcess[str]] = {}
+    saw_loss = False
     try:
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline and driver.poll() is None:
@@ -89,13 +88,12 @@ def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: 
                 by = re.search(r"shard \d+ registered: .* from [^:]+:(\d+)", text)
                 killed = int(by.group(1)) if by else pids[0]
                 os.kill(killed, signal.SIGKILL)
-                # Readers while the run goes on: they see what is registered so far.
-                readers["stats"] = r1f("stats", "--catalog", str(ray_dir), "--json")
-                readers["sql"] = r1f("sql", "SELECT count(*) AS n FROM generation_meta", "--catalog", str(ray_dir),
-                                     "--json")
-                first = table(ray_cat, "SELECT generation_id FROM generation_meta LIMIT 1")[0][0]
-                readers["show"] = r1f("show", first, "--catalog", str(ray_dir))
-                readers_during_run = driver.poll() is None
+                # The driver sees the loss and queues the shard again (its staging folder removed unregistered);
+                # then the driver itself is killed with -9, mid-run.
+                loss_deadline = time.monotonic() + 60
+                while "lost with its worker" not in log_path.read_text() and time.monotonic() < loss_deadline:
+                    time.sleep(0.05)
+                saw_loss = "lost with its worker" in log_path.read_text()
                 os.killpg(driver.pid, signal.SIGKILL)
                 break
             time.sleep(0.2)
@@ -106,20 +104,44 @@ def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: 
     log_text = log_path.read_text()
     assert killed is not None, "the run ended before a worker could be killed:\n" + log_text[-4000:]
     assert driver.returncode == -signal.SIGKILL, log_text[-4000:]
-    # Whether the driver saw the worker's loss before its own kill depends on timing; either way the killed
-    # worker's shard was never registered, and the resumed run below must redo exactly what is missing.
-    for name, res in readers.items():
-        assert res.returncode == 0, f"r1f {name} during the run: {res.stderr}"
-    assert readers_during_run, "the run ended before the readers did; give it more prompts"
-    assert json.loads(readers["sql"].stdout)[0]["n"] > 0
-    assert "ray-test" in readers["show"].stdout
-
+    assert saw_loss, "the driver did not see its worker die:\n" + log_text[-4000:]
     before = table(ray_cat, "SELECT count(*) FROM generation_meta")[0][0]
     assert 0 < before < local["samples_total"]
-    resumed = r1f("generate", str(recipe), "--engine", "ray", "--address", ray_cluster.address, "--workers", "2",
-                  "--catalog", str(ray_dir), "--json", env=env, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
-    summary = json.loads(resumed.stdout)  # stdout holds the summary alone: workers' output goes to stderr
+
+    # The same command resumes. Readers run while it does (started once its workers are up, while their engines
+    # load and sample): they see what is registered so far.
+    resumed_log = tmp_path / "resumed.log"
+    with open(resumed_log, "w") as log:
+        resumed = subprocess.Popen(
+            [*R1F, "generate", str(recipe), "--engine", "ray", "--address", ray_cluster.address, "--workers", "2",
+             "--catalog", str(ray_dir), "--json"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "ready: pid" not in resumed_log.read_text() and resumed.poll() is None:
+            assert time.monotonic() < deadline, resumed_log.read_text()[-4000:]
+            time.sleep(0.1)
+        first = table(ray_cat, "SELECT generation_id FROM generation_meta LIMIT 1")[0][0]
+        cmds = {"stats": ["stats", "--json"], "sql": ["sql", "SELECT count(*) AS n FROM generation_meta", "--json"],
+                "show": ["show", first]}
+        procs = {name: subprocess.Popen([*R1F, *args, "--catalog", str(ray_dir)], cwd=REPO, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for name, args in cmds.items()}
+        readers = {name: (p.communicate(timeout=120), p.returncode) for name, p in procs.items()}
+        readers_during_run = resumed.poll() is None
+        out, _ = resumed.communicate(timeout=600)
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
+            resumed.wait(timeout=60)
+    for name, ((_, err), rc) in readers.items():
+        assert rc == 0, f"r1f {name} during the run: {err}"
+    assert readers_during_run, "the run ended before the readers did"
+    assert 0 < json.loads(readers["sql"][0][0])[0]["n"] <= local["samples_total"]
+    assert "ray-test" in readers["show"][0][0]
+
+    assert resumed.returncode == 0, resumed_log.read_text()[-4000:]
+    summary = json.loads(out)  # stdout holds the summary alone: workers' output goes to stderr
     assert summary["status"] == "complete" and summary["engine"] == "ray" and summary["workers"] >= 1
     assert summary["samples_generated"] == local["samples_total"] - before  # only what was missing
     assert summary["run_id"] == local["run_id"]
