@@ -96,7 +96,9 @@ def eval_(
     sampler = stage_runner(None, SAMPLERS, engine, address, workers)  # None: this process
     rows = []
     if recipe is not None:
-        rows = run_eval(open_catalog(catalog, create=True), recipe, sampler=sampler)["scores"]
+        # A progress display on a terminal (never mixed into --json output).
+        rows = run_eval(open_catalog(catalog, create=True), recipe, sampler=sampler,
+                        progress=False if as_json else None)["scores"]
     if compare:
         rows = compare_runs(open_catalog(catalog), list(compare) + sorted({r["run_id"] for r in rows}))
     if as_json:
