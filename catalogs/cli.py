@@ -46,6 +46,13 @@ def ingest(
                                                     "(else guessed from the script).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to read from a saved DatasetDict.")] = None,
     max_record_mb: Annotated[float, typer.Option(help="Largest record accepted, in MiB.")] = 16.0,
+    choices: Annotated[list[str] | None, typer.Option(help="Multiple choice (GPQA-style): the field holding a list "
+                                                      "of options, or one field per option (repeat the option); "
+                                                      "the prompt lists them as A), B), ... and the answer (a "
+                                                      "letter or an option's text) becomes the letter.")] = None,
+    shuffle_choices: Annotated[bool, typer.Option("--shuffle-choices", help="With --choices: order the options by a "
+                                                  "seed from the question (for files that list the correct "
+                                                  "option first, as GPQA does).")] = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
 ) -> None:
@@ -61,9 +68,13 @@ def ingest(
             raise CatalogError(f"--rename {item!r}: write OLD=NEW, e.g. --rename question=problem")
         old, new = item.split("=", 1)
         mapping[old.strip()] = new.strip()
+    if shuffle_choices and not choices:
+        raise CatalogError("--shuffle-choices needs --choices FIELD: the field holding the options, or one "
+                           "--choices per option field")
     opts = IngestOptions(source=source or file.name.split(".")[0], generations=generations, model=model,
                          rename=mapping, kind=kind, domain=domain, language=language, split=split,
-                         max_record_bytes=int(max_record_mb * 2**20))
+                         max_record_bytes=int(max_record_mb * 2**20), choices=tuple(choices or ()),
+                         shuffle_choices=shuffle_choices)
     folder_existed, fresh = catalog.exists(), not (catalog / "catalog.duckdb").exists()
     try:
         report = _ingest_with_progress(catalog, file, opts, run_ingest)

@@ -24,6 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .choices import DOMAIN as CHOICE_DOMAIN
+from .choices import LETTERS, ChoiceError, multiple_choice
 from .ids import (
     canonical_json,
     generation_id,
@@ -71,6 +73,9 @@ class IngestOptions:
     language: str | None = None
     split: str | None = None
     max_record_bytes: int = 16 << 20
+    # Multiple choice (GPQA-style): the field holding a list of options, or one field per option; see choices.py.
+    choices: tuple[str, ...] = ()
+    shuffle_choices: bool = False
 
 
 @dataclass
@@ -490,6 +495,20 @@ def _tests_from_string(text: str, where: str) -> Any:
                           f"[{{\"input\": \"1\", \"output\": \"2\"}}]") from None
 
 
+def _with_choices(rec: dict[str, Any], name: str, where: str, opts: IngestOptions) -> dict[str, Any]:
+    """The record as a multiple-choice prompt: lettered options in the prompt text, the letter as the answer; the
+    correct option's text and the options as shown are kept in the metadata."""
+    question = rec[name]
+    if not isinstance(question, str):
+        raise RecordError(f"{where}: field `{name}` must be the question's text for a multiple-choice record, got "
+                          f"{type(question).__name__}; give the question as `problem` or `prompt`")
+    try:
+        text, letter, shown = multiple_choice(question, rec, opts.choices, opts.shuffle_choices)
+    except ChoiceError as exc:
+        raise RecordError(f"{where}: {exc}") from None
+    return {**rec, name: text, "answer": letter, "answer_text": shown[LETTERS.index(letter)], "options": shown}
+
+
 def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: str) -> dict[str, Any]:
     if not isinstance(rec, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
@@ -499,6 +518,8 @@ def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: s
     if name is None:
         raise RecordError(f"{where}: no prompt: give a `problem`, `prompt` or `messages` field "
                           f"(found: {', '.join(sorted(rec)) or 'nothing'}; map one with --rename OLD=problem)")
+    if opts.choices:
+        rec = _with_choices(rec, name, where, opts)
     messages = _messages(rec[name], where, name)
     answer = rec.get("answer")
     if answer is not None:
@@ -524,7 +545,8 @@ def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: s
     language = _opt_str(rec, "language", where) or opts.language or guess_language(problem)
     if not LANG_RE.match(language):
         raise RecordError(f"{where}: field `language` is {language!r}; use a language code such as en or zh")
-    domain = _opt_str(rec, "domain", where) or opts.domain or ("code" if tests else "math" if answer else "general")
+    domain = _opt_str(rec, "domain", where) or opts.domain or (
+        CHOICE_DOMAIN if opts.choices else "code" if tests else "math" if answer else "general")
     metadata = {k: v for k, v in rec.items()
                 if k not in PROMPT_KNOWN and not (opts.generations and k in GENERATION_KNOWN)}
     try:

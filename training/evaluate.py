@@ -88,7 +88,8 @@ def ingest_benchmarks(catalog: Any, recipe: EvalRecipe) -> None:
 
     for b in recipe.benchmarks:
         ingest(catalog, recipe.resolve(b.file), IngestOptions(source=bench_source(b.name), rename=dict(b.rename),
-                                                             kind="reasoning"))
+                                                             kind="reasoning", choices=tuple(b.choices),
+                                                             shuffle_choices=b.shuffle_choices))
 
 
 def _prompts(catalog: Any, recipe: EvalRecipe) -> list[dict[str, Any]]:

@@ -240,6 +240,18 @@ class Benchmark(Strict):
     # Columns to rename on ingest, e.g. {question: problem}.
     rename: dict[str, str] = Field(default_factory=dict)
     limit: int | None = Field(default=None, ge=1)
+    # Multiple choice (GPQA-style): the field holding a list of options, or one field per option; the prompt lists
+    # them as A), B), ... and the reference becomes the correct letter, judged in \boxed{} (catalogs/choices.py).
+    choices: list[str] = Field(default_factory=list)
+    # Order the options by a seed from the question, for files that list the correct option first (GPQA).
+    shuffle_choices: bool = False
+
+    @model_validator(mode="after")
+    def _shuffle_needs_choices(self) -> Benchmark:
+        if self.shuffle_choices and not self.choices:
+            raise ValueError("shuffle_choices needs choices: name the field holding the options, or one field per "
+                             "option")
+        return self
 
 
 def _eval_sampling() -> SamplingConfig:

@@ -130,3 +130,82 @@ def test_compare_prints_a_table_per_benchmark(tmp_path):
                                                "--catalog", str(catalog.root)]).output)
     assert {r["model"]: (r["pass_at_1"], r["cons_at_k"]) for r in rows} == {"model-a": (100.0, 100.0),
                                                                             "model-b": (0.0, 0.0)}
+
+
+GPQA_STYLE = [{"Question": q, "Correct Answer": right, "Incorrect Answer 1": w1, "Incorrect Answer 2": w2,
+               "Incorrect Answer 3": w3}
+              for q, right, w1, w2, w3 in [("Which gas is most abundant in air?", "Nitrogen", "Oxygen", "Argon", "CO2"),
+                                           ("Which planet is largest?", "Jupiter", "Mars", "Venus", "Earth"),
+                                           ("Which is a prime?", "7", "9", "15", "21")]]
+
+
+def test_multiple_choice_benchmark_on_the_vllm_engine(tmp_path, tiny_model_dir, vllm_llm):
+    """A GPQA-style file as it comes (question, correct option, three wrong ones): the eval recipe's `choices`
+    makes lettered prompts with the letter as the reference; samples are judged and scored as any benchmark."""
+    from backends.vllm_backend import VLLMBackend
+    from catalogs.store import Catalog
+    from training.evaluate import run_eval
+
+    bench = tmp_path / "gpqa.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in GPQA_STYLE))
+    catalog = Catalog(tmp_path / "catalog")
+    recipe = write_recipe(tmp_path / "eval.yaml", f"""
+backend: {{name: vllm, model: {tiny_model_dir}}}
+benchmarks:
+  - name: gpqa
+    file: {bench}
+    rename: {{Question: problem, Correct Answer: answer}}
+    choices: [answer, Incorrect Answer 1, Incorrect Answer 2, Incorrect Answer 3]
+    shuffle_choices: true
+k: 2
+sampling: {{max_tokens: 16}}
+""")
+    out = run_eval(catalog, recipe, backend=VLLMBackend(llm=vllm_llm))
+    [score] = out["scores"]
+    assert score["benchmark"] == "bench/gpqa" and score["problems"] == 3 and score["k"] == 2
+    prompts = sql(catalog, "SELECT problem, answer, domain FROM prompts WHERE source = 'bench/gpqa'")
+    assert {p["answer"] for p in prompts} <= set("ABCD") and {p["domain"] for p in prompts} == {"multiple_choice"}
+    assert all("\nA) " in p["problem"] and "\nD) " in p["problem"] for p in prompts)
+    verdicts = sql(catalog, "SELECT v.passed FROM verdicts v JOIN generation_meta g USING (generation_id) "
+                            f"WHERE g.run_id = '{out['run_id']}' AND v.judge = 'math_accuracy'")
+    assert len(verdicts) == 6
+    assert score["pass_at_1"] == round(100 * sum(v["passed"] for v in verdicts) / 6, 2)
+
+
+def test_multiple_choice_scores_from_planted_letters(tmp_path):
+    """Planted answers to lettered questions: pass@1 and cons@3 exactly known, letters judged in \\boxed{}."""
+    from catalogs.ingest import IngestOptions, ingest
+    from catalogs.store import Catalog
+    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
+    from training.evaluate import compare_runs
+
+    # Unshuffled: the correct option is A for every question. Question 1: A, A, (B) -> 2/3 right, majority A right.
+    # Question 2: C, C, A -> 1/3 right, majority C wrong.
+    planted = [(GPQA_STYLE[0], ["\\boxed{A}", "\\boxed{(A)}", "\\boxed{B}"]),
+               (GPQA_STYLE[1], ["\\boxed{C}", "\\boxed{C}", "\\boxed{A}"])]
+    src = tmp_path / "planted.jsonl"
+    src.write_text("".join(json.dumps({**row, "response": f"Try {i}: {a}"}) + "\n"
+                           for row, answers in planted for i, a in enumerate(answers)))
+    catalog = Catalog(tmp_path / "catalog")
+    ingest(catalog, src, IngestOptions(source="bench/gpqa", generations=True, model="mc-model",
+                                       rename={"Question": "problem", "Correct Answer": "answer"},
+                                       choices=("answer", "Incorrect Answer 1", "Incorrect Answer 2",
+                                                "Incorrect Answer 3")))
+    judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy")]))
+    [row] = compare_runs(catalog, ["mc-model"])
+    assert row["pass_at_1"] == 50.0 and row["cons_at_k"] == 50.0 and row["k"] == 3
+
+
+def test_shuffle_without_choices_names_the_benchmark(tmp_path):
+    from catalogs.errors import RecipeError
+    from catalogs.store import Catalog
+    from training.evaluate import run_eval
+
+    recipe = write_recipe(tmp_path / "eval.yaml", f"""
+backend: {{name: vllm, model: {tmp_path}}}
+benchmarks: [{{name: m, file: {DATA / 'math500_3.jsonl'}, shuffle_choices: true}}]
+""")
+    catalog = Catalog(tmp_path / "c")
+    with pytest.raises(RecipeError, match=r"eval.yaml:2: benchmarks\[0\]: shuffle_choices needs choices"):
+        run_eval(catalog, recipe)
+    assert len(catalog.prompts()) == 0  # refused before any benchmark was ingested
