@@ -16,6 +16,7 @@ from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
 from factory.generate import generate_from_recipe
+from tests.helpers import assert_same_samples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,7 +137,8 @@ def test_kill_dash_nine_then_resume_equals_uninterrupted(tmp_path: Path, tiny_mo
     whole.write_text(recipe.read_text().replace("output: {chunk_prompts: 1}", "output: {chunk_prompts: null}"))
     ref = generate_from_recipe(whole, fresh_cat, judges=judges, backend=backend, progress=False)
     assert ref["run_id"] == run_id  # batching is not part of the run's identity
-    assert snapshot(fresh_cat, run_id) == after  # same ids, same texts, same seeds
+    # Same ids and seeds; the same texts but where vLLM's batch variance flips a token (see assert_same_samples).
+    assert_same_samples(fresh_cat, killed_cat, run_id)
 
     # Same verdicts (one per generation), same per-prompt stats.
     v_killed = killed_cat.verdicts(list(after))
