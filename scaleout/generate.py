@@ -324,7 +324,18 @@ def _drive(ray: Any, recipe: Recipe, run_id: str, catalog: Catalog, bound: list[
            per_prompt: dict[str, tuple[int, int, str]], bar: RunProgress, done_before: int,
            resume_hint: str) -> tuple[str, str | None]:
     """Hand shards to workers as they free up, register each finished shard, redo a shard whose worker died."""
-    from ray.exceptions import ActorUnavailableError, RayActorError, WorkerCrashedError
+    from ray.exceptions import (
+        ActorUnavailableError,
+        NodeDiedError,
+        ObjectLostError,
+        OutOfMemoryError,
+        RayActorError,
+        WorkerCrashedError,
+    )
+
+    # What losing a worker looks like: its process killed or out of memory, its node gone, or the node holding
+    # its finished result gone before the driver fetched it. Each costs only that shard, which is redone.
+    lost = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError, OutOfMemoryError)
 
     actor_cls = ray.remote(GenerationWorker)
     actors = []
@@ -385,7 +396,7 @@ def _drive(ray: Any, recipe: Recipe, run_id: str, catalog: Catalog, bound: list[
             a, shard = in_flight.pop(ref)
             try:
                 result: ShardResult = ray.get(ref)
-            except (RayActorError, WorkerCrashedError) as exc:
+            except lost as exc:
                 _discard(shard)
                 catalog.release_prompts(run_id, shard.ids)
                 totals["redone"] += 1

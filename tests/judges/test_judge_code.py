@@ -7,7 +7,7 @@ import pytest
 
 from catalogs.records import Sample
 from judges.code import extract_program, judge, judge_many, outputs_match, parse_tests
-from judges.sandbox import Limits, SandboxUnavailable, isolation_available, run_python
+from judges.sandbox import Limits, isolation_available, run_python
 
 DATA = Path(__file__).parent / "data"
 LIMITS = Limits(cpu_s=2, wall_s=5.0)

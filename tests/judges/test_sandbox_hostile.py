@@ -33,8 +33,8 @@ def _procs() -> dict[int, tuple[int, int]]:
             try:
                 stat = Path(f"/proc/{d}/stat").read_text()
                 ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                uid = int(next(l for l in Path(f"/proc/{d}/status").read_text().splitlines()
-                               if l.startswith("Uid:")).split()[1])
+                uid = int(next(line for line in Path(f"/proc/{d}/status").read_text().splitlines()
+                               if line.startswith("Uid:")).split()[1])
                 out[int(d)] = (ppid, uid)
             except (OSError, StopIteration, ValueError, IndexError):
                 pass
