@@ -162,14 +162,25 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
     return manifest
 
 
+def share_counts(n_r: int, n_nr: int, share: float) -> tuple[int, int]:
+    """The mix of at most `n_r` reasoning and `n_nr` non-reasoning samples for a reasoning `share`:
+    (reasoning, non_reasoning). All of the scarcer kind, and the other kind's count rounded from the share, so the
+    mix is as large as the share allows and its reasoning count is its total times the share, rounded. With 2
+    reasoning samples at 0.75 that is 2 + 1 (never 2 + 0: a "mix" of reasoning alone); with no sample of a kind,
+    nothing."""
+    if not n_r or not n_nr:
+        return 0, 0
+    if n_r * (1 - share) <= n_nr * share:  # reasoning is the scarcer kind
+        return n_r, min(n_nr, round(n_r * (1 - share) / share))
+    return min(n_r, round(n_nr * share / (1 - share))), n_nr
+
+
 def _mix(con: duckdb.DuckDBPyConnection, recipe: ReleaseRecipe) -> dict[str, Any]:
     """Draw each kind's share from `eligible` into `selected`, deterministically from the seed."""
     available = dict(con.execute("SELECT kind, count(*) FROM eligible GROUP BY kind").fetchall())
     n_r, n_nr = available.get("reasoning", 0), available.get("non_reasoning", 0)
     if recipe.reasoning_share is not None:
-        share = recipe.reasoning_share
-        total = int(min(n_r / share, n_nr / (1 - share))) if n_r and n_nr else 0
-        want_r, want_nr = round(total * share), total - round(total * share)
+        want_r, want_nr = share_counts(n_r, n_nr, recipe.reasoning_share)
     else:
         want_r = n_r if recipe.reasoning is None else min(n_r, recipe.reasoning)
         want_nr = n_nr if recipe.non_reasoning is None else min(n_nr, recipe.non_reasoning)

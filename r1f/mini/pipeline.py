@@ -59,8 +59,8 @@ class MiniConfig:
     def quick(cls, seed: int = 0) -> MiniConfig:
         return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=60, pretrain_docs=8000, curated=48),
                    base_steps=300, student_steps=150, eval_problems=60, eval_k=1, zero_steps=4, zero_seeds=(0,),
-                   cold_prompts=60, cold_epochs=3, rl_steps=3, rs_prompts=60, rs_samples=8, distill_epochs=2, batch_prompts=4,
-                   generations=4)
+                   cold_prompts=60, cold_epochs=3, rl_steps=3, rs_prompts=240, rs_samples=8, distill_epochs=2,
+                   batch_prompts=4, generations=4)
 
 
 @dataclass

@@ -86,3 +86,30 @@ def test_release_recipe_bad_input(tmp_path: Path) -> None:
     cat = build(tmp_path)
     with pytest.raises(CatalogError, match="either with --where or in the recipe"):
         create_release(cat, "z", where="true", recipe=ReleaseRecipe())
+
+
+def test_mix_takes_all_of_the_scarcer_kind_and_rounds_the_other(tmp_path: Path) -> None:
+    from catalogs.release import share_counts
+
+    # 2 reasoning samples and plenty of others: 2 + 1 (round(0.75 * 3) = 2), never a "mix" of reasoning alone.
+    assert share_counts(2, 100, 0.75) == (2, 1)
+    assert share_counts(4, 100, 0.75) == (4, 1)
+    assert share_counts(600_000, 500_000, 0.75) == (600_000, 200_000)
+    assert share_counts(100, 2, 0.75) == (6, 2)
+    for n_r in range(0, 40):
+        for n_nr in range(0, 40):
+            for share in (0.5, 0.6, 0.75, 0.9):
+                r, nr = share_counts(n_r, n_nr, share)
+                if not n_r or not n_nr:  # one kind missing: no mix at all
+                    assert (r, nr) == (0, 0)
+                    continue
+                assert r <= n_r and nr <= n_nr and r == round((r + nr) * share), (n_r, n_nr, share, r, nr)
+                # All of one kind, and the other as close to the share as a whole number of samples gets.
+                if r == n_r:
+                    assert abs(nr - r * (1 - share) / share) <= 0.5 + 1e-9 or nr == n_nr
+                else:
+                    assert nr == n_nr and abs(r - nr * share / (1 - share)) <= 0.5 + 1e-9
+    # Through a release: the catalog's 24 reasoning and 16 non-reasoning eligible at 0.9 make 24 + 3.
+    m = create_release(build(tmp_path), "scarce", recipe=ReleaseRecipe(per_prompt=2, reasoning_share=0.9))
+    assert m["mix"]["available"]["reasoning"] == 24
+    assert m["mix"]["selected"] == {"reasoning": 24, "non_reasoning": 3}
