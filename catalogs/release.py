@@ -164,8 +164,8 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
 
 def share_counts(n_r: int, n_nr: int, share: float) -> tuple[int, int]:
     """The mix of at most `n_r` reasoning and `n_nr` non-reasoning samples for a reasoning `share`:
-    (reasoning, non_reasoning). All of the scarcer kind, and the other kind's count rounded from the share, so the
-    mix is as large as the share allows and its reasoning count is its total times the share, rounded. With 2
+    (reasoning, non_reasoning). All of the scarcer kind, and the other kind's count rounded from the share, as
+    close to it as whole samples get (the reasoning count is then the total times the share, rounded). With 2
     reasoning samples at 0.75 that is 2 + 1 (never 2 + 0: a "mix" of reasoning alone); with no sample of a kind,
     nothing."""
     if not n_r or not n_nr:
