@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from backends.base import ChatRequest, Completion
 
@@ -81,8 +81,11 @@ class VLLMBackend:
             text = str(raw)
         else:
             kwargs = dict(req.extra.get("chat_template_kwargs") or {})
-            text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False,
-                                                      **kwargs)
+            # vLLM types messages as OpenAI's TypedDicts; ours are plain dicts with the same keys.
+            rendered = self.tokenizer.apply_chat_template(
+                cast("list[Any]", req.messages), add_generation_prompt=True, tokenize=False, **kwargs)
+            assert isinstance(rendered, str)  # tokenize=False: text, not ids
+            text = rendered
         # A token is at least one byte, so only a prompt with as many bytes as the context can overflow
         # it; tokenising every prompt here would double the engine's own tokenisation work.
         if len(text.encode()) >= self.max_model_len:

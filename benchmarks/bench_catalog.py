@@ -156,7 +156,8 @@ def main() -> None:
                   f"({chars / 1e6 / res['ingest_s']:.0f} MB/s) · ratio {res['copy_s'] / res['ingest_s']:.2f} "
                   f"of COPY (target ≥ 0.25) · peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
             if n != args.n:
-                (work / "catalog").exists() and shutil.rmtree(work / "catalog")
+                if (work / "catalog").exists():
+                    shutil.rmtree(work / "catalog")
             src.unlink()
         lat = show_latency(work / "catalog")
         print(f"[show]   at {args.n} generations: in-process median {lat['in_process_ms']:.1f} ms (target < 100) · "

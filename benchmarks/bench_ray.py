@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -85,7 +86,7 @@ def stage(kind: str, base: Path, work: Path, engine: str, cpus: int) -> float:
 
     from scaleout.stages import filter_on_ray, judge_on_ray
 
-    ray.init(num_cpus=cpus, _temp_dir=str(work / "ray"), include_dashboard=False, logging_level="ERROR",
+    ray.init(num_cpus=cpus, _temp_dir=str(work / "ray"), include_dashboard=False, logging_level=logging.ERROR,
              log_to_driver=False)
     try:
         ray.get(ray.remote(lambda: 0).remote())  # the cluster is up before the clock starts
@@ -152,8 +153,8 @@ def generate(work: Path, model: Path, prompts: int, max_tokens: int) -> dict[str
             summary = generate_from_recipe(recipe, cat, progress=False)
             dt = time.perf_counter() - t
         else:
-            ray.init(num_cpus=1, _temp_dir=str(work / "ray"), include_dashboard=False, logging_level="ERROR",
-                     log_to_driver=False)
+            ray.init(num_cpus=1, _temp_dir=str(work / "ray"), include_dashboard=False,
+                     logging_level=logging.ERROR, log_to_driver=False)
             try:
                 ray.get(ray.remote(lambda: 0).remote())  # the cluster is up before the clock starts, as above
                 t = time.perf_counter()

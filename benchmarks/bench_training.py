@@ -120,8 +120,9 @@ def grpo_bare(catalog: Any, model: Path, trl: dict[str, Any], work: Path, i: int
     args = GRPOConfig(output_dir=str(work / f"grpo-bare-{i}"), use_cpu=True, use_vllm=False, report_to="none",
                       logging_steps=1, **trl)
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model, dtype="float32"),
-                          reward_funcs=as_reward_funcs(["math_accuracy", "format"]), args=args, train_dataset=ds,
-                          processing_class=tok)
+                          # trl types reward functions as returning the invariant list[float | None]
+                          reward_funcs=as_reward_funcs(["math_accuracy", "format"]),  # type: ignore[arg-type]
+                          args=args, train_dataset=ds, processing_class=tok)
     trainer.train()
     trainer.save_model()
     return tokens_of(trainer.state.log_history) / (time.perf_counter() - t0)
@@ -132,7 +133,7 @@ def eval_ours(llm: Any, model: Path, bench: Path, k: int, max_tokens: int, work:
     import yaml
 
     from backends.vllm_backend import VLLMBackend
-    from catalogs.store import Catalog
+    from catalogs.store import Catalog, one_row
     from training.evaluate import run_eval
 
     catalog = Catalog(work / f"eval-{i}")
@@ -144,7 +145,7 @@ def eval_ours(llm: Any, model: Path, bench: Path, k: int, max_tokens: int, work:
     run_eval(catalog, recipe, backend=VLLMBackend(llm=llm))
     seconds = time.perf_counter() - t0
     with catalog.reader() as con:
-        tokens = con.execute("SELECT sum(completion_tokens) FROM generation_meta").fetchone()[0]
+        tokens = one_row(con.execute("SELECT sum(completion_tokens) FROM generation_meta"))[0]
     return float(tokens) / seconds
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .store import Catalog
 
 console = Console()
+_Local = TypeVar("_Local", bound="Callable[..., Any] | None")  # the local runner: None when the caller is it
 err = Console(stderr=True)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", envvar="R1F_CATALOG",
@@ -55,8 +56,8 @@ def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable
     return engines[engine]
 
 
-def stage_runner(local: Callable[..., Any] | None, engines: dict[str, Callable[..., Any]], engine: str,
-                 address: str | None, workers: int | None) -> Callable[..., Any] | None:
+def stage_runner(local: _Local, engines: dict[str, Callable[..., Any]], engine: str,
+                 address: str | None, workers: int | None) -> _Local | Callable[..., Any]:
     """The stage's runner for `--engine`: the local one, or a registered engine bound to its cluster."""
     runner = pick_engine(engines, engine)
     if runner is None:

@@ -34,7 +34,7 @@ from .ids import (
     run_id,
     source_id,
 )
-from .store import Catalog, CatalogError, StagedBatch, code_version, prompt_schema
+from .store import Catalog, CatalogError, StagedBatch, code_version, one_row, prompt_schema
 
 PROMPT_FIELDS = ("messages", "prompt", "problem")
 RESPONSE_FIELDS = ("response", "completion", "content", "output", "generation")
@@ -566,9 +566,10 @@ def generation_fields(rec: dict[str, Any], where: str) -> dict[str, Any]:
     value = rec[name]
     if isinstance(value, list):  # a completion in chat format
         parts = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "assistant"]
-        if not parts or not all(isinstance(p, str) for p in parts):
+        texts = [p for p in parts if isinstance(p, str)]
+        if not texts or len(texts) != len(parts):
             raise RecordError(f"{where}: `{name}` is a list but holds no assistant message with string content")
-        value = "".join(parts)
+        value = "".join(texts)
     if not isinstance(value, str):
         raise RecordError(f"{where}: field `{name}` must be a string, got {type(value).__name__}")
     reasoning = next((rec[f] for f in REASONING_FIELDS if rec.get(f) is not None), None)
@@ -656,6 +657,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
             pid = row["prompt_id"]
             prompt_buf.append(row)  # repeats of a prompt are folded at commit, in SQL
             if fields is not None:
+                assert rid is not None  # fields are read only with --generations, which sets rid
                 key = "sha:" + hashlib.sha256((fields["reasoning"] or "").encode() + b"\x00"
                                               + fields["text"].encode()).hexdigest()[:24]
                 gid = generation_id(pid, rid, key)
@@ -681,18 +683,18 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
             con.execute("BEGIN TRANSACTION")
             con.execute("INSERT OR IGNORE INTO sources (source_id, name) VALUES (?, ?)",
                         [source_id(opts.source), opts.source])
-            before = con.execute("SELECT count(*) FROM prompts").fetchone()[0]
+            before = one_row(con.execute("SELECT count(*) FROM prompts"))[0]
             if prompt_file.exists():
                 cols = ", ".join(prompt_schema().names)
                 con.execute(f"INSERT INTO prompts ({cols}) SELECT {cols} FROM read_parquet(?) "
                             f"ANTI JOIN prompts USING (prompt_id) "
                             f"QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY source_row) = 1",
                             [str(prompt_file)])
-                distinct = con.execute("SELECT count(DISTINCT prompt_id) FROM read_parquet(?)",
-                                       [str(prompt_file)]).fetchone()[0]
+                distinct = one_row(con.execute("SELECT count(DISTINCT prompt_id) FROM read_parquet(?)",
+                                               [str(prompt_file)]))[0]
             else:
                 distinct = 0
-            report.prompts_added = con.execute("SELECT count(*) FROM prompts").fetchone()[0] - before
+            report.prompts_added = one_row(con.execute("SELECT count(*) FROM prompts"))[0] - before
             report.prompts_already_present = distinct - report.prompts_added
             if rid is not None:
                 con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, source, sampling, recipe, "

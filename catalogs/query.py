@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 
 from .ids import kind_of
-from .store import Catalog, CatalogError
+from .store import Catalog, CatalogError, one_row
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 
@@ -42,8 +42,8 @@ def show(catalog: Catalog, any_id: str, full_text: bool = False, preview_chars: 
             if not run:
                 raise CatalogError(f"no run {any_id} in catalog {catalog.root}.")
             out = _decode_run(run[0])
-            out["generations"] = con.execute("SELECT count(*) FROM generation_meta WHERE run_id = ?",
-                                             [any_id]).fetchone()[0]
+            out["generations"] = one_row(con.execute("SELECT count(*) FROM generation_meta WHERE run_id = ?",
+                                                     [any_id]))[0]
             return {"type": "run", **out}
     raise CatalogError(f"`{any_id}` names a {kind}; `r1f show` takes prompt (p_), generation (g_), run (r_) "
                        f"ids or a release name.")
@@ -160,7 +160,7 @@ def sql(catalog: Catalog, query: str, limit: int | None = None) -> tuple[list[st
 def stats(catalog: Catalog) -> dict[str, Any]:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
     with catalog.reader() as con:
-        one = lambda q: con.execute(q).fetchone()[0]
+        one = lambda q: one_row(con.execute(q))[0]
         out: dict[str, Any] = {
             "catalog": str(catalog.root),
             "sources": one("SELECT count(*) FROM sources"),

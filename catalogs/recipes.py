@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import RecipeError
 
@@ -87,7 +88,7 @@ def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | 
     return None
 
 
-def _describe(err: dict[str, Any], root: type[BaseModel]) -> str:
+def _describe(err: ErrorDetails, root: type[BaseModel]) -> str:
     loc = tuple(err["loc"])
     typ = err["type"]
     key = _loc_str(loc)

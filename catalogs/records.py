@@ -37,7 +37,7 @@ def sample_from_row(row: Mapping[str, Any]) -> Sample:
     """The one row -> Sample mapping: a row as `Catalog.iter_samples` streams it (the prompt's answer under
     `reference`); other keys are ignored. Absent or null text fields become "", language "en", kind
     "reasoning"."""
-    values = {k: row.get(k) for k in SAMPLE_FIELDS}
+    values: dict[str, Any] = {k: row.get(k) for k in SAMPLE_FIELDS}
     for k in _EMPTY_WHEN_NULL:
         if values[k] is None:
             values[k] = ""

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import schema
 from .ids import canonical_json, content_hash
-from .store import Catalog, CatalogError, code_version
+from .store import Catalog, CatalogError, code_version, one_row
 
 DEFAULT_SELECTION = "judges_failed = 0 AND filters_failed = 0"
 
@@ -130,7 +130,7 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
             "schema_version": schema.SCHEMA_VERSION,
             "members": len(ids),
             "members_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
-            "prompts": con.execute("SELECT count(DISTINCT prompt_id) FROM selected").fetchone()[0],
+            "prompts": one_row(con.execute("SELECT count(DISTINCT prompt_id) FROM selected"))[0],
             "by_kind": _grouped(con, "kind"),
             "by_source": _grouped(con, "source"),
             "by_domain": _grouped(con, "domain"),
@@ -249,14 +249,14 @@ def release_facts(catalog: Catalog, name: str | None = None, distributions: bool
             con.execute("CREATE TEMP TABLE scope AS SELECT * FROM candidates")
             con.execute(f"CREATE TEMP TABLE members AS SELECT * FROM scope WHERE {ACCEPTED}")
         facts: dict[str, Any] = {"name": name, "code_version": code_version()}
-        facts["example_id"] = con.execute("SELECT min(generation_id) FROM members").fetchone()[0]
+        facts["example_id"] = one_row(con.execute("SELECT min(generation_id) FROM members"))[0]
         if name:
-            row = con.execute(f"SELECT manifest_sha256, members, created_at FROM releases WHERE name = {rel}"
-                              ).fetchone()
+            row = one_row(con.execute(
+                f"SELECT manifest_sha256, members, created_at FROM releases WHERE name = {rel}"))
             facts.update(manifest=manifest, manifest_sha256=row[0], created_at=str(row[2]))
-        facts["members"] = con.execute("SELECT count(*) FROM members").fetchone()[0]
-        facts["prompts"] = con.execute("SELECT count(DISTINCT prompt_id) FROM members").fetchone()[0]
-        facts["scope_generations"] = con.execute("SELECT count(*) FROM scope").fetchone()[0]
+        facts["members"] = one_row(con.execute("SELECT count(*) FROM members"))[0]
+        facts["prompts"] = one_row(con.execute("SELECT count(DISTINCT prompt_id) FROM members"))[0]
+        facts["scope_generations"] = one_row(con.execute("SELECT count(*) FROM scope"))[0]
         for key, column in (("by_kind", "kind"), ("by_source", "source"), ("by_domain", "domain"),
                             ("by_language", "language"), ("by_model", "model")):
             facts[key] = _members_by(con, column)
@@ -456,6 +456,7 @@ def _write_hub_folder(catalog: Catalog, name: str, folder: Path, style: str, *, 
     every = {"name": "all", "default": True, "files": [f for c in configs for f in c["files"]],
              "rows": sum(c["rows"] for c in configs), "bytes": sum(c["bytes"] for c in configs)}
     configs = [every] + configs
+    assert schema_ is not None, "a release has members, so at least one shard"
     features = Features.from_arrow_schema(schema_)
     figure_paths: dict[str, str] = {}
     if figures:
@@ -465,8 +466,8 @@ def _write_hub_folder(catalog: Catalog, name: str, folder: Path, style: str, *, 
             (folder / path).write_bytes(png)
             figure_paths[title] = path
     with catalog.connect() as con:
-        manifest_text, recipe = con.execute("SELECT manifest, recipe FROM releases WHERE name = ?",
-                                            [name]).fetchone()
+        manifest_text, recipe = one_row(con.execute("SELECT manifest, recipe FROM releases WHERE name = ?",
+                                                    [name]))
     # Byte for byte as frozen, so `sha256sum manifest.json` equals the card's figure.
     (folder / "manifest.json").write_text(manifest_text, encoding="utf-8")
     _write_recipes(folder / "recipes", facts, json.loads(recipe or "null"), catalog)
@@ -490,9 +491,9 @@ def _write_recipes(folder: Path, facts: dict[str, Any], release_recipe: dict[str
     run_ids = [r["run_id"] for r in facts["runs"]]
     with catalog.connect() as con:
         for run_id in run_ids:
-            kind, model, template, version, sampling, recipe = con.execute(
+            kind, model, template, version, sampling, recipe = one_row(con.execute(
                 "SELECT kind, model, template, template_version, sampling, recipe FROM runs WHERE run_id = ?",
-                [run_id]).fetchone()
+                [run_id]))
             body = json.loads(recipe or "{}") or {"kind": kind, "model": model, "template": template,
                                                   "template_version": version,
                                                   "sampling": json.loads(sampling or "{}")}

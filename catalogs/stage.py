@@ -46,7 +46,7 @@ class Finish(Protocol):
     """A step's ordered part: `(batch, work_result) -> rows`, one output row per batch row, in order
     (a polars DataFrame or a list of dicts, each with a `passed` field)."""
 
-    def __call__(self, batch: Any, result: Any) -> Any: ...
+    def __call__(self, batch: Any, result: Any, /) -> Any: ...
 
 
 @dataclass
@@ -212,7 +212,7 @@ def _main_not_rerun() -> Iterator[None]:
     if main is None:
         yield
         return
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:

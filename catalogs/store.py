@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -30,6 +30,9 @@ from . import schema
 from .errors import CatalogError
 from .ids import canonical_json
 from .ids import run_id as make_run_id
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DB_FILE = "catalog.duckdb"
 SHARD_DIR = "shards"
@@ -262,6 +265,7 @@ class Catalog:
         """Open the DuckDB file briefly, retrying while another process holds its lock."""
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
+        con: duckdb.DuckDBPyConnection  # bound by the loop, which only breaks once connected
         while True:
             try:
                 con = duckdb.connect(str(self.db_path), read_only=not write)
@@ -283,7 +287,8 @@ class Catalog:
                 con.close()
                 self._migrate()
                 con = duckdb.connect(str(self.db_path), read_only=not write)
-            yield con
+            with _ctrl_c_stays_ctrl_c():
+                yield con
         finally:
             con.close()
 
@@ -366,7 +371,8 @@ class Catalog:
                                    f"folder from a backup.")
             con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
             con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql('cat.main')}")
-            yield con
+            with _ctrl_c_stays_ctrl_c():
+                yield con
         finally:
             con.close()
 
@@ -375,7 +381,7 @@ class Catalog:
         return str(p).replace("'", "''")
 
     # ---------------------------------------------------------------- prompts and runs
-    def prompts(self, where: str | None = None, limit: int | None = None):  # -> polars.DataFrame
+    def prompts(self, where: str | None = None, limit: int | None = None) -> pl.DataFrame:
         sql = ("SELECT prompt_id, source, messages, problem, answer, tests, kind, domain, language, metadata "
                "FROM prompts")
         if where:
@@ -583,7 +589,7 @@ class Catalog:
         return added
 
     def generations(self, run_id: str | None = None, where: str | None = None, *, with_text: bool = True,
-                    ids: Sequence[str] | None = None):  # -> polars.DataFrame
+                    ids: Sequence[str] | None = None) -> pl.DataFrame:
         """Generations of a run (or matching `where`, or with these `ids`), ordered by prompt and sample index.
 
         `with_text=False` reads the metadata only, without touching the shards: what a resume needs for a run of
@@ -636,7 +642,7 @@ class Catalog:
                      marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
                      | None = None,
                      on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
-                     ) -> Iterator[Any]:  # Iterator[polars.DataFrame]
+                     ) -> Iterator[pl.DataFrame]:
         """Stream generations with their prompt's fields in catalog order (shard, row), holding no lock between
         batches.
 
@@ -757,12 +763,12 @@ class Catalog:
             "details": [canonical_json(r.get("details") or {}) for r in rows]})
         return self._insert_new("verdicts", table, ["generation_id", "judge", "judge_version"])
 
-    def add_filter_decisions(self, rows: Sequence[dict[str, Any]] | Any) -> int:
+    def add_filter_decisions(self, rows: Sequence[dict[str, Any]] | pl.DataFrame) -> int:
         """Insert decisions not recorded yet; returns how many were new. `rows` are dicts, or a polars
         DataFrame with the same columns (`params` already canonical JSON): no Python object per row."""
         import pyarrow as pa
 
-        if hasattr(rows, "to_arrow"):
+        if not isinstance(rows, Sequence):  # a polars DataFrame, which is no Sequence
             import polars as pl
 
             frame = rows.select(pl.col("generation_id", "filter"), pl.col("filter_version").cast(pl.String),
@@ -788,10 +794,10 @@ class Catalog:
         keys = ", ".join(key)
         with self.connect(write=True) as con:
             con.register("incoming", table)
-            before = con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0]
+            before = one_row(con.execute(f"SELECT count(*) FROM {table_name}"))[0]
             con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
                         f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
-            return con.execute(f"SELECT count(*) FROM {table_name}").fetchone()[0] - before
+            return one_row(con.execute(f"SELECT count(*) FROM {table_name}"))[0] - before
 
     def decision_counts(self, filter_name: str, version: str, phash: str) -> tuple[int, int]:
         """(passed, total) decisions of one filter version and params."""
@@ -801,7 +807,7 @@ class Catalog:
                 "filter_version = ? AND params_hash = ?", [filter_name, str(version), phash]).fetchall()[0]
         return int(passed), int(total)
 
-    def verdicts(self, generation_ids: list[str] | None = None):  # -> polars.DataFrame
+    def verdicts(self, generation_ids: list[str] | None = None) -> pl.DataFrame:
         import pyarrow as pa
 
         with self.reader() as con:
@@ -853,6 +859,19 @@ class Catalog:
         return self._insert_new("eval_answers", table, ["generation_id"])
 
 
+@contextlib.contextmanager
+def _ctrl_c_stays_ctrl_c() -> Iterator[None]:
+    """A Ctrl-C (SIGINT through Python's default handler) that lands inside a DuckDB query comes out of DuckDB as
+    `RuntimeError: Query interrupted`, which no caller's `except KeyboardInterrupt` would stop cleanly on. Give it
+    back its meaning; DuckDB has rolled the open transaction back, so nothing is half-written."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if str(exc).strip() == "Query interrupted":
+            raise KeyboardInterrupt("interrupted during a catalog query (rolled back)") from exc
+        raise
+
+
 def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
@@ -871,5 +890,12 @@ def _lacks_output(without: tuple[str, ...] | None) -> str:
     raise ValueError(f"without={without!r}: use ('verdict', judge, version) or ('filter', name, version, params_hash)")
 
 
-def _pl(con: duckdb.DuckDBPyConnection, sql: str):  # -> polars.DataFrame
+def _pl(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
     return con.sql(sql).pl()
+
+
+def one_row(cur: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always returns one: an aggregate, or a key known to exist."""
+    row = cur.fetchone()
+    assert row is not None, "the query returned no row"
+    return row

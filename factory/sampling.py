@@ -28,10 +28,10 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from typing_extensions import Self
 
@@ -44,7 +44,38 @@ from catalogs.records import Sample, sample_from_row
 from catalogs.split import Markers, split_reasoning
 from factory.templates import Rendered
 
+if TYPE_CHECKING:
+    import polars as pl
+
+    from catalogs.store import PromptClaim
+
 log = logging.getLogger("factory")
+
+
+class SamplingStore(Protocol):
+    """What the sampling loop needs from a catalog, and all it may use: the DuckDB `Catalog` in one process, the
+    Ray worker's `ShardCatalog` (a shard's history in memory, writes to Parquet staging) in a worker. The type
+    checker holds both to it, so a stand-in that lacks a method, or hides one behind an attribute, fails in CI."""
+
+    # reads
+    def generations(self, run_id: str | None = None, where: str | None = None, *, with_text: bool = True,
+                    ids: Sequence[str] | None = None) -> pl.DataFrame: ...
+
+    def verdicts(self, generation_ids: list[str] | None = None) -> pl.DataFrame: ...
+
+    # leases
+    def claim_prompts(self, run_id: str, prompt_ids: Sequence[str], ttl_s: float = ...) -> PromptClaim: ...
+
+    def renew_leases(self, run_id: str, ttl_s: float = ...) -> None: ...
+
+    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None) -> None: ...
+
+    # writes
+    def add_generations(self, rows: Sequence[dict[str, Any]]) -> int: ...
+
+    def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int: ...
+
+    def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None: ...
 
 
 class GenerationStopped(UserError, RuntimeError):
@@ -139,6 +170,7 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 
 
 def normalise_verdict(raw: Any, judge: str, version: str, gid: str) -> dict[str, Any]:
+    details: dict[str, Any]
     if isinstance(raw, bool):
         passed, score, reason, details = raw, float(raw), None, {}
     elif isinstance(raw, (int, float)):
@@ -215,7 +247,8 @@ class PromptState:
         return [self.passes[i] for i in sorted(self.passes)]
 
     def next_indices(self, m: int) -> list[int]:
-        out, i = [], 0
+        out: list[int] = []
+        i = 0
         while len(out) < m:
             if i not in self.passes:
                 out.append(i)
@@ -275,6 +308,8 @@ class _LazyBackend:
 
     def __init__(self, backend: Any) -> None:
         opener = None if hasattr(backend, "generate") else backend
+        self._backend: Any
+        self._open: Callable[[], Any] | None
         self._backend, self._open = (None, opener) if opener is not None else (backend, None)
 
     def get(self) -> Any:
@@ -285,7 +320,7 @@ class _LazyBackend:
         return self._backend
 
 
-def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProgress | None = None) -> dict[str, Any]:
+def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progress: RunProgress | None = None) -> dict[str, Any]:
     """Sample until every prompt is solved, unsolved or out of budget. Returns a summary dict.
 
     `backend` is a backend, or a function without arguments that opens one; it is called only once a chunk has
@@ -413,7 +448,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: Any, progress: RunProg
     return summary
 
 
-def _claim(job: SamplingJob, catalog: Any, candidates: list[PromptState], held: dict[str, str]
+def _claim(job: SamplingJob, catalog: SamplingStore, candidates: list[PromptState], held: dict[str, str]
            ) -> tuple[list[tuple[PromptState, list[int]]], list[PromptState]]:
     """Lease the candidates that no other process holds; reread those another process sampled meanwhile.
     Returns (the chunk to ask for: prompts with the sample indices they need now, the prompts leased)."""
@@ -436,7 +471,7 @@ def _claim(job: SamplingJob, catalog: Any, candidates: list[PromptState], held: 
     return chunk, claimed
 
 
-def _let_go(job: SamplingJob, catalog: Any, claimed: list[PromptState], guard: StopGuard) -> None:
+def _let_go(job: SamplingJob, catalog: SamplingStore, claimed: list[PromptState], guard: StopGuard) -> None:
     """Write the stats of leased prompts while we still hold them, then give the leases up."""
     if not claimed:
         return
@@ -448,7 +483,7 @@ def _let_go(job: SamplingJob, catalog: Any, claimed: list[PromptState], guard: S
             s.stale = job.policy.plan(s.history())[0] > 0
 
 
-def _refresh(job: SamplingJob, catalog: Any, moved: list[PromptState]) -> None:
+def _refresh(job: SamplingJob, catalog: SamplingStore, moved: list[PromptState]) -> None:
     """Rebuild these prompts' histories from the catalog."""
     ids = ", ".join("'" + s.prompt_id.replace("'", "''") + "'" for s in moved)
     rows = catalog.generations(run_id=job.run_id, where=f"prompt_id IN ({ids})", with_text=False)
@@ -459,7 +494,7 @@ def _refresh(job: SamplingJob, catalog: Any, moved: list[PromptState]) -> None:
         _restore(job, catalog, {s.prompt_id: s for s in moved}, rows.to_dicts())
 
 
-def _restore(job: SamplingJob, catalog: Any, states: dict[str, PromptState], rows: list[dict[str, Any]]) -> None:
+def _restore(job: SamplingJob, catalog: SamplingStore, states: dict[str, PromptState], rows: list[dict[str, Any]]) -> None:
     """Rebuild each prompt's pass history from the catalog, judging samples that lack a verdict."""
     by_id = {r["generation_id"]: r for r in rows}
     known: dict[str, dict[str, bool]] = {gid: {} for gid in by_id}
@@ -488,7 +523,7 @@ def _restore(job: SamplingJob, catalog: Any, states: dict[str, PromptState], row
 class _Committer:
     """Buffers finished samples and commits them in batches: by count, by age, and whatever is left at the end."""
 
-    def __init__(self, job: SamplingJob, catalog: Any, guard: StopGuard, counters: dict[str, Any]) -> None:
+    def __init__(self, job: SamplingJob, catalog: SamplingStore, guard: StopGuard, counters: dict[str, Any]) -> None:
         self.job, self.catalog, self.guard, self.counters = job, catalog, guard, counters
         self.pending: list[tuple[PromptState, dict[str, Any]]] = []
         self.committed: list[tuple[PromptState, dict[str, Any]]] = []
@@ -531,7 +566,7 @@ def _accepts_on_result(backend: Any) -> bool:
     return "on_result" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: Any, chunk: list[tuple[PromptState, list[int]]],
+def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chunk: list[tuple[PromptState, list[int]]],
                counters: dict[str, Any], guard: StopGuard) -> int:
     # One request per sample, not one per prompt with n: a backend reports a request as a whole, so a prompt's
     # samples would stand or fall together, and a sample served while its sibling failed would be paid twice.
@@ -609,7 +644,7 @@ def _generation_row(job: SamplingJob, state: PromptState, idx: int, seed: int, c
     }
 
 
-def _judge_and_record(job: SamplingJob, catalog: Any, guard: StopGuard,
+def _judge_and_record(job: SamplingJob, catalog: SamplingStore, guard: StopGuard,
                       items: list[tuple[PromptState, dict[str, Any]]]) -> None:
     if not items:
         return
@@ -648,7 +683,7 @@ def stats_row(policy: Policy, run_id: str, prompt_id: str, hist: list[bool], tok
             "tokens": tokens}
 
 
-def _write_stats(job: SamplingJob, catalog: Any, states: list[PromptState], guard: StopGuard | None) -> None:
+def _write_stats(job: SamplingJob, catalog: SamplingStore, states: list[PromptState], guard: StopGuard | None) -> None:
     rows = [stats_row(job.policy, job.run_id, s.prompt_id, hist, s.tokens)
             for s in states if (hist := s.history())]
     if guard is None:

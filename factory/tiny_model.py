@@ -104,6 +104,7 @@ def build_tiny_model(
 
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert isinstance(im_end, int) and isinstance(eot, int)  # one token in, one id out
     # The embedding table matches the tokenizer exactly: a random model samples every id it has, and
     # an id the tokenizer cannot decode would break detokenisation.
     padded_vocab = len(tokenizer)
@@ -117,13 +118,15 @@ def build_tiny_model(
         max_position_embeddings=max_position_embeddings,
         max_window_layers=num_layers,
         tie_word_embeddings=True,
-        rope_theta=10000.0,
+        # transformers 5 takes rope_theta through **kwargs (into rope_parameters), untyped; 4.x names it.
+        rope_theta=10000.0,  # type: ignore[call-arg]
         bos_token_id=eot,
         eos_token_id=im_end,
         pad_token_id=eot,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    # PreTrainedModel.to is wrapped with functools.wraps, which typeshed types as an unbound function.
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
     model.save_pretrained(out, safe_serialization=True)
     GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot).save_pretrained(out)
     marker.write_text(json.dumps({"seed": seed, "hidden_size": hidden_size, "layers": num_layers}))

@@ -107,7 +107,7 @@ def load_benchmark(path: str | PathLike[str]) -> tuple[list[str], list[str]]:
                                    f"its fields are {sorted(records[0])}. Rename the question field to 'problem'.")
     id_field = next((f for f in ID_FIELDS if all(f in r and r[f] is not None for r in records)), None)
     ids = [str(r[id_field]) if id_field else str(i) for i, r in enumerate(records)]
-    texts = [r.get(field) if isinstance(r.get(field), str) else "" for r in records]
+    texts = [t if isinstance(t := r.get(field), str) else "" for r in records]
     return ids, texts
 
 
@@ -148,7 +148,7 @@ class BenchmarkIndex:
         """Read each benchmark file once; see the module doc for the accepted formats."""
         if isinstance(paths, (str, PathLike)):
             paths = [paths]
-        triples = []
+        triples: list[tuple[str, str, str]] = []
         for path in paths:
             ids, texts = load_benchmark(path)
             bench = benchmark_name(path)

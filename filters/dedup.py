@@ -237,7 +237,7 @@ class DedupIndex:
         if features is not None:
             good = df[INPUT_ERROR].is_null().to_numpy()
             if len(features[0]) == len(df) and not good.all():
-                features = tuple(f[good] for f in features)  # type: ignore[assignment]
+                features = tuple(f[good] for f in features)
         return apply_with_input_errors(df, NAME, VERSION, lambda d: self._apply(d, features))
 
     def _apply(self, df: pl.DataFrame, features: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> pl.DataFrame:
@@ -281,7 +281,8 @@ class DedupIndex:
         if p.near:
             flat = keys.ravel()
             found = self.bands.lookup(flat).reshape(keys.shape)
-            has_found = (found >= 0).any(axis=1)
+            # One bool per row; asarray, as numpy types any(axis=...) as a bool or an array.
+            has_found = np.asarray((found >= 0).any(axis=1))
             # within-batch candidates: rows sharing a band key with an earlier row
             kf = pl.DataFrame({"k": flat, "r": np.repeat(np.arange(m), p.bands)})
             shared = kf.filter(pl.col("k").is_duplicated())
@@ -341,6 +342,7 @@ class DedupIndex:
             self.kept_units.extend(unit_list[int(rows[j])] for j in kept_local)
         # decisions per unit, then per row
         unit_reason: dict[str, tuple[bool, str, float | None]] = {}
+        val: float | None  # a duplicate's jaccard (1.0 when exact); None for a row kept
         for j in range(m):
             u = unit_list[int(rows[j])]
             if rep[j] < 0:

@@ -156,7 +156,8 @@ def judge(sample: Sample, *, limits: Limits | None = None, unsafe_local: bool = 
             continue
         if len(failures) < 3:
             failures.append({"test": i, "returncode": res.returncode, "timed_out": res.timed_out,
-                             "output_truncated": res.output_truncated, "stderr": res.stderr[-300:]})
+                             "output_truncated": res.output_truncated, "process_limit": res.process_limit_hit,
+                             "stderr": res.stderr[-300:]})
         if stop_on_first_failure:
             break
     score = passed / len(cases)

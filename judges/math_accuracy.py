@@ -36,7 +36,7 @@ def _parse(expr: str) -> list[Any]:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     return parse("\\boxed{" + expr + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                 parsing_timeout=None)  # type: ignore[arg-type]
+                 parsing_timeout=None)
 
 
 def _check(reference: str, predicted: str) -> tuple[str, dict[str, Any]]:
@@ -50,7 +50,7 @@ def _check(reference: str, predicted: str) -> tuple[str, dict[str, Any]]:
     if not any(not isinstance(p, str) for p in pred):
         return "unparseable_prediction", {}
     # Order matters: Math-Verify is not symmetric (assignments, equation -> interval), gold first.
-    ok = verify(gold, pred, timeout_seconds=None)  # type: ignore[arg-type]
+    ok = verify(gold, pred, timeout_seconds=None)
     return ("correct" if ok else "wrong_answer"), {"gold_parsed": str(gold[0])[:200],
                                                    "pred_parsed": str(pred[0])[:200]}
 
@@ -213,8 +213,8 @@ class VerifyPool:
                 conn = self._conns[k]
                 if conn in ready:
                     try:
-                        while conn.poll():  # type: ignore[union-attr]
-                            idx, v = conn.recv()  # type: ignore[union-attr]
+                        while conn.poll():
+                            idx, v = conn.recv()
                             out[idx] = Verdict(**v)
                             pending[k].remove(idx)
                             last[k] = time.monotonic()

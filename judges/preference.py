@@ -106,7 +106,9 @@ class RewardModelScorer:
     def _format(self, question: str, response: str) -> str:
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            assert isinstance(text, str)  # tokenize=False: text, not ids
+            return text
         return f"User: {question}\nAssistant: {response}"
 
     def rewards(self, pairs: Sequence[tuple[str, str]]) -> list[float]:

@@ -86,7 +86,7 @@ def reward_func(judge: str | Callable[[Sample], Verdict | float], *, weight: flo
         fname = name or judge
     else:
         score_one, batch = (lambda s: judge(s, **params)) if params else judge, None
-        fname = name or getattr(judge, "__name__", "reward")
+        fname = name or str(getattr(judge, "__name__", "reward"))
 
     def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
         samples = samples_from_batch(prompts, completions, kwargs)

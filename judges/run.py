@@ -103,9 +103,11 @@ class _ModelJudge:
         if self.step.name == "llm_judge":
             from judges.llm_judge import judge_batch
 
+            assert self.backend is not None  # no scorer: __init__ built the backend
             return judge_batch(samples, self.backend, **self.params)
         from judges.preference import score_with_llm
 
+        assert self.backend is not None
         return score_with_llm(samples, self.backend, self.step.name, **self.params)
 
     def close(self) -> None:

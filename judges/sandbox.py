@@ -72,6 +72,20 @@ class RunResult:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out and not self.output_truncated
 
+    @property
+    def process_limit_hit(self) -> bool:
+        """Whether the program was refused a new process or thread (EAGAIN under the `nproc` limit), as its
+        stderr shows it. Read from what the program wrote, so it reports, it does not prove; a non-blocking
+        read that found nothing raises the same BlockingIOError, rare in a sandbox without network."""
+        return any(sign in self.stderr for sign in _PROCESS_LIMIT_SIGNS)
+
+
+# How a refused fork or thread shows in stderr: Python's os.fork/subprocess (BlockingIOError, EAGAIN),
+# Python's threading, and a shell's fork.
+_PROCESS_LIMIT_SIGNS = ("BlockingIOError: [Errno 11]", "can't start new thread",
+                        "fork: Resource temporarily unavailable",
+                        "fork: retry: Resource temporarily unavailable")
+
 
 # The probe passes only if the sandbox sees its own processes and nothing else: bwrap's init and
 # itself (bwrap), or itself (unshare). Exit 3 means it ran but saw other processes.

@@ -135,8 +135,9 @@ def _plan_edit(d: Decision, parent: dict[str, Any]) -> _Edit:
         raise ReviewError(f"{where}: the edit changes nothing in {d.generation_id}; approve it instead, or change "
                           f"the text.")
     text = text_spans("", reasoning, answer)[0]
-    params = {"kind": "edit", "model": parent.get("model"), "backend": HUMAN, "template": None,
-              "template_version": None, "sampling": {}, "source": f"review:{d.reviewer}"}
+    params: dict[str, Any] = {"kind": "edit", "model": parent.get("model"), "backend": HUMAN,
+                              "template": None, "template_version": None, "sampling": {},
+                              "source": f"review:{d.reviewer}"}
     rid = run_id(params)
     new_id = generation_id(parent["prompt_id"], rid, "edit:" + content_hash(d.generation_id, text))
     if d.edit_id and d.edit_id != new_id:
@@ -197,6 +198,7 @@ def apply(catalog: Catalog, decisions: Sequence[Decision]) -> list[dict[str, Any
 
 
 def _write(con: Any, d: Decision, edit: _Edit | None) -> dict[str, Any]:
+    assert d.time is not None  # apply() stamps every decision before writing it
     prior = [json.loads(r[0] or "{}") | {"passed": r[1], "reason": r[2], "judge_version": r[3]}
              for r in con.execute("SELECT details, passed, reason, judge_version FROM verdicts "
                                   "WHERE generation_id = ? AND judge = ? ORDER BY created_at",
@@ -215,6 +217,7 @@ def _write(con: Any, d: Decision, edit: _Edit | None) -> dict[str, Any]:
     elif d.decision == "reject":
         passed, reason = False, d.reason
     else:
+        assert edit is not None  # apply() plans an edit for every edit decision
         passed, reason = False, "edited"
         details["edit"] = edit.new_id
         con.execute("UPDATE generation_meta SET parent_id = ?, edited_by = ?, edited_at = ? "

@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from catalogs.store import Catalog
+from catalogs.store import Catalog, one_row
 
 from .decisions import HUMAN, ReviewError
 
@@ -122,10 +122,10 @@ def summary(catalog: Catalog, ids: list[str]) -> dict[str, Any]:
         con.execute(f"CREATE TEMP TABLE h AS SELECT * FROM ({NEWEST_HUMAN}) SEMI JOIN base USING (generation_id)")
         con.execute(f"CREATE TEMP TABLE m AS SELECT * FROM ({NEWEST_MACHINE}) SEMI JOIN h USING (generation_id)")
         counts = dict(con.execute("SELECT decision, count(*) FROM h GROUP BY 1").fetchall())
-        agree = con.execute(
+        agree = one_row(con.execute(
             "SELECT count(*), count(*) FILTER (WHERE h.passed = m.all_passed) FROM h JOIN "
             "(SELECT generation_id, bool_and(passed) AS all_passed FROM m GROUP BY 1) m USING (generation_id) "
-            "WHERE h.decision IN ('approve', 'reject')").fetchone()
+            "WHERE h.decision IN ('approve', 'reject')"))
         per_judge = [{"judge": j, "samples": n, "agreement": round(a / n, 4)} for j, n, a in con.execute(
             "SELECT m.judge, count(*), count(*) FILTER (WHERE m.passed = h.passed) FROM m JOIN h "
             "USING (generation_id) WHERE h.decision IN ('approve', 'reject') GROUP BY 1 ORDER BY 1").fetchall()]

@@ -29,8 +29,9 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalogs.errors import CatalogError, UserError
 from catalogs.progress import RunProgress, print_summary
@@ -44,9 +45,12 @@ from factory.generate import (
     select_prompts,
 )
 from factory.recipe import Recipe
-from factory.sampling import GenerationStopped, Policy, run_sampling, stats_row
+from factory.sampling import GenerationStopped, Policy, StopGuard, run_sampling, stats_row
 from factory.templates import template_from_recipe
 from scaleout.cluster import cpu_bind_env, engine_workers, ray_session, stdout_to_stderr
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger("scaleout")
 
@@ -95,15 +99,17 @@ class ShardCatalog:
         self.staging = staging
         self.history = history
         self.batches: list[StagedBatch] = []
-        self.verdicts: list[dict[str, Any]] = []
-        self.stats: dict[str, dict[str, Any]] = {}
+        # What the shard made, for the driver to register. Named apart from the reads (`verdicts()`): an attribute
+        # of a method's name hides the method, which the type checker refuses (SamplingStore).
+        self.new_verdicts: list[dict[str, Any]] = []
+        self.new_stats: dict[str, dict[str, Any]] = {}
         self.stored: dict[str, int] = {}
         for g in history.generations:
             self.stored[g["prompt_id"]] = self.stored.get(g["prompt_id"], 0) + 1
 
     # reads
     def generations(self, run_id: str | None = None, where: str | None = None, *, with_text: bool = True,
-                    ids: list[str] | None = None) -> Any:  # polars.DataFrame
+                    ids: Sequence[str] | None = None) -> pl.DataFrame:
         import polars as pl
 
         if where is not None:
@@ -118,7 +124,7 @@ class ShardCatalog:
             rows = [self.history.texts.get(r["generation_id"], r) for r in rows]
         return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
-    def verdicts(self, generation_ids: list[str] | None = None) -> Any:  # polars.DataFrame
+    def verdicts(self, generation_ids: list[str] | None = None) -> pl.DataFrame:
         import polars as pl
 
         wanted = None if generation_ids is None else set(generation_ids)
@@ -126,18 +132,18 @@ class ShardCatalog:
         return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
 
     # leases: the driver holds them for the whole shard
-    def claim_prompts(self, run_id: str, prompt_ids: list[str], ttl_s: float = 0.0) -> PromptClaim:
+    def claim_prompts(self, run_id: str, prompt_ids: Sequence[str], ttl_s: float = 0.0) -> PromptClaim:
         ids = list(dict.fromkeys(prompt_ids))
         return PromptClaim(ids, {}, {p: self.stored.get(p, 0) for p in ids})
 
     def renew_leases(self, run_id: str, ttl_s: float = 0.0) -> None:
         pass
 
-    def release_prompts(self, run_id: str, prompt_ids: list[str] | None = None) -> None:
+    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None) -> None:
         pass
 
     # writes
-    def add_generations(self, rows: list[dict[str, Any]]) -> int:
+    def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:
             return 0
         self.batches.append(self._stage(rows, self.staging))
@@ -145,13 +151,13 @@ class ShardCatalog:
             self.stored[r["prompt_id"]] = self.stored.get(r["prompt_id"], 0) + 1
         return len(rows)
 
-    def add_verdicts(self, rows: list[dict[str, Any]]) -> int:
-        self.verdicts.extend(rows)
+    def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int:
+        self.new_verdicts.extend(rows)
         return len(rows)
 
-    def set_prompt_stats(self, rows: list[dict[str, Any]]) -> None:
+    def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None:
         for r in rows:
-            self.stats[r["prompt_id"]] = dict(r)
+            self.new_stats[r["prompt_id"]] = dict(r)
 
 
 class GenerationWorker:
@@ -192,7 +198,7 @@ class GenerationWorker:
             summary = run_sampling(job, self._open, cat, None)
         except GenerationStopped as exc:  # what finished is staged: hand it over, and say the backend failed
             summary = {**exc.summary, "status": "backend_failed", "message": str(exc)}
-        return ShardResult(shard, attempt, cat.batches, cat.verdicts, list(cat.stats.values()), summary,
+        return ShardResult(shard, attempt, cat.batches, cat.new_verdicts, list(cat.new_stats.values()), summary,
                            socket.gethostname(), os.getpid())
 
     def close(self) -> None:
@@ -269,11 +275,12 @@ def sample_on_ray(recipe: Recipe, catalog: Catalog, *, run_id: str, prompts: lis
             log.info("run %s on Ray: %d prompts to sample (%d finished before) in %d shards of up to %d, %d "
                      "workers (%s each)", run_id, len(todo), done_before, shards_n, size, n_workers,
                      f"{shape.gpus:g} GPU" if shape.on_gpu else "1 CPU")
-            with RunProgress(len(prompts), label=label + " (ray)", enabled=progress) as bar:
+            # Ctrl-C or SIGTERM stop the run cleanly, but never in the middle of registering a shard.
+            with RunProgress(len(prompts), label=label + " (ray)", enabled=progress) as bar, StopGuard() as guard:
                 bar.update(prompts_done=done_before, accepted=0, generated=0, note=f"{shards_n} shards")
                 try:
                     status, message = _drive(ray, recipe, run_id, catalog, bound, queue, shape, n_workers, index,
-                                             totals, per_prompt, bar, done_before, resume_hint)
+                                             totals, per_prompt, bar, done_before, resume_hint, guard)
                 except KeyboardInterrupt:
                     status = "interrupted"
                     message = (f"interrupted: every finished shard is registered in the catalog "
@@ -322,7 +329,7 @@ def sample_on_ray(recipe: Recipe, catalog: Catalog, *, run_id: str, prompts: lis
 def _drive(ray: Any, recipe: Recipe, run_id: str, catalog: Catalog, bound: list[Any], queue: deque[_Shard],
            shape: Any, n_workers: int, index: _Index, totals: dict[str, int],
            per_prompt: dict[str, tuple[int, int, str]], bar: RunProgress, done_before: int,
-           resume_hint: str) -> tuple[str, str | None]:
+           resume_hint: str, guard: StopGuard) -> tuple[str, str | None]:
     """Hand shards to workers as they free up, register each finished shard, redo a shard whose worker died."""
     from ray.exceptions import (
         ActorUnavailableError,
@@ -418,7 +425,8 @@ def _drive(ray: Any, recipe: Recipe, run_id: str, catalog: Catalog, bound: list[
                 if isinstance(cause, UserError):
                     raise UserError(f"shard {shard.index} on a Ray worker: {cause}") from None
                 raise
-            _register(catalog, run_id, shard, result, totals, per_prompt)
+            with guard.critical():
+                _register(catalog, run_id, shard, result, totals, per_prompt)
             idle.append(a)
             bar.update(prompts_done=done_before + len(per_prompt), accepted=sum(s[1] for s in per_prompt.values()),
                        generated=totals["generated"], new_tokens=int(result.summary.get("tokens_generated") or 0),

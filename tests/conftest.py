@@ -6,19 +6,18 @@ Engine start costs 20-60 s on the CPU, so every test shares the same `vllm_llm` 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import (
     ENGINE_KWARGS,
-    SERVER_START_TIMEOUT_S,
     launch_vllm_server,
+    serve_or_relaunch,
     stop_process_group,
-    wait_http_ok,
 )
 
 # The CPU build of vLLM sizes its KV cache from this (GiB); set it before vllm is imported anywhere.
@@ -64,21 +63,17 @@ def vllm_llm(tiny_model_dir: Path, request: pytest.FixtureRequest) -> Iterator[o
 
 @pytest.fixture(scope="session")
 def _vllm_server_process(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-                         ) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+                         ) -> Iterator[tuple[list[Any], Path]]:
+    """([process, base_url], log path) of the launched server; `vllm_server` may relaunch it in place."""
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    proc, base_url = launch_vllm_server(tiny_model_dir, log_path)
-    yield proc, base_url, log_path
-    stop_process_group(proc)
+    server = list(launch_vllm_server(tiny_model_dir, log_path))
+    yield server, log_path
+    stop_process_group(server[0])
 
 
 @pytest.fixture(scope="session")
-def vllm_server(_vllm_server_process: tuple[subprocess.Popen, str, Path]) -> str:
+def vllm_server(_vllm_server_process: tuple[list[Any], Path], tiny_model_dir: Path) -> str:
     """Base URL (http://127.0.0.1:PORT/v1) of a real vLLM OpenAI-compatible server serving the tiny
     model as model name "tiny"; stopped at the end of the run."""
-    proc, base_url, log_path = _vllm_server_process
-    try:
-        wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
-    except BaseException:
-        stop_process_group(proc)
-        raise
-    return base_url
+    server, log_path = _vllm_server_process
+    return serve_or_relaunch(server, tiny_model_dir, log_path)

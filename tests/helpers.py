@@ -20,7 +20,10 @@ from typing import Any
 # Shared engine settings: on the CPU `gpu_memory_utilization` is a share of RAM.
 ENGINE_KWARGS: dict = {"gpu_memory_utilization": 0.3, "max_model_len": 2048, "enforce_eager": True, "seed": 0}
 SERVED_MODEL_NAME = "tiny"
-SERVER_START_TIMEOUT_S = float(os.environ.get("R1F_TEST_SERVER_TIMEOUT", "240"))
+# Only gives up on a server that never comes up; a loaded machine may take several times the usual 30-60 s.
+SERVER_START_TIMEOUT_S = float(os.environ.get("R1F_TEST_SERVER_TIMEOUT", "600"))
+# What uvicorn logs once the server listens: only then is the port ours, not merely found free a while ago.
+SERVER_READY_LINE = "Application startup complete."
 
 
 def free_port() -> int:
@@ -29,20 +32,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http_ok(url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+class PortTaken(RuntimeError):
+    """The server's port, free when it was picked, was taken by another process before the server listened."""
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path,
+                 ready_line: str | None = SERVER_READY_LINE) -> None:
+    """Wait until `proc` serves `url`: it answers 200 and `proc`'s own log says it listens (`ready_line`), so
+    a stranger that took the port meanwhile is never taken for it. `timeout_s` only gives up on a hang."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
+            tail = _tail(log_path)
+            kind = PortTaken if "Address already in use" in tail else RuntimeError
+            raise kind(
                 f"vLLM server exited with code {proc.returncode} before serving {url}; "
-                f"last log lines from {log_path}:\n{_tail(log_path)}"
+                f"last log lines from {log_path}:\n{tail}"
             )
         try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
+            if httpx.get(url, timeout=2.0).status_code == 200 and (
+                    ready_line is None or ready_line in log_path.read_text(errors="replace")):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):
             pass
         time.sleep(0.5)
     raise RuntimeError(
@@ -102,12 +115,31 @@ def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None)
 def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start vLLM's OpenAI-compatible server on 127.0.0.1, wait until it serves, return (process, base_url)."""
     proc, base_url = launch_vllm_server(model_dir, log_path, port)
-    try:
-        wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
-    except BaseException:
-        stop_process_group(proc)
-        raise
-    return proc, base_url
+    return proc, serve_or_relaunch([proc, base_url], model_dir, log_path, fixed_port=port is not None)
+
+
+def serve_or_relaunch(server: list[Any], model_dir: Path, log_path: Path, fixed_port: bool = False,
+                      tries: int = 3) -> str:
+    """Wait until the launched server `[process, base_url]` serves; return its base_url. Its port was free
+    when picked, but another process may take it before the server listens: then launch again on another
+    port (updating `server` in place, so whoever stops it stops the right one). Any other failure stops it."""
+    for attempt in range(tries):
+        proc, base_url = server
+        try:
+            wait_http_ok(f"{base_url}/models", proc, SERVER_START_TIMEOUT_S, log_path)
+            return base_url
+        except PortTaken:
+            try:  # the server is gone; its engine process may not be
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if fixed_port or attempt == tries - 1:
+                raise
+            server[:] = launch_vllm_server(model_dir, log_path)
+        except BaseException:
+            stop_process_group(proc)
+            raise
+    raise AssertionError("unreachable")
 
 
 class ScriptedOpenAIServer:

@@ -76,13 +76,15 @@ def resolve_chat_template(tokenizer: Any, setting: str | None, recipe: Any) -> t
             from trl.chat_template_utils import get_training_chat_template
 
             try:
-                template = get_training_chat_template(tokenizer)
+                patched = get_training_chat_template(tokenizer)
             except ValueError:
                 suggestion = _builtin_for_vocab(tokenizer) or "a template file"
                 raise RecipeError(
                     f"{where}: the chat template of {recipe.model} has no {{% generation %}} marker and trl does "
                     f"not know how to add one, so the loss cannot be limited to the assistant turn; set "
                     f"chat_template: {suggestion} in the recipe, or give a .jinja file with the markers") from None
+            assert patched is not None  # trl's None means "has the markers already", which `own` has not
+            template = patched
     return template, end_of_turn(template, tokenizer)
 
 

@@ -13,7 +13,7 @@ the catalog (`SCORES_SQL`), which anyone can rerun with `r1f sql`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,11 @@ def ingest_benchmarks(catalog: Any, recipe: EvalRecipe) -> None:
     from catalogs.ingest import IngestOptions, ingest
 
     for b in recipe.benchmarks:
-        ingest(catalog, recipe.resolve(b.file), IngestOptions(source=bench_source(b.name), rename=dict(b.rename),
-                                                             kind="reasoning", choices=tuple(b.choices),
-                                                             shuffle_choices=b.shuffle_choices))
+        path = recipe.resolve(b.file)
+        assert path is not None  # resolve gives None for None only, and `file` is required
+        ingest(catalog, path, IngestOptions(source=bench_source(b.name), rename=dict(b.rename),
+                                            kind="reasoning", choices=tuple(b.choices),
+                                            shuffle_choices=b.shuffle_choices))
 
 
 def _prompts(catalog: Any, recipe: EvalRecipe) -> list[dict[str, Any]]:
@@ -153,7 +155,7 @@ def _parsed(answer: str) -> list[Any]:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     return parse("\\boxed{" + answer + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                 parsing_timeout=None)  # type: ignore[arg-type]
+                 parsing_timeout=None)
 
 
 def _same(a: tuple[str, list[Any]], b: tuple[str, list[Any]]) -> bool:
@@ -163,10 +165,10 @@ def _same(a: tuple[str, list[Any]], b: tuple[str, list[Any]]) -> bool:
         return True
     if not any(not isinstance(x, str) for x in a[1]) or not any(not isinstance(x, str) for x in b[1]):
         return False  # one side did not parse: only the same text is the same answer
-    return bool(verify(a[1], b[1], timeout_seconds=None) or verify(b[1], a[1], timeout_seconds=None))  # type: ignore[arg-type]
+    return bool(verify(a[1], b[1], timeout_seconds=None) or verify(b[1], a[1], timeout_seconds=None))
 
 
-def answer_classes(answers: list[str | None], known: list[str] = ()) -> list[str | None]:  # type: ignore[assignment]
+def answer_classes(answers: list[str | None], known: Sequence[str] = ()) -> list[str | None]:
     """For each answer (None: no answer), the first earlier answer it equals under Math-Verify (or itself).
 
     `known` are the classes already stored for the prompt, so samples added later join the same votes."""
@@ -205,7 +207,7 @@ def store_answer_classes(catalog: Any, run_id: str, judge: str) -> int:
         # The same extraction the math judge uses: the last \boxed{} of the answer part, else of the whole text.
         boxed = last_boxed(answer) if (answer or "").strip() else last_boxed(text or "")
         by_prompt.setdefault(pid, []).append((gid, boxed))
-    out = []
+    out: list[dict[str, Any]] = []
     for pid, items in by_prompt.items():
         keys = answer_classes([b for _, b in items], known.get(pid, []))
         out.extend({"generation_id": gid, "run_id": run_id, "prompt_id": pid, "answer_key": key,

@@ -148,8 +148,9 @@ def run_grpo(catalog: Any, recipe_path: str | Path, *, resume: bool = False) -> 
 
     tid = training_id("grpo", recipe, prep.release_sha)
     started = now()
-    common = {"tid": tid, "kind": "grpo", "recipe": recipe, "release": recipe.prompts.release,
-              "release_sha": prep.release_sha, "prompts_where": prep.selection}
+    common: dict[str, Any] = {"tid": tid, "kind": "grpo", "recipe": recipe,
+                              "release": recipe.prompts.release, "release_sha": prep.release_sha,
+                              "prompts_where": prep.selection}
     record(catalog, **common, status="running", metrics=None, started_at=started)
 
     from transformers import AutoModelForCausalLM

@@ -148,6 +148,10 @@ class _TrainBase(_Base):
     # Weights' dtype when loading: auto picks bfloat16 on a GPU that has it, float32 on the CPU.
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
 
+    def training_args(self, for_validation: bool = False) -> Any:
+        """trl's config for this stage (SFTConfig, GRPOConfig)."""
+        raise NotImplementedError
+
 
 class SFTRecipe(_TrainBase):
     """`r1f train sft RECIPE`: trl's SFTTrainer on a catalog release."""

@@ -76,8 +76,8 @@ def run_sft(catalog: Any, recipe_path: str | Path, *, resume: bool = False) -> d
 
     tid = training_id("sft", recipe, sha)
     started = now()
-    common = {"tid": tid, "kind": "sft", "recipe": recipe, "release": recipe.release, "release_sha": sha,
-              "prompts_where": None}
+    common: dict[str, Any] = {"tid": tid, "kind": "sft", "recipe": recipe, "release": recipe.release,
+                              "release_sha": sha, "prompts_where": None}
     record(catalog, **common, status="running", metrics=None, started_at=started)
 
     from transformers import AutoModelForCausalLM

@@ -31,7 +31,8 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = AutoModelForCausalLM.from_pretrained(self.model, dtype=torch.float32)
+        # Any: None once closed, and transformers types generate() with two selves (torch.no_grad on a method)
+        self.lm: Any = AutoModelForCausalLM.from_pretrained(self.model, dtype=torch.float32)
         self.lm.eval()  # trl's trainers leave gradient checkpointing on; generation needs eval mode
         self.batch_size = batch_size
         self.max_model_len = int(self.lm.config.max_position_embeddings)
@@ -40,7 +41,9 @@ class TransformersBackend:
         raw = req.extra.get("raw_prompt")
         if raw is not None:
             return str(raw)
-        return self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+        text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+        assert isinstance(text, str)  # tokenize=False: text, not ids
+        return text
 
     def generate(self, requests: list[ChatRequest],
                  on_result: Callable[[int, list[Completion]], None] | None = None) -> list[list[Completion]]:
@@ -80,7 +83,9 @@ class TransformersBackend:
                     if eos in ids:
                         ids = ids[:ids.index(eos)]
                         finish = "stop"
-                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    decoded = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    assert isinstance(decoded, str)  # one sequence of ids: one text
+                    text = decoded
                     for s in req.stop or []:
                         if s in text:
                             text, finish = text[:text.index(s)], "stop"

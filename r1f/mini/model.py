@@ -74,8 +74,9 @@ def init_model(out: Path, size: ModelSize, seed: int) -> Path:
     config = Qwen2Config(vocab_size=len(tok), hidden_size=size.hidden, intermediate_size=size.intermediate,
                          num_hidden_layers=size.layers, num_attention_heads=size.heads,
                          num_key_value_heads=size.heads, max_position_embeddings=512, max_window_layers=size.layers,
-                         tie_word_embeddings=True, rope_theta=10000.0, bos_token_id=eos, eos_token_id=eos,
-                         pad_token_id=eos)
+                         tie_word_embeddings=True, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+                         # transformers 5 takes rope_theta through **kwargs (into rope_parameters), untyped
+                         rope_theta=10000.0)  # type: ignore[call-arg]
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     out.mkdir(parents=True, exist_ok=True)

@@ -448,11 +448,11 @@ class Mini:
             import matplotlib.pyplot as plt
         except ImportError:
             return None
-        rows = [r for r in self.rows if r.pass_at_1 is not None]
+        scored = [(r.model, r.pass_at_1) for r in self.rows if r.pass_at_1 is not None][::-1]
         fig, ax = plt.subplots(figsize=(8, 3.6))
-        ax.barh([r.model for r in rows][::-1], [r.pass_at_1 for r in rows][::-1], color="#4c72b0")
-        for i, r in enumerate(rows[::-1]):
-            ax.text(r.pass_at_1 + 0.5, i, f"{r.pass_at_1:.1f}%", va="center", fontsize=8)
+        ax.barh([m for m, _ in scored], [p for _, p in scored], color="#4c72b0")
+        for i, (_, p) in enumerate(scored):
+            ax.text(p + 0.5, i, f"{p:.1f}%", va="center", fontsize=8)
         ax.set_xlabel("held-out pass@1 (%)")
         ax.set_xlim(0, 105)
         ax.set_title("Mini-R1: held-out pass@1 per stage")

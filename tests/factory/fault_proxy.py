@@ -2,9 +2,13 @@
 
 Both are real HTTP/1.1 servers on 127.0.0.1 (asyncio streams, in a background thread). The proxy
 forwards to a real vLLM server and, following a schedule, injects the failures the OpenAI backend
-must survive: dropped connections, 429 with Retry-After, 500, responses slower than the client's
-timeout, bodies cut off mid-stream and malformed JSON.
+must survive: dropped connections, 429 with Retry-After, 500, requests never answered (so the
+client's timeout cuts them), bodies cut off mid-stream and malformed JSON.
 The fake DeepSeek server stands in for DeepSeek's remote API, which cannot run here.
+
+Nothing here is timed: where a test needs requests to be in a given state at once (in flight together,
+answered only after another failed), the server holds them until that state is reached, rather than
+sleeping and hoping the other side kept up.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-FAULTS = ("ok", "drop", "429", "500", "slow", "cut", "malformed")
+FAULTS = ("ok", "drop", "429", "500", "500-then-release", "hang", "hold", "cut", "malformed")
 
 
 @dataclass
@@ -37,6 +41,10 @@ class Response:
     truncate_at: int | None = None
     # Close the connection without answering.
     drop: bool = False
+    # Never answer: keep the connection open until the client hangs up (its timeout, or it went away).
+    hang: bool = False
+    # Called once the client has read this response and hung up (so it has seen all of it).
+    after_client_closed: Callable[[], None] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -98,6 +106,13 @@ class LoopbackServer:
             if resp.drop:
                 writer.transport.abort()
                 return
+            if resp.hang:
+                try:
+                    await self._until_client_closes(reader)
+                finally:
+                    if resp.after_client_closed is not None:
+                        resp.after_client_closed()
+                return
             hdrs = {"Content-Type": "application/json", **resp.headers,
                     "Content-Length": str(len(resp.body)), "Connection": "close"}
             out = f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Status')}\r\n"
@@ -108,11 +123,22 @@ class LoopbackServer:
             if resp.truncate_at is not None:
                 writer.transport.abort()
                 return
+            if resp.after_client_closed is not None:
+                await self._until_client_closes(reader)
+                resp.after_client_closed()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             if not writer.is_closing():
                 writer.close()
+
+    @staticmethod
+    async def _until_client_closes(reader: asyncio.StreamReader) -> None:
+        try:
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
 
 
 class FaultProxy(LoopbackServer):
@@ -121,27 +147,40 @@ class FaultProxy(LoopbackServer):
     `schedule(["drop", "429", ...])` sets the faults for the next POSTs, in order; after the schedule
     runs out, `default` applies ("ok" forwards). `seen` lists the fault applied to each POST.
     GETs (the backend's /models probe) are always forwarded.
+
+    "hang" never answers (`hanging` counts those open now). "hold" forwards at once but answers only once
+    released (`held` counts those that arrived and wait): by `release()`, or when a client has read a
+    "500-then-release" (a 500) and hung up. After a release, "hold" answers at once until the next
+    `schedule`.
     """
 
-    def __init__(self, upstream: str, *, slow_s: float = 3.0, retry_after_s: float = 0.2) -> None:
+    def __init__(self, upstream: str, *, retry_after_s: float = 0.2) -> None:
         super().__init__(self._handle)
         self.upstream = upstream.rstrip("/")
-        self.slow_s = slow_s
         self.retry_after_s = retry_after_s
         self.default = "ok"
         self.seen: list[str] = []
+        self.held = 0
+        self.hanging = 0
         self._queue: list[str] = []
         self._lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
+        self._gate = asyncio.Event()
 
     def schedule(self, faults: list[str], default: str = "ok") -> None:
         bad = [f for f in faults + [default] if f not in FAULTS]
         if bad:
             raise ValueError(f"unknown faults {bad}; use {FAULTS}")
+        self.release()  # nothing of an earlier schedule stays held
         with self._lock:
             self._queue = list(faults)
             self.default = default
             self.seen = []
+            self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the held requests, and further "hold" requests at once (until the next `schedule`)."""
+        self.loop.call_soon_threadsafe(self._gate.set)
 
     def _next_fault(self) -> str:
         with self._lock:
@@ -170,20 +209,42 @@ class FaultProxy(LoopbackServer):
                             {"Retry-After": str(self.retry_after_s)})
         if fault == "500":
             return Response(500, b'{"error": {"message": "internal error"}}')
+        if fault == "500-then-release":
+            gate = self._gate
+            return Response(500, b'{"error": {"message": "internal error"}}',
+                            after_client_closed=gate.set)
         if fault == "malformed":
             return Response(200, b'{"id": "x", "choices": [{"index": 0, "mess')
+        if fault == "hang":
+            self.hanging += 1
+            return Response(hang=True, after_client_closed=self._hung_up)
+        if fault == "hold":
+            gate = self._gate
+            self.held += 1
+            try:
+                resp = await self._forward(req)
+                await gate.wait()
+            finally:
+                self.held -= 1
+            return resp
         resp = await self._forward(req)
-        if fault == "slow":
-            await asyncio.sleep(self.slow_s)
         if fault == "cut":
             resp.truncate_at = max(1, len(resp.body) // 2)
         return resp
+
+    def _hung_up(self) -> None:
+        self.hanging -= 1
 
 
 class FakeDeepSeek(LoopbackServer):
     """Stands in for DeepSeek's API (deepseek-reasoner): answers with `reasoning_content` beside
     `content`, demands `Authorization: Bearer <api_key>`, and in `failing` mode answers 500 with a
-    body that echoes the Authorization header (the worst a server could do with a key)."""
+    body that echoes the Authorization header (the worst a server could do with a key).
+
+    With `together = k`, chat requests are held until k of them are in flight at once (then all go on, and
+    later ones are not held): `max_inflight` then shows whether a client sends k at once, and never more
+    than its bound, however fast or slow either side runs. A client that never sends k at once is let
+    through after `together_wait_s`, so the test fails on `max_inflight` instead of hanging."""
 
     MODEL = "deepseek-reasoner"
 
@@ -191,10 +252,12 @@ class FakeDeepSeek(LoopbackServer):
         super().__init__(self._handle)
         self.api_key = api_key
         self.failing = False
-        self.delay_s = 0.0
+        self.together: int | None = None
+        self.together_wait_s = 300.0
         self.bodies: list[dict] = []
         self.inflight = 0
         self.max_inflight = 0
+        self._all_in = asyncio.Event()
 
     async def _handle(self, req: Request) -> Response:
         auth = req.headers.get("authorization", "")
@@ -210,7 +273,13 @@ class FakeDeepSeek(LoopbackServer):
             self.inflight += 1
             self.max_inflight = max(self.max_inflight, self.inflight)
             try:
-                await asyncio.sleep(self.delay_s)
+                if self.together is not None:
+                    if self.inflight >= self.together:
+                        self._all_in.set()
+                    try:
+                        await asyncio.wait_for(self._all_in.wait(), self.together_wait_s)
+                    except asyncio.TimeoutError:
+                        self._all_in.set()
             finally:
                 self.inflight -= 1
             n = int(body.get("n", 1))

@@ -126,7 +126,11 @@ def test_openai_n_seeds_and_structured_output(vllm_server):
     plain, seeded, structured = be.generate(reqs)
     assert len(plain) == 3 and all(c.finish_reason in ("length", "stop") for c in plain)
     assert plain[0].prompt_tokens > 0
-    assert [c.text for c in be.generate([reqs[1]])[0]] == [c.text for c in seeded]
+    # Seeds reproduce in the same batch company. (Not across companies: the three above reach the server
+    # concurrently, so what they share a batch with depends on timing, and vLLM on the CPU is not batch-
+    # invariant in the last bits, enough to flip a near-tie token now and then; see assert_same_samples.)
+    alone = [c.text for c in be.generate([reqs[1]])[0]]
+    assert [c.text for c in be.generate([reqs[1]])[0]] == alone
     assert seeded[0].text != seeded[1].text
     assert seeded[0].completion_tokens is not None and seeded[0].completion_tokens <= 6
     assert len(structured) == 2
@@ -135,11 +139,11 @@ def test_openai_n_seeds_and_structured_output(vllm_server):
 
 
 def test_openai_unreachable_or_wrong_model_is_a_clear_error(vllm_server):
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:  # a port nobody listens on: we hold it, unlistened, so nobody else can take it
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
-    with pytest.raises(BackendError, match=rf"cannot reach .*{dead}/models.*server is running"):
-        openai_backend(dead, probe_timeout_s=2)
+        with pytest.raises(BackendError, match=rf"cannot reach .*{dead}/models.*server is running"):
+            openai_backend(dead, probe_timeout_s=60)  # refused at once; the timeout only guards a hang
     with pytest.raises(BackendError, match=r"does not serve model 'tyni'.*\['tiny'\]"):
         openai_backend(vllm_server, model="tyni")
     with pytest.raises(ValueError, match="not an http"):
@@ -148,26 +152,29 @@ def test_openai_unreachable_or_wrong_model_is_a_clear_error(vllm_server):
 
 @pytest.fixture(scope="module")
 def proxy(vllm_server):
-    with FaultProxy(vllm_server, slow_s=2.5, retry_after_s=0.3) as p:
+    with FaultProxy(vllm_server, retry_after_s=0.3) as p:
         yield p
 
 
-@pytest.mark.parametrize("fault", ["drop", "429", "500", "slow", "cut", "malformed"])
+@pytest.mark.parametrize("fault", ["drop", "429", "500", "hang", "cut", "malformed"])
 def test_openai_retries_through_fault(proxy, fault):
-    be = openai_backend(proxy.base_url, timeout_s=1.0, max_retries=3)
-    proxy.schedule([fault, fault])
+    # The read timeout has to cut only what is never answered ("hang", which costs the timeout each time,
+    # hence once); a request the server does answer must never run into it, however loaded the machine is.
+    faults = [fault] if fault == "hang" else [fault, fault]
+    be = openai_backend(proxy.base_url, timeout_s=20.0 if fault == "hang" else 120.0, max_retries=3)
+    proxy.schedule(faults)
     start = time.monotonic()
     [[c]] = be.generate([ChatRequest(MSG, max_tokens=5, seed=1)])
     elapsed = time.monotonic() - start
-    assert proxy.seen == [fault, fault, "ok"]
-    assert be.retries == 2
+    assert proxy.seen == [*faults, "ok"]
+    assert be.retries == len(faults)
     assert c.completion_tokens == 5 and c.text
     if fault == "429":
-        assert elapsed >= 2 * 0.3, "Retry-After was not honoured"
+        assert elapsed >= 2 * 0.3, "Retry-After was not honoured"  # a lower bound: waiting guarantees it
 
 
 def test_openai_gives_up_after_retry_limit(proxy):
-    be = openai_backend(proxy.base_url, timeout_s=1.0, max_retries=2)
+    be = openai_backend(proxy.base_url, timeout_s=120.0, max_retries=2)
     proxy.schedule([], default="500")
     with pytest.raises(BackendError) as err:
         be.generate([ChatRequest(MSG, max_tokens=5, key="p1")])
@@ -179,7 +186,7 @@ def test_openai_gives_up_after_retry_limit(proxy):
 
 def test_openai_one_retry_budget_for_client_retries_and_malformed_bodies(proxy):
     """The official client retries 5xx by itself; malformed 200 bodies we retry. Both draw on max_retries."""
-    be = openai_backend(proxy.base_url, timeout_s=1.0, max_retries=2)
+    be = openai_backend(proxy.base_url, timeout_s=120.0, max_retries=2)
     proxy.schedule(["malformed", "500", "malformed"])
     with pytest.raises(BackendError, match=r"failed 3 times; last failure: malformed response body"):
         be.generate([ChatRequest(MSG, max_tokens=5, key="m")])
@@ -214,12 +221,12 @@ def test_deepseek_reasoning_content_is_read(deepseek):
 
 
 def test_concurrency_bound_and_requests_per_minute(deepseek):
-    deepseek.delay_s = 0.2
+    deepseek.together = 3  # the server holds requests until 3 are in flight at once: the bound, reached
     be = deepseek_backend(deepseek, max_concurrency=3)
     out = be.generate([ChatRequest(MSG, key=str(i)) for i in range(9)])
-    assert len(out) == 9 and deepseek.max_inflight == 3
-    deepseek.delay_s = 0.0
-    # 60 per minute: a burst of 10, then one per second
+    assert len(out) == 9 and deepseek.max_inflight == 3  # and never more
+    # 60 per minute: a burst of 10, then one per second. 12 requests wait for 2 more: at least 2 s (a lower
+    # bound is what a limiter guarantees; how much longer it takes depends on the machine).
     limited = deepseek_backend(deepseek, requests_per_minute=60)
     start = time.monotonic()
     limited.generate([ChatRequest(MSG) for _ in range(12)])
@@ -262,19 +269,26 @@ def test_token_rate_limiter_waits_and_refunds():
 
     from backends.openai_backend import _RateLimiter
 
-    async def run() -> tuple[float, float]:
-        lim = _RateLimiter(6000)  # 100 tokens/s, bursts of up to 1000
-        await lim.acquire(1000)
+    async def run() -> tuple[float, bool]:
         start = time.monotonic()
-        await lim.acquire(100)  # bucket empty: waits about a second
+        lim = _RateLimiter(6000)  # 100 tokens/s, bursts of up to 1000 (it starts full)
+        await lim.acquire(1000)
+        await lim.acquire(100)  # bucket empty: waits until 100 more have come in, a second after it was made
         waited = time.monotonic() - start
         lim.adjust(100)  # the request used less than charged: refund
-        start = time.monotonic()
-        await lim.acquire(100)
-        return waited, time.monotonic() - start
+        # With the refund in the bucket, acquiring goes through without waiting at all: the coroutine
+        # finishes on its first step instead of suspending on a sleep.
+        step = lim.acquire(100)
+        try:
+            step.send(None)
+        except StopIteration:
+            return waited, True
+        step.close()
+        return waited, False
 
-    waited, after_refund = asyncio.run(run())
-    assert 0.8 <= waited <= 3.0 and after_refund < 0.2
+    waited, no_wait_after_refund = asyncio.run(run())
+    # How long it waited beyond the second depends on the machine; at least the second, it guarantees.
+    assert waited >= 0.99 and no_wait_after_refund
 
 
 def test_async_api_and_sync_call_inside_a_running_loop(deepseek):
@@ -311,11 +325,13 @@ def test_without_a_key_no_authorization_header_is_sent(monkeypatch):
 def test_a_request_that_gives_up_stops_new_ones_and_keeps_those_in_flight(proxy):
     """Never pay twice: when one request gives up, nothing more is sent, and the requests already sent
     finish and reach `on_result` (they are paid for), before the failure is raised."""
-    be = openai_backend(proxy.base_url, timeout_s=10.0, max_retries=0, max_concurrency=3)
-    proxy.schedule(["500", "slow", "slow"])  # by arrival: the first gives up at once, two are in flight
+    be = openai_backend(proxy.base_url, timeout_s=120.0, max_retries=0, max_concurrency=3)
+    # By arrival: the first gives up at once; the two others are in flight, held by the server until the
+    # client has read that 500 and hung up, so they finish after the give-up, whatever the timing.
+    proxy.schedule(["500-then-release", "hold", "hold"])
     got = []
     with pytest.raises(BackendError, match="HTTP 500"):
         be.generate([ChatRequest(MSG, max_tokens=5, seed=i, key=f"r{i}") for i in range(8)],
                     on_result=lambda i, comps: got.append(i))
-    assert sorted(proxy.seen) == ["500", "slow", "slow"]  # the five waiting requests were never sent
-    assert len(got) == 2  # both slow ones finished and were handed over
+    assert sorted(proxy.seen) == ["500-then-release", "hold", "hold"]  # the five waiting were never sent
+    assert len(got) == 2  # both held ones finished and were handed over

@@ -4,6 +4,10 @@ it), real `r1f generate` processes and a real catalog on disk:
 - a request that gives up mid-round keeps every sample that finished, and the rerun asks only for the rest;
 - two processes on one run sample different prompts: generated in all == stored == requests served;
 - a rerun of a finished recipe never loads the model.
+
+No test here depends on how fast a process runs: where one needs the run at a given point (mid-round, both
+processes busy at once), the proxy holds requests, or never answers them, until that state is reached, and
+the test waits for the state, not for a time.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +87,16 @@ def test_request_that_gives_up_keeps_what_finished_and_rerun_asks_only_the_rest(
 
 
 RUNNER = """
-import json, runpy, sys
+import json, os, runpy, sys
+if os.environ.get("R1F_TEST_HOLD_BEFORE_VLLM"):
+    class _Hold:  # the first import of vllm waits for a line on stdin: the run stays right there until then
+        def find_spec(self, name, path=None, target=None):
+            if name == "vllm":
+                sys.meta_path.remove(self)
+                print("holding before importing vllm", file=sys.stderr, flush=True)
+                sys.stdin.readline()
+            return None
+    sys.meta_path.insert(0, _Hold())
 sys.argv = ["r1f", *sys.argv[1:]]
 try:
     runpy.run_module("r1f", run_name="__main__")
@@ -92,10 +106,27 @@ finally:
 """
 
 
-def r1f_process(*args: str, **popen: Any) -> subprocess.Popen:
+def r1f_process(*args: str, hold_before_vllm: bool = False, **popen: Any) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250", "R1F_LOG_LEVEL": "INFO"}
+    if hold_before_vllm:
+        env["R1F_TEST_HOLD_BEFORE_VLLM"] = "1"
+        popen["stdin"] = subprocess.PIPE
     return subprocess.Popen([sys.executable, "-c", RUNNER, *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def wait_until(ready: Callable[[], bool], what: str, *procs: subprocess.Popen, give_up_s: float = 600
+               ) -> None:
+    """Wait for a state, not for a time: `give_up_s` only keeps a hang from blocking the run."""
+    deadline = time.monotonic() + give_up_s
+    while not ready():
+        for proc in procs:
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                raise AssertionError(f"waiting for {what}: a process exited first, with {proc.returncode}:\n"
+                                     + err[-3000:])
+        assert time.monotonic() < deadline, f"waiting for {what}: not there after {give_up_s:.0f} s"
+        time.sleep(0.05)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, dict[str, Any], str]:
@@ -118,18 +149,29 @@ def test_two_processes_on_one_run_share_the_work(tmp_path: Path, vllm_server: st
     con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION - 1)])
     con.close()
 
-    with FaultProxy(vllm_server, slow_s=0.5) as proxy:
-        proxy.schedule([], default="slow")  # every request served, each a little slow: the run takes a while
+    with FaultProxy(vllm_server) as proxy:
+        # Every request is held until both processes have requests in flight: the first has at most 2 (its
+        # concurrency), so a third is the second's. Then both surely work, however far apart they start.
+        proxy.schedule([], default="hold")
         recipe = openai_recipe(tmp_path / "shared.yaml", proxy.base_url,
                                "samples_per_prompt: 2\nbudget: {max_samples: 2, round_size: 2}\n"
                                "output: {chunk_prompts: 2}\n", ", max_concurrency: 2, max_retries: 0")
         args = ("generate", str(recipe), "--catalog", str(cat.root), "--json")
-        first = r1f_process(*args)
-        time.sleep(2.0)  # started a few seconds apart, as in the report
-        second = r1f_process(*args)
+        procs = [r1f_process(*args)]
+        try:
+            wait_until(lambda: proxy.held >= 1, "the first process's first request", *procs)
+            procs.append(r1f_process(*args))  # started while the first is mid-run, as in the report
+            wait_until(lambda: proxy.held >= 3, "the second process's first request", *procs)
+        except BaseException:
+            for proc in procs:
+                proc.kill()
+            raise
+        finally:
+            proxy.release()
+        first, second = procs
         rc1, s1, err1 = finish(first)
         rc2, s2, err2 = finish(second)
-        served = proxy.seen.count("slow")
+        served = proxy.seen.count("hold")
     assert rc1 == 0, err1[-3000:]
     assert rc2 == 0, err2[-3000:]
     assert {s1["status"], s2["status"]} <= {"complete", "left_to_others"}, (s1, s2)
@@ -181,8 +223,10 @@ def test_kill_dash_nine_mid_round_keeps_what_arrived(tmp_path: Path, vllm_server
     src.write_text("\n".join(json.dumps({"problem": p, "answer": str(i + 1)}) for i, p in enumerate(problems)) + "\n")
     cat = Catalog(tmp_path / "catalog")
     ingest(cat, src, IngestOptions(source="kill", kind="reasoning", domain="math"))
-    with FaultProxy(vllm_server, slow_s=0.3) as proxy:
-        proxy.schedule([], default="slow")
+    with FaultProxy(vllm_server) as proxy:
+        # Eight requests are answered, then none: the kill lands anywhere from the fifth commit on, but always
+        # mid-round, however far the process has got by then.
+        proxy.schedule(["ok"] * 8, default="hang")
         recipe = openai_recipe(tmp_path / "kill.yaml", proxy.base_url,
                                "samples_per_prompt: 2\nbudget: {max_samples: 2, round_size: 2}\n"
                                "output: {commit_every: 1}\n", ", max_concurrency: 2, max_retries: 0")
@@ -202,8 +246,8 @@ def test_kill_dash_nine_mid_round_keeps_what_arrived(tmp_path: Path, vllm_server
             proc.wait(timeout=60)
         assert commits == 5 and proc.returncode == -9
         before = texts(cat)
-        assert 5 <= len(before) < 24  # everything that arrived was committed; the round was cut short
-        served_before = proxy.seen.count("slow")
+        assert 5 <= len(before) <= 8  # everything that arrived was committed; the round was cut short
+        served_before = proxy.seen.count("ok")  # what reached the server (the hanging ones never did)
 
         proxy.schedule([], default="ok")
         done = generate_from_recipe(recipe, cat, progress=False)
@@ -227,17 +271,25 @@ def test_second_process_leaves_a_leased_round_without_loading_a_model(tmp_path: 
                       "sampling: {temperature: 1.0, max_tokens: 8}\nsamples_per_prompt: 2\n"
                       "budget: {max_samples: 2, round_size: 2}\n")
     args = ("generate", str(recipe), "--catalog", str(cat.root), "--json")
-    first = r1f_process(*args)
+    # The first process is held where it imports vLLM, after it leased the round and began opening its
+    # backend, until the second has finished: the second surely finds the round leased, however slow.
+    first = r1f_process(*args, hold_before_vllm=True)
     try:
-        assert first.stderr is not None
+        assert first.stderr is not None and first.stdin is not None
         seen: list[str] = []
         for line in first.stderr:  # the round is leased before the engine loads
             seen.append(line)
-            if "opening the backend" in line:
+            if "holding before importing vllm" in line:
                 break
-        assert "opening the backend" in seen[-1], "".join(seen[-30:])
-        rc2, second, err2 = finish(r1f_process(*args), timeout=120)
+        assert "holding before importing vllm" in seen[-1], "".join(seen[-30:])
+        assert any("opening the backend" in line for line in seen), "".join(seen[-30:])
+        rc2, second, err2 = finish(r1f_process(*args))
     finally:
+        try:
+            first.stdin.write("go\n")
+            first.stdin.flush()
+        except OSError:
+            pass  # it is gone already; finish() says how
         rc1, s1, err1 = finish(first)
     assert rc2 == 0, err2[-3000:]
     assert second["status"] == "left_to_others" and second["samples_generated"] == 0
@@ -259,16 +311,15 @@ def test_ctrl_c_mid_round_commits_what_arrived(tmp_path: Path, vllm_server: str)
     src.write_text("\n".join(json.dumps({"problem": p, "answer": str(2 * i)}) for i, p in enumerate(problems)) + "\n")
     cat = Catalog(tmp_path / "catalog")
     ingest(cat, src, IngestOptions(source="ctrl-c", kind="reasoning", domain="math"))
-    with FaultProxy(vllm_server, slow_s=0.3) as proxy:
-        proxy.schedule([], default="slow")
+    with FaultProxy(vllm_server) as proxy:
+        # Eight requests are answered, then none: once both of the process's requests hang, eight samples have
+        # arrived and wait in memory, and the round cannot finish before the Ctrl-C, however slow the test is.
+        proxy.schedule(["ok"] * 8, default="hang")
         recipe = openai_recipe(tmp_path / "int.yaml", proxy.base_url,
                                "samples_per_prompt: 2\nbudget: {max_samples: 2, round_size: 2}\n",
                                ", max_concurrency: 2, max_retries: 0")
         proc = r1f_process("generate", str(recipe), "--catalog", str(cat.root), "--json")
-        deadline = time.monotonic() + 120
-        while len(proxy.seen) < 8 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        wait_until(lambda: proxy.hanging == 2, "both requests of the process hanging", proc)
         proc.send_signal(signal.SIGINT)
         rc, summary, err = finish(proc)
         stored = texts(cat)

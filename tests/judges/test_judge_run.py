@@ -62,7 +62,7 @@ def test_rule_judges_write_cached_verdicts_counted_by_reason(catalog: Catalog, t
     reasons = {(r["judge"], r["reason"]): r["n"] for r in stats(catalog)["judge_reasons"]}
     assert reasons[("math_accuracy", "no_reference")] == 1 and reasons[("math_accuracy", "wrong_answer")] == 1
     # The command, as a user types it.
-    (tmp_path / "judge.yaml").write_text("judges:\n  - name: math_accuracy\n    params: {timeout_s: 3}\n")
+    (tmp_path / "judge.yaml").write_text("judges:\n  - name: math_accuracy\n    params: {timeout_s: 60}\n")
     out = subprocess.run([sys.executable, "-m", "r1f", "judge", str(tmp_path / "judge.yaml"), "--json",
                           "--catalog", str(catalog.root)], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["math_accuracy"] == {"judged": 5, "passed": 2}

@@ -1,4 +1,6 @@
 
+import socket
+
 import pytest
 
 from catalogs.records import Sample
@@ -11,7 +13,7 @@ from judges.llm_judge import (
     parse_response,
     render,
 )
-from tests.helpers import ScriptedOpenAIServer, free_port
+from tests.helpers import ScriptedOpenAIServer
 
 
 def _sample(i=0, **kw):
@@ -68,13 +70,18 @@ def test_backend_error_policy():
     from backends import BackendError
     from backends.openai_backend import OpenAIBackend
 
-    # probe=False: the backend would refuse a dead endpoint at construction; here it must fail mid-judging
-    down = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "judge", max_retries=0, timeout_s=5, probe=False)
-    with pytest.raises(BackendError, match="127.0.0.1"):
-        judge_batch([_sample()], down)
-    v = judge_batch([_sample()], down, on_backend_error="verdict")[0]
-    assert v.reason == "judge_backend_error" and "127.0.0.1" in v.details["error"]
-    down.close()
+    # A port we hold bound but never listen on: connections are refused at once, and nobody else can take
+    # the port meanwhile (a port merely found free could be taken by another job before we connect).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        # probe=False: the backend would refuse a dead endpoint at construction; here it must fail mid-judging
+        down = OpenAIBackend(f"http://127.0.0.1:{held.getsockname()[1]}/v1", "judge", max_retries=0,
+                             timeout_s=60, probe=False)
+        with pytest.raises(BackendError, match="127.0.0.1"):
+            judge_batch([_sample()], down)
+        v = judge_batch([_sample()], down, on_backend_error="verdict")[0]
+        assert v.reason == "judge_backend_error" and "127.0.0.1" in v.details["error"]
+        down.close()
 
 
 def test_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):

@@ -1,8 +1,17 @@
-"""Hostile programs: each one is contained, gets a failed verdict, and leaves the host as it was.
+"""Hostile programs: each one is contained, gets a failed verdict, and leaves nothing behind.
 
 Every program prints the marker in its test's expected output only if its attack worked, so a
 passed verdict would mean the sandbox let it through.
+
+"Nothing behind" is checked on what is this module's own, never on machine-wide counts (other tests and
+other jobs come and go): the planted files and their folders, the folder the sandbox gets its temp
+folders in (made private to this module), processes whose command line carries MARKER (every hostile
+program re-executes itself with it first, so each of its processes carries it), and sandbox processes
+among this test process's descendants, with this process the reaper of their orphans meanwhile.
+The wall limit is generous except for programs that never end: whether a program that has to finish
+does so never depends on how loaded the machine is.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,51 +25,28 @@ import pytest
 
 from catalogs.records import Sample
 from judges.code import judge, judge_many
-from judges.sandbox import _UID_RANGE, Limits, isolation_available, run_python
+from judges.sandbox import Limits, isolation_available, run_python
+from tests.judges.leftovers import processes_with, reaper, sandbox_descendants
 
 pytestmark = pytest.mark.skipif(isolation_available() is None, reason="no bwrap/unshare on this machine")
 
-LIMITS = Limits(cpu_s=1, wall_s=3.0, memory_mb=512, nproc=16, fsize_mb=4, nofile=32, output_bytes=64 << 10,
+# The wall limit is generous: a program that has to finish gets its time however loaded the machine is.
+LIMITS = Limits(cpu_s=1, wall_s=20.0, memory_mb=512, nproc=16, fsize_mb=4, nofile=32, output_bytes=64 << 10,
                 tmp_mb=8)
+# For programs that never end by themselves: they time out whatever the load, so the limit can be short.
+NEVER_ENDS = dataclasses.replace(LIMITS, wall_s=2.0)
 SECRET = "r1f-secret-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
+MARKER = "r1f-hostile-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
 
 
-def _procs() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, uid) for every process we can see."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                uid = int(next(line for line in Path(f"/proc/{d}/status").read_text().splitlines()
-                               if line.startswith("Uid:")).split()[1])
-                out[int(d)] = (ppid, uid)
-            except (OSError, StopIteration, ValueError, IndexError):
-                pass
-    return out
-
-
-def _descendants(procs, root):
-    kids, frontier = set(), {root}
-    while frontier:
-        frontier = {p for p, (pp, _) in procs.items() if pp in frontier} - kids
-        kids |= frontier
-    return kids
-
-
-def _leaked() -> list[int]:
-    """Sandbox-uid processes that are ours or orphaned to the host's init. Another test run's live
-    sandbox (parented by its own `unshare`) is neither, so concurrent runs do not trip this."""
-    procs = _procs()
-    mine = _descendants(procs, os.getpid())
-    return [p for p, (pp, uid) in procs.items()
-            if _UID_RANGE[0] <= uid < _UID_RANGE[1] and (pp == 1 or p in mine)]
+def _digest(files: list[Path]) -> dict[str, str]:
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
 @pytest.fixture(scope="module")
-def host():
-    """Planted secrets outside the sandbox (world-readable, so only isolation protects them)."""
+def planted():
+    """Planted secrets outside the sandbox (world-readable, so only isolation protects them), secrets in
+    our environment, and a private folder for the sandbox's temp folders."""
     dirs = [Path(tempfile.mkdtemp(prefix="r1f-hostile-", dir=base)) for base in ("/var/tmp", os.path.expanduser("~"))]
     files = []
     for d in dirs:
@@ -69,33 +55,50 @@ def host():
         f.write_text(SECRET)
         os.chmod(f, 0o644)
         files.append(f)
-    before = {"disk": shutil.disk_usage("/").free, "vartmp": shutil.disk_usage("/var/tmp").free,
-              "procs": len(_procs()), "descendants": _descendants(_procs(), os.getpid()), "hashes": {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
-              "listing": {str(d): sorted(os.listdir(d)) for d in dirs}}
+    sandbox_temp = Path(tempfile.mkdtemp(prefix="r1f-hostile-sbx-"))
+    os.chmod(sandbox_temp, 0o755)  # the sandbox uid reaches the program's folder through it
+    old_tempdir, tempfile.tempdir = tempfile.tempdir, str(sandbox_temp)
     old_env = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "HF_TOKEN")}
     os.environ["OPENAI_API_KEY"] = "sk-" + SECRET
     os.environ["HF_TOKEN"] = "hf_" + SECRET
-    yield {"files": files, "dirs": dirs}
-    for k, v in old_env.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    # The host is as it was: planted files intact, nothing new beside them, no leftover processes.
-    assert {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files} == before["hashes"]
-    assert {str(d): sorted(os.listdir(d)) for d in dirs} == before["listing"]
-    procs = _procs()
-    assert not _leaked()
-    assert _descendants(procs, os.getpid()) <= before["descendants"]
-    assert len(procs) < before["procs"] + 25  # other engineers' jobs come and go; a leak would be far more
-    assert abs(shutil.disk_usage("/").free - before["disk"]) < 200 << 20
-    assert abs(shutil.disk_usage("/var/tmp").free - before["vartmp"]) < 200 << 20
-    for d in dirs:
-        shutil.rmtree(d)
+    try:
+        yield {"files": files, "dirs": dirs, "sandbox_temp": sandbox_temp, "hashes": _digest(files),
+               "listing": {str(d): sorted(os.listdir(d)) for d in dirs}}
+    finally:
+        tempfile.tempdir = old_tempdir
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for d in [*dirs, sandbox_temp]:
+            shutil.rmtree(d)
+
+
+@pytest.fixture
+def host(planted):
+    """After each test, what its sandboxes left: nothing, and the planted files as they were."""
+    with reaper():
+        yield planted
+        assert processes_with(MARKER) == {}  # no process of a hostile program survives, wherever it went
+        # nor a sandbox tool of ours (prlimit, unshare, bwrap: their command lines name the program's folder)
+        assert processes_with(str(planted["sandbox_temp"])) == {}
+        assert sandbox_descendants() == {}  # nor any sandbox process of ours, not even a zombie
+    assert _digest(planted["files"]) == planted["hashes"]
+    assert {str(d): sorted(os.listdir(d)) for d in planted["dirs"]} == planted["listing"]
+    assert os.listdir(planted["sandbox_temp"]) == []  # each run removed its own temp folder
+
+
+def _tagged(program: str) -> str:
+    """The program, re-executing itself first with MARKER in its command line (its children inherit it)."""
+    return (f"import os as _os, sys as _sys\n"
+            f"if {MARKER!r} not in _sys.argv:\n"
+            f"    _os.execv(_sys.executable, [_sys.executable, '-I', '-S', _sys.argv[0], {MARKER!r}])\n"
+            + textwrap.dedent(program))
 
 
 def _sample(program: str, marker: str = "PWNED") -> Sample:
-    return Sample(answer="```python\n" + textwrap.dedent(program) + "\n```",
+    return Sample(answer="```python\n" + _tagged(program) + "\n```",
                   tests=json.dumps([{"input": "", "output": marker}]))
 
 
@@ -162,16 +165,16 @@ def test_network_connection_to_loopback_listener(host):
 
 
 def test_fork_bomb(host):
-    _contained("""
+    v = _contained("""
         import os
-        n = 0
         while True:
-            try:
-                os.fork()
-                n += 1
-            except OSError:
-                pass
+            os.fork()
     """)
+    # It ran into the process limit (a refused fork kills the process that asked, with EAGAIN on stderr)...
+    failure = v.details["failures"][0]
+    assert failure["process_limit"] and failure["returncode"] != 0, failure
+    # ...and nothing of it is left running.
+    assert processes_with(MARKER) == {}
 
 
 def test_allocate_100_gb(host):
@@ -198,7 +201,7 @@ def test_print_gigabytes(host):
 
 
 def test_sleep_past_wall_limit(host):
-    v = _contained("import time\ntime.sleep(60)\nprint('PWNED')")
+    v = _contained("import time\ntime.sleep(3600)\nprint('PWNED')", limits=NEVER_ENDS)
     assert v.reason == "timeout"
 
 
@@ -220,22 +223,25 @@ def test_kill_parent(host):
         except OSError:
             print('PWNED')
     """)
-    assert not _leaked()
+    assert sandbox_descendants() == {} and processes_with(MARKER) == {}
 
 
 def test_background_process_left_behind(host):
+    # The grandchild, in a session of its own, says it runs before the program ends: it surely outlives it.
     _contained("""
         import os, time
+        r, w = os.pipe()
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
-                time.sleep(30)
-                os._exit(0)
+                os.write(w, b"up")
+                time.sleep(3600)
             os._exit(0)
-        time.sleep(0.1)
+        os.close(w)
+        assert os.read(r, 2) == b"up"
         print('started')
     """)
-    assert not _leaked()
+    assert processes_with(MARKER) == {}
 
 
 def test_environment_has_no_api_keys(host):
@@ -249,6 +255,6 @@ def test_environment_has_no_api_keys(host):
 
 
 def test_hostile_batch_in_parallel(host):
-    progs = ["while True: pass", "import time; time.sleep(60)", "print('PWNED')", "x = bytearray(10**11)"]
+    progs = ["while True: pass", "import time; time.sleep(3600)", "print('PWNED')", "x = bytearray(10**11)"]
     got = judge_many([_sample(p) for p in progs], workers=2, limits=LIMITS)
     assert [v.passed for v in got] == [False, False, True, False]

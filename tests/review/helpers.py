@@ -42,7 +42,7 @@ def review_server(cat: Path, *args: str, reviewer: str = "alice") -> Iterator[st
                             env={**os.environ, "COLUMNS": "200"})
     seen = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # only gives up on a server that never starts
         url = None
         while time.monotonic() < deadline:
             line = proc.stdout.readline()

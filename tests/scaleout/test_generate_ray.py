@@ -1,5 +1,10 @@
 """`r1f generate --engine ray` on a real two-node Ray cluster with the CPU vLLM engine: the same catalog as a local
-run of the recipe, row by row, even with a worker killed mid-run; readers keep working during the run."""
+run of the recipe, row by row, even with a worker and then the driver killed mid-run; readers keep working during
+the run.
+
+Every kill lands at a state the test has seen, never at a time: the workers are frozen (SIGSTOP) once the first
+shard is registered, so the run is certainly mid-way (shards are left, and no worker can finish one) while the
+readers run and while a worker is killed, whatever the machine's load."""
 from __future__ import annotations
 
 import json
@@ -9,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
@@ -51,119 +57,157 @@ def r1f(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
                           check=False)
 
 
-def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: Path, tiny_model_dir: Path, vllm_llm: Any,
-                                                       ray_cluster: RayCluster) -> None:
+T = TypeVar("T")
+HANG_S = 600.0  # only keeps a hung run from blocking CI: no assertion depends on how long a state takes
+
+
+def wait_for(what: str, state: Callable[[], T | None], proc: subprocess.Popen[str], log: Path) -> T:
+    """Poll until `state()` is truthy and return it: the test waits for a state, never for a time."""
+    deadline = time.monotonic() + HANG_S
+    while True:
+        got = state()
+        if got:
+            return got
+        assert proc.poll() is None, f"the driver exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {HANG_S:.0f}s (hung):\n{log.read_text()[-4000:]}"
+        time.sleep(0.05)
+
+
+def worker_pids(log: Path, n: int) -> list[int] | None:
+    """The pids of the driver's `n` engine workers, once it has logged them all ready."""
+    pids = [int(p) for p in re.findall(r"ray worker \d+ ready: pid (\d+)", log.read_text())]
+    return pids[:n] if len(pids) >= n else None
+
+
+def registered(log: Path) -> int:
+    return len(re.findall(r"shard \d+ registered", log.read_text()))
+
+
+def in_flight(root: Path) -> int:
+    """Shards handed to a worker and not yet registered or discarded: the driver makes a staging folder for each
+    right before handing it out and removes it once the shard is registered or lost."""
+    return sum(1 for d in (root / "staging").glob("*-ray*") if d.is_dir())
+
+
+def signal_all(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def start_driver(recipe: Path, root: Path, cluster: RayCluster, log_path: Path,
+                 workers: int = 2) -> subprocess.Popen[str]:
+    env = dict(cluster.env, R1F_LOG_LEVEL="INFO")
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [*R1F, "generate", str(recipe), "--engine", "ray", "--address", cluster.address, "--workers",
+             str(workers), "--catalog", str(root), "--json"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+
+
+def local_reference(tmp_path: Path, model: Path, llm: Any) -> tuple[Path, Path, Catalog, dict[str, Any]]:
+    """The prompts, the recipe, and an uninterrupted local run of it on the shared engine."""
     from backends.vllm_backend import VLLMBackend
 
     src = tmp_path / "prompts.jsonl"
     src.write_text("\n".join(json.dumps({"problem": p, "answer": "1"}) for p in PROBLEMS) + "\n")
-    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir)
-
-    # The reference: a local run, in this process, on the shared engine.
+    recipe = write_recipe(tmp_path / "recipe.yaml", model)
     local_cat = make_catalog(tmp_path / "local", src)
-    local = generate_from_recipe(recipe, local_cat, backend=VLLMBackend(llm=vllm_llm), progress=False)
+    local = generate_from_recipe(recipe, local_cat, backend=VLLMBackend(llm=llm), progress=False)
     assert local["status"] == "complete" and local["rounds"] == 2
+    return src, recipe, local_cat, local
 
-    # The same recipe on the cluster: two workers, one per node; one is killed once it is mid-shard, then the
-    # driver itself with kill -9; the same command resumes, with readers working while it runs.
+
+def assert_same_catalog(got: Catalog, want: Catalog, run_id: str) -> None:
+    """Row by row: the same generation ids, seeds and texts, verdicts and prompt stats; no duplicate, nothing
+    lost; nothing left staged or leased."""
+    assert_same_samples(got, want, run_id)
+    stats = "SELECT prompt_id, samples, accepted, status, rounds FROM prompt_stats ORDER BY prompt_id"
+    assert table(got, stats) == table(want, stats)
+    verdicts = "SELECT generation_id, judge, judge_version, passed FROM verdicts ORDER BY ALL"
+    assert table(got, verdicts) == table(want, verdicts)
+    n, distinct, shard_rows = table(got, "SELECT count(*), count(DISTINCT generation_id), "
+                                         "(SELECT sum(rows) FROM cat.main.shards) FROM generation_meta")[0]
+    total = table(want, "SELECT count(*) FROM generation_meta")[0][0]
+    assert n == distinct == shard_rows == total
+    assert not any((got.root / "staging").glob("*/*")), list((got.root / "staging").rglob("*"))
+    assert not table(got, "SELECT * FROM cat.main.leases")
+
+
+def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: Path, tiny_model_dir: Path,
+                                                                      vllm_llm: Any, ray_cluster: RayCluster) -> None:
+    src, recipe, local_cat, local = local_reference(tmp_path, tiny_model_dir, vllm_llm)
+    total = local["samples_total"]
+
+    # The same recipe on the cluster: two workers, one per node.
     ray_dir = tmp_path / "ray"
     ray_cat = make_catalog(ray_dir, src)
     log_path = tmp_path / "driver.log"
-    env = dict(ray_cluster.env, R1F_LOG_LEVEL="INFO")
-    with open(log_path, "w") as log:
-        driver = subprocess.Popen(
-            [*R1F, "generate", str(recipe), "--engine", "ray", "--address", ray_cluster.address, "--workers", "2",
-             "--catalog", str(ray_dir), "--json"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
-    killed = None
-    saw_loss = False
+    driver = start_driver(recipe, ray_dir, ray_cluster, log_path)
+    frozen: list[int] = []
     try:
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline and driver.poll() is None:
-            text = log_path.read_text()
-            pids = [int(p) for p in re.findall(r"ray worker \d+ ready: pid (\d+)", text)]
-            registered = re.findall(r"shard (\d+) registered", text)
-            if killed is None and registered and len(pids) == 2:
-                # The worker that registered the first shard is on its next one now: kill it mid-shard.
-                by = re.search(r"shard \d+ registered: .* from [^:]+:(\d+)", text)
-                killed = int(by.group(1)) if by else pids[0]
-                os.kill(killed, signal.SIGKILL)
-                # The driver sees the loss and queues the shard again (its staging folder removed unregistered);
-                # then the driver itself is killed with -9, mid-run.
-                loss_deadline = time.monotonic() + 60
-                while "lost with its worker" not in log_path.read_text() and time.monotonic() < loss_deadline:
-                    time.sleep(0.05)
-                saw_loss = "lost with its worker" in log_path.read_text()
-                os.killpg(driver.pid, signal.SIGKILL)
-                break
-            time.sleep(0.2)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
-    log_text = log_path.read_text()
-    assert killed is not None, "the run ended before a worker could be killed:\n" + log_text[-4000:]
-    assert driver.returncode == -signal.SIGKILL, log_text[-4000:]
-    assert saw_loss, "the driver did not see its worker die:\n" + log_text[-4000:]
-    before = table(ray_cat, "SELECT count(*) FROM generation_meta")[0][0]
-    assert 0 < before < local["samples_total"]
+        pids = wait_for("two workers ready", lambda: worker_pids(log_path, 2), driver, log_path)
+        wait_for("a registered shard", lambda: registered(log_path), driver, log_path)
+        # Freeze both workers: from here no shard can finish, so the run is mid-way whatever the load (it has 8
+        # shards; at most one more result, already on its way, can be registered).
+        signal_all(pids, signal.SIGSTOP)
+        frozen = list(pids)
 
-    # The same command resumes. Readers run while it does (started once its workers are up, while their engines
-    # load and sample): they see what is registered so far.
-    resumed_log = tmp_path / "resumed.log"
-    with open(resumed_log, "w") as log:
-        resumed = subprocess.Popen(
-            [*R1F, "generate", str(recipe), "--engine", "ray", "--address", ray_cluster.address, "--workers", "2",
-             "--catalog", str(ray_dir), "--json"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while "ready: pid" not in resumed_log.read_text() and resumed.poll() is None:
-            assert time.monotonic() < deadline, resumed_log.read_text()[-4000:]
-            time.sleep(0.1)
+        # Readers work while the run holds the catalog: they see what is registered so far.
+        env = dict(ray_cluster.env)
         first = table(ray_cat, "SELECT generation_id FROM generation_meta LIMIT 1")[0][0]
         cmds = {"stats": ["stats", "--json"], "sql": ["sql", "SELECT count(*) AS n FROM generation_meta", "--json"],
                 "show": ["show", first]}
-        procs = {name: subprocess.Popen([*R1F, *args, "--catalog", str(ray_dir)], cwd=REPO, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name, args in cmds.items()}
-        readers = {name: (p.communicate(timeout=120), p.returncode) for name, p in procs.items()}
-        readers_during_run = resumed.poll() is None
-        out, _ = resumed.communicate(timeout=600)
-    finally:
-        if resumed.poll() is None:
-            os.killpg(resumed.pid, signal.SIGKILL)
-            resumed.wait(timeout=60)
-    for name, ((_, err), rc) in readers.items():
-        assert rc == 0, f"r1f {name} during the run: {err}"
-    assert readers_during_run, "the run ended before the readers did"
-    assert 0 < json.loads(readers["sql"][0][0])[0]["n"] <= local["samples_total"]
-    assert "ray-test" in readers["show"][0][0]
+        readers = {name: r1f(*args, "--catalog", str(ray_dir), env=env) for name, args in cmds.items()}
+        assert driver.poll() is None, "the run ended with its workers frozen:\n" + log_path.read_text()[-4000:]
+        for name, res in readers.items():
+            assert res.returncode == 0, f"r1f {name} during the run: {res.stderr}"
+        assert 0 < json.loads(readers["sql"].stdout)[0]["n"] < total
+        assert "ray-test" in readers["show"].stdout
 
-    assert resumed.returncode == 0, resumed_log.read_text()[-4000:]
-    summary = json.loads(out)  # stdout holds the summary alone: workers' output goes to stderr
+        # A worker killed mid-shard: each worker holds a shard once the driver has handed out two; the driver
+        # sees the loss, removes that shard's staging folder unregistered and queues the shard again.
+        wait_for("a shard in flight on each worker", lambda: in_flight(ray_dir) == 2, driver, log_path)
+        victim = pids[0]
+        n_registered = registered(log_path)
+        os.kill(victim, signal.SIGKILL)
+        frozen.remove(victim)
+        # The driver sees the loss. (Had the kill landed between the driver making a shard's staging folder and
+        # handing the shard over, Ray would hand it to the restarted worker instead, which then registers it.)
+        wait_for("the driver seeing its worker's loss",
+                 lambda: "lost with its worker" in log_path.read_text() or registered(log_path) > n_registered,
+                 driver, log_path)
+        # Then the driver itself, with kill -9, mid-run.
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=60)
+        signal_all(frozen, signal.SIGCONT)  # what is left of the dead driver's job goes with it
+    assert driver.returncode == -signal.SIGKILL, log_path.read_text()[-4000:]
+    before = table(ray_cat, "SELECT count(*) FROM generation_meta")[0][0]
+    assert 0 < before < total
+
+    # The same command resumes; only what was missing is sampled.
+    env = dict(ray_cluster.env, R1F_LOG_LEVEL="INFO")
+    resumed = r1f("generate", str(recipe), "--engine", "ray", "--address", ray_cluster.address, "--workers", "2",
+                  "--catalog", str(ray_dir), "--json", env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    summary = json.loads(resumed.stdout)  # stdout holds the summary alone: workers' output goes to stderr
     assert summary["status"] == "complete" and summary["engine"] == "ray" and summary["workers"] >= 1
-    assert summary["samples_generated"] == local["samples_total"] - before  # only what was missing
+    assert summary["samples_generated"] == total - before
     assert summary["run_id"] == local["run_id"]
     for key in ("prompts", "solved", "unsolved", "open", "samples_total", "accepted_total"):
         assert summary[key] == local[key], key
-
-    # Row by row: the same generation ids, seeds and texts; no duplicate, nothing lost.
-    run_id = local["run_id"]
-    assert_same_samples(ray_cat, local_cat, run_id)
-    stats = "SELECT prompt_id, samples, accepted, status, rounds FROM prompt_stats ORDER BY prompt_id"
-    assert table(ray_cat, stats) == table(local_cat, stats)
-    verdicts = "SELECT generation_id, judge, judge_version, passed FROM verdicts ORDER BY ALL"
-    assert table(ray_cat, verdicts) == table(local_cat, verdicts)
-    n, distinct, shards_rows = table(
-        ray_cat, "SELECT count(*), count(DISTINCT generation_id), (SELECT sum(rows) FROM cat.main.shards) FROM generation_meta")[0]
-    assert n == distinct == shards_rows == local["samples_total"]
     # Half-written shards (the dead worker's, the dead driver's) were never registered; their staging is gone.
-    assert not any((ray_dir / "staging").glob("*/*")), list((ray_dir / "staging").rglob("*"))
-    assert not table(ray_cat, "SELECT * FROM cat.main.leases")
+    assert_same_catalog(ray_cat, local_cat, local["run_id"])
 
     # Again: nothing left to do, no cluster needed, nothing added. Stats lost for a shard (a driver killed between
     # registering its verdicts and its stats) are written again from the catalog, as a local rerun writes them.
+    stats = "SELECT prompt_id, samples, accepted, status, rounds FROM prompt_stats ORDER BY prompt_id"
     with ray_cat.connect(write=True) as con:
         con.execute("DELETE FROM prompt_stats WHERE prompt_id IN (SELECT prompt_id FROM prompt_stats "
                     "ORDER BY prompt_id LIMIT 5)")
