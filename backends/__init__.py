@@ -8,15 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from backends.base import Backend, ChatRequest, Completion
-from catalogs.errors import UserError
-
-
-class BackendError(UserError, RuntimeError):
-    """A backend gave up: the endpoint or engine kept failing, or rejected the request.
-
-    The message names the endpoint and the last failure; it never contains an API key.
-    """
+from backends.base import Backend, BackendError, ChatRequest, Completion
 
 
 # name -> "module:Class"; a new backend is one file and one line here.

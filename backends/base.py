@@ -8,6 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from catalogs.errors import UserError
+
+
+class BackendError(UserError, RuntimeError):
+    """A backend gave up: the endpoint or engine kept failing, or rejected the request.
+
+    The message names the endpoint and the last failure; it never contains an API key.
+    """
+
 
 @dataclass(frozen=True)
 class ChatRequest:

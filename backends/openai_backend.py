@@ -24,8 +24,7 @@ from typing import Any
 
 import openai
 
-from backends import BackendError
-from backends.base import ChatRequest, Completion
+from backends.base import BackendError, ChatRequest, Completion
 
 log = logging.getLogger("backends.openai")
 

@@ -31,7 +31,7 @@ from typing import Any
 
 def build_catalog(work: Path, samples: int) -> Any:
     from catalogs.ingest import IngestOptions, ingest
-    from catalogs.release import create_release
+    from releases.release import create_release
     from catalogs.store import Catalog
 
     rows = [{"problem": f"What is {a} + {b}?", "answer": str(a + b),
@@ -197,7 +197,7 @@ def main() -> None:
     catalog = build_catalog(work, args.samples)
 
     if args.only in (None, "sft"):
-        from catalogs.release import export_release
+        from releases.release import export_release
 
         data = export_release(catalog, "bench-v1", work / "bare-data.parquet")
         trl = {"max_steps": args.steps, "per_device_train_batch_size": 8, "learning_rate": 1e-4, "logging_steps": 1,

@@ -17,9 +17,10 @@ import typer
 from catalogs.clikit import err
 from catalogs.errors import UserError
 
-# Order is the order of `r1f --help`: the data flow.
-COMMAND_MODULES = ("catalogs.cli", "factory.cli", "judges.cli", "filters.cli", "training.cli", "review.cli",
-                   "scaleout.cli")
+# Order is the order of `r1f --help`: the catalog's commands (ingest, show, sql, stats) and what a release
+# becomes (release, export, publish, report), then the stages (generate, judge, filter, train, eval, review).
+COMMAND_MODULES = ("catalogs.cli", "releases.cli", "factory.cli", "judges.cli", "filters.cli", "training.cli",
+                   "review.cli", "scaleout.cli")
 
 app = typer.Typer(
     name="r1f",

@@ -386,7 +386,7 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
 
             r = load_plain(file, FilterRecipe)
         else:
-            from catalogs.release import ReleaseRecipe
+            from releases.release import ReleaseRecipe
 
             r = load_plain(file, ReleaseRecipe)
             if stage.release:

@@ -30,7 +30,7 @@ def check_model(recipe: Any) -> None:
 
 
 def release_manifest(catalog: Any, recipe: Any, name: str, key: str) -> dict[str, Any]:
-    from catalogs.release import get_manifest
+    from releases.release import get_manifest
 
     try:
         return get_manifest(catalog, name)

@@ -40,7 +40,7 @@ def release_dataset(catalog: Any, release: str, out_dir: Path) -> Any:
     import pyarrow.parquet as pq
     from accelerate import PartialState
 
-    from catalogs.release import export_release
+    from releases.release import export_release
 
     path = out_dir / f"release-{release}.parquet"
     with PartialState().main_process_first():  # rank 0 exports; the other ranks then read its file

@@ -278,14 +278,14 @@ class Mini:
         return summary
 
     def release(self, name: str, data: dict[str, Any]) -> dict:
-        from catalogs.release import ReleaseRecipe, create_release
+        from releases.release import ReleaseRecipe, create_release
 
         recipe = self.recipe(f"release-{name}.yaml", data)
         self.step(f"release {name} --recipe {recipe}")
         if self.sql("SELECT 1 FROM releases WHERE name = ?", [name]):
             # A release is frozen; its manifest also counts what the catalog held outside it then, so after the
             # later stages have added generations the same recipe no longer gives the same bytes. Reuse it.
-            from catalogs.release import get_manifest
+            from releases.release import get_manifest
 
             manifest = get_manifest(self.catalog, name)
             console.print(f"[dim]release {name} already exists (releases are frozen); reusing it[/]")
@@ -464,11 +464,11 @@ class Mini:
 
     def report(self) -> Path:
         """`r1f report` of the released mix: the HTML file with the plots (lengths, accept rates, drops, ...)."""
-        from catalogs import cli as catalog_cli
+        from releases import cli as releases_cli
 
         path = self.out / "report-mini-r1-mix.html"
         self.step(f"report mini-r1-mix --out {path}")
-        catalog_cli.report("mini-r1-mix", out=path, catalog=self.catalog.root)
+        releases_cli.report("mini-r1-mix", out=path, catalog=self.catalog.root)
         return path
 
     def trace(self) -> str | None:

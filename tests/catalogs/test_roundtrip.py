@@ -11,7 +11,7 @@ import pytest
 from catalogs import Catalog, CatalogError
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import show, sql, stats
-from catalogs.release import create_release, export_release
+from releases.release import create_release, export_release
 
 from .helpers import DATA, r1f, write_generations
 

@@ -89,6 +89,16 @@ def in_flight(root: Path) -> int:
     return sum(1 for d in (root / "staging").glob("*-ray*") if d.is_dir())
 
 
+def freeze_mid_run(driver: subprocess.Popen[str], log_path: Path) -> list[int]:
+    """Once both workers are ready and a shard is registered, freeze both workers (SIGSTOP) and return their
+    pids: from then on no shard can finish, so the run is mid-way whatever the machine's load (it has 8 shards;
+    at most one more result, already on its way to the driver, can still be registered)."""
+    pids = wait_for("two workers ready", lambda: worker_pids(log_path, 2), driver, log_path)
+    wait_for("a registered shard", lambda: registered(log_path), driver, log_path)
+    signal_all(pids, signal.SIGSTOP)
+    return pids
+
+
 def signal_all(pids: Iterable[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -148,11 +158,7 @@ def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: 
     driver = start_driver(recipe, ray_dir, ray_cluster, log_path)
     frozen: list[int] = []
     try:
-        pids = wait_for("two workers ready", lambda: worker_pids(log_path, 2), driver, log_path)
-        wait_for("a registered shard", lambda: registered(log_path), driver, log_path)
-        # Freeze both workers: from here no shard can finish, so the run is mid-way whatever the load (it has 8
-        # shards; at most one more result, already on its way, can be registered).
-        signal_all(pids, signal.SIGSTOP)
+        pids = freeze_mid_run(driver, log_path)
         frozen = list(pids)
 
         # Readers work while the run holds the catalog: they see what is registered so far.

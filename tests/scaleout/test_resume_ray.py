@@ -20,15 +20,13 @@ from factory.generate import generate_from_recipe
 from tests.scaleout.conftest import REPO, RayCluster
 from tests.scaleout.test_generate_ray import (
     assert_same_catalog,
+    freeze_mid_run,
     local_reference,
     make_catalog,
     r1f,
-    registered,
     signal_all,
     start_driver,
     table,
-    wait_for,
-    worker_pids,
 )
 
 # A process that leases prompts of a run and stages samples of them, then dies with kill -9 before it registers
@@ -144,10 +142,7 @@ def test_ray_run_interrupted_resumes_with_the_local_engine(tmp_path: Path, tiny_
     driver = start_driver(recipe, ray_dir, ray_cluster, log_path)
     frozen: list[int] = []
     try:
-        pids = wait_for("two workers ready", lambda: worker_pids(log_path, 2), driver, log_path)
-        wait_for("a registered shard", lambda: registered(log_path), driver, log_path)
-        signal_all(pids, signal.SIGSTOP)  # mid-run for certain: no worker can finish a shard now
-        frozen = list(pids)
+        frozen = freeze_mid_run(driver, log_path)  # mid-run for certain: no worker can finish a shard now
         os.kill(driver.pid, signal.SIGINT)  # Ctrl-C
         signal_all(frozen, signal.SIGCONT)  # the driver cancels their shards and stops them
         frozen = []

@@ -18,7 +18,7 @@ def write_recipe(path: Path, text: str) -> Path:
 def toy_catalog(tmp_path_factory: pytest.TempPathFactory):
     """(catalog, release name): four prompt/trace pairs imported as generations and frozen as `toy-v1`."""
     from catalogs.ingest import IngestOptions, ingest
-    from catalogs.release import create_release
+    from releases.release import create_release
     from catalogs.store import Catalog
 
     root = tmp_path_factory.mktemp("toy-catalog")

@@ -27,9 +27,9 @@ import yaml
 from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
-from catalogs.release import create_release
+from releases.release import create_release
 
-from .helpers import DATA, R1F, write_generations
+from tests.catalogs.helpers import DATA, R1F, write_generations
 
 ODD_SOURCE = "web: forum\nposts #1 'quoted' | piped"
 LFS_SUFFIXES = (".parquet", ".png")

@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from catalogs.store import Catalog
+
 from .release import release_facts
-from .store import Catalog
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 

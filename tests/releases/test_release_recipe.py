@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from catalogs import Catalog, CatalogError
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
-from catalogs.release import ReleaseRecipe, create_release
+from releases.release import ReleaseRecipe, create_release
 
 
 def build(root: Path) -> Catalog:
@@ -89,7 +89,7 @@ def test_release_recipe_bad_input(tmp_path: Path) -> None:
 
 
 def test_mix_takes_all_of_the_scarcer_kind_and_rounds_the_other(tmp_path: Path) -> None:
-    from catalogs.release import share_counts
+    from releases.release import share_counts
 
     # 2 reasoning samples and plenty of others: 2 + 1 (round(0.75 * 3) = 2), never a "mix" of reasoning alone.
     assert share_counts(2, 100, 0.75) == (2, 1)

@@ -24,9 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from catalogs.errors import UserError
+from catalogs.store import Catalog
+
 from .release import export_release, get_manifest, release_facts
-from .store import Catalog
 
 REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # The folders a publish writes; a later publish replaces what is in them.

@@ -1,9 +1,9 @@
-"""A release's dataset card (README.md), rendered from the facts `catalogs.release.release_facts` reads.
+"""A release's dataset card (README.md), rendered from the facts `releases.release.release_facts` reads.
 
 Every figure on the card comes from the catalog: the generating runs with their models, templates and
 sampling parameters; the judges and filters with their versions and thresholds; counts per source, domain
 and language; drop reasons; accept rates from rejection sampling; the manifest's sha256. The report
-(`catalogs/report.py`) plots the same facts, so the card and the report cannot disagree.
+(`releases/report.py`) plots the same facts, so the card and the report cannot disagree.
 """
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import schema
-from .ids import canonical_json, content_hash
-from .store import Catalog, CatalogError, code_version, one_row
+from catalogs import schema
+from catalogs.ids import canonical_json, content_hash
+from catalogs.store import Catalog, CatalogError, code_version, one_row
 
 DEFAULT_SELECTION = "judges_failed = 0 AND filters_failed = 0"
 
