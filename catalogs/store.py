@@ -859,16 +859,21 @@ class Catalog:
         return self._insert_new("eval_answers", table, ["generation_id"])
 
 
+# How DuckDB reports a Ctrl-C that landed inside one of its calls: a running query ends with `RuntimeError: Query
+# interrupted`; a Python object it was reading (a registered Arrow table) fails with the KeyboardInterrupt's text.
+_INTERRUPTED = ("Query interrupted", "KeyboardInterrupt")
+
+
 @contextlib.contextmanager
 def _ctrl_c_stays_ctrl_c() -> Iterator[None]:
-    """A Ctrl-C (SIGINT through Python's default handler) that lands inside a DuckDB query comes out of DuckDB as
-    `RuntimeError: Query interrupted`, which no caller's `except KeyboardInterrupt` would stop cleanly on. Give it
-    back its meaning; DuckDB has rolled the open transaction back, so nothing is half-written."""
+    """A Ctrl-C that lands inside a DuckDB call comes out of DuckDB as another error, which no caller's
+    `except KeyboardInterrupt` would stop cleanly on. Give it back its meaning; DuckDB has rolled the open
+    transaction back, so nothing is half-written."""
     try:
         yield
-    except RuntimeError as exc:
-        if str(exc).strip() == "Query interrupted":
-            raise KeyboardInterrupt("interrupted during a catalog query (rolled back)") from exc
+    except (RuntimeError, duckdb.Error) as exc:
+        if any(sign in str(exc) for sign in _INTERRUPTED):
+            raise KeyboardInterrupt("interrupted during a catalog call (rolled back)") from exc
         raise
 
 

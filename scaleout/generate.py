@@ -275,7 +275,7 @@ def sample_on_ray(recipe: Recipe, catalog: Catalog, *, run_id: str, prompts: lis
             log.info("run %s on Ray: %d prompts to sample (%d finished before) in %d shards of up to %d, %d "
                      "workers (%s each)", run_id, len(todo), done_before, shards_n, size, n_workers,
                      f"{shape.gpus:g} GPU" if shape.on_gpu else "1 CPU")
-            # Ctrl-C or SIGTERM stop the run cleanly, but never in the middle of registering a shard.
+            # Ctrl-C or SIGTERM stop the run cleanly, but never in the middle of leasing or registering a shard.
             with RunProgress(len(prompts), label=label + " (ray)", enabled=progress) as bar, StopGuard() as guard:
                 bar.update(prompts_done=done_before, accepted=0, generated=0, note=f"{shards_n} shards")
                 try:
@@ -368,7 +368,9 @@ def _drive(ray: Any, recipe: Recipe, run_id: str, catalog: Catalog, bound: list[
         while (queue and not stopping) or in_flight:
             while idle and queue and not stopping:
                 shard = queue.popleft()
-                if not _lease(catalog, run_id, bound, shard, index, held):
+                with guard.critical():  # a Ctrl-C waits for the lease's transaction
+                    leased = _lease(catalog, run_id, bound, shard, index, held)
+                if not leased:
                     continue
                 a = idle.pop(0)
                 shard.staging = _staging_folder(catalog, shard)
