@@ -7,6 +7,7 @@ none of them.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,10 +117,11 @@ def _describe(err: ErrorDetails, root: type[BaseModel]) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text: str | None = None) -> M:
+def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text: str | None = None,
+                *, what: str = "recipe") -> M:
     """Validate a parsed YAML mapping against any recipe model; errors name the file, line, key and fix."""
     if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe must be a YAML mapping of keys to values; got {type(data).__name__}")
+        raise RecipeError(f"{source}: a {what} must be a YAML mapping of keys to values; got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -129,12 +131,12 @@ def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text
             line = _line_for(lines, tuple(err["loc"]))
             where = f"{source}:{line}" if line else str(source)
             problems.append(f"{where}: {_describe(err, model)}")
-        raise RecipeError("invalid recipe\n  " + "\n  ".join(problems)) from None
+        raise RecipeError(f"invalid {what}\n  " + "\n  ".join(problems)) from None
 
 
-def read_yaml(path: Path) -> tuple[Any, str]:
+def read_yaml(path: Path, what: str = "recipe") -> tuple[Any, str]:
     if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found; check the path")
+        raise RecipeError(f"{path}: {what} file not found; check the path")
     text = path.read_text(encoding="utf-8")
     try:
         return yaml.safe_load(text), text
@@ -144,10 +146,24 @@ def read_yaml(path: Path) -> tuple[Any, str]:
         raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
 
 
-def load_model(path: str | Path, model: type[M]) -> M:
+def load_model(path: str | Path, model: type[M], *, what: str = "recipe") -> M:
     """Read and validate a YAML recipe of any stage (judge, filter, release) with the same errors."""
     path = Path(path)
-    data, text = read_yaml(path)
-    return parse_model(data, model, path, text)
+    data, text = read_yaml(path, what)
+    return parse_model(data, model, path, text, what=what)
+
+
+def resolve_path(path: str | os.PathLike[str], recipe_file: str | os.PathLike[str] | None) -> Path:
+    """The one rule for a relative path written in a recipe (a model folder, a template, a benchmark file).
+
+    `~` expands and an absolute path stays as it is. A relative path is taken beside the recipe if it exists
+    there, else from the working directory if it exists there, else beside the recipe (so that a "not found"
+    error names the place the recipe means). The result is absolute where the recipe's folder is known, so
+    that ids and hashes made from it do not depend on where `r1f` was started."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.is_absolute() or recipe_file is None:
+        return p
+    beside = Path(recipe_file).parent / p
+    return (p if p.exists() and not beside.exists() else beside).resolve()
 
 
