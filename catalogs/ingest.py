@@ -679,8 +679,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
         if writer is not None:
             writer.close()
             writer = None
-        with catalog.connect(write=True) as con:
-            con.execute("BEGIN TRANSACTION")
+        with catalog.transaction() as con:
             con.execute("INSERT OR IGNORE INTO sources (source_id, name) VALUES (?, ?)",
                         [source_id(opts.source), opts.source])
             before = one_row(con.execute("SELECT count(*) FROM prompts"))[0]
@@ -707,7 +706,6 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
                         [ingest_id, source_id(opts.source), uri, fmt,
                          "generations" if opts.generations else "prompts", report.rows_read,
                          report.prompts_added, report.generations_added, rid])
-            con.execute("COMMIT")
     finally:
         if writer is not None:
             writer.close()
