@@ -84,6 +84,20 @@ CREATE TABLE IF NOT EXISTS leases (
   process_started DOUBLE, acquired_at DOUBLE, expires_at DOUBLE, PRIMARY KEY (run_id, prompt_id));
 """
 
+# 5: pipelines (`r1f run`, issue 21): one row per run of a pipeline file, one per stage of it (its recipe hash,
+# the inputs it read, start and end, status, what it made); and the generation id a row of a published release
+# carried, kept when the release is ingested back with --generations.
+MIGRATIONS[5] = """
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+  pipeline_run_id VARCHAR PRIMARY KEY, pipeline VARCHAR NOT NULL, file VARCHAR, recipe_hash VARCHAR,
+  status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS pipeline_stages (
+  pipeline VARCHAR, stage VARCHAR, position BIGINT, kind VARCHAR, recipe_hash VARCHAR, inputs VARCHAR,
+  inputs_hash VARCHAR, status VARCHAR, outputs VARCHAR, error VARCHAR, pipeline_run_id VARCHAR,
+  started_at TIMESTAMP, finished_at TIMESTAMP, PRIMARY KEY (pipeline, stage));
+ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS published_id VARCHAR;
+"""
+
 SCHEMA_VERSION = max(MIGRATIONS, default=1)
 
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
@@ -96,7 +110,8 @@ VIEW_DOCS: dict[str, str] = {
     "generations": "one row per generation with its text: generation_id, prompt_id, run_id, sample_index, "
     "seed, finish_reason, prompt_tokens, completion_tokens, latency_s, text, reasoning, answer",
     "generation_meta": "generations without the text columns (fast for counts); a human edit has parent_id "
-    "(the generation it came from), edited_by and edited_at",
+    "(the generation it came from), edited_by and edited_at; a row of a published release ingested back has "
+    "published_id (the id it was published with)",
     "verdicts": "generation_id, judge, judge_version, score, passed, reason, details (JSON)",
     "filter_decisions": "generation_id, filter, filter_version, params_hash, passed, reason, value",
     "prompt_stats": "per prompt and run: samples, accepted, pass_rate, status (solved/unsolved/open)",
@@ -107,10 +122,15 @@ VIEW_DOCS: dict[str, str] = {
     "trainings": "one row per training run: training_id, kind (sft/grpo), model, base_model, release_name, "
     "manifest_sha256, prompts_where, recipe (JSON), code_version, status, metrics (JSON), output_dir",
     "eval_answers": "per eval generation: run_id, prompt_id, answer_key (its Math-Verify equivalence class), method",
+    "pipeline_runs": "one row per `r1f run` of a pipeline: pipeline_run_id, pipeline, file, recipe_hash, status, "
+    "started_at, finished_at",
+    "pipeline_stages": "per pipeline and stage: position, kind, recipe_hash, inputs (JSON), status "
+    "(running/done/failed/waiting/stale), outputs (JSON), error, started_at, finished_at",
 }
 
 PLAIN_VIEWS = ["prompts", "runs", "generation_meta", "verdicts", "filter_decisions", "prompt_stats",
-               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers"]
+               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers", "pipeline_runs",
+               "pipeline_stages"]
 
 EMPTY_TEXTS = ("SELECT NULL::VARCHAR AS generation_id, NULL::VARCHAR AS text, NULL::INTEGER AS r_start, "
                "NULL::INTEGER AS r_end, NULL::INTEGER AS a_start WHERE false")

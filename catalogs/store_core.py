@@ -61,7 +61,8 @@ def gen_meta_schema() -> Any:  # pyarrow.Schema
         ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
         ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
         ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
-        ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64())])
+        ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64()),
+        ("published_id", pa.string())])
 
 
 @functools.cache
