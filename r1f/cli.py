@@ -18,9 +18,10 @@ from catalogs.clikit import err
 from catalogs.errors import UserError
 
 # Order is the order of `r1f --help`: the catalog's commands (ingest, show, sql, stats) and what a release
-# becomes (release, export, publish, report), then the stages (generate, judge, filter, train, eval, review).
+# becomes (release, export, publish, report), then the stages (generate, judge, filter, train, eval, review), then
+# the pipeline runner (run, status).
 COMMAND_MODULES = ("catalogs.cli", "releases.cli", "factory.cli", "judges.cli", "filters.cli", "training.cli",
-                   "review.cli", "scaleout.cli")
+                   "review.cli", "scaleout.cli", "pipelines.cli")
 
 app = typer.Typer(
     name="r1f",
