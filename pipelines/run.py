@@ -52,6 +52,7 @@ class Context:
     address: str | None = None
     workers: int | None = None
     say: Callable[[str], None] = lambda _msg: None
+    backend: Any = None  # one model client for the stages that sample, instead of one built from each recipe
 
 
 def _hash(value: Any) -> str:
@@ -149,9 +150,11 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
 
 def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, until: str | None = None,
                  engine: str = "local", address: str | None = None, workers: int | None = None,
-                 resume: str = "", say: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
+                 resume: str = "", say: Callable[[str], None] = lambda _msg: None,
+                 backend: Any = None) -> dict[str, Any]:
     """Run the stages the plan says run. Returns {pipeline, status (done/waiting), steps, outputs}; a failed
-    stage raises StageFailed after recording its error."""
+    stage raises StageFailed after recording its error. `backend`, if given, is the model client of the stages
+    that sample (generate, eval), as their own `backend=` parameter takes it (not closed here)."""
     path = Path(path)
     name, steps = plan(catalog, path, start=start, until=until)
     resume = resume or f"r1f run {path}"
@@ -161,7 +164,7 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
     if not todo:
         say(f"pipeline {name}: nothing to do, every stage is done and unchanged")
         return result
-    ctx = Context(catalog, path.resolve().parent, engine, address, workers, say)
+    ctx = Context(catalog, path.resolve().parent, engine, address, workers, say, backend)
     run = catalog.start_pipeline_run(name, str(path.resolve()), _hash([s.recipe_hash for s in steps]))
     for step in todo:
         say(f"stage {step.position + 1}/{len(steps)} {step.name} ({step.kind}): {step.why}")
@@ -237,7 +240,7 @@ def _generate(ctx: Context, step: Step) -> dict[str, Any]:
     runner = pick_engine(ENGINES, ctx.engine)
     if runner is not None:
         return runner(checked, ctx.catalog, address=ctx.address, workers=ctx.workers)
-    return generate_from_recipe(checked, ctx.catalog)
+    return generate_from_recipe(checked, ctx.catalog, backend=ctx.backend)
 
 
 def _judge(ctx: Context, step: Step) -> dict[str, Any]:
@@ -325,7 +328,8 @@ def _eval(ctx: Context, step: Step) -> dict[str, Any]:
     from training.evaluate import run_eval
 
     sampler = _engine(ctx, SAMPLERS, None, "eval")
-    return {"scores": run_eval(ctx.catalog, _recipe(ctx, step), sampler=sampler)["scores"]}
+    result = run_eval(ctx.catalog, _recipe(ctx, step), backend=ctx.backend, sampler=sampler)
+    return {"run_id": result["run_id"], "scores": result["scores"]}
 
 
 RUNNERS: dict[str, Callable[[Context, Step], dict[str, Any]]] = {

@@ -11,9 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from catalogs import schema
+from catalogs import Catalog, schema
 from catalogs.errors import RecipeError
 from pipelines.recipe import check_pipeline
+from pipelines.run import plan, run_pipeline
 from tests.catalogs.helpers import R1F, write_generations
 
 PIPELINE = """name: mini
@@ -44,9 +45,10 @@ def _folder(tmp_path: Path, filters: str = "0.5") -> Path:
     return tmp_path / "pipeline.yaml"
 
 
-def _plan(pipeline: Path, cat: Path, *extra: str) -> dict[str, str]:
-    out = json.loads(r1f("run", str(pipeline), "--dry-run", "--json", "--catalog", str(cat), *extra).stdout)
-    return {s["name"]: s["action"] for s in out["steps"]}
+def _plan(pipeline: Path, cat: Path, start: str | None = None, until: str | None = None) -> dict[str, str]:
+    """The dry run's plan, in this process (the command's own output is checked once, below)."""
+    _, steps = plan(Catalog(cat) if cat.exists() else None, pipeline, start=start, until=until)
+    return {s.name: s.action for s in steps}
 
 
 def _stages(cat: Path) -> dict[str, tuple]:
@@ -62,7 +64,9 @@ def test_run_skip_change_fail_and_resume(tmp_path: Path) -> None:
     pipeline = _folder(tmp_path)
     cat = tmp_path / "cat"
     everything = ["ingest", "judge", "filter", "release", "export", "report"]
-    assert _plan(pipeline, cat) == dict.fromkeys(everything, "run") and not cat.exists()  # a dry run makes nothing
+    dry = json.loads(r1f("run", str(pipeline), "--dry-run", "--json", "--catalog", str(cat)).stdout)
+    assert [(s["name"], s["action"], s["why"]) for s in dry["steps"]] == [(s, "run", "never ran") for s in everything]
+    assert not cat.exists()  # a dry run makes nothing
 
     first = json.loads(r1f("run", str(pipeline), "--json", "--catalog", str(cat)).stdout)
     assert first["status"] == "done" and list(first["outputs"]) == everything
@@ -83,7 +87,7 @@ def test_run_skip_change_fail_and_resume(tmp_path: Path) -> None:
     (tmp_path / "filters.yaml").write_text("filters:\n  - name: language_mixing\n    params: {max_foreign_share: 0.6}\n")
     assert _plan(pipeline, cat) == {"ingest": "skip", "judge": "skip", "filter": "run", "release": "run",
                                     "export": "run", "report": "run"}
-    changed = json.loads(r1f("run", str(pipeline), "--json", "--catalog", str(cat)).stdout)
+    changed = run_pipeline(Catalog(cat), pipeline)
     assert list(changed["outputs"]) == ["filter", "release", "export", "report"]
     assert changed["outputs"]["release"]["members"] == members  # the same selection: the same frozen release
     now = _stages(cat)
@@ -105,10 +109,10 @@ def test_run_skip_change_fail_and_resume(tmp_path: Path) -> None:
         (tmp_path / name).write_text((tmp_path / name).read_text().replace("release: rel", "release: rel-v2"))
     assert _plan(pipeline, cat) == {"ingest": "skip", "judge": "skip", "filter": "skip", "release": "run",
                                     "export": "run", "report": "run"}
-    r1f("run", str(pipeline), "--catalog", str(cat))
+    run_pipeline(Catalog(cat), pipeline)
     assert {s: v[0] for s, v in _stages(cat).items()} == dict.fromkeys(everything, "done")
     # --from and --until: a window of the pipeline.
-    assert _plan(pipeline, cat, "--from", "judge", "--until", "filter") == {
+    assert _plan(pipeline, cat, "judge", "filter") == {
         "ingest": "outside", "judge": "run", "filter": "run", "release": "outside", "export": "outside",
         "report": "outside"}
 
@@ -134,8 +138,10 @@ def test_the_review_gate_stops_the_run_until_people_are_done(tmp_path: Path) -> 
     decisions = tmp_path / "decisions.jsonl"
     decisions.write_text("".join(json.dumps({"generation_id": g, "decision": "approve", "reviewer": "ana", "time": "2026-01-01T00:00:00Z"}) + "\n"
                                  for g in queue.ids))
-    r1f("review", "--import", str(decisions), "--catalog", str(cat))
-    r1f("run", str(pipeline), "--catalog", str(cat))
+    from review.decisions import import_decisions
+
+    import_decisions(Catalog(cat), decisions)
+    assert run_pipeline(Catalog(cat), pipeline)["status"] == "done"
     assert {s: v[0] for s, v in _stages(cat).items()}["export"] == "done"
 
 
@@ -167,14 +173,16 @@ def test_a_bad_pipeline_exits_2_before_anything_runs(tmp_path: Path) -> None:
 def test_the_pipeline_tables_come_to_a_version_4_catalog(tmp_path: Path) -> None:
     pipeline = _folder(tmp_path)
     cat = tmp_path / "cat"
-    r1f("ingest", str(tmp_path / "gens.jsonl"), "--catalog", str(cat))
+    from catalogs.ingest import IngestOptions, ingest
+
+    ingest(Catalog(cat), tmp_path / "gens.jsonl", IngestOptions(source="pre"))
     con = duckdb.connect(str(cat / "catalog.duckdb"))
     con.execute("DROP TABLE pipeline_runs")
     con.execute("DROP TABLE pipeline_stages")
     con.execute("ALTER TABLE generation_meta DROP COLUMN published_id")
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
-    r1f("run", str(pipeline), "--until", "judge", "--catalog", str(cat))
+    run_pipeline(Catalog(cat), pipeline, until="judge")
     con = duckdb.connect(str(cat / "catalog.duckdb"), read_only=True)
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
         str(schema.SCHEMA_VERSION),)
