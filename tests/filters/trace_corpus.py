@@ -64,8 +64,8 @@ FR_EXTRA = ["Reprenons le calcul depuis le début pour être certain que le rés
 
 RATES = {  # planted defect -> share of the rows
     "mixed_zh": 0.03, "mixed_fr": 0.03, "code_fenced": 0.02, "code_indented": 0.02, "loop": 0.03,
-    "long": 0.03, "truncated": 0.02, "unclosed": 0.01, "multi_boxed": 0.02, "no_answer": 0.01,
-    "exact_dup": 0.03, "near_dup": 0.04, "zh_trace": 0.04, "gloss": 0.02, "empty": 0.005, "contaminated": 0.02,
+    "long": 0.03, "truncated": 0.02, "unclosed": 0.02, "multi_boxed": 0.02, "no_answer": 0.01,
+    "exact_dup": 0.03, "near_dup": 0.04, "zh_trace": 0.04, "gloss": 0.02, "empty": 0.01, "contaminated": 0.02,
 }
 BENCHMARK = Path(__file__).parent / "data" / "math500.jsonl"  # MATH-500 rows, the recipe's benchmark holds them
 
