@@ -122,6 +122,42 @@ def sequence_hashes(th: np.ndarray, n_words: np.ndarray, salt: int = 0) -> np.nd
     return out
 
 
+# Powers of _PRIME and of its inverse modulo 2**64 (_PRIME is odd, so it has one), grown on demand.
+_POWERS: list[np.ndarray] = [np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64)]
+_PRIME_INV = np.uint64(pow(int(_PRIME), -1, 1 << 64))
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P**t, P**-t) for t < length, modulo 2**64; built by doubling (numpy's multiply.accumulate is a
+    slow scalar loop) and kept for the next batch."""
+    with _CACHE_LOCK:
+        p, q = _POWERS
+        with np.errstate(over="ignore"):
+            while len(p) < length:  # P**(k..2k-1) = P**(0..k-1) * P**k
+                p = np.concatenate([p, p * (p[-1] * _PRIME)])
+                q = np.concatenate([q, q * (q[-1] * _PRIME_INV)])
+        _POWERS[:] = [p, q]
+    return p[:length], q[:length]
+
+
+def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
+    """h[i] = sum_k th[i+k] * P**(n-1-k) mod 2**64 for every window of n consecutive hashes (before mixing).
+
+    The same values as Horner's rule (h = h*P + th[i+k], k = 0..n-1), from one prefix sum: with
+    S[j] = sum_{t<j} th[t] * P**-t, h[i] = (S[i+n] - S[i]) * P**(i+n-1). Four passes instead of 2n.
+    """
+    length = len(th)
+    m = length - n + 1
+    p, q = _powers(length)
+    s = np.empty(length + 1, dtype=np.uint64)
+    s[0] = 0
+    with np.errstate(over="ignore"):
+        np.cumsum(th * q, out=s[1:])
+        h = s[n:] - s[:m]
+        h *= p[n - 1:]
+    return h
+
+
 def word_ngram_hashes(texts: pl.Series | tuple[np.ndarray, np.ndarray], n: int, short_as_one: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashes of every word n-gram window of every text.
@@ -132,16 +168,14 @@ def word_ngram_hashes(texts: pl.Series | tuple[np.ndarray, np.ndarray], n: int, 
     be compared.
     """
     th, n_words = token_hashes(texts) if isinstance(texts, pl.Series) else texts
-    doc_of_tok = np.repeat(np.arange(len(n_words), dtype=np.int64), n_words)
     m = len(th) - n + 1
     if m > 0:
-        h = th[: m].copy()
-        with np.errstate(over="ignore"):
-            for k in range(1, n):
-                h *= _PRIME
-                h += th[k: k + m]
-        same_doc = doc_of_tok[: m] == doc_of_tok[n - 1:]
-        doc = doc_of_tok[: m][same_doc]
+        h = window_hashes(th, n)
+        # A window starting at one of the n-1 positions before a text's end runs into the next text.
+        same_doc = np.ones(m, dtype=bool)
+        cross = (np.cumsum(n_words)[:, None] - np.arange(1, n, dtype=np.int64)).ravel()
+        same_doc[cross[(cross >= 0) & (cross < m)]] = False
+        doc = np.repeat(np.arange(len(n_words), dtype=np.int64), np.maximum(n_words - n + 1, 0))
         h = _mix(h[same_doc])
     else:
         doc = np.zeros(0, dtype=np.int64)

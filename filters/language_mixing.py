@@ -94,8 +94,13 @@ def _unit_counts(stripped: pl.DataFrame, paras: pl.DataFrame) -> dict[str, np.nd
     non_latin = stripped["s"].str.contains(NON_LATIN_LETTER)
     if non_latin.any():
         idx = non_latin.arg_true()
-        sub = stripped[idx].select([pl.col("s").str.count_matches(SCRIPTS[k].unit_pattern).cast(pl.Int64).alias(k)
-                                    for k in others])
+        # The runs of non-Latin letters, joined by spaces, hold every non-Latin unit of the text unchanged (a
+        # script's run is bounded by the same characters or by a space, which no script has), so counting in
+        # them is counting in the text: one scan of the text instead of one per script (real traces hold
+        # Greek symbols in most rows).
+        runs = stripped["s"].gather(idx).str.extract_all(NON_LATIN_LETTER + "+").list.join(" ")
+        sub = pl.DataFrame({"s": runs}).select(
+            [pl.col("s").str.count_matches(SCRIPTS[k].unit_pattern).cast(pl.Int64).alias(k) for k in others])
         rows = idx.to_numpy()
         for k in others:
             out[k][rows] = sub[k].to_numpy()
