@@ -47,8 +47,14 @@ def _spaced(texts: pl.Series) -> pl.Series:
 
 
 def _ascii_separators_to_space(texts: pl.Series) -> pl.Series:
-    """Map ASCII whitespace and punctuation to spaces, byte by byte with numpy (a regex replace costs
-    ten times more); multi-byte UTF-8 sequences are untouched, so the result stays valid UTF-8."""
+    """Map ASCII whitespace and punctuation to spaces; multi-byte UTF-8 sequences are untouched."""
+    return map_bytes(texts, _SEP_TABLE)
+
+
+def map_bytes(texts: pl.Series, table: np.ndarray) -> pl.Series:
+    """Every byte of every text through `table` (256 uint8), byte by byte with numpy: a regex replace
+    costs ten times more. The table must keep the result valid UTF-8: map bytes >= 0x80 to themselves,
+    or all of them to ASCII."""
     arr = texts.to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -57,7 +63,7 @@ def _ascii_separators_to_space(texts: pl.Series) -> pl.Series:
     if data is None or len(arr) == 0:
         return texts
     buf = np.frombuffer(data, dtype=np.uint8)
-    mapped = _SEP_TABLE[buf]
+    mapped = table[buf]
     out = pa.LargeStringArray.from_buffers(len(arr), offsets, pa.py_buffer(mapped), arr.buffers()[0],
                                            arr.null_count, arr.offset)
     return pl.Series(texts.name, out)
