@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,16 @@ def _words5(text: str) -> set[tuple[str, ...]]:
 def make_traces(n: int, seed: int = 0, chars: tuple[int, int] = (14000, 18000)) -> list[dict[str, Any]]:
     """`n` generations (dicts with generation_id, prompt_id, problem, text, finish_reason, domain, language,
     kind, planted, dup_of, near_jaccard), deterministic in (n, seed, chars)."""
+    return list(iter_traces(n, seed, chars))
+
+
+def iter_traces(n: int, seed: int = 0, chars: tuple[int, int] = (14000, 18000)) -> Iterator[dict[str, Any]]:
+    """make_traces, one row at a time (a benchmark's corpus need not fit in memory)."""
     r = random.Random(seed)
     src = sources()
     kinds = list(RATES) + ["clean"]
     weights = list(RATES.values()) + [1 - sum(RATES.values())]
     recent: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
     for i in range(n):
         kind = r.choices(kinds, weights)[0] if recent else "clean"
         aime = r.choice(src["aime_solutions"])
@@ -189,9 +194,8 @@ def make_traces(n: int, seed: int = 0, chars: tuple[int, int] = (14000, 18000)) 
         row = {"generation_id": f"g{seed:02d}{i:07d}", "prompt_id": prompt_id, "problem": problem, "text": text,
                "finish_reason": finish, "domain": "math" if r.random() < 0.9 else "code", "language": language,
                "kind": "reasoning", "planted": kind, "dup_of": dup_of, "near_jaccard": near_j}
-        rows.append(row)
+        yield row
         if kind == "clean":
             recent.append({**row, "reasoning": reasoning, "answer": answer})
             if len(recent) > 500:
                 recent.pop(0)
-    return rows
