@@ -23,6 +23,7 @@ CJK_RE = CJK_CHAR  # the one script table: catalogs/scripts.py
 _SEP_TABLE = np.arange(256, dtype=np.uint8)
 for _c in b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~":
     _SEP_TABLE[_c] = ord(" ")
+_WORD_BYTE = _SEP_TABLE != ord(" ")
 _SEED = 0x5EED
 _PRIME = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial hash
 
@@ -37,13 +38,18 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _spaced(texts: pl.Series) -> pl.Series:
+def _lowered(texts: pl.Series) -> pl.Series:
+    """Lower-cased, with a space on each side of every Han/kana character (each is a word)."""
     low = texts.fill_null("").str.to_lowercase()
     cjk = low.str.contains(CJK_RE)
     if cjk.any():
         idx = cjk.arg_true()
         low = low.scatter(idx, low.gather(idx).str.replace_all(CJK_RE, " $0 "))
-    return _ascii_separators_to_space(low)
+    return low
+
+
+def _spaced(texts: pl.Series) -> pl.Series:
+    return _ascii_separators_to_space(_lowered(texts))
 
 
 def _ascii_separators_to_space(texts: pl.Series) -> pl.Series:
@@ -55,10 +61,7 @@ def map_bytes(texts: pl.Series, table: np.ndarray) -> pl.Series:
     """Every byte of every text through `table` (256 uint8), byte by byte with numpy: a regex replace
     costs ten times more. The table must keep the result valid UTF-8: map bytes >= 0x80 to themselves,
     or all of them to ASCII."""
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = pc.cast(arr, pa.large_string())
+    arr = _large_strings(texts)
     _, offsets, data = arr.buffers()
     if data is None or len(arr) == 0:
         return texts
@@ -67,6 +70,13 @@ def map_bytes(texts: pl.Series, table: np.ndarray) -> pl.Series:
     out = pa.LargeStringArray.from_buffers(len(arr), offsets, pa.py_buffer(mapped), arr.buffers()[0],
                                            arr.null_count, arr.offset)
     return pl.Series(texts.name, out)
+
+
+def _large_strings(texts: pl.Series) -> pa.LargeStringArray:
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.cast(arr, pa.large_string())
 
 
 _CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -98,13 +108,33 @@ def token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    parts = _spaced(texts).str.split(" ")
-    flat = parts.explode(empty_as_null=False, keep_nulls=False)
-    keep = (flat != "").to_numpy()
-    per_doc = parts.list.len().fill_null(0).to_numpy().astype(np.int64)
-    doc_of = np.repeat(np.arange(len(per_doc), dtype=np.int64), per_doc)[keep]
-    n_words = np.bincount(doc_of, minlength=len(per_doc)).astype(np.int64)
-    th = flat.filter(pl.Series(keep)).hash(seed=_SEED).to_numpy()
+    """The words are the maximal runs of non-separator bytes inside each text (what splitting on the
+    separators and dropping the empty pieces gives). They are found in the byte buffer with numpy and
+    packed end to end into one string column for polars' hash: splitting into lists of pieces, most of
+    them empty between punctuation, then exploding and filtering them, cost twice as much."""
+    arr = _large_strings(_lowered(texts))
+    n = len(arr)
+    off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
+    if n == 0 or off[-1] == off[0]:
+        return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]: off[-1]]
+    off = off - off[0]
+    word = _WORD_BYTE[data]  # separators are ASCII: they never sit inside a UTF-8 sequence
+    nonempty = off[:-1] < off[1:]
+    first, last = off[:-1][nonempty], off[1:][nonempty] - 1  # each text's first and last byte
+    start = word.copy()
+    start[1:] &= ~word[:-1]
+    start[first] = word[first]
+    end = word.copy()
+    end[:-1] &= ~word[1:]
+    end[last] = word[last]
+    starts = np.flatnonzero(start)
+    lengths = np.flatnonzero(end) + 1 - starts
+    packed_off = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=packed_off[1:])
+    packed = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(packed_off), pa.py_buffer(data[word]))
+    th = pl.Series(packed).hash(seed=_SEED).to_numpy()
+    n_words = np.diff(np.searchsorted(starts, off)).astype(np.int64)
     return th, n_words
 
 

@@ -82,3 +82,23 @@ def test_script_units_counted_in_the_runs_equal_counts_in_the_text() -> None:
         if name != "latin":
             assert (runs.str.count_matches(script.unit_pattern).to_list()
                     == texts.str.count_matches(script.unit_pattern).to_list()), name
+
+
+def test_token_hashes_equal_the_hashes_of_the_split_words() -> None:
+    """_token_hashes finds words in the byte buffer; they are what splitting on the separators gives."""
+    from filters._ngrams import _SEED, _token_hashes, tokens
+
+    r = random.Random(2)
+    alphabet = list("ab c.,!?\n\t_-xyZ漢字かλΔé ") + ["  ", "\u3000", "\u00a0", "\u212a"]
+    batches = [[], [""], [None], ["", "", "a"], ["a", ""], [" a "], ["...", "a.b"], [None, "x y", None]]
+    batches += [[None if r.random() < 0.05 else "".join(r.choice(alphabet) for _ in range(r.randrange(0, 40)))
+                 for _ in range(r.randrange(1, 12))] for _ in range(300)]
+    for batch in batches:
+        texts = pl.Series(batch, dtype=pl.String)
+        words = tokens(texts)
+        th, n_words = _token_hashes(texts)
+        flat = words.explode().drop_nulls()
+        assert n_words.tolist() == words.list.len().to_list()
+        assert th.tolist() == flat.hash(seed=_SEED).to_list()
+    sliced = pl.Series(["a b", "c  d", "e"]).slice(1, 2)
+    assert _token_hashes(sliced)[1].tolist() == [2, 1]
