@@ -198,31 +198,45 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def before_after(catalog: Path, mb: float, baseline: Path, repeat: int, work: Path) -> None:
-    """`r1f filter` of `baseline`'s code and of this code, alternating on fresh copies of one ingested catalog:
-    medians of CPU-seconds per MB and MB/s wall, and their ratios (a noisy machine moves both alike)."""
-    runs: dict[str, list[dict]] = {"before": [], "after": []}
+def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work: Path) -> None:
+    """`r1f filter` of `baseline`'s code and of this code, alternating on fresh copies of ingested catalogs of two
+    sizes ({MB of text: catalog}): medians of CPU-seconds per MB, MB/s wall, and the marginal CPU per MB (the
+    slope between the sizes: what a large corpus costs once imports, model loads and worker starts are paid),
+    with their ratios (a noisy machine moves both codes alike)."""
+    cpu: dict[tuple[str, float], list[float]] = {}
+    wall: dict[tuple[str, float], list[float]] = {}
     for _ in range(repeat):
-        for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
-            cat = work / f"catalog_{tag}"
-            shutil.rmtree(cat, ignore_errors=True)
-            shutil.copytree(catalog, cat)
-            env = dict(os.environ, PYTHONPATH=str(code))
-            runs[tag].append(run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat),
-                                          "--json"], env=env))
-            shutil.rmtree(cat, ignore_errors=True)
+        for mb, catalog in catalogs.items():
+            for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
+                cat = work / f"catalog_{tag}"
+                shutil.rmtree(cat, ignore_errors=True)
+                shutil.copytree(catalog, cat)
+                env = dict(os.environ, PYTHONPATH=str(code))
+                r = run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat), "--json"],
+                                env=env)
+                cpu.setdefault((tag, mb), []).append(r["cpu_s"])
+                wall.setdefault((tag, mb), []).append(r["wall_s"])
+                shutil.rmtree(cat, ignore_errors=True)
 
     def med(xs: list[float]) -> float:
         return sorted(xs)[len(xs) // 2]
 
-    fig = {t: (med([1000 * r["cpu_s"] / mb for r in rs]), med([mb / r["wall_s"] for r in rs])) for t, rs in runs.items()}
-    print(f"\n== before/after, `r1f filter` on the same catalog, {repeat} alternating runs each, medians")
-    for t, (cpu_ms, wall) in fig.items():
-        code = baseline.resolve() if t == "before" else ROOT
-        print(f"{t:<7} ({code}): {cpu_ms:5.0f} CPU-ms per MB ({1000 / cpu_ms:.1f} MB per CPU-second), "
-              f"{wall:5.1f} MB/s wall, projected {16e3 / wall / 60:.1f} min for 1M x 16 KB")
-    print(f"after/before: CPU per MB x{fig['after'][0] / fig['before'][0]:.2f}, "
-          f"MB/s wall x{fig['after'][1] / fig['before'][1]:.2f}")
+    small, big = sorted(catalogs)
+    print(f"\n== before/after, `r1f filter` on copies of the same catalogs ({small:.0f} and {big:.0f} MB), "
+          f"{repeat} alternating runs each, medians")
+    fig: dict[str, tuple[float, float, float]] = {}
+    for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
+        c_small, c_big = med(cpu[(tag, small)]), med(cpu[(tag, big)])
+        slope = 1000 * (c_big - c_small) / (big - small)  # CPU-ms per MB, fixed costs cancelled
+        fixed = c_big - slope * big / 1000
+        fig[tag] = (1000 * c_big / big, big / med(wall[(tag, big)]), slope)
+        print(f"{tag:<7} ({code}): {big:.0f} MB: {fig[tag][0]:4.0f} CPU-ms per MB, {fig[tag][1]:5.1f} MB/s wall; "
+              f"marginal {slope:4.0f} CPU-ms per MB ({1000 / slope:.1f} MB per CPU-second) + {fixed:.1f} CPU-s fixed; "
+              f"1M x 16 KB at the marginal rate: {16e3 * slope / 1000 / 60:.1f} CPU-minutes, "
+              f"{16e3 * slope / 1000 / 60 / 2:.1f} min on 2 fully used cores")
+    b, a = fig["before"], fig["after"]
+    print(f"after/before: CPU per MB x{a[0] / b[0]:.2f}, MB/s wall x{a[1] / b[1]:.2f}, marginal CPU per MB "
+          f"x{a[2] / b[2]:.2f}")
 
 
 def run_corpus(name: str, n: int, datatrove_docs: int, work: Path, baseline: Path | None = None,
@@ -240,6 +254,7 @@ def run_corpus(name: str, n: int, datatrove_docs: int, work: Path, baseline: Pat
 
     small = filter_path(corpus, max(1000, n // 4), work, "small")
     shutil.rmtree(small["catalog"], ignore_errors=True)
+    half = filter_path(corpus, n // 2, work, "half", keep_ingested=True) if baseline is not None else None
     full = filter_path(corpus, n, work, "full", keep_ingested=baseline is not None)
     f, ing, mb = full["filter"], full["ingest"], full["text_mb"]
     print(f"\n== r1f ingest --generations: {full['rows']} generations, {mb:.0f} MB in {ing['wall_s']:.1f} s wall "
@@ -258,8 +273,10 @@ def run_corpus(name: str, n: int, datatrove_docs: int, work: Path, baseline: Pat
                                   for k, v in full["summary"].items()))
     rerun = run_command([*R1F, "filter", str(RECIPE), "--catalog", str(full["catalog"]), "--json"])
     print(f"rerun over the same catalog (nothing new to decide; no text is read): {rerun['wall_s']:.1f} s wall")
-    if baseline is not None:
-        before_after(work / "catalog_full_ingested", mb, baseline, repeat, work)
+    if half is not None and baseline is not None:
+        shutil.rmtree(half["catalog"], ignore_errors=True)
+        before_after({half["text_mb"]: work / "catalog_half_ingested", mb: work / "catalog_full_ingested"},
+                     baseline, repeat, work)
 
     # The filter suite alone on the same texts: no catalog, no ingest, read straight from Parquet.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
