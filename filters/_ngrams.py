@@ -122,14 +122,22 @@ def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     word = _WORD_BYTE[data]  # separators are ASCII: they never sit inside a UTF-8 sequence
     nonempty = off[:-1] < off[1:]
     first, last = off[:-1][nonempty], off[1:][nonempty] - 1  # each text's first and last byte
-    start = word.copy()
-    start[1:] &= ~word[:-1]
+    # a word starts at a word byte after a separator (or a text's start) and ends before one; for booleans
+    # a > b is a and not b (in place: every temporary of a 16 MB batch costs page faults)
+    start = np.empty_like(word)
+    start[0] = word[0]
+    np.greater(word[1:], word[:-1], out=start[1:])
     start[first] = word[first]
-    end = word.copy()
-    end[:-1] &= ~word[1:]
+    end = np.empty_like(word)
+    end[-1] = word[-1]
+    np.greater(word[:-1], word[1:], out=end[:-1])
     end[last] = word[last]
     starts = np.flatnonzero(start)
-    lengths = np.flatnonzero(end) + 1 - starts
+    del start
+    lengths = np.flatnonzero(end)
+    del end
+    lengths += 1
+    lengths -= starts
     packed_off = np.zeros(len(starts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=packed_off[1:])
     packed = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(packed_off), pa.py_buffer(data[word]))
