@@ -2,27 +2,25 @@
 and running a judge or filter recipe with one progress display.
 
 Each package owns its commands (`catalogs/cli.py`, `factory/cli.py`, `judges/cli.py`, ...); the `r1f`
-face composes them. This module imports only typer and rich, so `r1f --help` stays fast.
+face composes them. This module imports only typer and rich; its typer-free half (the consoles, JSON and
+tables, opening the catalog) is `catalogs/clibase.py`, re-exported here.
 """
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
-if TYPE_CHECKING:
-    from rich.table import Table
+from .clibase import console as console
+from .clibase import err as err
+from .clibase import open_catalog as open_catalog
+from .clibase import print_json as print_json
+from .clibase import print_user_error as print_user_error
+from .clibase import table as table
 
-    from .store import Catalog
-
-console = Console()
 _Local = TypeVar("_Local", bound="Callable[..., Any] | None")  # the local runner: None when the caller is it
-err = Console(stderr=True)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", envvar="R1F_CATALOG",
                                           help="Catalog folder (created by the first ingest).")]
@@ -70,27 +68,6 @@ def stage_runner(local: _Local, engines: dict[str, Callable[..., Any]], engine: 
 def command_group() -> typer.Typer:
     """A package's own Typer app; the face copies its commands into `r1f`."""
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def open_catalog(catalog: Path, create: bool = False, lock_timeout: float = 60.0) -> Catalog:
-    from .store import Catalog
-
-    return Catalog(catalog, create=create, lock_timeout=lock_timeout)
-
-
-def table(title: str | None, rows: list[dict[str, Any]]) -> Table:
-    from rich.table import Table
-
-    out = Table(title=title, title_justify="left")
-    for col in (rows[0].keys() if rows else []):
-        out.add_column(str(col), overflow="fold")
-    for r in rows:
-        out.add_row(*("" if v is None else str(v) for v in r.values()))
-    return out
 
 
 def run_stage(runner: Callable[..., dict[str, dict[str, int]]], spec: Any, catalog: Path, as_json: bool,
