@@ -14,10 +14,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import clibase
 from .clibase import open_catalog, print_json, table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 # ---------------------------------------------------------------------------------------------- the commands
@@ -28,11 +31,11 @@ def show(id: str, full: bool, catalog: Path, lock_timeout: float, as_json: bool)
     if as_json:
         print_json(data)
         return
-    _render_show(data)
+    render_show(data, clibase.console)
 
 
-def _render_show(data: dict[str, Any]) -> None:
-    console, kind = clibase.console, data["type"]
+def render_show(data: dict[str, Any], console: Console) -> None:
+    kind = data["type"]
     if kind == "generation":
         p, run = data["prompt"] or {}, data["run"] or {}
         console.rule(f"generation {data['generation_id']}")
