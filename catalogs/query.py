@@ -18,6 +18,12 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = N
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
+def _ordered(rows: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
+    """`ORDER BY keys` (NULLS LAST, ties as scanned), done here: a generation's few verdicts, decisions, releases
+    and edits sort in microseconds, while DuckDB's first sort in a process costs `show` a few milliseconds."""
+    return sorted(rows, key=lambda row: [(row[k] is None, row[k]) for k in keys])
+
+
 def _json_field(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
@@ -95,18 +101,18 @@ def _show_generation(catalog: Catalog, con: duckdb.DuckDBPyConnection, gid: str,
         "type": "generation", **gen, **texts,
         "prompt": _prompt_record(con, gen["prompt_id"]),
         "run": _decode_run(run[0]) if run else None,
-        "verdicts": [dict(v, details=_json_field(v["details"])) for v in _rows(
+        "verdicts": [dict(v, details=_json_field(v["details"])) for v in _ordered(_rows(
             con, "SELECT judge, judge_version, score, passed, reason, details, created_at FROM verdicts "
-                 "WHERE generation_id = ? ORDER BY judge, judge_version", [gid])],
-        "filter_decisions": [dict(f, params=_json_field(f["params"])) for f in _rows(
+                 "WHERE generation_id = ?", [gid]), "judge", "judge_version")],
+        "filter_decisions": [dict(f, params=_json_field(f["params"])) for f in _ordered(_rows(
             con, "SELECT filter, filter_version, params_hash, passed, reason, value, params, created_at "
-                 "FROM filter_decisions WHERE generation_id = ? ORDER BY filter, filter_version", [gid])],
-        "releases": _rows(con, "SELECT release_name, position FROM release_members WHERE generation_id = ? "
-                               "ORDER BY release_name", [gid]),
+                 "FROM filter_decisions WHERE generation_id = ?", [gid]), "filter", "filter_version")],
+        "releases": _ordered(_rows(con, "SELECT release_name, position FROM release_members WHERE generation_id = ?",
+                                   [gid]), "release_name"),
         # A human edit is a generation of its own: the original it came from, and the edits made of this one.
         "edit_of": _edit_parent(catalog, con, gen.get("parent_id"), full_text, preview_chars),
-        "edits": _rows(con, "SELECT generation_id, edited_by, edited_at FROM generation_meta WHERE parent_id = ? "
-                            "ORDER BY edited_at, generation_id", [gid]),
+        "edits": _ordered(_rows(con, "SELECT generation_id, edited_by, edited_at FROM generation_meta "
+                                     "WHERE parent_id = ?", [gid]), "edited_at", "generation_id"),
     }
 
 

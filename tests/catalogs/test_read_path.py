@@ -115,3 +115,37 @@ def test_the_entry_points_parser_agrees_with_typer(env_catalog: str | None, monk
     assert taken >= 15  # the plain forms do take the fast path
     for argv in ([], ["ingest", "f"], ["show"], ["show", "a", "--bogus"], ["show", "--help"], ["stats", "extra"]):
         assert parse(argv) is None, argv
+
+
+def test_show_lists_come_in_the_order_sql_gives(tmp_path: Path) -> None:
+    """`show` sorts a generation's verdicts, filter decisions, releases and edits itself: as ORDER BY would."""
+    from catalogs.query import show, sql
+    from releases.release import create_release
+    from review.decisions import Decision, apply
+    from tests.catalogs.test_roundtrip import build
+
+    cat, _ = build(tmp_path)
+    gid = sql(cat, "SELECT generation_id FROM generation_meta ORDER BY 1 LIMIT 1")[1][0][0]
+    cat.add_verdicts([{"generation_id": gid, "judge": judge, "judge_version": version, "score": 1.0, "passed": True,
+                       "reason": "ok", "details": {}}
+                      for judge, version in (("z", "2"), ("a", "10"), ("z", "10"), ("a", "9"), ("é", "1"))])
+    cat.add_filter_decisions([{"generation_id": gid, "filter": name, "filter_version": "1", "params_hash": phash,
+                               "passed": True, "reason": "ok", "value": 0.0}
+                              for name, phash in (("length", "h2"), ("dedup", "h1"), ("length", "h1"))])
+    for name in ("zeta", "alpha", "mid"):
+        create_release(cat, name, where="true")
+    apply(cat, [Decision(generation_id=gid, reviewer=who, decision="edit", reasoning=f"By {who}.",
+                         answer="\\boxed{0}") for who in ("bo", "al")])
+    data = show(cat, gid)
+
+    def rows(query: str) -> list[tuple[object, ...]]:
+        return sql(cat, query.replace("GID", f"'{gid}'"))[1]
+
+    assert [(v["judge"], v["judge_version"]) for v in data["verdicts"]] == rows(
+        "SELECT judge, judge_version FROM verdicts WHERE generation_id = GID ORDER BY judge, judge_version")
+    assert [(f["filter"], f["filter_version"]) for f in data["filter_decisions"]] == rows(
+        "SELECT filter, filter_version FROM filter_decisions WHERE generation_id = GID ORDER BY filter, filter_version")
+    assert [r["release_name"] for r in data["releases"]] == ["alpha", "mid", "zeta"]
+    assert [(e["generation_id"], e["edited_at"]) for e in data["edits"]] == rows(
+        "SELECT generation_id, edited_at FROM generation_meta WHERE parent_id = GID ORDER BY edited_at, generation_id")
+    assert len(data["verdicts"]) == 8 and len(data["filter_decisions"]) == 4 and len(data["edits"]) == 2
