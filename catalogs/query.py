@@ -142,18 +142,21 @@ def _preview(text: str, n: int) -> str:
 
 def sql(catalog: Catalog, query: str, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only SELECT over the documented views."""
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise CatalogError(f"SQL does not parse: {str(exc).splitlines()[0]}") from None
-    if len(statements) != 1:
-        raise CatalogError(f"give exactly one SQL statement (got {len(statements)}).")
-    stype = statements[0].type.name
-    if stype not in ALLOWED_STATEMENTS:
-        raise CatalogError(f"r1f sql is read-only: a {stype} statement is not allowed. Query the views "
-                           f"(prompts, runs, generations, verdicts, filter_decisions, releases, release_members) "
-                           f"with SELECT.")
-    with catalog.reader() as con:
+
+    def read_only(con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            statements = con.extract_statements(query)
+        except duckdb.Error as exc:
+            raise CatalogError(f"SQL does not parse: {str(exc).splitlines()[0]}") from None
+        if len(statements) != 1:
+            raise CatalogError(f"give exactly one SQL statement (got {len(statements)}).")
+        stype = statements[0].type.name
+        if stype not in ALLOWED_STATEMENTS:
+            raise CatalogError(f"r1f sql is read-only: a {stype} statement is not allowed. Query the views "
+                               f"(prompts, runs, generations, verdicts, filter_decisions, releases, "
+                               f"release_members) with SELECT.")
+
+    with catalog.reader(first=read_only) as con:
         try:
             cur = con.execute(query)
         except duckdb.Error as exc:

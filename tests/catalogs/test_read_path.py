@@ -149,3 +149,25 @@ def test_show_lists_come_in_the_order_sql_gives(tmp_path: Path) -> None:
     assert [(e["generation_id"], e["edited_at"]) for e in data["edits"]] == rows(
         "SELECT generation_id, edited_at FROM generation_meta WHERE parent_id = GID ORDER BY edited_at, generation_id")
     assert len(data["verdicts"]) == 8 and len(data["filter_decisions"]) == 4 and len(data["edits"]) == 2
+
+
+def test_a_bad_query_fails_before_any_wait_on_the_lock(catalog: tuple[Path, str]) -> None:
+    """`r1f sql` parses its query before it opens the catalog: a typo is answered while a writer holds the file,
+    with the parse error (not the lock's)."""
+    import textwrap
+
+    cat, _ = catalog
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, duckdb
+        con = duckdb.connect({str(cat / "catalog.duckdb")!r})
+        print("open", flush=True)
+        sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
+        for query, message in (("SELEC 1", "SQL does not parse"), ("DROP TABLE prompts", "read-only"),
+                               ("SELECT 1; SELECT 2", "exactly one"), ("SELECT 1", "Could not set lock")):
+            proc = r1f("sql", query, "--lock-timeout", "0.5", catalog=cat, check=False)
+            assert proc.returncode == 2 and message in proc.stderr, (query, proc.stderr)
+    finally:
+        writer.kill()
