@@ -24,7 +24,14 @@ from pydantic import Field
 
 from catalogs.errors import UserError
 from filters._ngrams import word_ngram_hashes
-from filters.base import FilterParams, apply_with_input_errors, decisions, prepare_batch, validate_params
+from filters.base import (
+    FilterParams,
+    FilterSpec,
+    apply_with_input_errors,
+    decisions,
+    prepare_batch,
+    validate_params,
+)
 
 VERSION = "1"
 NAME = "decontamination"
@@ -219,3 +226,7 @@ def decontamination(batch: Any, params: DecontaminationParams | dict[str, Any], 
                     ) -> pl.DataFrame:
     """One-shot form: build (or reuse) the index and decide one batch."""
     return Decontaminator(params, index)(batch)
+
+
+FILTER = FilterSpec(NAME, VERSION, "stateful", DecontaminationParams, factory=Decontaminator,
+                    path_params=("benchmark_files",))

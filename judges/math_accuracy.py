@@ -20,6 +20,7 @@ from typing import Any
 
 from catalogs.boxed import last_boxed
 from catalogs.records import Sample, Verdict, verdict
+from judges.base import JudgeSpec, params_model
 
 NAME = "math_accuracy"
 VERSION = "2"  # 2: the one box extractor (catalogs/boxed.py); it reads `\boxed {x}` as x
@@ -291,3 +292,6 @@ def judge_many(samples: Sequence[Sample], workers: int = 2, *, timeout_s: float 
     workers = max(1, min(workers, os.cpu_count() or 1, len(samples)))
     with VerifyPool(workers=workers, timeout_s=timeout_s) as pool:
         return pool.run(samples)
+
+
+JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge, many=judge_many)
