@@ -162,7 +162,7 @@ def validate_nested(model: type[M], data: Any) -> M:
     except ValidationError as exc:
         allowed = sorted(model.model_fields)
         errors = [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"], {"allowed": allowed})
-                                   if e["type"] == "extra_forbidden" else e["type"],  # type: ignore[typeddict-item]
+                                   if e["type"] == "extra_forbidden" else e["type"],
                                    loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
                   for e in exc.errors()]
         raise ValidationError.from_exception_data(exc.title, errors) from None
