@@ -73,12 +73,11 @@ def command_group() -> typer.Typer:
 
 
 def stage_command(name: str, recipe_help: str, doc: str, engines: dict[str, Callable[..., Any]],
-                  stage: Callable[[], tuple[Any, Callable[..., dict[str, dict[str, int]]]]],
-                  key: str, title: str) -> typer.Typer:
+                  recipe_model: str, runner: str, key: str, title: str) -> typer.Typer:
     """The command group of a stage that runs a recipe over the catalog's generations (`r1f judge`, `r1f filter`):
-    one command `name RECIPE` with --catalog, --json, --engine, --address and --workers. `stage()` gives the
-    recipe model and the local runner, imported when the command runs; `engines` are the stage's other engines
-    (see pick_engine); `key` and `title` head the table of counts."""
+    one command `name RECIPE` with --catalog, --json, --engine, --address and --workers. `recipe_model` and the
+    local `runner` are "module:attr" names, imported when the command runs (so `r1f --help` imports no stage);
+    `engines` are the stage's other engines (see pick_engine); `key` and `title` head the table of counts."""
     app = command_group()
 
     def command(
@@ -92,13 +91,20 @@ def stage_command(name: str, recipe_help: str, doc: str, engines: dict[str, Call
     ) -> None:
         from .recipes import load_model
 
-        model, local = stage()
+        model, local = (_attr(ref) for ref in (recipe_model, runner))
         run_stage(stage_runner(local, engines, engine, address, workers), load_model(recipe, model), catalog,
                   as_json, key, title)
 
     command.__doc__ = doc
     app.command(name=name)(command)
     return app
+
+
+def _attr(ref: str) -> Any:
+    from importlib import import_module
+
+    module, _, attr = ref.partition(":")
+    return getattr(import_module(module), attr)
 
 
 def print_json(data: Any) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from catalogs.clikit import stage_command
 
@@ -10,14 +9,8 @@ from catalogs.clikit import stage_command
 # the r1f face loads it, so the filters never import it.
 ENGINES: dict[str, Callable[..., dict[str, dict[str, int]]]] = {}
 
-
-def _stage() -> tuple[Any, Callable[..., dict[str, dict[str, int]]]]:
-    from filters.run import FilterRecipe, filter_catalog
-
-    return FilterRecipe, filter_catalog
-
-
 app = stage_command(
     "filter", "YAML: `filters: [{name, params, where}]`, optional `where`. See recipes/filters_r1.yaml.",
     "Run the recipe's filters; one decision per generation and filter, with the reason and measured value. "
-    "Changing one filter's params recomputes only that filter.", ENGINES, _stage, "filter", "filters")
+    "Changing one filter's params recomputes only that filter.", ENGINES, "filters.run:FilterRecipe",
+    "filters.run:filter_catalog", "filter", "filters")
