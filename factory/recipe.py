@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from backends.config import BackendConfig
 from catalogs.errors import RecipeError
 from catalogs.recipes import Strict as _Strict
-from catalogs.recipes import parse_model, read_yaml
+from catalogs.recipes import parse_model, read_yaml, resolve_path
 
 
 class PromptSelection(_Strict):
@@ -164,14 +164,8 @@ class Recipe(_Strict):
         return self.budget.max_round_size or self.budget.max_samples
 
     def resolve(self, path: str | None) -> Path | None:
-        if path is None:
-            return None
-        p = Path(os.path.expanduser(path))
-        if not p.is_absolute() and self.source_path is not None:
-            candidate = self.source_path.parent / p
-            if candidate.exists() or not p.exists():
-                p = candidate
-        return p
+        """A path written in the recipe, by the one rule of `catalogs.recipes.resolve_path`."""
+        return None if path is None else resolve_path(path, self.source_path)
 
     def sampling_params(self) -> dict[str, Any]:
         """What goes into the run id: change any of it and it is a new run."""
@@ -201,9 +195,7 @@ def _resolve_model_path(recipe: Recipe) -> None:
     model = recipe.backend.model
     if recipe.backend.name != "vllm" or not model.startswith(("./", "../")) or recipe.source_path is None:
         return
-    beside = (recipe.source_path.parent / model).resolve()
-    here = Path(model).resolve()
-    recipe.backend.model = str(beside if beside.exists() or not here.exists() else here)
+    recipe.backend.model = str(resolve_path(model, recipe.source_path))
 
 
 # ---------------------------------------------------------------------------------------------------

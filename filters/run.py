@@ -14,7 +14,7 @@ import polars as pl
 from pydantic import Field, ValidationInfo, field_validator
 
 from catalogs.ids import canonical_json
-from catalogs.recipes import Strict, recipe_dir, resolve_paths, validate_nested
+from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
 from catalogs.stage import Step, Work, run_steps
 from filters.registry import FILTERS, get_filter, make_filter, params_hash, resolve_params
 
@@ -33,7 +33,7 @@ class FilterStep(Strict):
         if spec is None:
             return params
         validate_nested(spec.params, params)
-        return resolve_paths(params, spec.path_params, recipe_dir(info))
+        return resolve_paths(params, spec.path_params, recipe_file_of(info))
 
 
 class FilterRecipe(Strict):

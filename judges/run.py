@@ -15,7 +15,7 @@ import polars as pl
 from pydantic import Field, ValidationInfo, field_validator
 
 from backends.config import BackendConfig
-from catalogs.recipes import Strict, recipe_dir, resolve_paths, validate_nested
+from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
 from catalogs.records import Sample, Verdict, sample_from_row
 from catalogs.stage import Step, Work, run_steps
 from judges.base import BatchJudge, JudgeSpec
@@ -43,7 +43,7 @@ class JudgeStep(Strict):
         if spec is None:
             return params
         validate_nested(spec.params, params)
-        return resolve_paths(params, spec.path_params, recipe_dir(info))
+        return resolve_paths(params, spec.path_params, recipe_file_of(info))
 
 
 class JudgeRecipe(Strict):
