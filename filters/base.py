@@ -75,7 +75,7 @@ class FilterSpec:
     fn: Callable[..., pl.DataFrame] | None = None
     factory: Callable[[Any], Callable[..., pl.DataFrame]] | None = None
     first_pass: Callable[[Any], Callable[[pl.DataFrame], Any]] | None = None
-    # Params that name files: relative paths in a recipe are read from the recipe's folder.
+    # Params that name files: a relative path in a recipe file is resolved by catalogs.recipes.resolve_path.
     path_params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -62,7 +62,7 @@ class JudgeSpec:
     open: Callable[..., BatchJudge] | None = None  # model: (client or None, **params) -> batch judge
     # The version verdicts are stored under, where a param changes what the judge is (the LLM judge's prompt).
     version_of: Callable[[Mapping[str, Any]], str] | None = None
-    # Params that name files: relative paths in a recipe are read from the recipe's folder.
+    # Params that name files: a relative path in a recipe file is resolved by catalogs.recipes.resolve_path.
     path_params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
