@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from catalogs.ids import canonical_json
 from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
-from catalogs.stage import Step, Work, run_steps
+from catalogs.stage import StageStore, Step, Work, run_steps
 from filters.registry import FILTERS, get_filter, make_filter, params_hash, resolve_params
 
 
@@ -49,7 +49,7 @@ class FilterRecipe(Strict):
     flush_rows: int = Field(default=50_000, ge=1)
 
 
-class FilterStore(Protocol):
+class FilterStore(StageStore, Protocol):
     """What filtering needs from the catalog (catalogs.store.Catalog; the Ray driver hands in the same)."""
 
     def require_generations(self, verb: str) -> None: ...

@@ -125,7 +125,7 @@ class RewardModelScorer:
         return out
 
     def score(self, samples: Sequence[Sample], aspect: str) -> list[Verdict]:
-        name = f"{aspect}_rm"
+        name = aspect  # the judge's own name: the catalog finds the verdict under it (a rerun judges nothing)
         texts = [text_for(s, aspect) for s in samples]
         idx = [i for i, t in enumerate(texts) if t]
         rewards = dict(zip(idx, self.rewards([(samples[i].problem, texts[i]) for i in idx])))

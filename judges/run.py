@@ -17,7 +17,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from backends.config import BackendConfig
 from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
 from catalogs.records import Sample, Verdict, sample_from_row
-from catalogs.stage import Step, Work, run_steps
+from catalogs.stage import StageStore, Step, Work, run_steps
 from judges.base import BatchJudge, JudgeSpec
 from judges.registry import get_judge, registered
 
@@ -55,7 +55,7 @@ class JudgeRecipe(Strict):
     batch_rows: int = Field(default=1000, ge=1)
 
 
-class JudgeStore(Protocol):
+class JudgeStore(StageStore, Protocol):
     """What judging needs from the catalog (catalogs.store.Catalog; the Ray driver hands in the same)."""
 
     def require_generations(self, verb: str) -> None: ...

@@ -96,7 +96,10 @@ def test_reward_model_judge_through_a_recipe(tiny_reward_model, tmp_path):
                       f"{os.path.relpath(tiny_reward_model, recipe.parent)}\n      threshold: -1000.0\n")
     assert judge_catalog(cat, load_model(recipe, JudgeRecipe)) == {"helpfulness": {"judged": 1, "passed": 1}}
     [v] = cat.verdicts().to_dicts()
-    assert v["reason"] == "scored" and json.loads(v["details"])["reward_model"] == tiny_reward_model.name
+    assert v["judge"] == "helpfulness" and v["reason"] == "scored"
+    assert json.loads(v["details"])["reward_model"] == tiny_reward_model.name
+    # The verdict is found again: a rerun scores nothing.
+    assert judge_catalog(cat, load_model(recipe, JudgeRecipe)) == {"helpfulness": {"judged": 0, "passed": 0}}
 
 
 def test_llm_rubric_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):
