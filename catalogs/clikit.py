@@ -70,6 +70,41 @@ def command_group() -> typer.Typer:
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
+def stage_command(name: str, recipe_help: str, doc: str, engines: dict[str, Callable[..., Any]],
+                  recipe_model: str, runner: str, key: str, title: str) -> typer.Typer:
+    """The command group of a stage that runs a recipe over the catalog's generations (`r1f judge`, `r1f filter`):
+    one command `name RECIPE` with --catalog, --json, --engine, --address and --workers. `recipe_model` and the
+    local `runner` are "module:attr" names, imported when the command runs (so `r1f --help` imports no stage);
+    `engines` are the stage's other engines (see pick_engine); `key` and `title` head the table of counts."""
+    app = command_group()
+
+    def command(
+        recipe: Path = typer.Argument(..., help=recipe_help),
+        catalog: CatalogOpt = DEFAULT_CATALOG,
+        as_json: JsonOpt = False,
+        engine: Annotated[str, engine_option("batches as tasks on a Ray cluster")] = "local",
+        address: AddressOpt = None,
+        workers: Annotated[int | None, typer.Option("--workers", min=1, help="--engine ray: batches in flight "
+                                                    "(default: the cluster's CPUs).")] = None,
+    ) -> None:
+        from .recipes import load_model
+
+        model, local = (_attr(ref) for ref in (recipe_model, runner))
+        run_stage(stage_runner(local, engines, engine, address, workers), load_model(recipe, model), catalog,
+                  as_json, key, title)
+
+    command.__doc__ = doc
+    app.command(name=name)(command)
+    return app
+
+
+def _attr(ref: str) -> Any:
+    from importlib import import_module
+
+    module, _, attr = ref.partition(":")
+    return getattr(import_module(module), attr)
+
+
 def run_stage(runner: Callable[..., dict[str, dict[str, int]]], spec: Any, catalog: Path, as_json: bool,
               key: str, title: str) -> dict[str, dict[str, int]]:
     """Run a judge or filter recipe over the catalog with the stage progress display, then print its counts."""

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from backends.config import BackendConfig
 from catalogs.errors import RecipeError
 from catalogs.recipes import Strict as _Strict
-from catalogs.recipes import parse_model, read_yaml
+from catalogs.recipes import parse_model, read_yaml, resolve_path
 
 
 class PromptSelection(_Strict):
@@ -93,7 +93,9 @@ class BudgetConfig(_Strict):
     max_round_size: int | None = Field(default=None, ge=1)
 
 
-class JudgeSpec(_Strict):
+class AcceptanceJudge(_Strict):
+    """A judge a generation recipe names to decide acceptance (judges/registry.py declares the judges)."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -120,7 +122,7 @@ class Recipe(_Strict):
     samples_per_prompt: int = Field(default=1, ge=1)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     # Judges that decide acceptance; all must pass. None: every sample is accepted.
-    judges: list[JudgeSpec] = Field(default_factory=list)
+    judges: list[AcceptanceJudge] = Field(default_factory=list)
     output: OutputConfig = Field(default_factory=OutputConfig)
     # Where the recipe came from; relative paths in it are resolved against this folder.
     source_path: Path | None = Field(default=None, exclude=True)
@@ -162,14 +164,8 @@ class Recipe(_Strict):
         return self.budget.max_round_size or self.budget.max_samples
 
     def resolve(self, path: str | None) -> Path | None:
-        if path is None:
-            return None
-        p = Path(os.path.expanduser(path))
-        if not p.is_absolute() and self.source_path is not None:
-            candidate = self.source_path.parent / p
-            if candidate.exists() or not p.exists():
-                p = candidate
-        return p
+        """A path written in the recipe, by the one rule of `catalogs.recipes.resolve_path`."""
+        return None if path is None else resolve_path(path, self.source_path)
 
     def sampling_params(self) -> dict[str, Any]:
         """What goes into the run id: change any of it and it is a new run."""
@@ -199,9 +195,7 @@ def _resolve_model_path(recipe: Recipe) -> None:
     model = recipe.backend.model
     if recipe.backend.name != "vllm" or not model.startswith(("./", "../")) or recipe.source_path is None:
         return
-    beside = (recipe.source_path.parent / model).resolve()
-    here = Path(model).resolve()
-    recipe.backend.model = str(beside if beside.exists() or not here.exists() else here)
+    recipe.backend.model = str(resolve_path(model, recipe.source_path))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,23 +11,21 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-import yaml
+from pydantic import Field
 
-from catalogs.errors import UserError
+from catalogs.errors import RecipeError, UserError
+from catalogs.recipes import Strict, load_model
 from catalogs.split import Markers
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DEFAULT_EXAMPLES = Path(__file__).parent / "examples" / "cold_start_examples.jsonl"
-STYLES = ("r1_zero", "cold_start", "reasoning", "non_reasoning")
+Style = Literal["r1_zero", "cold_start", "reasoning", "non_reasoning"]
+STYLES: tuple[str, ...] = get_args(Style)
 _STYLE_NEEDS = {"r1_zero": ("prompt",), "cold_start": ("prompt", "examples"), "reasoning": ("prompt",),
                 "non_reasoning": ("prompt",)}
 _PLACEHOLDER = re.compile(r"\{(prompt|examples|problem|reasoning|summary)\}")
-_FILE_KEYS = {
-    "name", "version", "style", "mode", "description", "required_placeholders", "markers", "system",
-    "user", "example", "boxed_instruction", "trivial_system", "trivial_user",
-}
 
 
 class TemplateError(UserError, ValueError):
@@ -166,26 +164,29 @@ def available_templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
 
 
+class TemplateFile(Strict):
+    """What a template file may hold; read with the one recipe loader, so errors name the file and line."""
+
+    name: str = Field(min_length=1)
+    version: str | int | float
+    style: Style
+    mode: Literal["chat", "plain"] = "chat"
+    description: str = ""
+    required_placeholders: list[str] | None = None
+    markers: dict[str, Any] | None = None
+    system: str | None = None
+    user: str = Field(min_length=1)
+    example: str | None = None
+    boxed_instruction: str | None = None
+    trivial_system: str | None = None
+    trivial_user: str | None = None
+
+
 def read_template_file(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateError(f"{path}: template file not found; check template.file in the recipe") from None
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
-    if not isinstance(data, dict):
-        raise TemplateError(f"{path}: a template file must be a YAML mapping")
-    unknown = set(data) - _FILE_KEYS
-    if unknown:
-        raise TemplateError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(_FILE_KEYS))}")
-    for key in ("name", "version", "style", "user"):
-        if not data.get(key):
-            raise TemplateError(f"{path}: {key}: required key is missing; add it")
-    if data["style"] not in STYLES:
-        raise TemplateError(f"{path}: style: {data['style']!r} is not a template style; use one of {', '.join(STYLES)}")
-    if data.get("mode", "chat") not in ("chat", "plain"):
-        raise TemplateError(f"{path}: mode: {data['mode']!r}; use chat or plain")
-    return data
+        return load_model(path, TemplateFile, what="template").model_dump()
+    except RecipeError as exc:
+        raise TemplateError(str(exc).replace("check the path", "check template.file in the recipe")) from None
 
 
 def _placeholders(text: str | None) -> set[str]:

@@ -4,17 +4,18 @@ The plots are drawn with matplotlib from the same facts the dataset card prints 
 report, the card and `r1f stats` cannot disagree. Each plot is a PNG embedded as base64: the file opens
 anywhere, offline, and the same PNGs go into the card's `assets/` when a release is published.
 
-matplotlib is imported inside the functions that draw, never at module import.
+matplotlib is imported inside the functions that draw, never at module import; the page is
+releases/templates/report.html, rendered with Jinja2 (autoescaped) at the end.
 """
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
 from typing import Any
 
+from catalogs.html import render_page
 from catalogs.store import Catalog
 
 from .release import release_facts
@@ -148,14 +149,10 @@ def figures(facts: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    if not rows:
-        return "<p class='none'>none</p>"
-    columns = columns or list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> dict[str, Any]:
+    """A table for the template: its column names and each row's cell texts (no rows: the template says none)."""
+    columns = columns or (list(rows[0]) if rows else [])
+    return {"columns": columns, "rows": [[_cell(r.get(c)) for c in columns] for r in rows]}
 
 
 def _cell(value: Any) -> str:
@@ -166,59 +163,36 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;color:#222;
-padding:0 1rem}h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}code{background:#f3f3f3;padding:0 .25rem}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:1.2rem}
-figure{margin:0;border:1px solid #e4e4e4;border-radius:6px;padding:.6rem;background:#fff}
-figure img{max-width:100%;height:auto;display:block}figcaption{font-size:.8rem;color:#666}
-table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1.2rem}td,th{border-bottom:1px solid #eee;
-padding:.25rem .6rem;text-align:left;vertical-align:top}th{background:#fafafa}.none{color:#888}
-.kpi{display:flex;gap:1rem;flex-wrap:wrap}.kpi div{border:1px solid #e4e4e4;border-radius:6px;padding:.5rem .9rem}
-.kpi b{display:block;font-size:1.3rem}
-"""
-
-
 def render_html(facts: dict[str, Any], pngs: dict[str, bytes]) -> str:
+    """The report page (releases/templates/report.html), every catalog value escaped as text."""
     name = facts["name"]
-    title = f"Release {name}" if name else "Catalog report"
-    esc = html.escape
     kpis = [("samples", f"{facts['members']:,}"), ("prompts", f"{facts['prompts']:,}"),
             ("generations in scope", f"{facts['scope_generations']:,}"),
             ("accept rate", f"{facts['members'] / facts['scope_generations']:.1%}"
              if facts["scope_generations"] else "–"),
             ("sources", str(len(facts["by_source"]))), ("models", str(len(facts["by_model"])))]
-    sub = (f"manifest sha256 <code>{esc(facts['manifest_sha256'])}</code> · " if name else
-           "every generation in the catalog; accepted = passed every judge and filter · ") + \
-        f"r1-factory {esc(facts['code_version'])}"
-    figs = "".join(
-        f"<figure><img alt='{esc(t)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-        f"<figcaption>{esc(t)}</figcaption></figure>" for t, png in pngs.items())
     runs = [{**{k: r[k] for k in ("run_id", "kind", "model", "backend", "template", "template_version")},
              "sampling": r["sampling"], "generations": r["generations"], "accepted / in release": r["in_release"]}
             for r in facts["runs"]]
     sections = [
-        ("Accept rate per source", _table(facts["accept_by_source"])),
-        ("Samples per domain and language", _table(
-            [{"domain": k, "samples": v} for k, v in facts["by_domain"].items()]) + _table(
-            [{"language": k, "samples": v} for k, v in facts["by_language"].items()])),
-        ("Generation runs", _table(runs)),
-        ("Rejection sampling", _table(facts["sampling"])),
-        ("Judges", _table(facts["judges"])),
-        ("Filters", _table(facts["filters"], ["filter", "versions", "params", "decided", "dropped", "pass_rate"])),
-        ("Drop reasons", _table(facts["drop_reasons"])),
-        ("Chain-of-thought length (characters) per domain", _table(facts["cot_chars"])),
+        ("Accept rate per source", [_table(facts["accept_by_source"])]),
+        ("Samples per domain and language", [
+            _table([{"domain": k, "samples": v} for k, v in facts["by_domain"].items()]),
+            _table([{"language": k, "samples": v} for k, v in facts["by_language"].items()])]),
+        ("Generation runs", [_table(runs)]),
+        ("Rejection sampling", [_table(facts["sampling"])]),
+        ("Judges", [_table(facts["judges"])]),
+        ("Filters", [_table(facts["filters"], ["filter", "versions", "params", "decided", "dropped", "pass_rate"])]),
+        ("Drop reasons", [_table(facts["drop_reasons"])]),
+        ("Chain-of-thought length (characters) per domain", [_table(facts["cot_chars"])]),
     ]
     if name:
         sections.append(("Excluded from the release (manifest)",
-                         _table(facts["manifest"]["excluded"], ["why", "failed_judges", "failed_filters",
-                                                                "generations"])))
-    body = "".join(f"<h2>{esc(h)}</h2>{t}" for h, t in sections)
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
-            f"<body><h1>{esc(title)}</h1><p class='sub'>{sub}</p>"
-            f"<div class='kpi'>{''.join(f'<div><b>{esc(v)}</b>{esc(k)}</div>' for k, v in kpis)}</div>"
-            f"<h2>Plots</h2><div class='grid'>{figs}</div>{body}</body></html>\n")
+                         [_table(facts["manifest"]["excluded"], ["why", "failed_judges", "failed_filters",
+                                                                 "generations"])]))
+    return render_page("releases", "report.html", name=name, title=f"Release {name}" if name else "Catalog report",
+                       manifest_sha256=facts.get("manifest_sha256"), code_version=facts["code_version"], kpis=kpis,
+                       figures=[(t, base64.b64encode(png).decode()) for t, png in pngs.items()], sections=sections)
 
 
 def write_report(catalog: Catalog, name: str | None, out: str | Path) -> Path:

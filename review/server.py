@@ -16,10 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from catalogs.errors import UserError
+from catalogs.html import render_page
 from catalogs.store import Catalog
 
 from .decisions import REJECT_REASONS, Decision, ReviewError, apply, reject_reason
-from .page import PAGE
 from .queue import Queue, summary
 
 MAX_BODY = 16 * 2**20
@@ -69,6 +69,9 @@ class ReviewApp:
 
 
 def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
+    # The page is the same for every request: review/templates/page.html, rendered once per server.
+    page = render_page("review", "page.html", reject_keys=len(REJECT_REASONS)).encode()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "r1f-review"
 
@@ -89,7 +92,7 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/":
-                self._send(200, PAGE.encode(), "text/html; charset=utf-8")
+                self._send(200, page, "text/html; charset=utf-8")
             elif path == "/api/state":
                 self._call(app.state)
             else:

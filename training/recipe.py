@@ -17,7 +17,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from backends.config import BackendConfig
 from catalogs.errors import RecipeError
-from catalogs.recipes import Strict, load_model
+from catalogs.recipes import Strict, load_model, resolve_path
 from factory.recipe import SamplingConfig, TemplateConfig
 
 # What r1-factory sets when a recipe does not: the paper's two epochs, loss on the assistant turn only.
@@ -111,14 +111,8 @@ class _Base(Strict):
     source_path: Path | None = Field(default=None, exclude=True)
 
     def resolve(self, path: str | None) -> Path | None:
-        """A relative path: beside the recipe if it exists there, else from the working directory."""
-        if path is None:
-            return None
-        p = Path(os.path.expanduser(path))
-        if p.is_absolute() or self.source_path is None:
-            return p
-        beside = self.source_path.parent / p
-        return beside if beside.exists() or not p.exists() else p
+        """A path written in the recipe, by the one rule of `catalogs.recipes.resolve_path`."""
+        return None if path is None else resolve_path(path, self.source_path)
 
     @property
     def where(self) -> str:
@@ -329,7 +323,7 @@ def _resolve_model(recipe: _TrainBase) -> None:
     """A relative local model path is relative to the recipe (else the working directory), stored absolute."""
     m = recipe.model
     if m.startswith(("./", "../", "~")):
-        recipe.model = str(recipe.resolve(m).resolve())  # type: ignore[union-attr]
+        recipe.model = str(resolve_path(m, recipe.source_path).resolve())
 
 
 class Stage(Strict):

@@ -75,6 +75,21 @@ def test_bad_examples_file_names_line(tmp_path: Path) -> None:
         load_template("cold_start", examples_file=ex)
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    ("name: t\nversion: 1\nstyle: reasoning\nuser: '{prompt}'\nsytem: be brief\n",
+     r"t\.yaml:5: sytem: unknown key; did you mean system\?"),
+    ("name: t\nversion: 1\nstyle: reasonin\nuser: '{prompt}'\n", r"t\.yaml:3: style: .*use one of the allowed"),
+    ("name: t\nversion: 1\nstyle: [reasoning\n", r"t\.yaml:4: not valid YAML"),
+    ("- name: t\n", r"t\.yaml: a template must be a YAML mapping"),
+])
+def test_bad_template_file_names_file_and_line(tmp_path: Path, body: str, expected: str) -> None:
+    from factory.templates import TemplateError
+
+    (tmp_path / "t.yaml").write_text(body)
+    with pytest.raises(TemplateError, match=expected):
+        load_template(file=tmp_path / "t.yaml")
+
+
 def test_reasoning_template_boxes_math_only() -> None:
     t = load_template("reasoning")
     math = t.render({"problem": "What is 3*4?", "domain": "math"})

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from catalogs import Catalog
+from catalogs.ingest import IngestOptions, ingest
+
+from tests.catalogs.helpers import write_generations
 
 from .test_publish import build_catalog, run_r1f
 
@@ -20,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests-artifacts"
 PLOTS = 7
+# Names a user gives (source, model, domain) that would run script in the page if they were inserted as markup.
+HOSTILE = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +33,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
 
 
 def render(page_html: Path, screenshot: Path) -> dict:
-    """Open the report in headless Chromium; what loaded, what the console said, a full-page screenshot."""
+    """Open the report in headless Chromium; what loaded, what the console said, any dialog a script opened, the
+    page's text and how many active elements (script, svg, iframe, object, embed) it has; a full-page screenshot."""
     from playwright.sync_api import sync_playwright
 
     messages: list[str] = []
@@ -41,6 +47,8 @@ def render(page_html: Path, screenshot: Path) -> dict:
             page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
                     else None)
             page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
             page.goto(page_html.as_uri(), wait_until="load")
@@ -48,11 +56,14 @@ def render(page_html: Path, screenshot: Path) -> dict:
                 "img", "els => els.map(e => ({alt: e.alt, complete: e.complete, w: e.naturalWidth, "
                        "h: e.naturalHeight, src: e.src.slice(0, 22)}))")
             title = page.title()
+            text = page.inner_text("body")
+            active = page.evaluate("document.querySelectorAll('script, svg, iframe, object, embed').length")
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
-    return {"images": images, "messages": messages, "title": title, "requests": requests}
+    return {"images": images, "messages": messages, "title": title, "requests": requests, "dialogs": dialogs,
+            "text": text, "active": active}
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -89,10 +100,33 @@ def test_catalog_report_and_an_odd_source_name(tmp_path: Path) -> None:
     out = tmp_path / "whole.html"
     run_r1f("report", "--out", str(out), "--catalog", str(cat.root))
     text = out.read_text(encoding="utf-8")
-    assert "Catalog report" in text and "web: forum\nposts #1 &#x27;quoted&#x27; | piped" in text
+    assert "Catalog report" in text and "web: forum\nposts #1 &#39;quoted&#39; | piped" in text
     seen = render(out, ARTIFACTS / "report-catalog.png")
     assert len(seen["images"]) == PLOTS and all(i["w"] > 0 for i in seen["images"])
     assert seen["messages"] == []
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_hostile_names_show_as_text(tmp_path: Path) -> None:
+    """Source, model and domain names and a judge's reasons come from users: the report shows them as text and
+    runs none of them."""
+    gens = tmp_path / "gens.jsonl"
+    write_generations(gens, n_prompts=2)
+    source, model, domain = HOSTILE
+    cat = Catalog(tmp_path / "cat")
+    ingest(cat, gens, IngestOptions(source=source, generations=True, model=model, domain=domain))
+    # Half accepted (so the domain shows), half dropped with a hostile reason (so the drop reasons show it).
+    cat.add_verdicts([{"generation_id": gid, "judge": "math_accuracy", "judge_version": "1", "score": float(ok),
+                       "passed": ok, "reason": "correct" if ok else source}
+                      for i, gid in enumerate(cat.generations()["generation_id"]) for ok in [i % 2 == 0]])
+    out = tmp_path / "hostile.html"
+    run_r1f("report", "--out", str(out), "--catalog", str(tmp_path / "cat"))
+    text = out.read_text(encoding="utf-8")
+    assert not any(h in text for h in HOSTILE)  # each is escaped in the file...
+    seen = render(out, ARTIFACTS / "report-hostile.png")
+    assert all(h in seen["text"] for h in HOSTILE), seen["text"]  # ...and reads as itself on the page
+    assert seen["dialogs"] == [] and seen["active"] == 0 and seen["messages"] == []
+    assert len(seen["images"]) == PLOTS
 
 
 def test_report_of_a_missing_release(catalog: Catalog, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """A real review server in its own process, and a real headless Chromium (Debian's package) to drive it."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,12 +23,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 JUDGE_RECIPE = "judges:\n  - name: math_accuracy\n  - name: format\nworkers: 1\n"
 
 
-def judged_catalog(tmp: Path, n_prompts: int = 3, per_prompt: int = 3) -> Path:
-    """Imported R1-style traces (sample 1 of each prompt has a wrong answer), judged by math and format."""
+def judged_catalog(tmp: Path, n_prompts: int = 3, per_prompt: int = 3, rows: list[dict] | None = None,
+                   source: str = "toy") -> Path:
+    """Imported R1-style traces (sample 1 of each prompt has a wrong answer; or `rows`), judged by math and
+    format."""
     data = tmp / "traces.jsonl"
-    write_generations(data, n_prompts=n_prompts, per_prompt=per_prompt)
+    if rows is None:
+        write_generations(data, n_prompts=n_prompts, per_prompt=per_prompt)
+    else:
+        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cat = tmp / "cat"
-    r1f("ingest", str(data), "--generations", "--model", "deepseek-r1", "--source", "toy", catalog=cat)
+    r1f("ingest", str(data), "--generations", "--model", "deepseek-r1", "--source", source, catalog=cat)
     recipe = tmp / "judge.yaml"
     recipe.write_text(JUDGE_RECIPE)
     r1f("judge", str(recipe), catalog=cat)

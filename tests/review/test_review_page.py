@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from tests.catalogs.helpers import r1f
+from tests.releases.test_report import HOSTILE
 from tests.review.helpers import ARTIFACTS, CHROMIUM, ROOT, browser, judged_catalog, review_server
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium package is not installed")
@@ -167,3 +168,32 @@ def test_two_reviewers_on_one_sample_both_kept(tmp_path) -> None:
         assert pb.inner_text("#agreement") == "0.0%"  # the judges passed it; bob rejected it
     kept = sorted((v["judge_version"], v["passed"], v["reason"]) for v in _human(_show(cat, gid)))
     assert kept == [("alice", True, "approved"), ("bob", False, "flawed_reasoning")]
+
+
+def test_hostile_sample_text_shows_as_text(tmp_path) -> None:
+    """A generation may contain anything: its text, its reference answer and its source show as text, and none of
+    it runs."""
+    script, img, svg = HOSTILE
+    problem, reasoning, answer = f"What is {script} times 7?", f"Let me think about {img} first.", f"\\boxed{{{svg}}}"
+    cat = judged_catalog(tmp_path, rows=[{"problem": problem, "answer": img,
+                                          "response": f"<think>\n{reasoning}\n</think>\n\n{answer}"}], source=script)
+    with review_server(cat) as url, browser() as b:
+        page = b.new_page()
+        messages: list[str] = []
+        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning")
+                else None)
+        page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+        page.on("dialog", lambda d: (messages.append(f"dialog: {d.message}"), d.dismiss()))
+        page.goto(url)
+        page.wait_for_selector("#answer")
+        assert page.inner_text("#problem") == problem
+        assert page.text_content("#reasoning-text") == reasoning
+        assert page.inner_text("#answer") == answer
+        assert page.inner_text("#reference") == img
+        assert script in page.inner_text("#prompt")
+        page.keyboard.press("e")
+        page.wait_for_selector("#edit-panel.open")
+        assert page.input_value("#edit-reasoning") == reasoning and page.input_value("#edit-answer") == answer
+        assert page.evaluate("document.querySelectorAll('img, svg, iframe, object, embed').length") == 0
+        assert page.evaluate("document.scripts.length") == 1  # the page's own
+        assert messages == []
