@@ -6,8 +6,10 @@ from typing import Any
 
 import duckdb
 
+from .errors import CatalogError
 from .ids import kind_of
-from .store import Catalog, CatalogError, one_row
+from .store_core import one_row
+from .store_prompts import PromptsAndGenerations  # the catalog's part these reads need; a Catalog is one
 
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 
@@ -28,7 +30,8 @@ def _json_field(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
-def show(catalog: Catalog, any_id: str, full_text: bool = False, preview_chars: int = 600) -> dict[str, Any]:
+def show(catalog: PromptsAndGenerations, any_id: str, full_text: bool = False,
+         preview_chars: int = 600) -> dict[str, Any]:
     """The whole lineage of one prompt, generation, run or release."""
     kind = kind_of(any_id)
     # A plain read-only connection: show needs no views, and must stay fast at millions of rows.
@@ -86,7 +89,7 @@ def _show_prompt(con: duckdb.DuckDBPyConnection, pid: str) -> dict[str, Any]:
     return {"type": "prompt", **p}
 
 
-def _show_generation(catalog: Catalog, con: duckdb.DuckDBPyConnection, gid: str, full_text: bool,
+def _show_generation(catalog: PromptsAndGenerations, con: duckdb.DuckDBPyConnection, gid: str, full_text: bool,
                      preview_chars: int) -> dict[str, Any]:
     g = _rows(con, "SELECT g.*, i.uri AS imported_from FROM generation_meta g LEFT JOIN ingests i USING (ingest_id) "
                    "WHERE g.generation_id = ?", [gid])
@@ -116,8 +119,8 @@ def _show_generation(catalog: Catalog, con: duckdb.DuckDBPyConnection, gid: str,
     }
 
 
-def _edit_parent(catalog: Catalog, con: duckdb.DuckDBPyConnection, parent_id: str | None, full_text: bool,
-                 preview_chars: int) -> dict[str, Any] | None:
+def _edit_parent(catalog: PromptsAndGenerations, con: duckdb.DuckDBPyConnection, parent_id: str | None,
+                 full_text: bool, preview_chars: int) -> dict[str, Any] | None:
     if not parent_id:
         return None
     rows = _rows(con, "SELECT shard, shard_row FROM generation_meta WHERE generation_id = ?", [parent_id])
@@ -140,7 +143,8 @@ def _preview(text: str, n: int) -> str:
     return f"{text[:half]}\n… [{len(text) - n} characters not shown; --full shows all] …\n{text[-half:]}"
 
 
-def sql(catalog: Catalog, query: str, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+def sql(catalog: PromptsAndGenerations, query: str,
+        limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only SELECT over the documented views."""
 
     def read_only(con: duckdb.DuckDBPyConnection) -> None:
@@ -166,7 +170,7 @@ def sql(catalog: Catalog, query: str, limit: int | None = None) -> tuple[list[st
     return cols, rows
 
 
-def stats(catalog: Catalog) -> dict[str, Any]:
+def stats(catalog: PromptsAndGenerations) -> dict[str, Any]:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
     with catalog.reader() as con:
         one = lambda q: one_row(con.execute(q))[0]

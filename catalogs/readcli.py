@@ -17,17 +17,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import clibase
-from .clibase import open_catalog, print_json, table
+from .clibase import print_json, table
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .store_prompts import PromptsAndGenerations
+
 
 # ---------------------------------------------------------------------------------------------- the commands
+def _open(catalog: Path, lock_timeout: float) -> PromptsAndGenerations:
+    """The catalog as `open_catalog` opens it, with only the part the reads need (prompts, runs and generations,
+    on the core): the other parts are code the read commands would import for nothing."""
+    from .store_prompts import PromptsAndGenerations
+
+    return PromptsAndGenerations(catalog, create=False, lock_timeout=lock_timeout)
+
+
 def show(id: str, full: bool, catalog: Path, lock_timeout: float, as_json: bool) -> None:
     from .query import show as run_show
 
-    data = run_show(open_catalog(catalog, lock_timeout=lock_timeout), id, full_text=full)
+    data = run_show(_open(catalog, lock_timeout), id, full_text=full)
     if as_json:
         print_json(data)
         return
@@ -94,7 +104,7 @@ def render_show(data: dict[str, Any], console: Console) -> None:
 def sql(query: str, limit: int, csv: bool, catalog: Path, lock_timeout: float, as_json: bool) -> None:
     from .query import sql as run_sql
 
-    cols, rows = run_sql(open_catalog(catalog, lock_timeout=lock_timeout), query,
+    cols, rows = run_sql(_open(catalog, lock_timeout), query,
                          limit=None if (as_json or csv or limit == 0) else limit + 1)
     if as_json:
         print_json([dict(zip(cols, r)) for r in rows])
@@ -114,7 +124,7 @@ def sql(query: str, limit: int, csv: bool, catalog: Path, lock_timeout: float, a
 def stats(catalog: Path, lock_timeout: float, as_json: bool) -> None:
     from .query import stats as run_stats
 
-    data = run_stats(open_catalog(catalog, lock_timeout=lock_timeout))
+    data = run_stats(_open(catalog, lock_timeout))
     if as_json:
         print_json(data)
         return
