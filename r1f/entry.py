@@ -28,8 +28,11 @@ VOLATILE_ENV = ("_", "OLDPWD", "PWD", "SHLVL")
 def main() -> None:
     args = sys.argv[1:]
     if args == ["--help"]:
-        if not _print_cached_help():
+        text = _cached_help()
+        if text is None:
             _render_help_and_cache()
+        else:
+            _run(lambda: _print(text))
         return
     if args and args[0] in READ_COMMANDS:
         from catalogs.readcli import parse
@@ -45,7 +48,8 @@ def main() -> None:
 
 
 def _run(command: Callable[[], None]) -> None:
-    """Run a read command and end as `r1f.cli.main` and typer would: a `UserError` prints one line and exits 2;
+    """Run a read command (or print the cached help) and end as `r1f.cli.main` and typer would: a `UserError`
+    prints one line and exits 2;
     Ctrl-C exits 130; a closed stdout (`r1f sql ... | head`) exits 1 quietly; anything else is a bug and keeps
     its traceback."""
     from catalogs.errors import UserError
@@ -108,19 +112,22 @@ def _stamp(path: str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
-def _print_cached_help() -> bool:
-    """Print the stored help text if it is still what typer would print; False if there is none or it is stale."""
+def _cached_help() -> str | None:
+    """The stored help text if it is still what typer would print; None if there is none or it is stale."""
     import json
 
     try:
         cached = json.loads(_help_cache().read_text(encoding="utf-8"))
         if cached["key"] != _help_key() or any(_stamp(path) != stamp for path, stamp in cached["files"]):
-            return False
-        text = cached["stdout"]
+            return None
+        return str(cached["stdout"])
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return None
+
+
+def _print(text: str) -> None:
     sys.stdout.write(text)
-    return True
+    sys.stdout.flush()  # here, so that a closed pipe ends as under typer (see _run), not at exit
 
 
 class _Tee:

@@ -192,6 +192,23 @@ def test_help_is_typers_text_from_the_cache(world: dict[str, object]) -> None:
     assert proc.returncode == 0 and "Usage: python -m r1f" in proc.stdout
 
 
+def test_help_into_a_closed_pipe_ends_as_under_typer(world: dict[str, object]) -> None:
+    """From the cache too: stdout is a pipe nobody reads any more."""
+    scripts = world["scripts"]
+    assert isinstance(scripts, dict)
+    env = {**os.environ, "COLUMNS": "100", "XDG_CACHE_HOME": str(Path(str(world["tmp"])) / "cache")}
+    assert _run(world, "lean", ["--help"])[0] == 0  # fills the cache
+    results = []
+    for which in ("lean", "typer"):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        proc = subprocess.run([sys.executable, str(scripts[which]), "--help"], stdout=write_end,
+                              stderr=subprocess.PIPE, env=env, timeout=120)
+        os.close(write_end)
+        results.append((proc.returncode, proc.stderr))
+    assert results[0] == results[1] and results[1][0] == 1
+
+
 def test_help_without_a_writable_cache_still_prints(world: dict[str, object], tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
