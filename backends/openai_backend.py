@@ -25,6 +25,7 @@ from typing import Any
 import openai
 
 from backends.base import BackendError, ChatRequest, Completion
+from catalogs.retry import retry_async
 
 log = logging.getLogger("backends.openai")
 
@@ -95,6 +96,10 @@ class _Malformed(Exception):
     """A 200 whose body is not a chat completion we can use."""
 
 
+class _TryAnother(Exception):
+    """An attempt on one of several endpoints failed in a way worth another try, on whichever endpoint is up."""
+
+
 class _Unreachable(BackendError):
     """The endpoint did not answer at all (nothing listens, or the network is down)."""
 
@@ -141,6 +146,8 @@ class _Endpoint:
         self.failures += 1
         self.failed += 1
         self.last_error = why
+        # Hand-written, not catalogs.retry: this rest belongs to the endpoint and is shared by every call that
+        # might pick it, while a retry policy's waits belong to one call's tries.
         rest = min(self.max_backoff_s, 0.5 * 2 ** (self.failures - 1)) * random.uniform(0.75, 1.0)
         if retry_after is not None:
             rest = min(max(rest, retry_after), 120.0)
@@ -459,58 +466,72 @@ class OpenAIBackend:
             c.latency_s = latency
         return comps
 
+    def _failure(self, exc: BaseException, url: str, req: ChatRequest, index: int) -> tuple[str, float | None]:
+        """What went wrong with one attempt, and the server's Retry-After (seconds) if it sent one: the one
+        reading of an attempt's error. A status no client retries (a 4xx but 408, 409, 429) is final: a
+        BackendError. An error that is not an attempt's failure is raised as it was."""
+        if isinstance(exc, openai.APIStatusError):
+            status, text = exc.status_code, exc.response.text
+            if not (status in RETRYABLE_STATUS or status >= 500):
+                raise BackendError(
+                    f"{url} rejected request {index} (key={req.key!r}) with HTTP {status}: "
+                    f"{self._scrub(text[:500])}. This is not retried; fix the request or the recipe."
+                ) from None
+            try:
+                retry_after: float | None = float(exc.response.headers.get("retry-after") or "")
+            except ValueError:
+                retry_after = None
+            return f"HTTP {status}: {text[:200]}", retry_after
+        if isinstance(exc, openai.APITimeoutError):  # before its base class, APIConnectionError
+            return f"timeout after {self.timeout.read} s read timeout", None
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return f"connection failure ({type(cause).__name__}: {cause})", None
+        if isinstance(exc, _Malformed):
+            return str(exc), None
+        raise exc
+
+    def _completions(self, raw: Any, n: int) -> tuple[list[Completion], int | None, int | None]:
+        """The completions of a 200. The client hands back any 200 as success; a body that is not a usable
+        completion (a proxy's error page, a half-written JSON) is `_Malformed`, ours to retry."""
+        try:
+            data = raw.http_response.json()
+        except ValueError:
+            raise _Malformed("malformed response body: not JSON") from None
+        return self._parse(data, n)
+
     async def _post(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
         if self.endpoints:
             return await self._post_balanced(req, n, seed, index)
         state = self._loop_state()
         url = f"{self.base_url}/chat/completions"
         model, messages, body, call = self._request(req, n, seed, index)
+
+        async def attempt() -> tuple[list[Completion], int | None, int | None]:
+            # The client retries failed HTTP attempts by itself; a retry of ours (a malformed body) gets what
+            # is left of the same budget, max_retries in all.
+            client = state.client if not call.attempts else state.client.with_options(
+                max_retries=self.max_retries - call.attempts)
+            try:
+                # Everything but model and messages goes as extra_body: the body is then exactly
+                # what we built, request extras merged last, whatever the client's typed params are.
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=model, messages=messages, extra_body=body, extra_headers=self._auth_override())
+                return self._completions(raw, n)
+            except Exception as exc:
+                failure, _ = self._failure(exc, url, req, index)
+                if not isinstance(exc, _Malformed) or call.attempts >= self.max_retries + 1:
+                    raise self._gave_up(url, req, index, call.attempts, failure) from None
+                call.last = failure
+                raise
+
         token = _CALL.set(call)
         start = time.perf_counter()
-        client = state.client
         try:
             async with _slot(state.semaphore):
-                while True:
-                    try:
-                        # Everything but model and messages goes as extra_body: the body is then exactly
-                        # what we built, request extras merged last, whatever the client's typed params are.
-                        raw = await client.chat.completions.with_raw_response.create(
-                            model=model, messages=messages, extra_body=body,
-                            extra_headers=self._auth_override())
-                    except openai.APIStatusError as exc:
-                        status, text = exc.status_code, exc.response.text
-                        if status in RETRYABLE_STATUS or status >= 500:
-                            raise self._gave_up(url, req, index, call.attempts,
-                                                f"HTTP {status}: {text[:200]}") from None
-                        raise BackendError(
-                            f"{url} rejected request {index} (key={req.key!r}) with HTTP {status}: "
-                            f"{self._scrub(text[:500])}. This is not retried; fix the request or the recipe."
-                        ) from None
-                    except openai.APITimeoutError:
-                        raise self._gave_up(url, req, index, call.attempts,
-                                            f"timeout after {self.timeout.read} s read timeout") from None
-                    except openai.APIConnectionError as exc:
-                        cause = exc.__cause__ or exc
-                        raise self._gave_up(url, req, index, call.attempts,
-                                            f"connection failure ({type(cause).__name__}: {cause})") from None
-                    # The client hands back any 200 as success; a body that is not a usable
-                    # completion (a proxy's error page, a half-written JSON) is ours to retry.
-                    try:
-                        try:
-                            data = raw.http_response.json()
-                        except ValueError:
-                            raise _Malformed("malformed response body: not JSON") from None
-                        comps, p_tok, c_tok = self._parse(data, n)
-                    except _Malformed as exc:
-                        left = self.max_retries + 1 - call.attempts
-                        if left <= 0:
-                            raise self._gave_up(url, req, index, call.attempts, str(exc)) from None
-                        call.last = str(exc)
-                        # The client's own schedule: 0.5 s doubling to 8 s, less up to 25% jitter.
-                        await asyncio.sleep(min(8.0, 0.5 * 2 ** (call.attempts - 1)) * random.uniform(0.75, 1.0))
-                        client = state.client.with_options(max_retries=left - 1)
-                        continue
-                    break
+                # The client's own schedule for our retries: a wait doubling from 0.5 s to 8 s, with jitter.
+                comps, p_tok, c_tok = await retry_async(attempt, when=lambda e: isinstance(e, _Malformed),
+                                                        first_s=0.5, max_s=8.0)
             return self._done(call, comps, p_tok, c_tok, start)
         finally:
             _CALL.reset(token)
@@ -528,53 +549,36 @@ class OpenAIBackend:
     async def _post_balanced(self, req: ChatRequest, n: int, seed: int | None, index: int) -> list[Completion]:
         state = self._loop_state()
         model, messages, body, call = self._request(req, n, seed, index)
+
+        async def attempt() -> tuple[list[Completion], int | None, int | None]:
+            i = await self._pick()
+            ep = self.endpoints[i]
+            call.url = ep.url
+            url = f"{ep.url}/chat/completions"
+            ep.in_flight += 1
+            try:
+                raw = await state.clients[i].chat.completions.with_raw_response.create(
+                    model=model, messages=messages, extra_body=body, extra_headers=self._auth_override())
+                out = self._completions(raw, n)
+            except Exception as exc:
+                failure, retry_after = self._failure(exc, url, req, index)
+                rest = ep.fail(failure, retry_after)
+                call.last = f"{failure}; {ep.url} rests {rest:.1f} s"
+                if call.attempts >= self.max_retries + 1:
+                    raise self._gave_up(url, req, index, call.attempts, failure) from None
+                raise _TryAnother(failure) from None
+            finally:
+                ep.in_flight -= 1
+            ep.ok()
+            return out
+
         token = _CALL.set(call)
         start = time.perf_counter()
         try:
             async with _slot(state.semaphore):
-                while True:
-                    i = await self._pick()
-                    ep = self.endpoints[i]
-                    call.url = ep.url
-                    url = f"{ep.url}/chat/completions"
-                    retry_after = None
-                    ep.in_flight += 1
-                    try:
-                        raw = await state.clients[i].chat.completions.with_raw_response.create(
-                            model=model, messages=messages, extra_body=body, extra_headers=self._auth_override())
-                        try:
-                            data = raw.http_response.json()
-                        except ValueError:
-                            raise _Malformed("malformed response body: not JSON") from None
-                        comps, p_tok, c_tok = self._parse(data, n)
-                    except openai.APIStatusError as exc:
-                        status, text = exc.status_code, exc.response.text
-                        if not (status in RETRYABLE_STATUS or status >= 500):
-                            raise BackendError(
-                                f"{url} rejected request {index} (key={req.key!r}) with HTTP {status}: "
-                                f"{self._scrub(text[:500])}. This is not retried; fix the request or the recipe."
-                            ) from None
-                        failure = f"HTTP {status}: {text[:200]}"
-                        try:
-                            retry_after = float(exc.response.headers.get("retry-after") or "")
-                        except ValueError:
-                            retry_after = None
-                    except openai.APITimeoutError:
-                        failure = f"timeout after {self.timeout.read} s read timeout"
-                    except openai.APIConnectionError as exc:
-                        cause = exc.__cause__ or exc
-                        failure = f"connection failure ({type(cause).__name__}: {cause})"
-                    except _Malformed as exc:
-                        failure = str(exc)
-                    else:
-                        ep.ok()
-                        break
-                    finally:
-                        ep.in_flight -= 1
-                    rest = ep.fail(failure, retry_after)
-                    call.last = f"{failure}; {ep.url} rests {rest:.1f} s"
-                    if call.attempts >= self.max_retries + 1:
-                        raise self._gave_up(url, req, index, call.attempts, failure)
+                # No wait of the call's own: the failed endpoint rests, and `_pick` waits only while all do.
+                comps, p_tok, c_tok = await retry_async(attempt, when=lambda e: isinstance(e, _TryAnother),
+                                                        first_s=0.0, max_s=0.0)
             return self._done(call, comps, p_tok, c_tok, start)
         finally:
             _CALL.reset(token)

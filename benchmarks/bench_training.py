@@ -26,10 +26,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from catalogs.store import Catalog
 
 
-def build_catalog(work: Path, samples: int) -> Any:
+def build_catalog(work: Path, samples: int) -> Catalog:
     from catalogs.ingest import IngestOptions, ingest
     from releases.release import create_release
     from catalogs.store import Catalog
@@ -50,7 +53,7 @@ def tokens_of(log_history: list[dict[str, Any]]) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ SFT
-def sft_ours(catalog: Any, work: Path, model: Path, trl: dict[str, Any], i: int) -> float:
+def sft_ours(catalog: Catalog, work: Path, model: Path, trl: dict[str, Any], i: int) -> float:
     import yaml
 
     from training.sft import run_sft
@@ -85,7 +88,7 @@ def sft_bare(data: Path, model: Path, trl: dict[str, Any], work: Path, i: int) -
 
 
 # ------------------------------------------------------------------------------------------------ GRPO
-def grpo_ours(catalog: Any, work: Path, model: Path, trl: dict[str, Any], i: int) -> float:
+def grpo_ours(catalog: Catalog, work: Path, model: Path, trl: dict[str, Any], i: int) -> float:
     import yaml
 
     from training.grpo import run_grpo
@@ -99,7 +102,7 @@ def grpo_ours(catalog: Any, work: Path, model: Path, trl: dict[str, Any], i: int
     return tokens_of(result["log_history"]) / (time.perf_counter() - t0)
 
 
-def grpo_bare(catalog: Any, model: Path, trl: dict[str, Any], work: Path, i: int) -> float:
+def grpo_bare(catalog: Catalog, model: Path, trl: dict[str, Any], work: Path, i: int) -> float:
     t0 = time.perf_counter()
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -25,10 +25,29 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .store import Catalog
 
 # Tables the stages write: a selection that reads them depends on the steps before it.
 OUTPUT_TABLES = re.compile(r"\b(verdicts|filter_decisions)\b", re.IGNORECASE)
+
+
+class StageStore(Protocol):
+    """What the driver needs of a catalog: a stream of stored generations with their prompts, each batch marked
+    by the steps that select it (`Catalog.iter_samples`). A stage's own store Protocol (the judges', the
+    filters') extends this one with what the stage writes."""
+
+    def iter_samples(self, *, where: str | Sequence[str | None] | None = None,
+                     without: tuple[str, ...] | None = None,
+                     batch_rows: int = 2000, on_total: Callable[[int], None] | None = None,
+                     marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
+                     | None = None,
+                     on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
+                     ) -> Iterator[pl.DataFrame]: ...
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,7 @@ class _Writer:
         self.pending, self.rows, self.since = [], 0, time.monotonic()
 
 
-def run_steps(catalog: Any, steps: Sequence[Step], *, write: Callable[[list[Any]], Any], batch_rows: int,
+def run_steps(catalog: StageStore, steps: Sequence[Step], *, write: Callable[[list[Any]], Any], batch_rows: int,
               progress: Callable[[str, int, int], None] | None = None, workers: int = 1,
               flush_rows: int = 1, flush_s: float = 30.0,
               executor: Executor | None = None) -> dict[str, dict[str, int]]:
@@ -131,7 +150,7 @@ def _passes(steps: Sequence[Step]) -> Iterator[list[Step]]:
         yield group
 
 
-def _run_pass(catalog: Any, steps: list[Step], counts: dict[str, _Count], writer: _Writer, batch_rows: int,
+def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count], writer: _Writer, batch_rows: int,
               progress: Callable[[str, int, int], None] | None, workers: int,
               pool: Executor | None) -> Executor | None:
     import polars as pl
@@ -255,3 +274,8 @@ def _freeze(value: Any) -> Any:
     except TypeError:
         return repr(value)
     return value
+
+
+if TYPE_CHECKING:
+    def _catalog_is_a_stage_store(catalog: Catalog) -> StageStore:
+        return catalog  # the type checker holds `Catalog` to the Protocol

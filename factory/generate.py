@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backends.config import backend_kwargs
 from catalogs.ids import run_id as make_run_id
@@ -23,10 +23,24 @@ from factory.recipe import (
     load_recipe,
     load_tokenizer,
 )
-from factory.sampling import BoundJudge, Policy, SamplingJob, run_sampling
+from factory.sampling import BoundJudge, Policy, SamplingJob, SamplingStore, run_sampling
 from factory.templates import Template, template_from_recipe
 
+if TYPE_CHECKING:
+    import polars as pl
+
 log = logging.getLogger("factory")
+
+
+class GenerateStore(SamplingStore, Protocol):
+    """What `r1f generate` needs of a catalog: the sampling loop's store, and the recipe's prompts, the run's
+    registration and the ids a dry run counts."""
+
+    def prompts(self, where: str | None = None, limit: int | None = None) -> pl.DataFrame: ...
+
+    def add_run(self, params: dict[str, Any]) -> str: ...
+
+    def generation_ids(self, run_id: str) -> set[str]: ...
 
 def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None) -> list[BoundJudge]:
     """Bind each recipe judge name to a callable: `judges` first, then the judges package's registry."""
@@ -127,7 +141,7 @@ def prepare_recipe(recipe_path: Path | str, *, check_model: bool = True) -> Reci
     return recipe
 
 
-def select_prompts(recipe: Recipe, catalog: Any) -> list[dict[str, Any]]:
+def select_prompts(recipe: Recipe, catalog: GenerateStore) -> list[dict[str, Any]]:
     """The recipe's prompts from the catalog; an error naming `prompts.where` when it is bad or selects none."""
     from catalogs import CatalogError
 
@@ -147,7 +161,7 @@ def select_prompts(recipe: Recipe, catalog: Any) -> list[dict[str, Any]]:
 
 def generate_from_recipe(
     recipe_path: Path | Recipe,
-    catalog: Any,
+    catalog: GenerateStore,
     dry_run: bool = False,
     judges: dict[str, Callable[..., Any]] | None = None,
     backend: Any = None,
@@ -214,7 +228,7 @@ def generate_from_recipe(
 
 
 def _dry_run(recipe: Recipe, template: Template, prompts: list[dict[str, Any]], counts: list[int] | None,
-             params: dict[str, Any], policy: Policy, catalog: Any) -> dict[str, Any]:
+             params: dict[str, Any], policy: Policy, catalog: GenerateStore) -> dict[str, Any]:
     from rich.console import Console
 
     console = Console()

@@ -25,12 +25,12 @@ from pydantic import Field
 
 from catalogs.scripts import (
     DEFAULT_RULE,
-    STOPWORDS,
     NON_LATIN_LETTER,
     NORMALISE_STEPS,
     PARAGRAPH_RE,
     PARAGRAPH_SEP,
     SCRIPTS,
+    STOPWORDS,
     TWELFTHS,
     base_language,
     lid_model_path,
@@ -40,7 +40,7 @@ from catalogs.scripts import (
     target_scripts,
 )
 from filters._ngrams import map_bytes
-from filters.base import FilterParams, batch_filter, decisions
+from filters.base import FilterParams, FilterSpec, batch_filter, decisions
 
 __all__ = ["LanguageMixingParams", "language_mixing", "lid_model_path", "predict_languages"]
 
@@ -218,3 +218,6 @@ def _paragraph_foreign(paras: pl.DataFrame, n: int, rows: np.ndarray, langs: lis
         arr[g["row"].to_numpy()] = g["w"].to_numpy()
         out[str(label)] = arr
     return out
+
+
+FILTER = FilterSpec(NAME, VERSION, "rule", LanguageMixingParams, fn=language_mixing)

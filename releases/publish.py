@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from catalogs.errors import UserError
+from catalogs.retry import retry_call
 from catalogs.store import Catalog
 
 from .release import export_release, get_manifest, release_facts
@@ -127,24 +127,31 @@ def _upload(folder: Path, name: str, repo_id: str, token: str, manifest: dict[st
                    f"prompts; members sha256 {manifest['members_sha256']}. Trace a row with "
                    f"`r1f show <generation_id>`.")
 
+    def status_of(exc: BaseException) -> int | None:
+        response = getattr(exc, "response", None)
+        return response.status_code if isinstance(exc, HfHubHTTPError) and response is not None else None
+
     def call(what: str, fn: Callable[[], Any], retry: bool = False) -> Any:
-        for attempt in range(1, attempts + 1):
-            try:
-                return fn()
-            except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else None
-                text = _scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, token)
-                if retry and status is not None and status >= 500 and attempt < attempts:
-                    say(f"{what}: the Hub answered {status}; retrying ({attempt}/{attempts - 1})")
-                    time.sleep(backoff_s * 2 ** (attempt - 1))
-                    continue
-                hint = {401: "the token was refused: check HF_TOKEN or `hf auth login`",
-                        403: f"the token may not write to {repo_id}: use a write token for that namespace",
-                        404: f"{repo_id} (or revision {revision}) was not found"}.get(status or 0, "try again later")
-                raise PublishError(f"{what} on {repo_id} failed ({status}): {text}; {hint}.") from None
-            except OSError as exc:  # connection refused, DNS, TLS: the Hub was not reached
-                raise PublishError(f"{what} on {repo_id}: cannot reach the Hub ({_scrub(str(exc), token)}); "
-                                   f"check the network or HF_ENDPOINT.") from None
+        def server_error(exc: BaseException) -> bool:
+            status = status_of(exc)
+            return retry and status is not None and status >= 500
+
+        def on_retry(attempt: int, exc: BaseException) -> None:
+            say(f"{what}: the Hub answered {status_of(exc)}; retrying ({attempt}/{attempts - 1})")
+
+        try:
+            return retry_call(fn, when=server_error, attempts=attempts, first_s=backoff_s,
+                              max_s=backoff_s * 2 ** max(attempts - 2, 0), on_retry=on_retry)
+        except HfHubHTTPError as exc:
+            status = status_of(exc)
+            text = _scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, token)
+            hint = {401: "the token was refused: check HF_TOKEN or `hf auth login`",
+                    403: f"the token may not write to {repo_id}: use a write token for that namespace",
+                    404: f"{repo_id} (or revision {revision}) was not found"}.get(status or 0, "try again later")
+            raise PublishError(f"{what} on {repo_id} failed ({status}): {text}; {hint}.") from None
+        except OSError as exc:  # connection refused, DNS, TLS: the Hub was not reached
+            raise PublishError(f"{what} on {repo_id}: cannot reach the Hub ({_scrub(str(exc), token)}); "
+                               f"check the network or HF_ENDPOINT.") from None
 
     call("create the repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
     if revision:

@@ -173,24 +173,18 @@ def apply(catalog: Catalog, decisions: Sequence[Decision]) -> list[dict[str, Any
     batch = catalog.stage_generations([e.row for e in edits.values()]) if edits else None
     results: list[dict[str, Any]] = []
     try:
-        with catalog.connect(write=True) as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for e in edits.values():
-                    p = e.run_params
-                    con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, template, "
-                                "template_version, sampling, recipe, code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                [e.run_id, p["kind"], p["model"], p["backend"], None, None,
-                                 canonical_json({}), canonical_json({}), code_version(), p["source"]])
-                if batch is not None:
-                    # The catalog's own commit path for generations: shard moved into place in this transaction.
-                    catalog.commit_staged(con, [batch])
-                for i, d in enumerate(decisions):
-                    results.append(_write(con, d, edits.get(i)))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with catalog.transaction() as con:
+            for e in edits.values():
+                p = e.run_params
+                con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, template, "
+                            "template_version, sampling, recipe, code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            [e.run_id, p["kind"], p["model"], p["backend"], None, None,
+                             canonical_json({}), canonical_json({}), code_version(), p["source"]])
+            if batch is not None:
+                # The catalog's own commit path for generations: shard moved into place in this transaction.
+                catalog.commit_staged(con, [batch])
+            for i, d in enumerate(decisions):
+                results.append(_write(con, d, edits.get(i)))
     finally:
         if batch is not None:
             shutil.rmtree(batch.shard_path.parent, ignore_errors=True)

@@ -22,10 +22,13 @@ import logging
 import socket
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalogs.errors import UserError
 from scaleout.cluster import ray_session, stdout_to_stderr
+
+if TYPE_CHECKING:
+    from catalogs.store import Catalog
 
 log = logging.getLogger("scaleout")
 
@@ -111,7 +114,7 @@ def _workers(ray: Any, wanted: int | None) -> int:
     return wanted or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def judge_on_ray(catalog: Any, recipe: Any, progress: Callable[[str, int, int], None] | None = None, *,
+def judge_on_ray(catalog: Catalog, recipe: Any, progress: Callable[[str, int, int], None] | None = None, *,
                  address: str | None = None, workers: int | None = None) -> dict[str, dict[str, int]]:
     """`judges.run.judge_catalog` with rule judges as Ray tasks; returns its counts per judge."""
     from judges.run import judge_catalog
@@ -126,7 +129,7 @@ def judge_on_ray(catalog: Any, recipe: Any, progress: Callable[[str, int, int], 
         return judge_catalog(catalog, recipe.model_copy(update={"workers": n}), progress, executor=executor)
 
 
-def filter_on_ray(catalog: Any, recipe: Any, progress: Callable[[str, int, int], None] | None = None, *,
+def filter_on_ray(catalog: Catalog, recipe: Any, progress: Callable[[str, int, int], None] | None = None, *,
                   address: str | None = None, workers: int | None = None) -> dict[str, dict[str, int]]:
     """`filters.run.filter_catalog` with the pure filters and dedup's MinHash as Ray tasks; dedup's index and
     decontamination stay on the driver, in catalog order."""

@@ -14,15 +14,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from catalogs.errors import RecipeError
 from training.recipe import EvalRecipe, load_recipe
 
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+    from catalogs.store import Catalog
+
 log = logging.getLogger("training")
 
 ANSWER_METHOD = "math_verify:1"
+
+
+class EvalStore(Protocol):
+    """What scoring an eval needs of the catalog: the benchmarks' prompts, reads, and the answer classes. The
+    eval run itself (`run_eval`) takes the whole `Catalog`: it ingests the benchmarks and samples."""
+
+    def prompts(self, where: str | None = None, limit: int | None = None) -> pl.DataFrame: ...
+
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+    def add_eval_answers(self, rows: Sequence[dict[str, Any]]) -> int: ...
 
 # One row per (run, benchmark). The first judge decides; for each generation its newest verdict counts.
 SCORES_SQL = """
@@ -83,7 +101,7 @@ def _check(recipe: EvalRecipe) -> None:
                           f"model folder or a Hub id")
 
 
-def ingest_benchmarks(catalog: Any, recipe: EvalRecipe) -> None:
+def ingest_benchmarks(catalog: Catalog, recipe: EvalRecipe) -> None:
     from catalogs.ingest import IngestOptions, ingest
 
     for b in recipe.benchmarks:
@@ -94,7 +112,7 @@ def ingest_benchmarks(catalog: Any, recipe: EvalRecipe) -> None:
                                             shuffle_choices=b.shuffle_choices))
 
 
-def _prompts(catalog: Any, recipe: EvalRecipe) -> list[dict[str, Any]]:
+def _prompts(catalog: EvalStore, recipe: EvalRecipe) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for b in recipe.benchmarks:
         src = bench_source(b.name).replace("'", "''")
@@ -103,7 +121,7 @@ def _prompts(catalog: Any, recipe: EvalRecipe) -> list[dict[str, Any]]:
     return out
 
 
-def run_eval(catalog: Any, recipe_path: str | Path, *, backend: Any = None, progress: bool | None = False,
+def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, progress: bool | None = False,
              sampler: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
     """Sample, judge and store; then score. `backend` overrides the recipe's (it is not closed here). `sampler`
     samples on another engine instead of this process (`r1f eval --engine ray`): it gets the factory recipe, the
@@ -151,19 +169,14 @@ def run_eval(catalog: Any, recipe_path: str | Path, *, backend: Any = None, prog
 # ---------------------------------------------------------------------------------------------------
 # Answer classes: which samples of a prompt vote for the same answer.
 
-def _parsed(answer: str) -> list[Any]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
-
-    return parse("\\boxed{" + answer + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                 parsing_timeout=None)
-
-
 def _same(a: tuple[str, list[Any]], b: tuple[str, list[Any]]) -> bool:
     from math_verify import verify
 
+    from judges.math_accuracy import parsed
+
     if a[0].strip() == b[0].strip():
         return True
-    if not any(not isinstance(x, str) for x in a[1]) or not any(not isinstance(x, str) for x in b[1]):
+    if not parsed(a[1]) or not parsed(b[1]):
         return False  # one side did not parse: only the same text is the same answer
     return bool(verify(a[1], b[1], timeout_seconds=None) or verify(b[1], a[1], timeout_seconds=None))
 
@@ -172,13 +185,15 @@ def answer_classes(answers: list[str | None], known: Sequence[str] = ()) -> list
     """For each answer (None: no answer), the first earlier answer it equals under Math-Verify (or itself).
 
     `known` are the classes already stored for the prompt, so samples added later join the same votes."""
-    reps: list[tuple[str, list[Any]]] = [(k, _parsed(k)) for k in known]
+    from judges.math_accuracy import parse_boxed
+
+    reps: list[tuple[str, list[Any]]] = [(k, parse_boxed(k)) for k in known]
     out: list[str | None] = []
     for ans in answers:
         if ans is None or not ans.strip():
             out.append(None)
             continue
-        cand = (ans, _parsed(ans))
+        cand = (ans, parse_boxed(ans))
         match = next((r for r in reps if _same(r, cand)), None)
         if match is None:
             reps.append(cand)
@@ -187,7 +202,7 @@ def answer_classes(answers: list[str | None], known: Sequence[str] = ()) -> list
     return out
 
 
-def store_answer_classes(catalog: Any, run_id: str, judge: str) -> int:
+def store_answer_classes(catalog: EvalStore, run_id: str, judge: str) -> int:
     """Compute and store the answer class of each of the run's generations that has none yet."""
     from judges.math_accuracy import last_boxed
 
@@ -215,7 +230,7 @@ def store_answer_classes(catalog: Any, run_id: str, judge: str) -> int:
     return catalog.add_eval_answers(out) if out else 0
 
 
-def score_runs(catalog: Any, run_ids: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
+def score_runs(catalog: EvalStore, run_ids: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
     import pyarrow as pa
 
     with catalog.reader() as con:
@@ -225,7 +240,7 @@ def score_runs(catalog: Any, run_ids: list[str], judge: str = "math_accuracy") -
         return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def compare_runs(catalog: Any, names: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
+def compare_runs(catalog: EvalStore, names: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
     """Scores of runs given by id or by model name, side by side."""
     with catalog.reader() as con:
         ids = [r[0] for r in con.execute(

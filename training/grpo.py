@@ -13,11 +13,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalogs.errors import CatalogError, RecipeError
 from training.recipe import GRPORecipe, load_recipe
 from training.runs import (
+    TrainingStore,
     check_model,
     final_metrics,
     last_checkpoint,
@@ -29,6 +30,9 @@ from training.runs import (
     training_id,
     write_model_card,
 )
+
+if TYPE_CHECKING:
+    from catalogs.store import Catalog
 
 log = logging.getLogger("training")
 
@@ -64,7 +68,7 @@ def selection_sql(recipe: GRPORecipe) -> tuple[str, str]:
     return sql, desc
 
 
-def prompt_rows(catalog: Any, recipe: GRPORecipe) -> tuple[list[dict[str, Any]], str]:
+def prompt_rows(catalog: TrainingStore, recipe: GRPORecipe) -> tuple[list[dict[str, Any]], str]:
     import duckdb
 
     sql, desc = selection_sql(recipe)
@@ -109,7 +113,7 @@ def build_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe) -> Any:
     return datasets.Dataset.from_list(records)
 
 
-def prepare_grpo(catalog: Any, recipe_path: str | Path) -> Prepared:
+def prepare_grpo(catalog: Catalog, recipe_path: str | Path) -> Prepared:
     """Every check that needs no weights: recipe, trl config, group size, release, model path, prompts."""
     from judges.rewards import as_reward_funcs
 
@@ -139,7 +143,7 @@ def prepare_grpo(catalog: Any, recipe_path: str | Path) -> Prepared:
     return Prepared(recipe, recipe.training_args(), tokenizer, dataset, funcs, desc, sha)
 
 
-def run_grpo(catalog: Any, recipe_path: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def run_grpo(catalog: Catalog, recipe_path: str | Path, *, resume: bool = False) -> dict[str, Any]:
     prep = prepare_grpo(catalog, recipe_path)
     recipe, args = prep.recipe, prep.args
     out = Path(args.output_dir)

@@ -5,15 +5,33 @@ import datetime as dt
 import logging
 import os
 import re
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from catalogs.errors import CatalogError, RecipeError
 from catalogs.ids import canonical_json, content_hash
 
+if TYPE_CHECKING:
+    import duckdb
+
+    from catalogs.store import Catalog
+
 log = logging.getLogger("training")
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class TrainingStore(Protocol):
+    """What a training run needs of the catalog beside its release: reads (a release's manifest hash, the
+    prompts GRPO trains on) and the record of the run. A stage that hands the catalog to `releases` (the
+    manifest, the export) takes the whole `Catalog`, as those functions do."""
+
+    def connect(self, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+    def record_training(self, row: dict[str, Any]) -> str: ...
 
 
 def check_model(recipe: Any) -> None:
@@ -29,7 +47,7 @@ def check_model(recipe: Any) -> None:
                           f"saved model (config.json, tokenizer, weights) or a Hub id like Qwen/Qwen2.5-Math-7B")
 
 
-def release_manifest(catalog: Any, recipe: Any, name: str, key: str) -> dict[str, Any]:
+def release_manifest(catalog: Catalog, recipe: Any, name: str, key: str) -> dict[str, Any]:
     from releases.release import get_manifest
 
     try:
@@ -41,7 +59,7 @@ def release_manifest(catalog: Any, recipe: Any, name: str, key: str) -> dict[str
                           f"release") from None
 
 
-def manifest_sha256(catalog: Any, name: str) -> str | None:
+def manifest_sha256(catalog: TrainingStore, name: str) -> str | None:
     with catalog.connect() as con:
         row = con.execute("SELECT manifest_sha256 FROM releases WHERE name = ?", [name]).fetchone()
     return row[0] if row else None
@@ -72,7 +90,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def record(catalog: Any, *, tid: str, kind: str, recipe: Any, release: str | None, release_sha: str | None,
+def record(catalog: TrainingStore, *, tid: str, kind: str, recipe: Any, release: str | None, release_sha: str | None,
            prompts_where: str | None, status: str, metrics: dict[str, Any] | None, started_at: dt.datetime,
            finished_at: dt.datetime | None = None) -> None:
     if not is_main_process():

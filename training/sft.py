@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.chat import apply_template, resolve_chat_template, stop_ids
 from training.recipe import SFTRecipe, load_recipe
@@ -25,6 +25,9 @@ from training.runs import (
     write_model_card,
 )
 
+if TYPE_CHECKING:
+    from catalogs.store import Catalog
+
 log = logging.getLogger("training")
 
 
@@ -34,7 +37,7 @@ def load_tokenizer(recipe: Any) -> Any:
     return AutoTokenizer.from_pretrained(recipe.model)
 
 
-def release_dataset(catalog: Any, release: str, out_dir: Path) -> Any:
+def release_dataset(catalog: Catalog, release: str, out_dir: Path) -> Any:
     """The release exported for trl (chat `messages`), as an in-memory `datasets.Dataset`."""
     import datasets
     import pyarrow.parquet as pq
@@ -49,7 +52,7 @@ def release_dataset(catalog: Any, release: str, out_dir: Path) -> Any:
     return datasets.Dataset(pq.read_table(path, columns=["messages"]))
 
 
-def prepare_sft(catalog: Any, recipe_path: str | Path) -> tuple[SFTRecipe, Any, Any, str | None, str | None]:
+def prepare_sft(catalog: Catalog, recipe_path: str | Path) -> tuple[SFTRecipe, Any, Any, str | None, str | None]:
     """Everything that can be checked without weights: (recipe, trl config, tokenizer, eot, manifest sha)."""
     recipe: SFTRecipe = load_recipe(recipe_path, SFTRecipe)
     release_manifest(catalog, recipe, recipe.release, "release")
@@ -63,7 +66,7 @@ def prepare_sft(catalog: Any, recipe_path: str | Path) -> tuple[SFTRecipe, Any, 
     return recipe, args, tokenizer, eot, manifest_sha256(catalog, recipe.release)
 
 
-def run_sft(catalog: Any, recipe_path: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def run_sft(catalog: Catalog, recipe_path: str | Path, *, resume: bool = False) -> dict[str, Any]:
     recipe, args, tokenizer, eot, sha = prepare_sft(catalog, recipe_path)
     out = Path(args.output_dir)
     checkpoint = last_checkpoint(str(out), recipe) if resume else None

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.table import Table
 
 from r1f.mini.model import STUDENT, param_count, pretrain
 from r1f.mini.world import WorldFiles, WorldSpec, write_world
+
+if TYPE_CHECKING:
+    from catalogs.store import Catalog
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 console = Console()
@@ -77,7 +80,7 @@ class Row:
 class Mini:
     """One Mini-R1 run in `out`: world files, models, recipes and the catalog."""
 
-    def __init__(self, out: Path, cfg: MiniConfig, catalog: Any) -> None:
+    def __init__(self, out: Path, cfg: MiniConfig, catalog: Catalog) -> None:
         self.out, self.cfg, self.catalog = out, cfg, catalog
         self.rows: list[Row] = []
         self.files: WorldFiles | None = None

@@ -1,0 +1,307 @@
+"""The catalog's core: one folder holding a DuckDB file (records) and append-only Parquet shards (bulk text).
+
+DuckDB takes a file lock: while one process has the file open for writing, no other process can open
+it, not even read-only. So no process holds it for long. A writer opens, commits one batch in one
+transaction, and closes; a reader opens read-only, queries, and closes. Both retry on the lock for
+up to `lock_timeout` seconds. A long run therefore never blocks `r1f show/sql/stats` for more than
+one commit, and readers see exactly what has been committed.
+
+Text is staged in Parquet files outside the lock, then moved into `shards/` inside the committing
+transaction; a shard is visible only once the `shards` table names it, so a crash between the move
+and the commit leaves an unreferenced file, never a half-visible batch.
+
+This module holds what every part of the store shares: the layout, connections (with the lock retry),
+migrations, transactions and the reader. Each concern's methods live in a module of their own
+(`store_prompts`, `store_verdicts`, `store_leases`, `store_trainings`); `store.Catalog` composes them.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import duckdb
+
+from . import schema
+from .errors import CatalogError
+from .retry import retry_call
+
+if TYPE_CHECKING:
+    import polars as pl
+
+T = TypeVar("T")
+
+DB_FILE = "catalog.duckdb"
+SHARD_DIR = "shards"
+STAGING_DIR = "staging"
+SHARD_ROW_GROUP = 256  # small row groups keep `r1f show` fast: it reads one group for one text
+
+PROMPT_COLUMNS = ["prompt_id", "source_id", "source", "ingest_id", "source_uri", "source_row", "messages",
+                  "problem", "answer", "tests", "kind", "domain", "language", "metadata"]
+
+
+# pyarrow loads only where it is used (writing and streaming), so `r1f show`/`sql` start faster.
+@functools.cache
+def text_schema() -> Any:  # pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([("generation_id", pa.string()), ("text", pa.string()), ("r_start", pa.int32()),
+                      ("r_end", pa.int32()), ("a_start", pa.int32())])
+
+
+@functools.cache
+def gen_meta_schema() -> Any:  # pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([
+        ("generation_id", pa.string()), ("prompt_id", pa.string()), ("run_id", pa.string()),
+        ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
+        ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+        ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
+        ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64())])
+
+
+@functools.cache
+def prompt_schema() -> Any:  # pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
+
+
+def code_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("r1-factory")
+    except Exception:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def text_spans(text: str, reasoning: str | None, answer: str | None) -> tuple[str, int, int, int]:
+    """Store one copy of the text plus offsets of its reasoning and answer parts.
+
+    When the reasoning came back separately from the server (DeepSeek's `reasoning_content`) it is not
+    inside `text`; we then store the text the model actually emitted, `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`.
+    """
+    reasoning = reasoning or ""
+    answer = text if answer is None and not reasoning else (answer or "")
+    if not reasoning:
+        a = text.rfind(answer) if answer else len(text)
+        return (text, 0, 0, a) if a >= 0 else (text + answer, 0, 0, len(text))
+    r = text.find(reasoning)
+    if r >= 0:
+        a = text.find(answer, r + len(reasoning)) if answer else len(text)
+        if a >= 0:
+            return text, r, r + len(reasoning), a
+    head = "<think>\n"
+    composed = f"{head}{reasoning}\n</think>\n\n{answer}"
+    return composed, len(head), len(head) + len(reasoning), len(composed) - len(answer)
+
+
+def _locked(exc: BaseException) -> bool:
+    """DuckDB's error for a file another process holds open."""
+    return isinstance(exc, duckdb.Error) and "lock" in str(exc).lower()
+
+
+# The wait between tries for the file lock: a bound doubling from 10 ms up to half a second (catalogs.retry).
+LOCK_FIRST_S = 0.01
+LOCK_MAX_S = 0.5
+
+
+class CatalogCore:
+    """The catalog folder, its connections and its schema version; the rest of `Catalog` stands on these."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, lock_timeout: float = 60.0):
+        self.root = Path(path).expanduser().resolve()
+        self.db_path = self.root / DB_FILE
+        self.lock_timeout = lock_timeout
+        self._version_ok = False
+        if not self.db_path.exists():
+            if not create:
+                raise CatalogError(f"no catalog at {self.root} (no {DB_FILE} there). Create one with "
+                                   f"`r1f ingest FILE --source NAME --catalog {self.root}`, or point "
+                                   f"--catalog / R1F_CATALOG at an existing catalog.")
+            if self.root.exists() and not self.root.is_dir():
+                raise CatalogError(f"--catalog {self.root} is a file, not a folder; give a folder path.")
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._version_ok = True  # we are writing this version's schema
+            with self.transaction() as con:
+                con.execute(schema.TABLES)
+                for version in range(2, schema.SCHEMA_VERSION + 1):
+                    con.execute(schema.MIGRATIONS[version])
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
+                            [str(schema.SCHEMA_VERSION), code_version()])
+            (self.root / SHARD_DIR).mkdir(exist_ok=True)
+        if create and not self._version_ok:  # writers check up front; readers on their first connection
+            with self.connect():
+                pass
+
+    # ---------------------------------------------------------------- connections
+    def _open(self, open_db: Callable[[], T]) -> T:
+        """`open_db()`, retried while another process holds the file's lock (up to `lock_timeout` seconds)."""
+        return retry_call(open_db, when=_locked, within_s=self.lock_timeout, first_s=LOCK_FIRST_S,
+                          max_s=LOCK_MAX_S)
+
+    @contextlib.contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the DuckDB file briefly, retrying while another process holds its lock."""
+        try:
+            con = self._open(lambda: duckdb.connect(str(self.db_path), read_only=not write))
+        except duckdb.Error as exc:
+            msg = str(exc)
+            if _locked(exc):
+                raise CatalogError(f"catalog {self.db_path} stayed locked by another process for "
+                                   f"{self.lock_timeout:.0f}s; wait for it, or raise --lock-timeout.") from None
+            raise CatalogError(f"cannot open catalog {self.db_path}: it is corrupted or not a DuckDB "
+                               f"catalog ({msg.splitlines()[0]}). r1f never rewrites it: restore it from "
+                               f"a backup or point --catalog elsewhere.") from None
+        try:
+            if not self._version_ok and self._check_version(con, "main") < schema.SCHEMA_VERSION:
+                con.close()
+                self._migrate()
+                con = duckdb.connect(str(self.db_path), read_only=not write)
+            with _ctrl_c_stays_ctrl_c():
+                yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside one transaction: committed when the block ends, rolled back when it raises."""
+        with self.connect(write=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _check_version(self, con: duckdb.DuckDBPyConnection, db: str) -> int:
+        """The catalog's schema version; an error for a newer catalog or a file that is not one."""
+        try:
+            rows = con.execute(f"SELECT value FROM {db}.meta WHERE key = 'schema_version'").fetchall()
+            row = rows[0] if rows else None
+        except duckdb.Error:
+            row = None
+        if row is None:
+            raise CatalogError(f"{self.db_path} is a DuckDB file but not an r1-factory catalog (no schema "
+                               f"version); point --catalog at a catalog folder.")
+        found = int(row[0])
+        if found > schema.SCHEMA_VERSION:
+            raise CatalogError(f"catalog {self.root} has schema version {found}, newer than this r1-factory "
+                               f"({code_version()}, schema {schema.SCHEMA_VERSION}); upgrade r1-factory "
+                               f"(pip install -U r1-factory). The catalog was not changed.")
+        self._version_ok = found == schema.SCHEMA_VERSION
+        return found
+
+    def _migrate(self) -> None:
+        """Bring an older catalog forward: every missing migration, in one transaction (all or nothing)."""
+        try:
+            con = self._open(lambda: duckdb.connect(str(self.db_path)))
+        except duckdb.Error as exc:
+            raise CatalogError(f"catalog {self.root} has an older schema and could not be opened to "
+                               f"migrate it ({str(exc).splitlines()[0]}); retry when no other process "
+                               f"holds it.") from None
+        try:
+            con.execute("BEGIN TRANSACTION")
+            found = self._check_version(con, "main")  # another process may have migrated meanwhile
+            for version in range(found + 1, schema.SCHEMA_VERSION + 1):
+                con.execute(schema.MIGRATIONS[version])
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION)])
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+        self._version_ok = True
+
+    @contextlib.contextmanager
+    def reader(self, first: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+               ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with the catalog attached read-only and the documented views defined. `first` runs
+        on it before the catalog is attached (`r1f sql` parses its query there: a typo fails at once, and no
+        second DuckDB starts for it)."""
+        con = duckdb.connect(":memory:")
+        try:
+            if first is not None:
+                first(con)
+            try:
+                self._open(lambda: con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)"))
+            except duckdb.Error as exc:
+                raise CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}") from None
+            if not self._version_ok and self._check_version(con, "cat") < schema.SCHEMA_VERSION:
+                con.execute("DETACH cat")
+                self._migrate()
+                con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)")
+            for view in schema.PLAIN_VIEWS:
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}")
+            shards = [self.root / SHARD_DIR / s for (s,) in
+                      con.execute("SELECT shard FROM cat.main.shards ORDER BY shard").fetchall()]
+            missing = [p.name for p in shards if not p.exists()]
+            if missing:
+                raise CatalogError(f"catalog {self.root} is damaged: shard {missing[0]} is missing from "
+                                   f"{self.root / SHARD_DIR} ({len(missing)} missing in all). Restore the shards "
+                                   f"folder from a backup.")
+            con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
+            con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql('cat.main')}")
+            with _ctrl_c_stays_ctrl_c():
+                yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _sql_path(p: Path) -> str:
+        return str(p).replace("'", "''")
+
+    def _insert_new(self, table_name: str, table: Any, key: list[str]) -> int:
+        """Insert the rows of an Arrow `table` whose `key` is new to `table_name`; returns how many were new."""
+        if table.num_rows == 0:
+            return 0
+        cols = ", ".join(table.column_names)
+        keys = ", ".join(key)
+        with self.connect(write=True) as con:
+            con.register("incoming", table)
+            before = one_row(con.execute(f"SELECT count(*) FROM {table_name}"))[0]
+            con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
+                        f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1")
+            return one_row(con.execute(f"SELECT count(*) FROM {table_name}"))[0] - before
+
+
+# How DuckDB reports a Ctrl-C that landed inside one of its calls: a running query ends with `RuntimeError: Query
+# interrupted`; a Python object it was reading (a registered Arrow table) fails with the KeyboardInterrupt's text.
+_INTERRUPTED = ("Query interrupted", "KeyboardInterrupt")
+
+
+@contextlib.contextmanager
+def _ctrl_c_stays_ctrl_c() -> Iterator[None]:
+    """A Ctrl-C that lands inside a DuckDB call comes out of DuckDB as another error, which no caller's
+    `except KeyboardInterrupt` would stop cleanly on. Give it back its meaning; DuckDB has rolled the open
+    transaction back, so nothing is half-written."""
+    try:
+        yield
+    except (RuntimeError, duckdb.Error) as exc:
+        if any(sign in str(exc) for sign in _INTERRUPTED):
+            raise KeyboardInterrupt("interrupted during a catalog call (rolled back)") from exc
+        raise
+
+
+def sql_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def query_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    return con.sql(sql).pl()
+
+
+def one_row(cur: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always returns one: an aggregate, or a key known to exist."""
+    row = cur.fetchone()
+    assert row is not None, "the query returned no row"
+    return row

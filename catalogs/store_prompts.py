@@ -1,0 +1,238 @@
+"""The catalog's prompts, runs and generations: what was asked, by which run, and what came back.
+
+Reads go through a brief connection or the reader (`store_core`); `iter_samples` streams generations with their
+prompt's fields in catalog order, reading each shard's needed row groups once.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from .errors import CatalogError
+from .ids import canonical_json
+from .ids import run_id as make_run_id
+from .store_core import SHARD_DIR, CatalogCore, code_version, query_frame, sql_literal
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+class PromptsAndGenerations(CatalogCore):
+    """Prompts and runs, and the generations' reads: by run, by id, streamed with their prompts."""
+
+    def prompts(self, where: str | None = None, limit: int | None = None) -> pl.DataFrame:
+        sql = ("SELECT prompt_id, source, messages, problem, answer, tests, kind, domain, language, metadata "
+               "FROM prompts")
+        if where:
+            sql += f" WHERE {where}"
+        sql += " ORDER BY prompt_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.reader() as con:
+            try:
+                return query_frame(con, sql)
+            except duckdb.Error as exc:
+                raise CatalogError(f"prompt selection `{where}` is not a valid SQL predicate over the prompts "
+                                   f"view: {str(exc).splitlines()[0]}") from None
+
+    def add_run(self, params: dict[str, Any]) -> str:
+        rid = make_run_id(params)
+        row = [rid, params.get("kind", "generate"), params.get("model"), params.get("backend"),
+               params.get("template"), params.get("template_version"),
+               canonical_json(params.get("sampling") or {}), canonical_json(params.get("recipe") or {}),
+               params.get("code_version") or code_version(), params.get("source")]
+        with self.connect(write=True) as con:
+            con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, template, template_version, "
+                        "sampling, recipe, code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        return rid
+
+    # ---------------------------------------------------------------- generations
+    def count_generations(self) -> int:
+        with self.connect() as con:
+            return int(con.execute("SELECT count(*) FROM generation_meta").fetchall()[0][0])
+
+    def generation_ids(self, run_id: str) -> set[str]:
+        with self.connect() as con:
+            return {r[0] for r in con.execute(
+                "SELECT generation_id FROM generation_meta WHERE run_id = ?", [run_id]).fetchall()}
+
+    def generations(self, run_id: str | None = None, where: str | None = None, *, with_text: bool = True,
+                    ids: Sequence[str] | None = None) -> pl.DataFrame:
+        """Generations of a run (or matching `where`, or with these `ids`), ordered by prompt and sample index.
+
+        `with_text=False` reads the metadata only, without touching the shards: what a resume needs for a run of
+        millions of samples.
+        """
+        import pyarrow as pa
+
+        clauses = []
+        if run_id:
+            clauses.append(f"run_id = {sql_literal(run_id)}")
+        if where:
+            clauses.append(f"({where})")
+        if ids is not None:
+            clauses.append("generation_id IN (SELECT generation_id FROM wanted_ids)")
+        text_cols = "text, reasoning, answer, " if with_text else ""
+        sql = (f"SELECT generation_id, prompt_id, run_id, sample_index, seed, {text_cols}finish_reason, "
+               f"prompt_tokens, completion_tokens FROM {'generations' if with_text else 'generation_meta'}")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        with self.reader() as con:
+            if ids is not None:
+                con.register("wanted_ids", pa.table({"generation_id": list(ids)}))
+            return query_frame(con, sql + " ORDER BY prompt_id, sample_index, generation_id")
+
+    def read_text(self, con: duckdb.DuckDBPyConnection, shard: str, row: int) -> dict[str, Any]:
+        """One generation's text, read from its shard by row number (DuckDB reads only that row group)."""
+        path = self.root / SHARD_DIR / shard
+        if not path.exists():
+            raise CatalogError(f"catalog {self.root} is damaged: shard {shard} is missing from {path.parent}. "
+                               f"Restore the shards folder from a backup.")
+        rows = con.execute("SELECT text, r_start, r_end, a_start FROM read_parquet(?, file_row_number = true) "
+                           "WHERE file_row_number = ?", [str(path), row]).fetchall()
+        if not rows:
+            raise CatalogError(f"catalog {self.root} is damaged: shard {shard} has no row {row}.")
+        text, r0, r1, a0 = rows[0]
+        return {"text": text, "reasoning": text[r0:r1], "answer": text[a0:]}
+
+    def require_generations(self, verb: str) -> None:
+        """A clear error for a stage run over a catalog with nothing to work on."""
+        if not self.count_generations():
+            raise CatalogError(f"catalog {self.root} has no generations yet: nothing to {verb}. Make some with "
+                               f"`r1f generate RECIPE` or import them with `r1f ingest FILE --generations --model "
+                               f"NAME`.")
+
+    SAMPLE_PROMPT_COLUMNS = ("source", "problem", "answer", "tests", "kind", "domain", "language", "messages")
+
+    def iter_samples(self, *, where: str | Sequence[str | None] | None = None,
+                     without: tuple[str, ...] | None = None,
+                     batch_rows: int = 2000, on_total: Callable[[int], None] | None = None,
+                     marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
+                     | None = None,
+                     on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
+                     ) -> Iterator[pl.DataFrame]:
+        """Stream generations with their prompt's fields in catalog order (shard, row), holding no lock between
+        batches.
+
+        `where` is a SQL predicate over generation_meta and prompts columns (e.g. `domain = 'math'`), or a
+        list of them, all of which must hold.
+        `without=("verdict", judge, version)` or `("filter", name, version, params_hash)` skips generations
+        that already have that verdict or decision: judging or filtering again costs nothing.
+        `marks=[(where_i, without_i, see_done_i), ...]` serves several selections in one pass over the texts:
+        a row is streamed when some mark selects it (where_i holds, and it lacks without_i's output unless
+        see_done_i and some row where_i selects lacks it), and each batch carries boolean columns `_in_i`
+        (mark i selects the row) and `_new_i` (the row lacks without_i's output). `on_marks` gets (selected,
+        new) counts per mark.
+        Each batch has generation_id, prompt_id, run_id, sample_index, finish_reason, completion_tokens,
+        text, reasoning, answer, and the prompt's source, problem, reference (its answer), tests, kind,
+        domain, language, messages.
+        """
+        import polars as pl
+
+        def conjunction(w: str | Sequence[str | None] | None) -> str | None:
+            if w is not None and not isinstance(w, str):
+                return " AND ".join(f"({c})" for c in w if c) or None
+            return w
+
+        where = conjunction(where)
+        plain = marks is None
+        marks = [(None, without, False)] if marks is None else list(marks)
+        cols: list[str] = []
+        for i, (w, wo, _) in enumerate(marks):
+            w = conjunction(w)
+            cols.append(f"coalesce(({w}), false) AS _in_{i}" if w else f"true AS _in_{i}")
+            cols.append(f"{_lacks_output(wo)} AS _new_{i}")
+        sql = (f"SELECT g.shard, g.shard_row, {', '.join(cols)} FROM generation_meta g "
+               f"JOIN prompts p USING (prompt_id) {'WHERE ' + where if where else ''}")
+        with self.connect() as con:
+            try:
+                pending = con.sql(sql).pl()
+            except duckdb.Error as exc:
+                shown = " AND ".join(f"({w})" for w in [where, *(conjunction(m[0]) for m in marks)] if w)
+                raise CatalogError(f"selection `{shown}` is not a valid SQL predicate over generations and "
+                                   f"prompts: {str(exc).splitlines()[0]}") from None
+        # A mark that sees done rows does so to decide new ones: with none new, it needs no row at all.
+        has_new = pending.select([(pl.col(f"_in_{i}") & pl.col(f"_new_{i}")).any().alias(str(i))
+                                  for i in range(len(marks))]).row(0) if pending.height else [False] * len(marks)
+        pending = pending.with_columns(
+            [(pl.col(f"_in_{i}") & (pl.lit(see and bool(has_new[i])) | pl.col(f"_new_{i}"))).alias(f"_in_{i}")
+             for i, (_, _, see) in enumerate(marks)])
+        pending = pending.filter(pl.any_horizontal([f"_in_{i}" for i in range(len(marks))]))
+        # a categorical shard name and no ids: a few bytes per selected row
+        pending = pending.sort("shard", "shard_row").with_columns(pl.col("shard").cast(pl.Categorical))
+        if on_total is not None:
+            on_total(pending.height)
+        if on_marks is not None:
+            on_marks([(int(pending[f"_in_{i}"].sum()), int((pending[f"_in_{i}"] & pending[f"_new_{i}"]).sum()))
+                      for i in range(len(marks))])
+        mark_cols = [] if plain else [c for i in range(len(marks)) for c in (f"_in_{i}", f"_new_{i}")]
+        held: list[Any] = []
+        held_rows = 0
+        for batch in self._read_selected(pending.select("shard", "shard_row", *mark_cols),
+                                         max(batch_rows, 4096)):
+            held.append(batch)
+            held_rows += batch.height
+            while held_rows >= batch_rows:
+                frame = pl.concat(held) if len(held) > 1 else held[0]
+                yield frame.slice(0, batch_rows)
+                rest = frame.slice(batch_rows)
+                held, held_rows = ([rest] if rest.height else []), rest.height
+        if held_rows:
+            yield pl.concat(held) if len(held) > 1 else held[0]
+
+    def _read_selected(self, pending: Any, chunk_rows: int) -> Iterator[Any]:
+        """Texts and prompt fields of `pending` (shard, shard_row, then extra columns; sorted), in order, a
+        chunk of rows at a time: one brief catalog read per chunk, each shard's needed row groups read once."""
+        import numpy as np
+        import polars as pl
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        meta_cols = "g.shard, g.shard_row, g.prompt_id, g.run_id, g.sample_index, g.finish_reason, g.completion_tokens"
+        prompt_cols = ", ".join(f"p.{c}" if c != "answer" else "p.answer AS reference"
+                                for c in self.SAMPLE_PROMPT_COLUMNS)
+        for start in range(0, pending.height, chunk_rows):
+            chunk = pending.slice(start, chunk_rows)
+            shards = chunk["shard"].unique(maintain_order=True).cast(pl.String).to_list()
+            with self.connect() as con:  # the prompt fields of this chunk's rows, in one brief read
+                con.register("wanted", chunk.select(pl.col("shard").cast(pl.String), "shard_row").to_arrow())
+                fields = con.sql(f"SELECT {meta_cols}, {prompt_cols} FROM generation_meta g "
+                                 f"SEMI JOIN wanted USING (shard, shard_row) JOIN prompts p USING (prompt_id) "
+                                 f"WHERE g.shard IN ({', '.join(sql_literal(x) for x in shards)})").pl()
+            by_shard = fields.partition_by("shard", as_dict=True, include_key=False)
+            for (shard,), rows in chunk.group_by("shard", maintain_order=True):
+                wanted = rows["shard_row"].to_numpy()
+                pf = pq.ParquetFile(self.root / SHARD_DIR / shard)
+                bounds = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+                group_of = np.searchsorted(bounds, wanted, side="right") - 1
+                groups = np.unique(group_of)  # only the row groups holding wanted rows are read
+                table = pf.read_row_groups(groups.tolist())
+                starts = np.concatenate([[0], np.cumsum(np.diff(bounds)[groups])[:-1]])
+                local = wanted - bounds[group_of] + starts[np.searchsorted(groups, group_of)]
+                texts = pl.from_arrow(table.take(pa.array(local, pa.int64())))
+                assert isinstance(texts, pl.DataFrame)
+                texts = texts.with_columns(
+                    reasoning=pl.col("text").str.slice(pl.col("r_start"), pl.col("r_end") - pl.col("r_start")),
+                    answer=pl.col("text").str.slice(pl.col("a_start"))).drop("r_start", "r_end", "a_start")
+                # texts are in the order of `rows` (shard-row order): joining onto them keeps catalog order
+                texts = texts.hstack(rows.drop("shard"))
+                yield (texts.join(by_shard[(str(shard),)], on="shard_row", how="inner", maintain_order="left")
+                       .drop("shard_row"))
+
+
+def _lacks_output(without: tuple[str, ...] | None) -> str:
+    """SQL that is true for a generation (alias g) without the verdict or decision `without` names."""
+    if without is None:
+        return "true"
+    if without[0] == "verdict" and len(without) == 3:
+        return (f"g.generation_id NOT IN (SELECT generation_id FROM verdicts WHERE judge = {sql_literal(without[1])} "
+                f"AND judge_version = {sql_literal(str(without[2]))})")
+    if without[0] == "filter" and len(without) == 4:
+        return (f"g.generation_id NOT IN (SELECT generation_id FROM filter_decisions WHERE filter = "
+                f"{sql_literal(without[1])} AND filter_version = {sql_literal(str(without[2]))} AND params_hash = "
+                f"{sql_literal(without[3])})")
+    raise ValueError(f"without={without!r}: use ('verdict', judge, version) or ('filter', name, version, params_hash)")
+
+
