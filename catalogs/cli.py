@@ -228,8 +228,15 @@ def sql(
 
 
 @app.command()
-def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False) -> None:
+def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False,
+          cost: Annotated[bool, typer.Option("--cost", help="Yield accounting instead: tokens in and out and "
+                                             "engine seconds per run, and the cost per accepted sample by source, "
+                                             "domain and pass-rate bucket, with what the filters' drops cost.")]
+          = False) -> None:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
+    if cost:
+        _stats_cost(catalog, lock_timeout, as_json)
+        return
     from .query import stats as run_stats
 
     data = run_stats(_open(catalog, lock_timeout=lock_timeout))
@@ -245,3 +252,22 @@ def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, a
                        ("filter_reasons", "filter drops by reason"), ("release_list", "releases")):
         if data[key]:
             console.print(table(title, data[key]))
+
+
+def _stats_cost(catalog: Path, lock_timeout: float, as_json: bool) -> None:
+    from .accounting import CANDIDATES_SQL, NO_PRICE, cost_facts
+
+    with _open(catalog, lock_timeout=lock_timeout).reader() as con:
+        con.execute(f"CREATE TEMP TABLE scope AS {CANDIDATES_SQL}")
+        data = cost_facts(con)
+    if as_json:
+        print_json(data)
+        return
+    console.print(table("usage per run", data["usage"]) if data["usage"] else "no run has recorded usage yet")
+    if data["total"] is None:
+        console.print(NO_PRICE, soft_wrap=True)
+        return
+    for key, title in (("by_source", "cost per accepted sample, by source"),
+                       ("by_domain", "by domain"), ("by_pass_rate", "by pass-rate bucket (difficulty)")):
+        console.print(table(title, data[key]))
+    console.print(table("all priced generations", [data["total"]]))
