@@ -223,10 +223,15 @@ class CatalogCore:
         self._version_ok = True
 
     @contextlib.contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB with the catalog attached read-only and the documented views defined."""
+    def reader(self, first: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+               ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with the catalog attached read-only and the documented views defined. `first` runs
+        on it before the catalog is attached (`r1f sql` parses its query there: a typo fails at once, and no
+        second DuckDB starts for it)."""
         con = duckdb.connect(":memory:")
         try:
+            if first is not None:
+                first(con)
             try:
                 self._open(lambda: con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)"))
             except duckdb.Error as exc:

@@ -93,7 +93,9 @@ class BudgetConfig(_Strict):
     max_round_size: int | None = Field(default=None, ge=1)
 
 
-class JudgeSpec(_Strict):
+class AcceptanceJudge(_Strict):
+    """A judge a generation recipe names to decide acceptance (judges/registry.py declares the judges)."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -127,7 +129,7 @@ class Recipe(_Strict):
     samples_per_prompt: int = Field(default=1, ge=1)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     # Judges that decide acceptance; all must pass. None: every sample is accepted.
-    judges: list[JudgeSpec] = Field(default_factory=list)
+    judges: list[AcceptanceJudge] = Field(default_factory=list)
     output: OutputConfig = Field(default_factory=OutputConfig)
     # API backends: the price per million tokens in and out; each run's cost is recorded with its tokens.
     price_per_mtok: Price | None = None

@@ -38,7 +38,7 @@ from catalogs.scripts import (
     stopword_pattern,
     target_scripts,
 )
-from filters.base import FilterParams, batch_filter, decisions
+from filters.base import FilterParams, FilterSpec, batch_filter, decisions
 
 __all__ = ["LanguageMixingParams", "language_mixing", "lid_model_path", "predict_languages"]
 
@@ -178,3 +178,6 @@ def _paragraph_foreign(paras: pl.DataFrame, n: int, rows: np.ndarray, langs: lis
         arr[g["row"].to_numpy()] = g["w"].to_numpy()
         out[str(label)] = arr
     return out
+
+
+FILTER = FilterSpec(NAME, VERSION, "rule", LanguageMixingParams, fn=language_mixing)

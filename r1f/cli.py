@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from catalogs.clikit import err
+from catalogs.clikit import err, print_user_error
 from catalogs.errors import UserError
 
 # Order is the order of `r1f --help`: the catalog's commands (ingest, show, sql, stats) and what a release
@@ -78,9 +78,7 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except UserError as exc:
-        from rich.text import Text
-
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        print_user_error(exc)
         sys.exit(2)
 
 
