@@ -152,8 +152,12 @@ def sql(
 
 
 @app.command()
-def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False) -> None:
+def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False,
+          cost: Annotated[bool, typer.Option("--cost", help="Yield accounting instead: tokens in and out and "
+                                             "engine seconds per run, and the cost per accepted sample by source, "
+                                             "domain and pass-rate bucket, with what the filters' drops cost.")]
+          = False) -> None:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
     from . import readcli
 
-    readcli.stats(catalog=catalog, lock_timeout=lock_timeout, as_json=as_json)
+    readcli.stats(catalog=catalog, lock_timeout=lock_timeout, as_json=as_json, cost=cost)

@@ -130,7 +130,7 @@ class CatalogCore:
             self._version_ok = True  # we are writing this version's schema
             with self.transaction() as con:
                 con.execute(schema.TABLES)
-                for version in range(2, schema.SCHEMA_VERSION + 1):
+                for version in sorted(schema.MIGRATIONS):
                     con.execute(schema.MIGRATIONS[version])
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
                             [str(schema.SCHEMA_VERSION), code_version()])
@@ -210,7 +210,7 @@ class CatalogCore:
         try:
             con.execute("BEGIN TRANSACTION")
             found = self._check_version(con, "main")  # another process may have migrated meanwhile
-            for version in range(found + 1, schema.SCHEMA_VERSION + 1):
+            for version in sorted(v for v in schema.MIGRATIONS if v > found):  # a number may be unused
                 con.execute(schema.MIGRATIONS[version])
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION)])
             con.execute("COMMIT")

@@ -111,6 +111,13 @@ class OutputConfig(_Strict):
     commit_seconds: float = Field(default=30.0, gt=0)
 
 
+class Price(_Strict):
+    """What an API backend charges, per million tokens (any currency; the card shows the number as given)."""
+
+    input: float = Field(ge=0, strict=True, allow_inf_nan=False)
+    output: float = Field(ge=0, strict=True, allow_inf_nan=False)
+
+
 class Recipe(_Strict):
     name: str | None = None
     description: str | None = None
@@ -124,6 +131,8 @@ class Recipe(_Strict):
     # Judges that decide acceptance; all must pass. None: every sample is accepted.
     judges: list[AcceptanceJudge] = Field(default_factory=list)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    # API backends: the price per million tokens in and out; each run's cost is recorded with its tokens.
+    price_per_mtok: Price | None = None
     # Where the recipe came from; relative paths in it are resolved against this folder.
     source_path: Path | None = Field(default=None, exclude=True)
 
