@@ -1,0 +1,58 @@
+"""Engines besides this process (`--engine ray`), as the `r1f` face hands them down to the stage commands.
+
+A stage command (generate, judge, filter, eval) stands on a floor below the engine that runs it elsewhere
+(scaleout), so it may not import it, and no module writes into another's registry. The face, on the top floor,
+holds the one table of engines (stage -> engine name -> "module:function") and gives it to the command line's
+root context when it composes the commands; a command looks its engine up by name through `StageEngines`, and
+the function is imported only then, so `r1f --help` loads no engine.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineTable:
+    """For each stage command, its engines: name -> "module:function", imported when a command runs on it."""
+
+    stages: Mapping[str, Mapping[str, str]]
+
+    def __post_init__(self) -> None:
+        for stage, engines in self.stages.items():
+            for name, target in engines.items():
+                module, _, attr = target.partition(":")
+                if not module or not attr or name == "local":
+                    raise ValueError(f"engine table: {stage}.{name} = {target!r}; give a name other than local "
+                                     "and a target as module:function")
+
+
+class StageEngines(Mapping[str, Callable[..., Any]]):
+    """The engines of one stage command, read from the table the face handed down (none when the command runs
+    outside the composed `r1f`, e.g. from its package's own Typer app)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def _targets(self) -> Mapping[str, str]:
+        import click  # typer's own dependency, already loaded by any command that asks
+
+        ctx = click.get_current_context(silent=True)
+        table = ctx.find_object(EngineTable) if ctx is not None else None
+        return table.stages.get(self.stage, {}) if table is not None else {}
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        module, _, attr = self._targets()[name].partition(":")
+        fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+        return fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets())
+
+    def __len__(self) -> int:
+        return len(self._targets())
+
+    def __repr__(self) -> str:
+        return f"StageEngines({self.stage!r})"
