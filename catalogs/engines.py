@@ -29,6 +29,16 @@ class EngineTable:
                                      "and a target as module:function")
 
 
+def _current_context() -> Any:
+    """The running command's context, or None. Typer passes it only to a command that asks for a `ctx` parameter;
+    reading it here keeps the stage commands' signatures as they are. Typer 0.2x runs on its own copy of click."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # a typer that runs on click itself
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
 class StageEngines(Mapping[str, Callable[..., Any]]):
     """The engines of one stage command, read from the table the face handed down (none when the command runs
     outside the composed `r1f`, e.g. from its package's own Typer app)."""
@@ -37,9 +47,7 @@ class StageEngines(Mapping[str, Callable[..., Any]]):
         self.stage = stage
 
     def _targets(self) -> Mapping[str, str]:
-        import click  # typer's own dependency, already loaded by any command that asks
-
-        ctx = click.get_current_context(silent=True)
+        ctx = _current_context()
         table = ctx.find_object(EngineTable) if ctx is not None else None
         return table.stages.get(self.stage, {}) if table is not None else {}
 
