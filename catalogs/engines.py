@@ -33,10 +33,10 @@ def _current_context() -> Any:
     """The running command's context, or None. Typer passes it only to a command that asks for a `ctx` parameter;
     reading it here keeps the stage commands' signatures as they are. Typer 0.2x runs on its own copy of click."""
     try:
-        from typer._click.globals import get_current_context
-    except ImportError:  # a typer that runs on click itself
-        from click import get_current_context
-    return get_current_context(silent=True)
+        globals_ = importlib.import_module("typer._click.globals")
+    except ImportError:  # a typer before 0.2x, which runs on click itself
+        globals_ = importlib.import_module("click.globals")
+    return globals_.get_current_context(silent=True)
 
 
 class StageEngines(Mapping[str, Callable[..., Any]]):
