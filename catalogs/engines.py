@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
 class EngineTable:
-    """For each stage command, its engines: name -> "module:function", imported when a command runs on it."""
+    """For each stage command, its engines: name -> "module:function", imported when a command runs on it.
+    (A plain class, not a dataclass: `r1f --help` builds it, and a dataclass costs a millisecond to define.)"""
 
-    stages: Mapping[str, Mapping[str, str]]
-
-    def __post_init__(self) -> None:
-        for stage, engines in self.stages.items():
+    def __init__(self, stages: Mapping[str, Mapping[str, str]]) -> None:
+        self.stages = stages
+        for stage, engines in stages.items():
             for name, target in engines.items():
                 module, _, attr = target.partition(":")
                 if not module or not attr or name == "local":
                     raise ValueError(f"engine table: {stage}.{name} = {target!r}; give a name other than local "
                                      "and a target as module:function")
+
+    def __repr__(self) -> str:
+        return f"EngineTable({dict(self.stages)!r})"
 
 
 def _current_context() -> Any:
