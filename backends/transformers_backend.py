@@ -84,6 +84,9 @@ class TransformersBackend:
 
         jobs: list[tuple[int, str, ChatRequest, int]] = []
         for i, req in enumerate(requests):
+            if req.json_schema is not None:
+                raise ValueError(f"request {i} (key={req.key!r}): the transformers backend has no structured output "
+                                 "(json_schema); use the vllm or openai backend for it (the LLM judge needs it).")
             seeds = req.seeds or [(req.seed or 0) + j for j in range(req.n)]
             text = render_request(self.tokenizer, req, self.chat_template_kwargs)
             jobs.extend((i, text, req, s) for s in seeds)

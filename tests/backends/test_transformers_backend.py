@@ -82,3 +82,15 @@ sampling: {{max_tokens: 8}}
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout) == [score]
     assert len(query("SELECT generation_id FROM generation_meta")) == 6
+
+
+def test_structured_output_is_refused_not_ignored(tiny_model_dir: Path) -> None:
+    from backends import get_backend
+    from backends.base import ChatRequest
+
+    backend = get_backend("transformers", model=str(tiny_model_dir))
+    try:
+        with pytest.raises(ValueError, match="no structured output"):
+            backend.generate([ChatRequest([{"role": "user", "content": "hi"}], json_schema={"type": "object"})])
+    finally:
+        backend.close()
