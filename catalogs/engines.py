@@ -53,8 +53,9 @@ class StageEngines(Mapping[str, Callable[..., Any]]):
         return table.stages.get(self.stage, {}) if table is not None else {}
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
-        module, _, attr = self._targets()[name].partition(":")
-        fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+        from catalogs.clikit import _attr  # the one "module:attr" import (stage_command's recipe and runner too)
+
+        fn: Callable[..., Any] = _attr(self._targets()[name])
         return fn
 
     def __iter__(self) -> Iterator[str]:
