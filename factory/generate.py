@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from backends.config import backend_kwargs
+from backends.render import count_prompt_tokens
 from catalogs.ids import run_id as make_run_id
 from catalogs.progress import RunProgress, print_summary
 from factory.recipe import (
@@ -19,7 +20,6 @@ from factory.recipe import (
     RecipeError,
     check_model_path,
     context_length,
-    count_prompt_tokens,
     load_recipe,
     load_tokenizer,
 )
@@ -120,6 +120,7 @@ def sampling_job(recipe: Recipe, template: Template, judges: list[BoundJudge], r
         run_id=run_id, prompts=prompts, render=template.render, markers=template.markers, policy=policy_of(recipe),
         temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
         max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=judges,
+        chat_template_kwargs=dict(recipe.backend.chat_template_kwargs),
         chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
         commit_every=recipe.output.commit_every, commit_interval_s=recipe.output.commit_seconds, **extra)
 
@@ -135,7 +136,7 @@ def check_prompt_lengths(recipe: Recipe, template: Template, prompts: list[dict[
     counts = []
     for p in prompts:
         r = template.render(p)
-        counts.append(count_prompt_tokens(tokenizer, r.messages, r.raw_prompt))
+        counts.append(count_prompt_tokens(tokenizer, r.messages, r.raw_prompt, recipe.backend.chat_template_kwargs))
     if limit:
         too_long = [(p["prompt_id"], n) for p, n in zip(prompts, counts) if n >= limit]
         if too_long:

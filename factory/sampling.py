@@ -269,6 +269,8 @@ class SamplingJob:
     stop: list[str] | None
     judges: list[BoundJudge]
     chunk_prompts: int | None = None
+    # Handed to the model's chat template with every request (`backends.render`), as the length check used them.
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     resume_hint: str = "run the same command again to resume"
     # Give up after this many consecutive backend calls that produced nothing.
     max_failed_calls: int = 1
@@ -575,7 +577,9 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chu
     # Both backends send a seeded sample as a request of its own anyway, so batching is unchanged.
     requests, owners = [], []
     for state, indices in chunk:
-        extra = {"raw_prompt": state.rendered.raw_prompt} if state.rendered.raw_prompt is not None else {}
+        extra: dict[str, Any] = {"raw_prompt": state.rendered.raw_prompt} if state.rendered.raw_prompt is not None else {}
+        if job.chat_template_kwargs:
+            extra["chat_template_kwargs"] = job.chat_template_kwargs
         for idx in indices:
             seed = sample_seed(make_generation_id(state.prompt_id, job.run_id, idx))
             requests.append(ChatRequest(
