@@ -1,11 +1,11 @@
 """The catalog's commands: ingest, show, sql, stats. The `r1f` face composes them.
 
-Imports are lazy so that `r1f show` and `r1f sql` start fast: nothing heavier than DuckDB loads on the
-read path, and pyarrow, datasets and polars load only in the commands that need them.
+Imports are lazy so that the commands start fast: pyarrow, datasets and polars load only in the commands
+that need them. The read commands run through `catalogs/readcli.py`, which the `r1f` entry point also calls
+without typer.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +21,6 @@ from .clikit import (
     console,
     err,
     print_json,
-    table,
 )
 from .clikit import open_catalog as _open
 from .errors import CatalogError
@@ -137,71 +136,9 @@ def show(
 ) -> None:
     """The full lineage of one sample: source row, run parameters, every verdict, every filter decision, every
     release it is in."""
-    from .query import show as run_show
+    from . import readcli
 
-    data = run_show(_open(catalog, lock_timeout=lock_timeout), id, full_text=full)
-    if as_json:
-        print_json(data)
-        return
-    _render_show(data)
-
-
-def _render_show(data: dict[str, Any]) -> None:
-    kind = data["type"]
-    if kind == "generation":
-        p, run = data["prompt"] or {}, data["run"] or {}
-        console.rule(f"generation {data['generation_id']}")
-        console.print(f"[bold]source[/]  {p.get('source')} · {p.get('source_uri')} · row {p.get('source_row')} "
-                      f"({p.get('source_format')}, ingested {p.get('ingested_at')})")
-        console.print(f"[bold]prompt[/]  {data['prompt_id']} · {p.get('kind')} · {p.get('domain')} · "
-                      f"{p.get('language')} · reference answer: {p.get('answer')!r}")
-        console.print(f"          {str(p.get('problem'))[:300]}")
-        console.print(f"[bold]run[/]     {data['run_id']} · {run.get('kind')} · model {run.get('model')} · backend "
-                      f"{run.get('backend')} · template {run.get('template')} {run.get('template_version') or ''} · "
-                      f"sampling {json.dumps(run.get('sampling'))} · code {run.get('code_version')}")
-        if data.get("imported_from"):
-            published = f" · published as {data['published_id']}" if data.get("published_id") else ""
-            console.print(f"[bold]imported[/] from {data['imported_from']} · row {data['source_row']} "
-                          f"(ingest {data['ingest_id']}){published}", soft_wrap=True)
-        console.print(f"[bold]sample[/]  index {data['sample_index']} · seed {data['seed']} · finish "
-                      f"{data['finish_reason']} · tokens {data['prompt_tokens']}+{data['completion_tokens']} · "
-                      f"{data['text_chars']} chars ({data['reasoning_chars']} reasoning, {data['answer_chars']} answer)")
-        if data.get("edit_of"):
-            console.print(f"[bold]edit[/]    of {data['edit_of']['generation_id']} by {data.get('edited_by')} at "
-                          f"{data.get('edited_at')}", soft_wrap=True)
-        console.print("[bold]reasoning[/]", markup=True)
-        console.print(data["reasoning"], markup=False, highlight=False)
-        console.print("[bold]answer[/]")
-        console.print(data["answer"], markup=False, highlight=False)
-        if data.get("edit_of") and "reasoning" in data["edit_of"]:
-            console.print(f"[bold]original reasoning[/] ({data['edit_of']['generation_id']})")
-            console.print(data["edit_of"]["reasoning"], markup=False, highlight=False)
-            console.print("[bold]original answer[/]")
-            console.print(data["edit_of"]["answer"], markup=False, highlight=False)
-        for e in data.get("edits") or []:
-            console.print(f"[bold]edited[/]  → {e['generation_id']} by {e['edited_by']} at {e['edited_at']}",
-                          soft_wrap=True)
-        console.print(table("verdicts", [{k: v for k, v in x.items() if k != "details"} for x in data["verdicts"]])
-                      if data["verdicts"] else "[dim]verdicts: none yet (r1f judge)[/]")
-        console.print(table("filter decisions", [{k: v for k, v in x.items() if k != "params"}
-                                                  for x in data["filter_decisions"]])
-                      if data["filter_decisions"] else "[dim]filter decisions: none yet (r1f filter)[/]")
-        console.print(table("releases", data["releases"]) if data["releases"] else "[dim]releases: none[/]")
-    elif kind == "prompt":
-        console.rule(f"prompt {data['prompt_id']}")
-        console.print(f"[bold]source[/] {data['source']} · {data['source_uri']} · row {data['source_row']}")
-        console.print(f"[bold]kind[/] {data['kind']} · [bold]domain[/] {data['domain']} · [bold]language[/] "
-                      f"{data['language']} · [bold]answer[/] {data['answer']!r}")
-        for m in data["messages"]:
-            console.print(f"[bold]{m['role']}[/]:", m["content"][:2000])
-        if data["metadata"]:
-            console.print("[bold]metadata[/]", json.dumps(data["metadata"], ensure_ascii=False)[:1000])
-        console.print(table("generations", data["generations"]) if data["generations"] else "[dim]no generations[/]")
-        if data["pass_rates"]:
-            console.print(table("pass rates", data["pass_rates"]))
-        console.print(f"[bold]releases[/] {', '.join(data['releases']) or 'none'}")
-    else:
-        print_json(data)
+    readcli.show(id, full=full, catalog=catalog, lock_timeout=lock_timeout, as_json=as_json)
 
 
 @app.command()
@@ -216,40 +153,18 @@ def sql(
     as_json: JsonOpt = False,
 ) -> None:
     """Read-only SQL over the catalog's documented views (see README, "Querying the catalog")."""
-    from .query import sql as run_sql
+    from . import readcli
 
-    cols, rows = run_sql(_open(catalog, lock_timeout=lock_timeout), query,
-                         limit=None if (as_json or csv or limit == 0) else limit + 1)
-    if as_json:
-        print_json([dict(zip(cols, r)) for r in rows])
-    elif csv:
-        import csv as csvmod
-
-        w = csvmod.writer(sys.stdout, lineterminator="\n")
-        w.writerow(cols)
-        w.writerows(rows)
-    else:
-        more = limit and len(rows) > limit
-        console.print(table(None, [dict(zip(cols, r)) for r in rows[: limit or None]]))
-        if more:
-            err.print(f"[dim]showing the first {limit} rows; --limit 0, --json or --csv for all[/]")
+    readcli.sql(query, limit=limit, csv=csv, catalog=catalog, lock_timeout=lock_timeout, as_json=as_json)
 
 
 @app.command()
-def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False) -> None:
+def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False,
+          cost: Annotated[bool, typer.Option("--cost", help="Yield accounting instead: tokens in and out and "
+                                             "engine seconds per run, and the cost per accepted sample by source, "
+                                             "domain and pass-rate bucket, with what the filters' drops cost.")]
+          = False) -> None:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
-    from .query import stats as run_stats
+    from . import readcli
 
-    data = run_stats(_open(catalog, lock_timeout=lock_timeout))
-    if as_json:
-        print_json(data)
-        return
-    console.print(f"[bold]{data['catalog']}[/]: {data['sources']} sources · {data['prompts']} prompts · "
-                  f"{data['runs']} runs · {data['generations']} generations · {data['judged_generations']} judged · "
-                  f"{data['filtered_generations']} filtered · {data['releases']} releases")
-    for key, title in (("prompts_by", "prompts"), ("generations_by_run", "generations per run"),
-                       ("prompt_status", "rejection sampling"), ("judges", "judges"),
-                       ("judge_reasons", "judge rejections by reason"), ("filters", "filters"),
-                       ("filter_reasons", "filter drops by reason"), ("release_list", "releases")):
-        if data[key]:
-            console.print(table(title, data[key]))
+    readcli.stats(catalog=catalog, lock_timeout=lock_timeout, as_json=as_json, cost=cost)

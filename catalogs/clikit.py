@@ -2,27 +2,25 @@
 and running a judge or filter recipe with one progress display.
 
 Each package owns its commands (`catalogs/cli.py`, `factory/cli.py`, `judges/cli.py`, ...); the `r1f`
-face composes them. This module imports only typer and rich, so `r1f --help` stays fast.
+face composes them. This module imports only typer and rich; its typer-free half (the consoles, JSON and
+tables, opening the catalog) is `catalogs/clibase.py`, re-exported here.
 """
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
-if TYPE_CHECKING:
-    from rich.table import Table
+from .clibase import console as console
+from .clibase import err as err
+from .clibase import open_catalog as open_catalog
+from .clibase import print_json as print_json
+from .clibase import print_user_error as print_user_error
+from .clibase import table as table
 
-    from .store import Catalog
-
-console = Console()
 _Local = TypeVar("_Local", bound="Callable[..., Any] | None")  # the local runner: None when the caller is it
-err = Console(stderr=True)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", "-c", envvar="R1F_CATALOG",
                                           help="Catalog folder (created by the first ingest).")]
@@ -42,9 +40,9 @@ def engine_option(ray_help: str) -> Any:
     return typer.Option("--engine", help=f"local: on this machine. ray: {ray_help} (see --address).")
 
 
-def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable[..., Any] | None:
-    """None for the local engine; else the runner an upper floor registered under that name (scaleout registers
-    `ray` when the r1f face loads it, so no stage imports it); a clear error for a name nobody registered."""
+def pick_engine(engines: Mapping[str, Callable[..., Any]], engine: str) -> Callable[..., Any] | None:
+    """None for the local engine; else the runner the r1f face handed down under that name (its table of engines,
+    r1f/engines.py, so no stage imports them); a clear error for a name it does not know."""
     if engine == "local":
         return None
     if engine not in engines:
@@ -56,7 +54,7 @@ def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable
     return engines[engine]
 
 
-def stage_runner(local: _Local, engines: dict[str, Callable[..., Any]], engine: str,
+def stage_runner(local: _Local, engines: Mapping[str, Callable[..., Any]], engine: str,
                  address: str | None, workers: int | None) -> _Local | Callable[..., Any]:
     """The stage's runner for `--engine`: the local one, or a registered engine bound to its cluster."""
     runner = pick_engine(engines, engine)
@@ -72,25 +70,39 @@ def command_group() -> typer.Typer:
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+def stage_command(name: str, recipe_help: str, doc: str, engines: Mapping[str, Callable[..., Any]],
+                  recipe_model: str, runner: str, key: str, title: str) -> typer.Typer:
+    """The command group of a stage that runs a recipe over the catalog's generations (`r1f judge`, `r1f filter`):
+    one command `name RECIPE` with --catalog, --json, --engine, --address and --workers. `recipe_model` and the
+    local `runner` are "module:attr" names, imported when the command runs (so `r1f --help` imports no stage);
+    `engines` are the stage's other engines (see pick_engine); `key` and `title` head the table of counts."""
+    app = command_group()
+
+    def command(
+        recipe: Path = typer.Argument(..., help=recipe_help),
+        catalog: CatalogOpt = DEFAULT_CATALOG,
+        as_json: JsonOpt = False,
+        engine: Annotated[str, engine_option("batches as tasks on a Ray cluster")] = "local",
+        address: AddressOpt = None,
+        workers: Annotated[int | None, typer.Option("--workers", min=1, help="--engine ray: batches in flight "
+                                                    "(default: the cluster's CPUs).")] = None,
+    ) -> None:
+        from .recipes import load_model
+
+        model, local = (_attr(ref) for ref in (recipe_model, runner))
+        run_stage(stage_runner(local, engines, engine, address, workers), load_model(recipe, model), catalog,
+                  as_json, key, title)
+
+    command.__doc__ = doc
+    app.command(name=name)(command)
+    return app
 
 
-def open_catalog(catalog: Path, create: bool = False, lock_timeout: float = 60.0) -> Catalog:
-    from .store import Catalog
+def _attr(ref: str) -> Any:
+    from importlib import import_module
 
-    return Catalog(catalog, create=create, lock_timeout=lock_timeout)
-
-
-def table(title: str | None, rows: list[dict[str, Any]]) -> Table:
-    from rich.table import Table
-
-    out = Table(title=title, title_justify="left")
-    for col in (rows[0].keys() if rows else []):
-        out.add_column(str(col), overflow="fold")
-    for r in rows:
-        out.add_row(*("" if v is None else str(v) for v in r.values()))
-    return out
+    module, _, attr = ref.partition(":")
+    return getattr(import_module(module), attr)
 
 
 def run_stage(runner: Callable[..., dict[str, dict[str, int]]], spec: Any, catalog: Path, as_json: bool,

@@ -499,6 +499,15 @@ def read_hub(folder: Path, repo: str, opts: IngestOptions) -> Iterator[tuple[str
     yield from _arrow_batches((t.to_batches() for t in tables), opts.max_record_bytes)
 
 
+def read_records(path: Path, opts: IngestOptions, fmt: str | None = None) -> Iterator[tuple[str, Any, int]]:
+    """(where, record or the RecordError that says what is wrong with it, bytes read) for each record of a file
+    or saved dataset: the one reader of record files, for ingest and for the filters' benchmark files."""
+    fmt = fmt or detect_format(path)
+    return {"jsonl": lambda: read_jsonl(path, opts.max_record_bytes),
+            "json": lambda: read_json_array(path, opts.max_record_bytes, opts.rename),
+            "parquet": lambda: read_parquet(path, opts), "hf": lambda: read_hf(path, opts)}[fmt]()
+
+
 # ---------------------------------------------------------------------------------------------- records
 def guess_language(text: str) -> str:
     """A cheap default when the row does not say: by script, from the one script table."""
@@ -695,10 +704,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
         rid = run_id(run_params)  # recorded in the final transaction, with everything else
         report.run_id = rid
         known_gens = catalog.generation_ids(rid)
-    records = {"jsonl": lambda: read_jsonl(path, opts.max_record_bytes),
-               "json": lambda: read_json_array(path, opts.max_record_bytes, opts.rename),
-               "parquet": lambda: read_parquet(path, opts), "hf": lambda: read_hf(path, opts),
-               "hub": lambda: read_hub(folder, repo or "", opts)}[fmt]()
+    records = read_hub(folder, repo, opts) if repo is not None else read_records(path, opts, fmt)
 
     staging = catalog._staging_dir()
     prompt_file = staging / "prompts.parquet"

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from .errors import RecipeError
 
@@ -100,7 +100,7 @@ def _describe(err: ErrorDetails, root: type[BaseModel]) -> str:
     key = _loc_str(loc)
     if typ == "extra_forbidden":
         holder = _model_at(loc[:-1], root)
-        known = sorted(holder.model_fields) if holder else []
+        known = sorted(holder.model_fields) if holder else list(err.get("ctx", {}).get("allowed", ()))
         known = [k for k in known if k != "source_path"]
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}?" if close else f"remove it; allowed keys here: {', '.join(known)}"
@@ -123,12 +123,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_model(data: Any, model: type[M], source: str | Path = "<recipe>", text: str | None = None,
-                *, what: str = "recipe") -> M:
-    """Validate a parsed YAML mapping against any recipe model; errors name the file, line, key and fix."""
+                *, what: str = "recipe", recipe_file: Path | None = None) -> M:
+    """Validate a parsed YAML mapping against any recipe model; errors name the file, line, key and fix.
+    `recipe_file`: the file it was read from, where validators read relative paths from (see `recipe_file_of`)."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a {what} must be a YAML mapping of keys to values; got {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"recipe_file": recipe_file} if recipe_file is not None else None)
     except ValidationError as exc:
         lines = _line_index(text) if text else {}
         problems = []
@@ -155,7 +156,7 @@ def load_model(path: str | Path, model: type[M], *, what: str = "recipe") -> M:
     """Read and validate a YAML recipe of any stage (judge, filter, release) with the same errors."""
     path = Path(path)
     data, text = read_yaml(path, what)
-    return parse_model(data, model, path, text, what=what)
+    return parse_model(data, model, path, text, what=what, recipe_file=path)
 
 
 def resolve_path(path: str | os.PathLike[str], recipe_file: str | os.PathLike[str] | None) -> Path:
@@ -170,5 +171,38 @@ def resolve_path(path: str | os.PathLike[str], recipe_file: str | os.PathLike[st
         return p
     beside = Path(recipe_file).parent / p
     return (p if p.exists() and not beside.exists() else beside).resolve()
+
+
+def validate_nested(model: type[M], data: Any) -> M:
+    """Validate `data` against `model` from inside a validator of the recipe model that holds it, where the model
+    depends on another field (a judge's or a filter's params, on its name). The errors keep their keys, so the
+    recipe error names the key's own line, and an unknown key lists the keys `model` allows."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        allowed = sorted(model.model_fields)
+        errors = [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"], {"allowed": allowed})
+                                   if e["type"] == "extra_forbidden" else e["type"],
+                                   loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+                  for e in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+def recipe_file_of(info: ValidationInfo) -> Path | None:
+    """Inside a validator: the recipe file being loaded (by `load_model`), or None for a recipe built in code."""
+    return info.context.get("recipe_file") if isinstance(info.context, dict) else None
+
+
+def resolve_paths(params: dict[str, Any], keys: tuple[str, ...], recipe_file: Path | None) -> dict[str, Any]:
+    """`params` with the paths under `keys` (a path or a list of them) resolved by `resolve_path`; as given for
+    a recipe built in code."""
+    if recipe_file is None or not keys:
+        return params
+
+    def resolve(p: Any) -> Any:
+        return str(resolve_path(p, recipe_file)) if isinstance(p, str) else p
+
+    return {k: ([resolve(p) for p in v] if isinstance(v, list) else resolve(v)) if k in keys else v
+            for k, v in params.items()}
 
 

@@ -98,6 +98,23 @@ CREATE TABLE IF NOT EXISTS pipeline_stages (
 ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS published_id VARCHAR;
 """
 
+# 6: calibration and yield accounting (issue 23). `calibration_draws` holds the stratified samples that
+# `r1f review --calibrate JUDGE` drew for people to decide, one row per drawn generation with its stratum
+# (source, domain, what the judge said) and the stratum's size when drawn, so the estimates weight strata by
+# the population they stand for. `run_usage` holds one row per session of a run (each `r1f generate` that did
+# work): tokens in and out, engine seconds (GPU-seconds where a GPU ran it), and money where the recipe gave
+# a price. (5 is another change's number.)
+MIGRATIONS[6] = """
+CREATE TABLE IF NOT EXISTS calibration_draws (
+  draw_id VARCHAR, judge VARCHAR, judge_version VARCHAR, seed BIGINT, generation_id VARCHAR, source VARCHAR,
+  domain VARCHAR, judge_passed BOOLEAN, stratum_size BIGINT, created_at TIMESTAMP DEFAULT current_timestamp,
+  PRIMARY KEY (draw_id, generation_id));
+CREATE TABLE IF NOT EXISTS run_usage (
+  run_id VARCHAR, session VARCHAR, backend VARCHAR, generations BIGINT, tokens_in BIGINT, tokens_out BIGINT,
+  engine_s DOUBLE, gpu_s DOUBLE, price_input_per_mtok DOUBLE, price_output_per_mtok DOUBLE, cost DOUBLE,
+  created_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (run_id, session));
+"""
+
 SCHEMA_VERSION = max(MIGRATIONS, default=1)
 
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
@@ -121,6 +138,10 @@ VIEW_DOCS: dict[str, str] = {
     "ingests": "one row per ingest: file, format, rows read and added",
     "trainings": "one row per training run: training_id, kind (sft/grpo), model, base_model, release_name, "
     "manifest_sha256, prompts_where, recipe (JSON), code_version, status, metrics (JSON), output_dir",
+    "calibration_draws": "per generation drawn by `r1f review --calibrate JUDGE`: draw_id, judge, judge_version, "
+    "seed, source, domain, judge_passed, stratum_size (generations in its stratum when drawn)",
+    "run_usage": "per session of a run: generations, tokens_in, tokens_out, engine_s, gpu_s, "
+    "price_input_per_mtok, price_output_per_mtok, cost (where the recipe gave price_per_mtok)",
     "eval_answers": "per eval generation: run_id, prompt_id, answer_key (its Math-Verify equivalence class), method",
     "pipeline_runs": "one row per `r1f run` of a pipeline: pipeline_run_id, pipeline, file, recipe_hash, status, "
     "started_at, finished_at",
@@ -129,8 +150,8 @@ VIEW_DOCS: dict[str, str] = {
 }
 
 PLAIN_VIEWS = ["prompts", "runs", "generation_meta", "verdicts", "filter_decisions", "prompt_stats",
-               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers", "pipeline_runs",
-               "pipeline_stages"]
+               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers",
+               "calibration_draws", "run_usage", "pipeline_runs", "pipeline_stages"]
 
 EMPTY_TEXTS = ("SELECT NULL::VARCHAR AS generation_id, NULL::VARCHAR AS text, NULL::INTEGER AS r_start, "
                "NULL::INTEGER AS r_end, NULL::INTEGER AS a_start WHERE false")

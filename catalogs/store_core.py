@@ -131,7 +131,7 @@ class CatalogCore:
             self._version_ok = True  # we are writing this version's schema
             with self.transaction() as con:
                 con.execute(schema.TABLES)
-                for version in range(2, schema.SCHEMA_VERSION + 1):
+                for version in sorted(schema.MIGRATIONS):
                     con.execute(schema.MIGRATIONS[version])
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
                             [str(schema.SCHEMA_VERSION), code_version()])
@@ -211,7 +211,7 @@ class CatalogCore:
         try:
             con.execute("BEGIN TRANSACTION")
             found = self._check_version(con, "main")  # another process may have migrated meanwhile
-            for version in range(found + 1, schema.SCHEMA_VERSION + 1):
+            for version in sorted(v for v in schema.MIGRATIONS if v > found):  # a number may be unused
                 con.execute(schema.MIGRATIONS[version])
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION)])
             con.execute("COMMIT")
@@ -224,10 +224,15 @@ class CatalogCore:
         self._version_ok = True
 
     @contextlib.contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An in-memory DuckDB with the catalog attached read-only and the documented views defined."""
+    def reader(self, first: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+               ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with the catalog attached read-only and the documented views defined. `first` runs
+        on it before the catalog is attached (`r1f sql` parses its query there: a typo fails at once, and no
+        second DuckDB starts for it)."""
         con = duckdb.connect(":memory:")
         try:
+            if first is not None:
+                first(con)
             try:
                 self._open(lambda: con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)"))
             except duckdb.Error as exc:

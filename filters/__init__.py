@@ -23,7 +23,7 @@ _EXPORTS = {
     "HygieneParams": "filters.hygiene",
     "LanguageMixingParams": "filters.language_mixing",
     "LongParagraphsParams": "filters.long_paragraphs",
-    "FILTERS": "filters.registry", "FilterSpec": "filters.registry", "get_filter": "filters.registry",
+    "FILTERS": "filters.registry", "FilterSpec": "filters.base", "get_filter": "filters.registry",
     "make_filter": "filters.registry", "params_hash": "filters.registry",
 }
 

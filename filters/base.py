@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -52,6 +53,38 @@ class FilterParams(BaseModel):
 
 
 P = TypeVar("P", bound=FilterParams)
+
+Kind = Literal["rule", "stateful"]
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A filter as its module declares it, once: `FILTER = FilterSpec(NAME, VERSION, "rule", Params, fn=...)`.
+    filters/registry.py lists the modules.
+
+    rule: `fn(batch, params) -> decisions`, pure, run in worker processes. stateful: `factory(params)` makes
+    an object called batch after batch in catalog order, over every selected generation (decided ones too, so
+    its state holds them), that decides the ones without a decision. A stateful filter may have a pure
+    `first_pass(params) -> (batch -> features)`, run in the worker processes beside the rule filters, whose
+    features are handed to its ordered part: `state(batch, features)` (dedup's MinHash, then its index)."""
+
+    name: str
+    version: str
+    kind: Kind
+    params: type[FilterParams]
+    fn: Callable[..., pl.DataFrame] | None = None
+    factory: Callable[[Any], Callable[..., pl.DataFrame]] | None = None
+    first_pass: Callable[[Any], Callable[[pl.DataFrame], Any]] | None = None
+    # Params that name files: a relative path in a recipe file is resolved by catalogs.recipes.resolve_path.
+    path_params: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.kind == "rule") != (self.fn is not None) or (self.kind == "stateful") != (self.factory is not None):
+            raise TypeError(f"filter {self.name!r}: a rule filter gives `fn`, a stateful one `factory`")
+
+    @property
+    def stateful(self) -> bool:
+        return self.kind == "stateful"
 
 
 def _decode_binary(col: pl.Series) -> tuple[pl.Series, pl.Series]:

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from filters.base import FilterParams, batch_filter, decisions
+from filters.base import FilterParams, FilterSpec, batch_filter, decisions
 
 VERSION = "1"
 NAME = "code_blocks"
@@ -98,3 +98,6 @@ def code_blocks(batch: pl.DataFrame, params: CodeBlocksParams) -> pl.DataFrame:
     value = pl.Series(np.where(checked, total, np.nan)).fill_nan(None)
     return decisions(batch["generation_id"], NAME, VERSION, pl.Series(~failed),
                      pl.Series(reasons.tolist(), dtype=pl.String), value)
+
+
+FILTER = FilterSpec(NAME, VERSION, "rule", CodeBlocksParams, fn=code_blocks)

@@ -1,8 +1,8 @@
 """decontamination: no prompt may share an n-gram with a benchmark item.
 
-The benchmark n-grams are built once (`BenchmarkIndex.from_files(paths, n)`), from JSONL, JSON (a
-list of objects, or an object holding one under "data"/"rows"/"examples") or Parquet files whose
-items have a `problem`, `question` or `prompt` field. Words are normalised as in dedup (lowercase,
+The benchmark n-grams are built once (`BenchmarkIndex.from_files(paths, n)`), from the files `r1f ingest`
+reads (JSONL, a JSON array, Parquet; catalogs/ingest.py reads them) whose items have a `problem`,
+`question` or `prompt` field. Words are normalised as in dedup (lowercase,
 letters and digits; each Han/kana character a word); n = 8 by default, as open-r1 and s1 use (the
 R1 paper reports 10). A benchmark item shorter than n words is matched whole.
 
@@ -12,8 +12,6 @@ the number of n-grams the prompt shares with that item (the item with most share
 """
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -26,13 +24,20 @@ from pydantic import Field
 
 from catalogs.errors import UserError
 from filters._ngrams import word_ngram_hashes
-from filters.base import FilterParams, apply_with_input_errors, decisions, prepare_batch, validate_params
+from filters.base import (
+    FilterParams,
+    FilterSpec,
+    apply_with_input_errors,
+    decisions,
+    prepare_batch,
+    validate_params,
+)
 
 VERSION = "1"
 NAME = "decontamination"
 TEXT_FIELDS = ("problem", "question", "prompt")
 ID_FIELDS = ("id", "idx", "task_id", "problem_id", "question_id")
-FORMATS = ".jsonl, .jsonl.gz, .json or .parquet"
+FORMATS = ".jsonl, .jsonl.gz, .json (an array) or .parquet"
 
 
 class DecontaminationParams(FilterParams):
@@ -54,42 +59,29 @@ class BenchmarkItem:
     item: str
 
 
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    name = path.name.lower()
+def _read_records(path: Path) -> list[Any]:
+    """Every item of a benchmark file, read by the reader `r1f ingest` uses, with its errors: a file ingest
+    refuses (one JSON object wrapping a list, say) is refused here too, the same way."""
+    from catalogs.errors import CatalogError
+    from catalogs.ingest import IngestOptions, RecordError, detect_format, read_records
+
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file {path} does not exist; check decontamination.benchmark_files")
     try:
-        if name.endswith(".parquet"):
-            return pl.read_parquet(path).to_dicts()
-        if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            opener = gzip.open if name.endswith(".gz") else open
-            out = []
-            with opener(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            out.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise BenchmarkFormatError(f"benchmark file {path}, line {lineno}: not JSON ({e.msg}); "
-                                                       f"a .jsonl file holds one JSON object per line") from None
-            return out
-        if name.endswith(".json"):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                for key in ("data", "rows", "examples", "items"):
-                    if isinstance(data.get(key), list):
-                        data = data[key]
-                        break
-            if not isinstance(data, list):
-                raise BenchmarkFormatError(f"benchmark file {path}: a .json benchmark must be a list of objects "
-                                           f"(or an object with a 'data' list)")
-            return data
-    except (UnicodeDecodeError, json.JSONDecodeError, pl.exceptions.ComputeError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise BenchmarkFormatError(f"benchmark file {path} could not be read as {FORMATS}: {e}") from None
-    raise BenchmarkFormatError(f"benchmark file {path}: unknown format {path.suffix!r}; give {FORMATS} files "
-                               f"whose items have one of the fields {list(TEXT_FIELDS)}")
+        fmt = detect_format(path)
+    except CatalogError:
+        raise BenchmarkFormatError(f"benchmark file {path}: unknown format {path.suffix!r}; give {FORMATS} files "
+                                   f"whose items have one of the fields {list(TEXT_FIELDS)}") from None
+    # A `question` column is a benchmark's text too (TEXT_FIELDS): ingest's schema check reads it as the problem.
+    opts = IngestOptions(source=benchmark_name(path), rename={"question": "problem"})
+    try:
+        records = [rec for _, rec, _ in read_records(path, opts, fmt)]
+    except CatalogError as e:
+        raise BenchmarkFormatError(f"benchmark file {e}") from None
+    bad = next((rec for rec in records if isinstance(rec, RecordError)), None)
+    if bad is not None:
+        raise BenchmarkFormatError(f"benchmark file {path}, {bad}")
+    return records
 
 
 def load_benchmark(path: str | PathLike[str]) -> tuple[list[str], list[str]]:
@@ -234,3 +226,7 @@ def decontamination(batch: Any, params: DecontaminationParams | dict[str, Any], 
                     ) -> pl.DataFrame:
     """One-shot form: build (or reuse) the index and decide one batch."""
     return Decontaminator(params, index)(batch)
+
+
+FILTER = FilterSpec(NAME, VERSION, "stateful", DecontaminationParams, factory=Decontaminator,
+                    path_params=("benchmark_files",))

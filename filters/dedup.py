@@ -34,6 +34,7 @@ its matrix as a buffer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +45,7 @@ from filters._ngrams import _mix, sequence_hashes, token_hashes, word_ngram_hash
 from filters.base import (
     INPUT_ERROR,
     FilterParams,
+    FilterSpec,
     apply_with_input_errors,
     decisions,
     prepare_batch,
@@ -210,8 +212,9 @@ class DedupIndex:
         self.kept_units: list[str] = []  # representative index -> its prompt_id (field "problem" only)
         self.unit_decision: dict[str, tuple[int, str, float | None]] = {}  # prompt_id -> (rep, kind, jaccard)
 
-    def __call__(self, batch: Any) -> pl.DataFrame:
-        return self.apply(batch)
+    def __call__(self, batch: Any, features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> pl.DataFrame:
+        return self.apply(batch, features)
 
     @property
     def n_kept(self) -> int:
@@ -374,3 +377,15 @@ class DedupIndex:
             values.append(val)
         return decisions(df["generation_id"], NAME, VERSION, pl.Series(passed, dtype=pl.Boolean),
                          pl.Series(reasons, dtype=pl.String), pl.Series(values, dtype=pl.Float64))
+
+
+def first_pass(params: DedupParams) -> Callable[[pl.DataFrame], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """dedup's pure part, run in the worker processes: a batch's MinHash features, for `DedupIndex.apply`."""
+
+    def features(batch: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return dedup_features(prepare_batch(batch)[params.field].fill_null(""), params)
+
+    return features
+
+
+FILTER = FilterSpec(NAME, VERSION, "stateful", DedupParams, factory=DedupIndex, first_pass=first_pass)

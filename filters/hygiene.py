@@ -19,7 +19,7 @@ from pydantic import Field
 
 from catalogs.boxed import all_boxed
 from filters._ngrams import word_ngram_hashes
-from filters.base import FilterParams, batch_filter, decisions
+from filters.base import FilterParams, FilterSpec, batch_filter, decisions
 
 VERSION = "2"
 NAME = "hygiene"
@@ -112,3 +112,6 @@ def hygiene(batch: pl.DataFrame, params: HygieneParams) -> pl.DataFrame:
     return decisions(pl.col("generation_id"), NAME, VERSION, ~failed,
                      pl.when(failed).then(reason).otherwise(pl.lit("ok")), value,
                      m.with_columns(batch["generation_id"]))
+
+
+FILTER = FilterSpec(NAME, VERSION, "rule", HygieneParams, fn=hygiene)

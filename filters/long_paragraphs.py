@@ -10,7 +10,7 @@ import polars as pl
 from pydantic import Field
 
 from catalogs.scripts import PARAGRAPH_RE, PARAGRAPH_SEP, SPACED_WORD
-from filters.base import FilterParams, batch_filter, decisions
+from filters.base import FilterParams, FilterSpec, batch_filter, decisions
 
 VERSION = "2"
 NAME = "long_paragraphs"
@@ -55,3 +55,6 @@ def long_paragraphs(batch: pl.DataFrame, params: LongParagraphsParams) -> pl.Dat
     )
     return decisions(pl.col("generation_id"), NAME, VERSION, ~(too_many_chars | too_many_words), reason,
                      pl.col("max_chars"), m.with_columns(batch["generation_id"]))
+
+
+FILTER = FilterSpec(NAME, VERSION, "rule", LongParagraphsParams, fn=long_paragraphs)

@@ -1,10 +1,11 @@
-"""Name -> filter registry. Adding a filter is one file and one line in FILTERS.
+"""The filters: one line per module in MODULES. A module declares its filter once, `FILTER = FilterSpec(...)`
+(name, version, kind, params; see filters/base.py), so adding a filter is one file and one line here.
 
-Pure filters are functions `(batch, params) -> decisions`. Stateful ones (dedup, decontamination)
-are classes built from their params (`DedupIndex(params)`, `Decontaminator(params)`), whose
-instances are called batch after batch; `make_filter` hides the difference.
+Pure filters are functions `(batch, params) -> decisions`. Stateful ones (dedup, decontamination) are made
+from their params (`DedupIndex(params)`, `Decontaminator(params)`), and called batch after batch;
+`make_filter` hides the difference.
 
-A filter module imports only `filters.base`; this module imports the filters.
+A filter module imports only `filters.base` (and the vocabulary); this module imports the filters.
 """
 from __future__ import annotations
 
@@ -12,49 +13,24 @@ import hashlib
 import importlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from catalogs.errors import UserError
-from filters.base import FilterParams, validate_params
+from filters.base import FilterParams, FilterSpec, validate_params
 
+MODULES = (
+    "filters.language_mixing",
+    "filters.long_paragraphs",
+    "filters.code_blocks",
+    "filters.hygiene",
+    "filters.dedup",
+    "filters.decontamination",
+)
 
-@dataclass(frozen=True)
-class FilterSpec:
-    name: str
-    version: str
-    params: type[FilterParams]
-    # A pure filter: fn(batch, params) -> decisions.
-    fn: Callable[..., pl.DataFrame] | None = None
-    # A stateful filter: factory(params) -> callable(batch) -> decisions, fed batches in order.
-    factory: Callable[[Any], Callable[[Any], pl.DataFrame]] | None = None
-
-    @property
-    def stateful(self) -> bool:
-        return self.factory is not None
-
-
-
-def _m(name: str) -> Any:  # the module (the package re-exports functions of the same names)
-    return importlib.import_module(f"filters.{name}")
-
-
-_lm, _lp, _cb, _hy, _dd, _dc = (_m(n) for n in ("language_mixing", "long_paragraphs", "code_blocks", "hygiene",
-                                               "dedup", "decontamination"))
-
-# One line per filter.
-FILTERS: dict[str, FilterSpec] = {s.name: s for s in [
-    FilterSpec("language_mixing", _lm.VERSION, _lm.LanguageMixingParams, fn=_lm.language_mixing),
-    FilterSpec("long_paragraphs", _lp.VERSION, _lp.LongParagraphsParams, fn=_lp.long_paragraphs),
-    FilterSpec("code_blocks", _cb.VERSION, _cb.CodeBlocksParams, fn=_cb.code_blocks),
-    FilterSpec("hygiene", _hy.VERSION, _hy.HygieneParams, fn=_hy.hygiene),
-    FilterSpec("dedup", _dd.VERSION, _dd.DedupParams, factory=_dd.DedupIndex),
-    FilterSpec("decontamination", _dc.VERSION, _dc.DecontaminationParams, factory=_dc.Decontaminator),
-]}
-
-
+FILTERS: dict[str, FilterSpec] = {spec.name: spec for spec in
+                                  (importlib.import_module(module).FILTER for module in MODULES)}
 class UnknownFilterError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return str(self.args[0])

@@ -8,30 +8,35 @@ generations that lack one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from catalogs.ids import canonical_json
-from catalogs.stage import Step, Work, run_steps
-from filters.base import prepare_batch
-from filters.dedup import DedupIndex, DedupParams, dedup_features
-from filters.registry import get_filter, make_filter, params_hash, resolve_params
+from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
+from catalogs.stage import StageStore, Step, Work, run_steps
+from filters.registry import FILTERS, get_filter, make_filter, params_hash, resolve_params
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FilterStep(_Strict):
+class FilterStep(Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     where: str | None = None
 
+    @field_validator("params")
+    @classmethod
+    def _typed(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Checked against the filter's declared params as the recipe loads; an unknown name is left for
+        filter_catalog, which lists the known ones."""
+        spec = FILTERS.get(info.data.get("name", ""))
+        if spec is None:
+            return params
+        validate_nested(spec.params, params)
+        return resolve_paths(params, spec.path_params, recipe_file_of(info))
 
-class FilterRecipe(_Strict):
+
+class FilterRecipe(Strict):
     name: str | None = None
     description: str | None = None
     where: str | None = None
@@ -44,34 +49,25 @@ class FilterRecipe(_Strict):
     flush_rows: int = Field(default=50_000, ge=1)
 
 
-# Params that name files; relative paths in a recipe are read from the recipe's folder.
-PATH_PARAMS = {"benchmark_files"}
+class FilterStore(StageStore, Protocol):
+    """What filtering needs from the catalog (catalogs.store.Catalog; the Ray driver hands in the same)."""
+
+    def require_generations(self, verb: str) -> None: ...
+
+    def add_filter_decisions(self, rows: pl.DataFrame) -> int: ...
+
+    def decision_counts(self, filter_name: str, version: str, phash: str) -> tuple[int, int]: ...
 
 
-def resolve_paths(recipe: FilterRecipe, base: Path) -> FilterRecipe:
-    steps = []
-    for step in recipe.filters:
-        params = dict(step.params)
-        for key in PATH_PARAMS & set(params):
-            value = params[key]
-            paths = [value] if isinstance(value, str) else value
-            if isinstance(paths, list):
-                resolved = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in paths]
-                params[key] = resolved[0] if isinstance(value, str) else resolved
-        steps.append(step.model_copy(update={"params": params}))
-    return recipe.model_copy(update={"filters": steps})
-
-
-
-def filter_catalog(catalog: Any, recipe: FilterRecipe,
+def filter_catalog(catalog: FilterStore, recipe: FilterRecipe,
                    progress: Callable[[str, int, int], None] | None = None,
                    executor: Any = None) -> dict[str, dict[str, int]]:
     """Decide every generation the recipe's filters select and have not decided with these params.
 
-    All filters share one pass over the texts (see catalogs.stage). The pure filters and dedup's MinHash run
-    in `recipe.workers` processes; dedup's index and decontamination run here, batch after batch in
-    catalog order. With an `executor` (a Ray cluster's) the pure parts run there instead of local processes;
-    the ordered ones still run here."""
+    All filters share one pass over the texts (see catalogs.stage). The pure filters and the pure first pass
+    of a stateful one (dedup's MinHash) run in `recipe.workers` processes; the stateful ones (dedup's index,
+    decontamination) run here, batch after batch in catalog order. With an `executor` (a Ray cluster's) the
+    pure parts run there instead of local processes; the ordered ones still run here."""
     for step in recipe.filters:  # unknown names and bad thresholds fail before any work
         resolve_params(step.name, step.params)
     catalog.require_generations("filter")
@@ -98,25 +94,28 @@ def _stage_step(step: FilterStep, recipe: FilterRecipe) -> Step:
 
     where = [recipe.where, step.where]
     done = ("filter", step.name, spec.version, phash)
-    if not spec.stateful:
+    if spec.kind == "rule":
         return Step(step.name, where, done, work=Work(_pure_filter, (step.name, params.model_dump())),
                     finish=lambda batch, decisions: keyed(decisions))
-    if step.name == "dedup":  # its MinHash is pure and runs beside the others; its index keeps order here
-        index = DedupIndex(params)
-        return Step(step.name, where, done, see_done=True, work=Work(_dedup_features, (params.model_dump(),)),
-                    finish=lambda batch, features: keyed(index.apply(batch, features)))
-    run = make_filter(step.name, step.params)
-    return Step(step.name, where, done, see_done=True, finish=lambda batch, _: keyed(run(batch)))
+    assert spec.factory is not None  # a stateful filter declares it (FilterSpec checks)
+    state = spec.factory(params)
+    if spec.first_pass is not None:  # pure, beside the others; the state keeps order here
+        return Step(step.name, where, done, see_done=True, work=Work(_first_pass, (step.name, params.model_dump())),
+                    finish=lambda batch, features: keyed(state(batch, features)))
+    return Step(step.name, where, done, see_done=True, finish=lambda batch, _: keyed(state(batch)))
 
 
 def _pure_filter(name: str, params: dict[str, Any]) -> Callable[[pl.DataFrame], pl.DataFrame]:
     return make_filter(name, params)
 
 
-def _dedup_features(params: dict[str, Any]) -> Callable[[pl.DataFrame], Any]:
-    p = DedupParams(**params)
+def _first_pass(name: str, params: dict[str, Any]) -> Callable[[pl.DataFrame], Any]:
+    first_pass = get_filter(name).first_pass
+    assert first_pass is not None  # only steps of filters that declare one hand it out
+    return first_pass(resolve_params(name, params))
 
-    def features(batch: pl.DataFrame) -> Any:
-        return dedup_features(prepare_batch(batch)[p.field].fill_null(""), p)
 
-    return features
+if TYPE_CHECKING:  # the type checker holds the catalog to what filtering needs
+    from catalogs.store import Catalog
+
+    _catalog: type[FilterStore] = Catalog

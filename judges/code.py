@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalogs.records import Sample, Verdict, verdict
+from judges.base import JudgeSpec, params_model
 from judges.sandbox import (
     Limits,
     RunResult,
@@ -180,3 +181,6 @@ def judge_many(samples: Sequence[Sample], workers: int = 2, **params: Any) -> li
         return [judge(s, **params) for s in samples]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda s: judge(s, **params), samples))
+
+
+JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge, many=judge_many)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from catalogs.records import Sample, Verdict, verdict
 from catalogs.split import Markers, split_reasoning
+from judges.base import JudgeSpec, params_model
 
 NAME = "format"
 VERSION = "1"
@@ -75,3 +76,6 @@ def judge(sample: Sample, *, template: str = "think", open_tag: str | None = Non
     if not answer:
         return fail("no_answer")
     return verdict(NAME, VERSION, 1.0, True, "ok", template=template)
+
+
+JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from catalogs.records import Sample, Verdict, verdict
 from catalogs.scripts import DEFAULT_RULE, TWELFTHS, LanguageRule, count_units, measure, normalise
+from judges.base import JudgeSpec, params_model
 
 NAME = "language_consistency"
 VERSION = "2"
@@ -44,3 +45,6 @@ def judge(sample: Sample, *, threshold: float = DEFAULT_THRESHOLD, language: str
         return verdict(NAME, VERSION, score, True, "too_short", min_words=min_words, **details)
     ok = score >= threshold - _EPS
     return verdict(NAME, VERSION, score, ok, "consistent" if ok else "mixed_language", **details)
+
+
+JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge)

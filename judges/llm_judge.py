@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Backend, ChatRequest
+from catalogs.errors import RecipeError
 from catalogs.records import Sample, Verdict, verdict
+from judges.base import BatchJudge, JudgeSpec, params_model
 
 NAME = "llm_judge"
 VERSION = "1"
@@ -134,3 +136,14 @@ def judge_batch(samples: Sequence[Sample], backend: Backend, *, prompt: str = DE
             out[i] = parse_response(comp.text if comp else "", version=version, prompt=prompt,
                                     finish_reason=comp.finish_reason if comp else None)
     return out  # type: ignore[return-value]
+
+
+def open_judge(backend: Backend | None, **params: Any) -> BatchJudge:
+    """The judge for a run: `backend` is the judging model, built by the driver from the step's `backend`."""
+    if backend is None:
+        raise RecipeError(f"judges: {NAME} needs a `backend` (the judging model)")
+    return lambda samples: judge_batch(samples, backend, **params)
+
+
+JUDGE = JudgeSpec(NAME, VERSION, "model", params_model(judge_batch), open=open_judge,
+                  version_of=lambda params: f"{VERSION}+{Path(params.get('prompt', DEFAULT_PROMPT)).stem}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from catalogs.boxed import last_boxed
 from catalogs.records import Sample, Verdict, verdict
+from judges.base import JudgeSpec, params_model
 
 NAME = "math_accuracy"
 VERSION = "2"  # 2: the one box extractor (catalogs/boxed.py); it reads `\boxed {x}` as x
@@ -32,22 +33,29 @@ class _SampleTimeout(BaseException):
     """BaseException so Math-Verify's `except Exception` blocks cannot swallow it."""
 
 
-def _parse(expr: str) -> list[Any]:
+def parse_boxed(expr: str) -> list[Any]:
+    """Math-Verify's reading of `expr` as the content of a `\\boxed{}`, its own timeout off: the one parse the
+    judge and eval's answer classes (training/evaluate.py) share. See `parsed` for whether anything parsed."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     return parse("\\boxed{" + expr + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
                  parsing_timeout=None)
 
 
+def parsed(result: list[Any]) -> bool:
+    """Whether `parse_boxed` read an expression: with fallback on, Math-Verify returns the raw string when
+    nothing parsed."""
+    return any(not isinstance(x, str) for x in result)
+
+
 def _check(reference: str, predicted: str) -> tuple[str, dict[str, Any]]:
     from math_verify import verify
 
-    # With fallback on, Math-Verify returns the raw string when nothing parsed; that is "unparseable".
-    gold = _parse(reference)
-    if not any(not isinstance(g, str) for g in gold):
+    gold = parse_boxed(reference)
+    if not parsed(gold):
         return "unparseable_gold", {}
-    pred = _parse(predicted)
-    if not any(not isinstance(p, str) for p in pred):
+    pred = parse_boxed(predicted)
+    if not parsed(pred):
         return "unparseable_prediction", {}
     # Order matters: Math-Verify is not symmetric (assignments, equation -> interval), gold first.
     ok = verify(gold, pred, timeout_seconds=None)
@@ -284,3 +292,6 @@ def judge_many(samples: Sequence[Sample], workers: int = 2, *, timeout_s: float 
     workers = max(1, min(workers, os.cpu_count() or 1, len(samples)))
     with VerifyPool(workers=workers, timeout_s=timeout_s) as pool:
         return pool.run(samples)
+
+
+JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge, many=judge_many)

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Backend, ChatRequest
+from catalogs.errors import RecipeError
 from catalogs.records import Sample, Verdict, verdict
+from judges.base import BatchJudge, JudgeSpec, params_model
 from judges.llm_judge import load_prompt, parse_json_object, render
 
 VERSION = "1"
@@ -123,7 +125,7 @@ class RewardModelScorer:
         return out
 
     def score(self, samples: Sequence[Sample], aspect: str) -> list[Verdict]:
-        name = f"{aspect}_rm"
+        name = aspect  # the judge's own name: the catalog finds the verdict under it (a rerun judges nothing)
         texts = [text_for(s, aspect) for s in samples]
         idx = [i for i, t in enumerate(texts) if t]
         rewards = dict(zip(idx, self.rewards([(samples[i].problem, texts[i]) for i in idx])))
@@ -137,3 +139,23 @@ class RewardModelScorer:
             out.append(verdict(name, VERSION, 1 / (1 + math.exp(-max(min(r, 60.0), -60.0))), r >= self.threshold,
                                "scored", reward=r, reward_model=self.name, threshold=self.threshold))
         return out
+
+
+def open_judge(aspect: str, backend: Backend | None, *, reward_model: str | None = None,
+               **params: Any) -> BatchJudge:
+    """The `aspect` judge for a run: a reward model when params name one (`reward_model: PATH`), else the LLM
+    judge with a rubric through `backend`, the model the driver built from the step's `backend`."""
+    if reward_model is not None:
+        scorer = RewardModelScorer(reward_model, **params)
+        return lambda samples: scorer.score(samples, aspect)
+    if backend is None:
+        raise RecipeError(f"judges: {aspect} needs a `backend` (the judging model) or params.reward_model: PATH")
+    return lambda samples: score_with_llm(samples, backend, aspect, **params)
+
+
+def declare(aspect: str) -> JudgeSpec:
+    """The declaration of the helpfulness or harmlessness judge (judges/helpfulness.py, judges/harmlessness.py)."""
+    return JudgeSpec(aspect, VERSION, "model", params_model(score_with_llm, RewardModelScorer.__init__,
+                                                            reward_model=(str | None, None)),
+                     open=lambda backend, **params: open_judge(aspect, backend, **params),
+                     path_params=("reward_model",))

@@ -1,51 +1,42 @@
-"""Name -> judge. Adding a judge is one file exposing NAME, VERSION and `judge(sample, **params)`,
-plus one line in JUDGES below. Modules load lazily, so listing judges imports nothing heavy."""
+"""The judges: one line per module in MODULES. A module declares its judge once, `JUDGE = JudgeSpec(...)` (name,
+version, kind, params; see judges/base.py), so adding a judge is one file and one line here.
+
+Modules load on first use, so importing this module (every `r1f` start) imports no judge.
+"""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from types import ModuleType
+from functools import cache
 from typing import Any
 
 from catalogs.errors import UserError
 from catalogs.records import Sample, Verdict
+from judges.base import JudgeSpec
+
+MODULES = (
+    "judges.math_accuracy",
+    "judges.format",
+    "judges.language_consistency",
+    "judges.code",
+    "judges.llm_judge",
+    "judges.helpfulness",
+    "judges.harmlessness",
+)
 
 
-@dataclass(frozen=True)
-class JudgeSpec:
-    name: str
-    module: str  # dotted path of a module with NAME, VERSION, judge() and optionally judge_many()
-    description: str = ""
-
-    def _mod(self) -> ModuleType:
-        return importlib.import_module(self.module)
-
-    @property
-    def version(self) -> str:
-        return str(self._mod().VERSION)
-
-    @property
-    def fn(self) -> Callable[..., Verdict]:
-        return self._mod().judge
-
-    def __call__(self, sample: Sample, **params: Any) -> Verdict:
-        return self._mod().judge(sample, **params)
-
-    def judge_many(self, samples: Sequence[Sample], workers: int = 2, **params: Any) -> list[Verdict]:
-        mod = self._mod()
-        if hasattr(mod, "judge_many"):
-            return mod.judge_many(samples, workers=workers, **params)
-        return [mod.judge(s, **params) for s in samples]
+@cache
+def registered() -> dict[str, JudgeSpec]:
+    """Every judge by name, rule and model judges."""
+    specs = [importlib.import_module(module).JUDGE for module in MODULES]
+    return {spec.name: spec for spec in specs}
 
 
-JUDGES: dict[str, JudgeSpec] = {
-    "math_accuracy": JudgeSpec("math_accuracy", "judges.math_accuracy", "last \\boxed{} vs reference, Math-Verify"),
-    "format": JudgeSpec("format", "judges.format", "<think>…</think> then an answer, not truncated"),
-    "language_consistency": JudgeSpec("language_consistency", "judges.language_consistency",
-                                      "share of CoT words in the target language"),
-    "code": JudgeSpec("code", "judges.code", "extracted program against the prompt's tests, sandboxed"),
-}
+def __getattr__(name: str) -> dict[str, JudgeSpec]:
+    # JUDGES: the rule judges, which judge one sample alone (the factory's acceptance checks, GRPO rewards,
+    # training's judges); built on first use.
+    if name == "JUDGES":
+        return {n: spec for n, spec in registered().items() if spec.kind == "rule"}
+    raise AttributeError(f"module 'judges.registry' has no attribute {name!r}")
 
 
 class UnknownJudgeError(UserError, KeyError):
@@ -55,11 +46,11 @@ class UnknownJudgeError(UserError, KeyError):
 
 def get_judge(name: str) -> JudgeSpec:
     try:
-        return JUDGES[name]
+        return registered()[name]
     except KeyError:
-        known = ", ".join(sorted(JUDGES))
+        known = ", ".join(sorted(registered()))
         raise UnknownJudgeError(f"unknown judge {name!r}; known judges: {known}. "
-                       f"Add one in judges/registry.py (JUDGES).") from None
+                       f"Add one in judges/registry.py (MODULES).") from None
 
 
 def run_judge(name: str, sample: Sample, **params: Any) -> Verdict:

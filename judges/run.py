@@ -9,40 +9,44 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+import polars as pl
+from pydantic import Field, ValidationInfo, field_validator
 
 from backends.config import BackendConfig
-from catalogs.errors import RecipeError
+from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
 from catalogs.records import Sample, Verdict, sample_from_row
-from catalogs.stage import Step, Work, run_steps
-from judges.registry import get_judge
+from catalogs.stage import StageStore, Step, Work, run_steps
+from judges.base import BatchJudge, JudgeSpec
+from judges.registry import get_judge, registered
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-# Judges that ask a model, batch by batch, through the factory's backends (not in the rule registry).
-MODEL_JUDGES = ("llm_judge", "helpfulness", "harmlessness")
-
-
-class JudgeStep(_Strict):
+class JudgeStep(Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     # SQL predicate over generation and prompt columns, e.g. "domain = 'math'". A second opinion where a
     # rule said "different": "generation_id IN (SELECT generation_id FROM verdicts WHERE judge =
     # 'math_accuracy' AND NOT passed)".
     where: str | None = None
-    # For llm_judge / helpfulness / harmlessness: the model that judges (DeepSeek's API, a served model, or
-    # the in-process engine), as in a generation recipe. helpfulness/harmlessness may instead name a reward
-    # model (a sequence classifier) with params.reward_model: PATH.
+    # For a model judge (llm_judge, helpfulness, harmlessness): the model that judges (DeepSeek's API, a served
+    # model, or the in-process engine), as in a generation recipe. helpfulness/harmlessness may instead name a
+    # reward model (a sequence classifier) with params.reward_model: PATH.
     backend: BackendConfig | None = None
 
+    @field_validator("params")
+    @classmethod
+    def _typed(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Checked against the judge's declared params as the recipe loads; an unknown name is left for
+        judge_catalog, which lists the known ones."""
+        spec = registered().get(info.data.get("name", ""))
+        if spec is None:
+            return params
+        validate_nested(spec.params, params)
+        return resolve_paths(params, spec.path_params, recipe_file_of(info))
 
-class JudgeRecipe(_Strict):
+
+class JudgeRecipe(Strict):
     name: str | None = None
     description: str | None = None
     where: str | None = None
@@ -51,10 +55,18 @@ class JudgeRecipe(_Strict):
     batch_rows: int = Field(default=1000, ge=1)
 
 
+class JudgeStore(StageStore, Protocol):
+    """What judging needs from the catalog (catalogs.store.Catalog; the Ray driver hands in the same)."""
+
+    def require_generations(self, verb: str) -> None: ...
+
+    def add_verdicts(self, rows: list[dict[str, Any]]) -> int: ...
+
+
 def versioned(name: str, params: dict[str, Any], backend: BackendConfig | None = None) -> str:
     """The judge's code version, plus a hash of non-default params (and the judging model) so a change
     re-judges."""
-    version = _model_judge_version(name, params) if name in MODEL_JUDGES else get_judge(name).version
+    version = get_judge(name).versioned(params)
     if backend is not None:
         params = {**params, "_model": backend.model}
     if not params:
@@ -68,66 +80,14 @@ def verdict_rows(samples: list[Sample], verdicts: list[Verdict], version: str) -
              "passed": v.passed, "reason": v.reason, "details": v.details} for s, v in zip(samples, verdicts)]
 
 
-def _model_judge_version(name: str, params: dict[str, Any]) -> str:
-    if name == "llm_judge":
-        from judges import llm_judge
-
-        return f"{llm_judge.VERSION}+{Path(params.get('prompt', llm_judge.DEFAULT_PROMPT)).stem}"
-    from judges import preference
-
-    return str(preference.VERSION)
+def typed_params(spec: JudgeSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's params as the judge takes them: validated (a dict becomes the dataclass a signature names),
+    the judge's own defaults left to it."""
+    model = spec.params.model_validate(params)
+    return {key: getattr(model, key) for key in model.model_fields_set}
 
 
-class _ModelJudge:
-    """A judge that asks a model: the backend is built once and reused for every batch."""
-
-    def __init__(self, step: JudgeStep) -> None:
-        params = dict(step.params)
-        self.step, self.params, self.scorer, self.backend = step, params, None, None
-        if step.name != "llm_judge" and "reward_model" in params:
-            from judges.preference import RewardModelScorer
-
-            self.scorer = RewardModelScorer(params.pop("reward_model"), **params)
-        elif step.backend is None:
-            raise RecipeError(f"judges: {step.name} needs a `backend` (the judging model)"
-                              + ("" if step.name == "llm_judge" else " or params.reward_model: PATH"))
-        else:
-            from backends import get_backend
-            from backends.config import backend_kwargs
-
-            self.backend = get_backend(step.backend.name, **backend_kwargs(step.backend))
-
-    def judge_many(self, samples: list[Sample], workers: int = 1) -> list[Verdict]:
-        if self.scorer is not None:
-            return self.scorer.score(samples, self.step.name)
-        if self.step.name == "llm_judge":
-            from judges.llm_judge import judge_batch
-
-            assert self.backend is not None  # no scorer: __init__ built the backend
-            return judge_batch(samples, self.backend, **self.params)
-        from judges.preference import score_with_llm
-
-        assert self.backend is not None
-        return score_with_llm(samples, self.backend, self.step.name, **self.params)
-
-    def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-
-
-class _RuleJudge:
-    def __init__(self, step: JudgeStep) -> None:
-        self.spec, self.params = get_judge(step.name), step.params
-
-    def judge_many(self, samples: list[Sample], workers: int = 1) -> list[Verdict]:
-        return self.spec.judge_many(samples, workers=workers, **self.params)
-
-    def close(self) -> None:
-        pass
-
-
-
-def judge_catalog(catalog: Any, recipe: JudgeRecipe,
+def judge_catalog(catalog: JudgeStore, recipe: JudgeRecipe,
                   progress: Callable[[str, int, int], None] | None = None,
                   executor: Any = None) -> dict[str, dict[str, int]]:
     """Judge every generation the recipe selects that lacks the verdict; returns counts per judge.
@@ -138,15 +98,13 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
 
     With an `executor` (a Ray cluster's), rule judges run there, `recipe.workers` batches at a time; model
     judges still ask their model from here."""
-    for step in recipe.judges:  # unknown names fail before any work
-        if step.name not in MODEL_JUDGES:
-            get_judge(step.name)
+    specs = [get_judge(step.name) for step in recipe.judges]  # unknown names fail before any work
     catalog.require_generations("judge")
     steps = []
-    for step in recipe.judges:
-        judge = _LazyJudge(step, versioned(step.name, step.params, step.backend), recipe.workers)
+    for step, spec in zip(recipe.judges, specs):
+        judge = _LazyJudge(spec, step, versioned(step.name, step.params, step.backend), recipe.workers)
         where, key = [recipe.where, step.where], ("verdict", step.name, judge.version)
-        if executor is not None and step.name not in MODEL_JUDGES:
+        if executor is not None and spec.kind == "rule":
             steps.append(Step(step.name, where, key, finish=_computed,
                               work=Work(_rule_verdicts, (step.name, dict(step.params), judge.version))))
         else:
@@ -157,35 +115,56 @@ def judge_catalog(catalog: Any, recipe: JudgeRecipe,
     return {name: {"judged": c["done"], "passed": c["passed"]} for name, c in done.items()}
 
 
-def _rule_verdicts(name: str, params: dict[str, Any], version: str) -> Callable[[Any], list[dict[str, Any]]]:
+def _rule_verdicts(name: str, params: dict[str, Any], version: str) -> Callable[[pl.DataFrame], list[dict[str, Any]]]:
     """A rule judge as a step's pure part (built once per worker): verdict rows for a batch."""
     spec = get_judge(name)
+    typed = typed_params(spec, params)
 
-    def run(batch: Any) -> list[dict[str, Any]]:
+    def run(batch: pl.DataFrame) -> list[dict[str, Any]]:
         samples = [sample_from_row(row) for row in batch.iter_rows(named=True)]
-        return verdict_rows(samples, spec.judge_many(samples, workers=1, **params), version)
+        return verdict_rows(samples, spec.judge_many(samples, workers=1, **typed), version)
 
     return run
 
 
-def _computed(batch: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _computed(batch: pl.DataFrame, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
 class _LazyJudge:
-    """Verdict rows for a batch; the judge (and its model) is built at the first batch: nothing to judge,
-    no model loaded."""
+    """Verdict rows for a batch; the judge (and its model) is made at the first batch: nothing to judge, no
+    model loaded."""
 
-    def __init__(self, step: JudgeStep, version: str, workers: int) -> None:
-        self.step, self.version, self.workers = step, version, workers
-        self.judge: _ModelJudge | _RuleJudge | None = None
+    def __init__(self, spec: JudgeSpec, step: JudgeStep, version: str, workers: int) -> None:
+        self.spec, self.step, self.version, self.workers = spec, step, version, workers
+        self.judge: BatchJudge | None = None
+        self.client: Any = None
 
-    def __call__(self, batch: Any, _: Any = None) -> list[dict[str, Any]]:
+    def _open(self) -> BatchJudge:
+        params = typed_params(self.spec, self.step.params)
+        if self.spec.kind == "rule":
+            spec, workers = self.spec, self.workers
+            return lambda samples: spec.judge_many(samples, workers=workers, **params)
+        assert self.spec.open is not None  # a model judge declares it (JudgeSpec checks)
+        if self.step.backend is not None:
+            from backends import get_backend
+            from backends.config import backend_kwargs
+
+            self.client = get_backend(self.step.backend.name, **backend_kwargs(self.step.backend))
+        return self.spec.open(self.client, **params)
+
+    def __call__(self, batch: pl.DataFrame, _: Any = None) -> list[dict[str, Any]]:
         if self.judge is None:
-            self.judge = _ModelJudge(self.step) if self.step.name in MODEL_JUDGES else _RuleJudge(self.step)
+            self.judge = self._open()
         samples = [sample_from_row(row) for row in batch.iter_rows(named=True)]
-        return verdict_rows(samples, self.judge.judge_many(samples, workers=self.workers), self.version)
+        return verdict_rows(samples, self.judge(samples), self.version)
 
     def close(self) -> None:
-        if self.judge is not None:
-            self.judge.close()
+        if self.client is not None:
+            self.client.close()
+
+
+if TYPE_CHECKING:  # the type checker holds the catalog to what judging needs
+    from catalogs.store import Catalog
+
+    _catalog: type[JudgeStore] = Catalog

@@ -194,9 +194,9 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
 
             r = load_model(file, JudgeRecipe)  # type: ignore[arg-type]
         elif stage.kind == "filter":
-            from filters.run import FilterRecipe, resolve_paths
+            from filters.run import FilterRecipe
 
-            r = resolve_paths(load_model(file, FilterRecipe), file.parent)  # type: ignore[arg-type, union-attr]
+            r = load_model(file, FilterRecipe)  # type: ignore[arg-type]
         elif stage.kind == "release" and file is not None:
             from releases.release import ReleaseRecipe
 

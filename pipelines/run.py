@@ -210,10 +210,13 @@ def _recipe(ctx: Context, step: Step) -> Path:
     return _path(ctx, step.stage.recipe)
 
 
-def _engine(ctx: Context, engines: dict[str, Callable[..., Any]], local: Any, kind: str) -> Any:
+def _engine(ctx: Context, local: Any, kind: str) -> Any:
+    """The stage's runner for `--engine`: the local one, or the engine the `r1f` face hands down for this kind."""
     from catalogs.clikit import stage_runner
+    from catalogs.engines import StageEngines
 
-    return stage_runner(local, engines, ctx.engine if kind in ENGINE_KINDS else "local", ctx.address, ctx.workers)
+    return stage_runner(local, StageEngines(kind), ctx.engine if kind in ENGINE_KINDS else "local", ctx.address,
+                        ctx.workers)
 
 
 def _ingest(ctx: Context, step: Step) -> dict[str, Any]:
@@ -233,28 +236,26 @@ def _ingest(ctx: Context, step: Step) -> dict[str, Any]:
 
 def _generate(ctx: Context, step: Step) -> dict[str, Any]:
     from catalogs.clikit import pick_engine
-    from factory.cli import ENGINES
+    from catalogs.engines import StageEngines
     from factory.generate import generate_from_recipe, prepare_recipe
 
     checked = prepare_recipe(_recipe(ctx, step))
-    runner = pick_engine(ENGINES, ctx.engine)
+    runner = pick_engine(StageEngines("generate"), ctx.engine)
     if runner is not None:
         return runner(checked, ctx.catalog, address=ctx.address, workers=ctx.workers)
     return generate_from_recipe(checked, ctx.catalog, backend=ctx.backend)
 
 
 def _judge(ctx: Context, step: Step) -> dict[str, Any]:
-    from judges.cli import ENGINES
     from judges.run import judge_catalog
 
-    return _engine(ctx, ENGINES, judge_catalog, "judge")(ctx.catalog, step.parsed)
+    return _engine(ctx, judge_catalog, "judge")(ctx.catalog, step.parsed)
 
 
 def _filter(ctx: Context, step: Step) -> dict[str, Any]:
-    from filters.cli import ENGINES
     from filters.run import filter_catalog
 
-    return _engine(ctx, ENGINES, filter_catalog, "filter")(ctx.catalog, step.parsed)
+    return _engine(ctx, filter_catalog, "filter")(ctx.catalog, step.parsed)
 
 
 def _review(ctx: Context, step: Step) -> dict[str, Any]:
@@ -324,10 +325,9 @@ def _train(ctx: Context, step: Step) -> dict[str, Any]:
 
 
 def _eval(ctx: Context, step: Step) -> dict[str, Any]:
-    from factory.cli import SAMPLERS
     from training.evaluate import run_eval
 
-    sampler = _engine(ctx, SAMPLERS, None, "eval")
+    sampler = _engine(ctx, None, "eval")
     result = run_eval(ctx.catalog, _recipe(ctx, step), backend=ctx.backend, sampler=sampler)
     return {"run_id": result["run_id"], "scores": result["scores"]}
 

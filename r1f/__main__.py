@@ -1,3 +1,3 @@
-from r1f.cli import main
+from r1f.entry import main
 
 main()

@@ -96,7 +96,7 @@ def _check(recipe: EvalRecipe) -> None:
     if len(set(names)) != len(names):
         raise RecipeError(f"{recipe.where}: benchmarks: names must be unique; got {names}")
     model = recipe.backend.model
-    if recipe.backend.name == "vllm" and not Path(model).expanduser().exists() and looks_like_local_path(model):
+    if recipe.backend.in_process and not Path(model).expanduser().exists() and looks_like_local_path(model):
         raise RecipeError(f"{recipe.where}: backend.model: model path {model!r} does not exist; give a saved "
                           f"model folder or a Hub id")
 
@@ -169,19 +169,14 @@ def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, 
 # ---------------------------------------------------------------------------------------------------
 # Answer classes: which samples of a prompt vote for the same answer.
 
-def _parsed(answer: str) -> list[Any]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
-
-    return parse("\\boxed{" + answer + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                 parsing_timeout=None)
-
-
 def _same(a: tuple[str, list[Any]], b: tuple[str, list[Any]]) -> bool:
     from math_verify import verify
 
+    from judges.math_accuracy import parsed
+
     if a[0].strip() == b[0].strip():
         return True
-    if not any(not isinstance(x, str) for x in a[1]) or not any(not isinstance(x, str) for x in b[1]):
+    if not parsed(a[1]) or not parsed(b[1]):
         return False  # one side did not parse: only the same text is the same answer
     return bool(verify(a[1], b[1], timeout_seconds=None) or verify(b[1], a[1], timeout_seconds=None))
 
@@ -190,13 +185,15 @@ def answer_classes(answers: list[str | None], known: Sequence[str] = ()) -> list
     """For each answer (None: no answer), the first earlier answer it equals under Math-Verify (or itself).
 
     `known` are the classes already stored for the prompt, so samples added later join the same votes."""
-    reps: list[tuple[str, list[Any]]] = [(k, _parsed(k)) for k in known]
+    from judges.math_accuracy import parse_boxed
+
+    reps: list[tuple[str, list[Any]]] = [(k, parse_boxed(k)) for k in known]
     out: list[str | None] = []
     for ans in answers:
         if ans is None or not ans.strip():
             out.append(None)
             continue
-        cand = (ans, _parsed(ans))
+        cand = (ans, parse_boxed(ans))
         match = next((r for r in reps if _same(r, cand)), None)
         if match is None:
             reps.append(cand)

@@ -83,3 +83,19 @@ def test_unknown_format_and_missing_fields_name_the_file(tmp_path: Path) -> None
         BenchmarkIndex.from_files([tmp_path / "missing.jsonl"])
     with pytest.raises(ValueError, match="benchmark_files"):
         Decontaminator({})
+
+
+def test_benchmark_files_are_read_as_ingest_reads_them(tmp_path: Path) -> None:
+    """One reader (catalogs/ingest.py): a JSON object wrapping the items is refused with ingest's own error,
+    and a JSON array or a Parquet file with a `question` column is read."""
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"data": [{"problem": "What is 1+1?"}, {"problem": "What is 2+2?"}]}))
+    with pytest.raises(BenchmarkFormatError, match=r"wrapped\.json, line 1: the file holds one JSON object, not a "
+                                                    r"list of records .*jq -c '\.data\[\]'"):
+        BenchmarkIndex.from_files([wrapped])
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"problem": "What is 1+1?", "id": "a"}, {"problem": "What is 2+2?", "id": "b"}]))
+    parquet = tmp_path / "quiz.parquet"
+    pl.DataFrame({"question": ["Name the largest planet of the solar system."]}).write_parquet(parquet)
+    index = BenchmarkIndex.from_files([array, parquet])
+    assert index.labels == ["array#a", "array#b", "quiz#0"]

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from catalogs import Catalog, CatalogError
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql, stats
-from filters.base import FilterParamsError
 from filters.decontamination import BenchmarkFormatError
 from filters.registry import UnknownFilterError
 from filters.run import FilterRecipe, FilterStep, filter_catalog
@@ -89,9 +89,8 @@ def test_filters_decide_each_generation_once(catalog: Catalog) -> None:
 def test_bad_filter_recipes_and_empty_corpus(catalog: Catalog, tmp_path: Path) -> None:
     with pytest.raises(UnknownFilterError, match="unknown filter 'lang_mix'; known filters: .*language_mixing"):
         filter_catalog(catalog, FilterRecipe(filters=[FilterStep(name="lang_mix")]))
-    with pytest.raises(FilterParamsError, match="bad params for filter 'language_mixing': max_foreign_share"):
-        filter_catalog(catalog, FilterRecipe(filters=[FilterStep(name="language_mixing",
-                                                                 params={"max_foreign_share": 1.5})]))
+    with pytest.raises(ValidationError, match=r"params\.max_foreign_share\n.*less than or equal to 1"):
+        FilterStep(name="language_mixing", params={"max_foreign_share": 1.5})  # checked as the step is made
     with pytest.raises(BenchmarkFormatError, match="unknown_format.csv"):
         bad = tmp_path / "unknown_format.csv"
         bad.write_text("a,b\n1,2\n")
@@ -104,7 +103,8 @@ def test_bad_filter_recipes_and_empty_corpus(catalog: Catalog, tmp_path: Path) -
     (tmp_path / "f.yaml").write_text("filters:\n  - name: hygiene\n    params: {min_answer_chars: -3}\n")
     proc = subprocess.run([sys.executable, "-m", "r1f", "filter", str(tmp_path / "f.yaml"),
                            "--catalog", str(catalog.root)], check=False, capture_output=True, text=True)
-    assert proc.returncode == 2 and "bad params for filter 'hygiene': min_answer_chars" in proc.stderr
+    assert proc.returncode == 2 and (f"{tmp_path / 'f.yaml'}:3: filters[0].params.min_answer_chars: Input should "
+                                     f"be greater than or equal to 0 (got -3); fix the value") in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -82,6 +82,32 @@ def test_bad_judge_recipes(catalog: Catalog, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "recipe file not found" in proc.stderr
 
 
+def test_a_judge_param_typo_fails_at_recipe_load_naming_file_line_and_key(catalog: Catalog, tmp_path: Path) -> None:
+    """Params are checked against the judge's declared params as the recipe loads, before any judging: a typo is
+    a recipe error (exit 2) with the file, the line of the bad key, and the fix; not a TypeError at a batch."""
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("judges:\n  - name: math_accuracy\n  - name: format\n    params:\n      require_open: false\n"
+                      "      tempalte: r1_zero\n  - name: llm_judge\n    params: {max_tokens: many}\n")
+    proc = subprocess.run([sys.executable, "-m", "r1f", "judge", str(recipe), "--catalog", str(catalog.root)],
+                          check=False, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{recipe}:6: judges[1].params.tempalte: unknown key; did you mean template?" in proc.stderr
+    assert (f"{recipe}:8: judges[2].params.max_tokens: Input should be a valid integer, unable to parse string as "
+            f"an integer (got 'many'); give a value of the right type") in proc.stderr
+    assert catalog.verdicts().height == 0  # nothing judged, not even the judge before the typo
+
+
+def test_judge_file_params_are_read_from_the_recipe_folder(tmp_path: Path) -> None:
+    from catalogs.recipes import load_model
+
+    (tmp_path / "recipes").mkdir()
+    recipe = tmp_path / "recipes" / "rm.yaml"
+    recipe.write_text("judges:\n  - name: helpfulness\n    params: {reward_model: ../models/rm}\n"
+                      "  - name: harmlessness\n    params: {reward_model: /abs/rm}\n")
+    steps = load_model(recipe, JudgeRecipe).judges
+    assert [s.params["reward_model"] for s in steps] == [str(tmp_path / "models" / "rm"), "/abs/rm"]
+
+
 def test_llm_judge_second_opinion_through_served_model(catalog: Catalog, vllm_server: str,
                                                        tiny_model_dir: Path) -> None:
     """The paper's V3 judge, as a second opinion where the rule said "different", via a real server."""

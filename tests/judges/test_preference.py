@@ -75,6 +75,33 @@ def test_reward_model_path(tiny_reward_model):
         RewardModelScorer(tiny_reward_model / "nope")
 
 
+def test_reward_model_judge_through_a_recipe(tiny_reward_model, tmp_path):
+    """A model judge through the driver, declared by its module (judges/helpfulness.py): the reward model's path
+    is read from the recipe's folder, and the judge is made once, with no `backend`."""
+    import json
+    import os
+
+    from catalogs import Catalog
+    from catalogs.ingest import IngestOptions, ingest
+    from catalogs.recipes import load_model
+    from judges.run import JudgeRecipe, judge_catalog
+
+    gens = tmp_path / "gens.jsonl"
+    gens.write_text(json.dumps({"problem": S.problem, "response": S.text}) + "\n")
+    cat = Catalog(tmp_path / "cat")
+    ingest(cat, gens, IngestOptions(source="t", generations=True, model="m"))
+    (tmp_path / "recipes").mkdir()
+    recipe = tmp_path / "recipes" / "rm.yaml"
+    recipe.write_text(f"judges:\n  - name: helpfulness\n    params:\n      reward_model: "
+                      f"{os.path.relpath(tiny_reward_model, recipe.parent)}\n      threshold: -1000.0\n")
+    assert judge_catalog(cat, load_model(recipe, JudgeRecipe)) == {"helpfulness": {"judged": 1, "passed": 1}}
+    [v] = cat.verdicts().to_dicts()
+    assert v["judge"] == "helpfulness" and v["reason"] == "scored"
+    assert json.loads(v["details"])["reward_model"] == tiny_reward_model.name
+    # The verdict is found again: a rerun scores nothing.
+    assert judge_catalog(cat, load_model(recipe, JudgeRecipe)) == {"helpfulness": {"judged": 0, "passed": 0}}
+
+
 def test_llm_rubric_end_to_end_against_served_tiny_model(vllm_server, tiny_model_dir):
     from transformers import AutoTokenizer
 
