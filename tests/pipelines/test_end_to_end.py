@@ -21,27 +21,16 @@ from catalogs import Catalog
 from pipelines.run import run_pipeline
 from tests.catalogs.helpers import R1F
 from tests.fakehub import FakeHub, hub_env
+from tests.helpers import HOLD_AT_COMMIT
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["ingest", "generate", "judge", "filter", "release", "export", "sft", "eval", "report"]
 
-# The killed run: the pipeline in its own process (own engine), held at its second commit of generations (a
-# catalog state, logged) until the test's kill -9 lands, so the kill always falls inside generate.
-SCRIPT = '''
-import logging, sys, threading
+# The killed run: the pipeline in its own process (own engine), held at its second commit of generations until
+# the test's kill -9 lands, so the kill always falls inside generate.
+SCRIPT = HOLD_AT_COMMIT + '''
+import logging, sys
 from pathlib import Path
-
-
-class HoldAtCommit(logging.Handler):
-    def __init__(self, n):
-        super().__init__()
-        self.left = n
-
-    def emit(self, record):
-        if record.name == "factory" and record.getMessage().startswith("committed"):
-            self.left -= 1
-            if self.left == 0:
-                threading.Event().wait()
 
 
 if __name__ == "__main__":  # vLLM spawns processes
