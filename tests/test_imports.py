@@ -6,7 +6,8 @@ floors is still a dependency up the floors. So do string imports: `import_module
 `__import__`) with a literal name, an f-string such as `import_module(f"filters.{name}")` completed by the
 names the module spells out, and any string that names a project module exactly (`"pkg.mod"` or
 `"pkg.mod:attr"`), which is how registries list their modules (`COMMAND_MODULES` in r1f/cli.py, the engines in
-r1f/engines.py, the judges' `JUDGES`, `BACKENDS`, the filters' lazy exports); a `getLogger("pkg.mod")` names a logger and does not count.
+r1f/engines.py, the judge and filter registries' `MODULES`, `BACKENDS`); a `getLogger("pkg.mod")` names a logger
+and does not count.
 """
 from __future__ import annotations
 
