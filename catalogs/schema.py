@@ -103,7 +103,7 @@ ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS published_id VARCHAR;
 # (source, domain, what the judge said) and the stratum's size when drawn, so the estimates weight strata by
 # the population they stand for. `run_usage` holds one row per session of a run (each `r1f generate` that did
 # work): tokens in and out, engine seconds (GPU-seconds where a GPU ran it), and money where the recipe gave
-# a price. (5 is another change's number.)
+# a price.
 MIGRATIONS[6] = """
 CREATE TABLE IF NOT EXISTS calibration_draws (
   draw_id VARCHAR, judge VARCHAR, judge_version VARCHAR, seed BIGINT, generation_id VARCHAR, source VARCHAR,
@@ -116,6 +116,8 @@ CREATE TABLE IF NOT EXISTS run_usage (
 """
 
 SCHEMA_VERSION = max(MIGRATIONS, default=1)
+# Numbered without gaps: a catalog at version N has had every migration up to N, so none may be added below it.
+assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "MIGRATIONS must be numbered 2, 3, … without gaps"
 
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
 # connection, over the attached catalog, because the text view must name the shard files.

@@ -211,7 +211,7 @@ class CatalogCore:
         try:
             con.execute("BEGIN TRANSACTION")
             found = self._check_version(con, "main")  # another process may have migrated meanwhile
-            for version in sorted(v for v in schema.MIGRATIONS if v > found):  # a number may be unused
+            for version in range(found + 1, schema.SCHEMA_VERSION + 1):
                 con.execute(schema.MIGRATIONS[version])
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION)])
             con.execute("COMMIT")
