@@ -11,7 +11,8 @@ from typing import Any
 
 
 # One row per generation with what decides its fate. For each judge (filter), the newest verdict
-# (decision) counts: re-judging with a new version or new thresholds supersedes the old one.
+# (decision) counts: re-judging with a new version or new thresholds supersedes the old one. An eval's samples
+# (`r1f eval`: answers to benchmark problems) are never candidates: training data must not hold the test set.
 CANDIDATES_SQL = """
 SELECT g.generation_id, g.prompt_id, g.run_id, g.sample_index, g.finish_reason, g.completion_tokens,
        g.text_chars, g.reasoning_chars, g.answer_chars, p.source, p.kind, p.domain, p.language, r.model,
@@ -34,6 +35,7 @@ LEFT JOIN (
   FROM (SELECT * FROM filter_decisions
         QUALIFY row_number() OVER (PARTITION BY generation_id, filter ORDER BY created_at DESC, filter_version DESC) = 1)
   GROUP BY generation_id) f USING (generation_id)
+WHERE r.kind IS DISTINCT FROM 'eval'
 """
 
 # Generations that passed every judge and filter they met (reasoning ones must have met a judge).
