@@ -49,18 +49,10 @@ def _per_sample(catalog: Any, run_ids: list[str]) -> dict[str, list]:
 
 
 def planted_decisions(root: Path) -> dict[str, Any]:
-    from catalogs.ingest import IngestOptions, ingest
-    from catalogs.store import Catalog
-    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
-    from training.evaluate import compare_runs
+    from tests.training.conftest import judged_planted_run
 
-    src = root / "planted.jsonl"
-    src.write_text("".join(json.dumps({"problem": p, "answer": ref, "response": f"Try {i}: {a}"}) + "\n"
-                           for p, ref, answers in PLANTED for i, a in enumerate(answers)))
-    catalog = Catalog(root / "planted-catalog")
-    ingest(catalog, src, IngestOptions(source="planted", generations=True, model="planted-model"))
-    judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy")]))
-    [row] = compare_runs(catalog, ["planted-model"])
+    catalog, row = judged_planted_run(root, [{"problem": p, "answer": ref, "response": f"Try {i}: {a}"}
+                                             for p, ref, answers in PLANTED for i, a in enumerate(answers)])
     # Imported samples are numbered by import order, one run for all: name them by their response instead.
     with catalog.reader() as con:
         rows = con.execute(
