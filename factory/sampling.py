@@ -242,6 +242,8 @@ class PromptState:
     # True once another process may have sampled it since we last read it (we do not hold its lease): its
     # history here may be short, so its stats are not written from it.
     stale: bool = False
+    # (samples, tokens) as this process last wrote the prompt's stats: the closing write skips what it holds.
+    stats_written: tuple[int, int] | None = None
 
     def history(self) -> list[bool]:
         return [self.passes[i] for i in sorted(self.passes)]
@@ -355,6 +357,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
     rounds = 0
     held: dict[str, str] = {}  # prompt -> who holds it, for the open prompts left to another process
     prepared = False  # job.before_work has run
+    released = False  # the loop ended normally: every lease it took was given up by `_let_go`
     with guard:
         try:
             if progress:
@@ -405,6 +408,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
                                f"{counters['generated']} sample(s). When that process has finished, "
                                f"{job.resume_hint.replace('to resume', 'to check that nothing is left')}")
                     break
+            released = True
         except KeyboardInterrupt:
             status = "interrupted"
             message = (f"interrupted: everything finished so far is committed to the catalog "
@@ -415,11 +419,13 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
             try:
                 # Finished prompts' histories are final, whoever made them; open ones were written under lease.
                 _write_stats(job, catalog, [s for s in states.values()
-                                            if not s.stale and job.policy.plan(s.history())[0] == 0], None)
+                                            if not s.stale and job.policy.plan(s.history())[0] == 0
+                                            and s.stats_written != (len(s.passes), s.tokens)], None)
             except Exception:
                 log.exception("could not write prompt stats")
             try:
-                catalog.release_prompts(job.run_id)
+                if not released:  # after a normal end there is no lease left to give up: no write for nothing
+                    catalog.release_prompts(job.run_id)
             except Exception:
                 log.exception("could not release this process's leases (they lapse when it exits)")
 
@@ -699,3 +705,5 @@ def _write_stats(job: SamplingJob, catalog: SamplingStore, states: list[PromptSt
     else:
         with guard.critical():
             catalog.set_prompt_stats(rows)
+    for s in states:
+        s.stats_written = (len(s.passes), s.tokens)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,23 @@ PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8)]
 def write_recipe(path: Path, text: str) -> Path:
     path.write_text(text.lstrip(), encoding="utf-8")
     return path
+
+
+def judged_planted_run(root: Path, rows: list[dict]) -> tuple[Any, dict]:
+    """(catalog, scores): rows of problem, answer and response imported as one model's generations
+    ("planted-model"), judged by math_accuracy and scored by `compare_runs`."""
+    from catalogs.ingest import IngestOptions, ingest
+    from catalogs.store import Catalog
+    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
+    from training.evaluate import compare_runs
+
+    src = root / "planted.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    catalog = Catalog(root / "planted-catalog")
+    ingest(catalog, src, IngestOptions(source="planted", generations=True, model="planted-model"))
+    judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy")]))
+    [row] = compare_runs(catalog, ["planted-model"])
+    return catalog, row
 
 
 @pytest.fixture(scope="session")

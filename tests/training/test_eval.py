@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from r1f.cli import app
-from tests.training.conftest import write_recipe
+from tests.training.conftest import judged_planted_run, write_recipe
 
 DATA = Path(__file__).parent / "data"
 
@@ -78,21 +78,12 @@ sampling: {{max_tokens: 48}}
 
 def test_cons_at_k_votes_by_math_equivalence(tmp_path):
     """Planted answers: "0.5" and "\\frac{1}{2}" are one vote; pass@1 and cons@3 are exactly known."""
-    from catalogs.ingest import IngestOptions, ingest
-    from catalogs.store import Catalog
-    from judges.run import JudgeRecipe, JudgeStep, judge_catalog
-    from training.evaluate import compare_runs
-
     planted = [("What is 1/2 as a decimal?", "\\frac{1}{2}", ["0.5", "\\frac{1}{2}", "3"]),
                ("What is 3 + 4?", "7", ["7", "8", "8"])]
-    src = tmp_path / "planted.jsonl"
     # Imports are keyed by their text: each sample says its index, so equal answers stay separate samples.
-    src.write_text("".join(json.dumps({"problem": p, "answer": ref, "response": f"Try {i}: \\boxed{{{a}}}."}) + "\n"
-                           for p, ref, answers in planted for i, a in enumerate(answers)))
-    catalog = Catalog(tmp_path / "catalog")
-    ingest(catalog, src, IngestOptions(source="planted", generations=True, model="planted-model"))
-    judge_catalog(catalog, JudgeRecipe(judges=[JudgeStep(name="math_accuracy")]))
-    [row] = compare_runs(catalog, ["planted-model"])
+    catalog, row = judged_planted_run(tmp_path, [
+        {"problem": p, "answer": ref, "response": f"Try {i}: \\boxed{{{a}}}."}
+        for p, ref, answers in planted for i, a in enumerate(answers)])
     # Problem 1: 2 of 3 right, majority class {0.5, 1/2} right. Problem 2: 1 of 3 right, majority "8" wrong.
     assert row["pass_at_1"] == 50.0 and row["cons_at_k"] == 50.0 and row["k"] == 3
     keys = sql(catalog, "SELECT answer_key, count(*) AS n FROM eval_answers GROUP BY 1 ORDER BY 1")
