@@ -99,8 +99,19 @@ def test_run_skip_change_fail_and_resume(tmp_path: Path) -> None:
     # run stops there with the error and the command that resumes it.
     write_generations(tmp_path / "gens.jsonl", n_prompts=5, per_prompt=3)
     assert set(_plan(pipeline, cat).values()) == {"run"}
-    proc, table = r1f_batch([["run", str(pipeline), "--catalog", str(cat)], ["status", "--catalog", str(cat)]],
-                            {"COLUMNS": "200"})
+    # The real `r1f`, for its exit status and stderr; in the same process, a bad pipeline in a folder of its own
+    # exits 2 before anything runs.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _folder(bad).write_text(PIPELINE.replace("recipe: filters.yaml", "recipe: nope.yaml"))
+    proc, table, refused = r1f_batch([["run", str(pipeline), "--catalog", str(cat)], ["status", "--catalog", str(cat)],
+                                      ["run", str(bad / "pipeline.yaml"), "--catalog", str(bad / "cat")]],
+                                     {"COLUMNS": "200"})
+    assert refused.returncode == 2 and "pipeline.yaml:5" in refused.stderr and "Traceback" not in refused.stderr
+    con = duckdb.connect(str(bad / "cat" / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM pipeline_stages").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM prompts").fetchone() == (0,)
+    con.close()
     assert proc.returncode == 2 and "stage release (release) failed: release rel already exists with other " \
         "members" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert "new release name" in proc.stderr and f"resume with: r1f run {pipeline} --catalog {cat}" in proc.stderr
@@ -160,17 +171,6 @@ def test_bad_pipelines_are_refused_naming_file_and_line(tmp_path: Path, edit: tu
     pipeline.write_text(pipeline.read_text().replace(*edit))
     with pytest.raises(RecipeError, match=message):
         check_pipeline(pipeline)
-
-
-def test_a_bad_pipeline_exits_2_before_anything_runs(tmp_path: Path) -> None:
-    pipeline = _folder(tmp_path)
-    pipeline.write_text(pipeline.read_text().replace("recipe: filters.yaml", "recipe: nope.yaml"))
-    (proc,) = r1f_batch([["run", str(pipeline), "--catalog", str(tmp_path / "cat")]])
-    assert proc.returncode == 2 and "pipeline.yaml:5" in proc.stderr and "Traceback" not in proc.stderr
-    con = duckdb.connect(str(tmp_path / "cat" / "catalog.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM pipeline_stages").fetchone() == (0,)
-    assert con.execute("SELECT count(*) FROM prompts").fetchone() == (0,)
-    con.close()
 
 
 def test_the_pipeline_tables_come_to_a_version_4_catalog(tmp_path: Path) -> None:
