@@ -12,10 +12,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from catalogs import Catalog
 from pipelines.run import run_pipeline
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 STAGES = ["ingest", "generate", "judge", "filter", "release", "export", "sft", "eval", "report"]
 
 # The killed run: the pipeline in its own process (own engine), held at its second commit of generations until
-# the test's kill -9 lands, so the kill always falls inside generate. Its ingest is done before it starts.
+# the test's kill -9 lands, so the kill always falls inside generate.
 SCRIPT = HOLD_AT_COMMIT + '''
 import logging, sys
 from pathlib import Path
@@ -107,32 +106,34 @@ def _hub(hub: FakeHub) -> None:
     hub.add_dataset("org/add", {"data/train-00000.parquet": buf.getvalue()})
 
 
-def test_one_pipeline_end_to_end(tmp_path: Path, hub: FakeHub, tiny_model_dir: Path, vllm_llm: Any) -> None:
+def test_one_pipeline_end_to_end(tmp_path: Path, hub: FakeHub, tiny_model_dir: Path,
+                                 request: pytest.FixtureRequest) -> None:
     from backends.vllm_backend import VLLMBackend
 
     _hub(hub)
-    backend = VLLMBackend(llm=vllm_llm)
     first, killed = tmp_path / "first", tmp_path / "killed"
     for folder in (first, killed):
         folder.mkdir()
         _files(folder, tiny_model_dir, "0.5")
     pipeline = first / "pipeline.yaml"
 
-    # Both pipelines' ingest from the fake Hub, in one process of its own: the Hub client reads its endpoint when
-    # it is imported (vLLM imported it in this process).
-    env = hub_env(hub, tmp_path, None)
-    for ran in r1f_batch([["run", str(f / "pipeline.yaml"), "--until", "ingest", "--json", "--catalog", str(f / "cat")]
-                          for f in (first, killed)], env):
-        assert ran.returncode == 0, ran.stderr
-        assert list(json.loads(ran.stdout)["outputs"]) == ["ingest"]
-    # The run that is killed starts now, in its own process (own engine): it loads while the first run runs here,
-    # and holds at its second commit of generations until the kill below.
+    # The run that is killed starts first, in its own process (own engine, own Hub cache): it ingests and loads
+    # while the first run is made here, and holds at its second commit of generations until the kill below.
+    env = hub_env(hub, tmp_path, None)  # TMPDIR stays short: vLLM puts its sockets there
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     child = subprocess.Popen([sys.executable, str(script), str(killed / "pipeline.yaml"), str(killed / "cat")],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True, env={**os.environ, **env, "PYTHONPATH": str(REPO)})
+                             start_new_session=True,
+                             env={**os.environ, **env, "HF_HOME": str(killed / "hf-home"), "PYTHONPATH": str(REPO)})
     try:
+        # The first run's ingest from the fake Hub, in a process of its own: the Hub client reads its endpoint
+        # when it is imported (vLLM imports it in this process).
+        (ran,) = r1f_batch([["run", str(pipeline), "--until", "ingest", "--json", "--catalog", str(first / "cat")]],
+                           {**env, "HF_HOME": str(first / "hf-home")})
+        assert ran.returncode == 0, ran.stderr
+        assert list(json.loads(ran.stdout)["outputs"]) == ["ingest"]
+        backend = VLLMBackend(llm=request.getfixturevalue("vllm_llm"))  # the session's engine, asked for now
         # 1. The first run does everything after the ingest, on the shared engine.
         done = run_pipeline(Catalog(first / "cat"), pipeline, backend=backend)
         assert done["status"] == "done" and list(done["outputs"]) == STAGES[1:]
