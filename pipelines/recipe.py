@@ -108,9 +108,6 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
     weights, no catalog), inline args, and the order (a stage's model that is a local output must be an earlier
     stage's output_dir; a release it reads must be made by an earlier stage). Returns (stage, its parsed recipe or
     args) in order. Every error names the file and line."""
-    from training.recipe import EvalRecipe, GRPORecipe, SFTRecipe
-    from training.recipe import load_recipe as load_training
-
     path = Path(path)
     pipe = load_model(path, PipelineRecipe, what="pipeline")
     pipe.source_path = path
@@ -172,6 +169,10 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
                               f"args of a {stage.kind} stage are: {allowed}") from None
         where = f"{at(i, 'recipe')}: stages[{i}].recipe"
         r: Any = parsed_args
+        if stage.kind in ("sft", "grpo", "eval"):
+            # Imported only for a pipeline that trains or evaluates: the training recipes import trl.
+            from training.recipe import EvalRecipe, GRPORecipe, SFTRecipe
+            from training.recipe import load_recipe as load_training
         if stage.kind in ("sft", "grpo"):
             r = load_training(file, SFTRecipe if stage.kind == "sft" else GRPORecipe)  # type: ignore[arg-type]
             local = r.model.startswith(("runs/", "./", "../", "/")) and not Path(r.model).exists()

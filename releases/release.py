@@ -119,12 +119,21 @@ def create_release(catalog: Catalog, name: str, where: str | None = None,
         }
         text = canonical_json(manifest)
         digest = hashlib.sha256(text.encode()).hexdigest()
-        existing = con.execute("SELECT manifest_sha256 FROM releases WHERE name = ?", [name]).fetchone()
+        existing = con.execute("SELECT manifest_sha256, manifest FROM releases WHERE name = ?", [name]).fetchone()
         if existing:
             if existing[0] == digest:
                 return manifest  # the same release again: nothing to do
-            raise CatalogError(f"release {name} already exists with other members; releases are frozen. "
-                               f"Pick a new name (e.g. {name}-v2).")
+            frozen = json.loads(existing[1])
+            if (frozen["members_sha256"], frozen["selection"], frozen["recipe"]) == (
+                    manifest["members_sha256"], manifest["selection"], manifest["recipe"]):
+                # The same selection picks the same members; only what the manifest says of the rest of the
+                # catalog (what it leaves out) moved. The frozen release stands as it was: nothing to do.
+                return dict(frozen)
+            what = "other members" if frozen["members_sha256"] != manifest["members_sha256"] else \
+                "another selection"
+            raise CatalogError(f"release {name} already exists with {what} ({frozen['members']} frozen, "
+                               f"{manifest['members']} selected now); releases are frozen, never replaced. "
+                               f"Give this selection a new release name (e.g. {name}-v2).")
         con.execute("BEGIN TRANSACTION")
         con.execute("INSERT INTO releases (name, release_id, selection, recipe, manifest, manifest_sha256, members) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -5,6 +5,7 @@ Fixtures stay in conftest.py; plain functions live here, so tests and benchmarks
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,55 @@ class HoldAtCommit(logging.Handler):
             if self.left == 0:
                 threading.Event().wait()
 '''
+
+
+# ---------------------------------------------------------------------------------------------- r1f, batched
+@dataclass
+class Ran:
+    """One command of `r1f_batch`: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def r1f_batch(commands: list[list[str]], env: dict[str, str] | None = None, timeout: float = 300) -> list[Ran]:
+    """Run several `r1f` commands, in order, in one new process with `env` added to ours: each as the real
+    `r1f` runs it (`r1f.entry.main`, its exit status, its stdout and stderr), at the cost of one interpreter and
+    one set of imports. For what a process must decide at import (the Hub clients read HF_ENDPOINT, HF_HOME and
+    HF_HUB_OFFLINE then) and for the exit status and stderr of the real command."""
+    proc = subprocess.run([sys.executable, "-c", "from tests.helpers import _batch_main; _batch_main()"],
+                          input=json.dumps(commands), capture_output=True, text=True, timeout=timeout,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, f"the batch of r1f commands broke:\n{proc.stdout}\n{proc.stderr}"
+    return [Ran(**r) for r in json.loads(proc.stdout.splitlines()[-1])]
+
+
+def _batch_main() -> None:
+    """`r1f_batch`'s process: argument lists as JSON on stdin; one JSON line of results on stdout at the end."""
+    import contextlib
+    import io
+    import traceback
+
+    from r1f.entry import main
+
+    logging.basicConfig(level=os.environ.get("R1F_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # as `r1f` sets it up, once
+    real_stdout, results = sys.stdout, []
+    for args in json.load(sys.stdin):
+        out, err = io.StringIO(), io.StringIO()
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(err)
+        sys.argv = ["r1f", *args]
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            except BaseException:  # noqa: BLE001  what the interpreter would print, and its status
+                traceback.print_exc()
+                code = 1
+        results.append({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+    real_stdout.write("\n" + json.dumps(results) + "\n")

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.catalogs.helpers import R1F, write_generations
+from catalogs import Catalog
+from catalogs.ingest import IngestOptions, ingest
+from releases.publish import build_folder
+from releases.release import create_release
+from tests.catalogs.helpers import write_generations
 from tests.fakehub import FakeHub, hub_env
+from tests.helpers import r1f_batch
 
 CARD = b"""---
 configs:
@@ -57,12 +60,15 @@ def _math_dataset(hub: FakeHub) -> tuple[str, str]:
     return first, second
 
 
-def r1f(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*R1F, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "250", **env})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"r1f {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def r1f_show(generation_or_prompt: str, cat: Path) -> str:
+    """`r1f show`, in this process (it reads only the catalog)."""
+    from typer.testing import CliRunner
+
+    from r1f.cli import app
+
+    res = CliRunner().invoke(app, ["show", generation_or_prompt, "--catalog", str(cat)], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    return res.stdout
 
 
 def _rows(cat: Path, query: str) -> list[tuple]:
@@ -78,89 +84,94 @@ def test_configs_splits_revisions_and_the_sha_as_provenance(hub: FakeHub, tmp_pa
     hub.add_dataset("org/chat", {"train.jsonl": b"".join(
         json.dumps({"prompt": f"Say hello {i}", "kind": "non_reasoning"}).encode() + b"\n" for i in range(3))})
     env = hub_env(hub, tmp_path, None)
-    cat = tmp_path / "cat"
-    out = r1f("ingest", "hf://datasets/org/math", "--config", "easy", "--split", "train", "--json",
-              "--catalog", str(cat), env=env)
-    report = json.loads(out.stdout)
+    cat = str(tmp_path / "cat")
+    # The Hub clients read their endpoint and cache when imported: every command that reads the fake Hub runs in
+    # a process of its own, one process for the lot.
+    ran = r1f_batch([
+        ["ingest", "hf://datasets/org/math", "--config", "easy", "--split", "train", "--json", "--catalog", cat],
+        # An older revision, by commit: its own rows and its own sha.
+        ["ingest", "hf://datasets/org/math", "--config", "easy", "--split", "train", "--revision", first,
+         "--source", "math-v1", "--catalog", cat],
+        ["ingest", "hf://datasets/org/math", "--config", "hard", "--split", "test", "--source", "hard",
+         "--catalog", cat],
+        ["ingest", "hf://datasets/org/chat", "--catalog", cat],  # JSON Lines, one split
+        # Several configs or splits and none chosen: refused, naming them.
+        ["ingest", "hf://datasets/org/math", "--catalog", cat],
+        ["ingest", "hf://datasets/org/math", "--config", "easy", "--catalog", cat],
+    ], env)
+    assert [r.returncode for r in ran] == [0, 0, 0, 0, 2, 2], [r.stderr[-2000:] for r in ran]
+    report = json.loads(ran[0].stdout)
     assert report["format"] == "hub" and report["prompts_added"] == 6 and report["source"] == "math"
     assert report["file"] == f"hf://datasets/org/math@{second}?config=easy&split=train"
-    # An older revision, by commit: its own rows and its own sha.
-    r1f("ingest", "hf://datasets/org/math", "--config", "easy", "--split", "train", "--revision", first,
-        "--source", "math-v1", "--catalog", str(cat), env=env)
-    r1f("ingest", "hf://datasets/org/math", "--config", "hard", "--split", "test", "--source", "hard",
-        "--catalog", str(cat), env=env)
-    r1f("ingest", "hf://datasets/org/chat", "--catalog", str(cat), env=env)  # JSON Lines, one split
-    got = _rows(cat, "SELECT source, count(*), min(source_uri), max(source_uri) FROM prompts GROUP BY 1 ORDER BY 1")
+    got = _rows(tmp_path / "cat", "SELECT source, count(*), min(source_uri), max(source_uri) FROM prompts "
+                                  "GROUP BY 1 ORDER BY 1")
     assert got == [
         ("chat", 3, *[f"hf://datasets/org/chat@{hub.repos['org/chat']['branches']['main'][-1]['oid']}"] * 2),
         ("hard", 3, *[f"hf://datasets/org/math@{second}?config=hard&split=test"] * 2),
         ("math", 6, *[f"hf://datasets/org/math@{second}?config=easy&split=train"] * 2),
         ("math-v1", 5, *[f"hf://datasets/org/math@{first}?config=easy&split=train"] * 2)]
-    assert _rows(cat, "SELECT count(*) FROM prompts WHERE source = 'math-v1' AND answer = '104'") == [(0,)]
-    pid = _rows(cat, "SELECT prompt_id FROM prompts WHERE source = 'math-v1' LIMIT 1")[0][0]
-    shown = r1f("show", pid, "--catalog", str(cat), env=env).stdout
-    assert f"@{first}" in shown
-
-    # Several configs or splits and none chosen: refused, naming them.
-    proc = r1f("ingest", "hf://datasets/org/math", "--catalog", str(cat), env=env, check=False)
-    assert proc.returncode == 2 and "several configs (easy, hard)" in proc.stderr and "--config" in proc.stderr
-    proc = r1f("ingest", "hf://datasets/org/math", "--config", "easy", "--catalog", str(cat), env=env, check=False)
-    assert proc.returncode == 2 and "several splits" in proc.stderr and "--split" in proc.stderr
+    assert _rows(tmp_path / "cat", "SELECT count(*) FROM prompts WHERE source = 'math-v1' AND answer = '104'") == [(0,)]
+    pid = _rows(tmp_path / "cat", "SELECT prompt_id FROM prompts WHERE source = 'math-v1' LIMIT 1")[0][0]
+    assert f"@{first}" in r1f_show(pid, tmp_path / "cat")
+    assert "several configs (easy, hard)" in ran[4].stderr and "--config" in ran[4].stderr
+    assert "several splits" in ran[5].stderr and "--split" in ran[5].stderr
 
     # Offline: what is cached ingests with no request to the Hub; what is not gets the fix.
     before = len(hub.requests)
-    offline = {**env, "HF_HUB_OFFLINE": "1"}
-    report = json.loads(r1f("ingest", "hf://datasets/org/math", "--config", "hard", "--split", "test", "--json",
-                            "--catalog", str(tmp_path / "offline"), env=offline).stdout)
-    assert report["prompts_added"] == 3 and report["file"].startswith(f"hf://datasets/org/math@{second}")
     hub.add_dataset("org/never-fetched", {"train.jsonl": b'{"problem": "x"}\n'})
-    proc = r1f("ingest", "hf://datasets/org/never-fetched", "--catalog", str(tmp_path / "offline"), env=offline,
-               check=False)
-    assert proc.returncode == 2 and "not in the local Hugging Face cache" in proc.stderr
-    assert "HF_HUB_OFFLINE" in proc.stderr and len(hub.requests) == before
+    offline = str(tmp_path / "offline")
+    cached, missing = r1f_batch([
+        ["ingest", "hf://datasets/org/math", "--config", "hard", "--split", "test", "--json", "--catalog", offline],
+        ["ingest", "hf://datasets/org/never-fetched", "--catalog", offline],
+    ], {**env, "HF_HUB_OFFLINE": "1"})
+    assert cached.returncode == 0, cached.stderr
+    report = json.loads(cached.stdout)
+    assert report["prompts_added"] == 3 and report["file"].startswith(f"hf://datasets/org/math@{second}")
+    assert missing.returncode == 2 and "not in the local Hugging Face cache" in missing.stderr
+    assert "HF_HUB_OFFLINE" in missing.stderr and len(hub.requests) == before
 
 
 def test_gated_missing_and_a_bad_revision_are_one_line_errors(hub: FakeHub, tmp_path: Path) -> None:
     hub.add_dataset("org/gated", {"train.jsonl": b'{"problem": "x"}\n'}, gated=True)
     _math_dataset(hub)
-    env = hub_env(hub, tmp_path, None)
     cat = tmp_path / "cat"
-    for source, extra, message in [
+    cases = [
         ("hf://datasets/org/gated", [], "hf://datasets/org/gated is gated: accept its conditions"),
         ("hf://datasets/org/missing", [], "hf://datasets/org/missing: no such dataset on the Hub, or it is private"),
         ("hf://datasets/org/math", ["--revision", "v9"], "no such branch, tag or commit; check --revision"),
-    ]:
-        proc = r1f("ingest", source, *extra, "--catalog", str(cat), env=env, check=False)
+    ]
+    ran = r1f_batch([["ingest", source, *extra, "--catalog", str(cat)] for source, extra, _ in cases],
+                    hub_env(hub, tmp_path, None))
+    for proc, (_, _, message) in zip(ran, cases, strict=True):
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr  # one line says it (the others are the client's INFO log)
         assert any(line.startswith("error: ") and message in line for line in proc.stderr.splitlines()), proc.stderr
-    assert "HF_TOKEN" in r1f("ingest", "hf://datasets/org/gated", "--catalog", str(cat), env=env,
-                             check=False).stderr
+    assert "HF_TOKEN" in ran[0].stderr
     assert not cat.exists()  # a failed first ingest leaves no catalog behind
 
 
 def test_a_published_release_read_back_keeps_its_generation_ids(hub: FakeHub, tmp_path: Path) -> None:
-    env = hub_env(hub, tmp_path, None)
-    made = tmp_path / "made"
+    # The release is made and built for the Hub here, by the functions its commands call; then put on the Hub.
+    made = Catalog(tmp_path / "made")
     gens = tmp_path / "gens.jsonl"
     write_generations(gens, n_prompts=4, per_prompt=2)
-    r1f("ingest", str(gens), "--generations", "--model", "deepseek-r1", "--catalog", str(made), env=env)
-    r1f("release", "rel", "--catalog", str(made), env=env)
-    folder = tmp_path / "published"
-    r1f("publish", "rel", "--repo-id", "org/rel", "--out", str(folder), "--catalog", str(made), env=env)
+    ingest(made, gens, IngestOptions(source="gens", generations=True, model="deepseek-r1"))
+    create_release(made, "rel")
+    folder = build_folder(made, "rel", tmp_path / "published", repo_id="org/rel")
     hub.add_dataset("org/rel", {p.relative_to(folder).as_posix(): p.read_bytes()
                                 for p in folder.rglob("*") if p.is_file()})
-    published = {g for (g,) in _rows(made, "SELECT generation_id FROM release_members WHERE release_name = 'rel'")}
+    published = {g for (g,) in _rows(made.root, "SELECT generation_id FROM release_members "
+                                                "WHERE release_name = 'rel'")}
 
     cat = tmp_path / "cat"
-    r1f("ingest", "hf://datasets/org/rel", "--config", "all", "--split", "train", "--generations", "--model",
-        "deepseek-r1", "--catalog", str(cat), env=env)
+    (ran,) = r1f_batch([["ingest", "hf://datasets/org/rel", "--config", "all", "--split", "train", "--generations",
+                         "--model", "deepseek-r1", "--catalog", str(cat)]], hub_env(hub, tmp_path, None))
+    assert ran.returncode == 0, ran.stderr
     rows = _rows(cat, "SELECT g.generation_id, g.published_id, p.answer, p.messages FROM generation_meta g "
                       "JOIN prompts p USING (prompt_id)")
     assert {r[1] for r in rows} == published and len(rows) == len(published)
     assert all(r[0] not in published for r in rows)  # this catalog's ids are its own content hashes
     assert all("assistant" not in r[3] for r in rows)  # the prompt's turns only; the reference is the answer
-    answers = dict(_rows(made, "SELECT prompt_id, answer FROM prompts"))
+    answers = dict(_rows(made.root, "SELECT prompt_id, answer FROM prompts"))
     assert {r[2] for r in rows} <= set(answers.values())
-    shown = r1f("show", rows[0][0], "--catalog", str(cat), env=env).stdout
-    assert f"published as {rows[0][1]}" in shown
+    assert f"published as {rows[0][1]}" in r1f_show(rows[0][0], cat)

@@ -105,8 +105,19 @@ def test_release_is_deterministic_and_frozen(tmp_path: Path) -> None:
     _, rb = sql(b, "SELECT manifest, manifest_sha256 FROM releases")
     assert ra == rb  # byte for byte
     assert create_release(a, "v1") == ma  # the same release again is a no-op
-    with pytest.raises(CatalogError, match="already exists"):
+    with pytest.raises(CatalogError, match=r"v1 already exists with other members \(\d+ frozen, \d+ selected now\)"
+                                           r".* new release name \(e.g. v1-v2\)"):
         create_release(a, "v1", where="judges_failed = 0")
+    # New generations outside the selection: the same members, a manifest that would count more left out. The
+    # frozen release stands as it was, byte for byte; a run that asks for it again is a no-op.
+    mult = create_release(a, "mult", where="source = 'mult'")
+    _, frozen = sql(a, "SELECT release_id, manifest FROM releases WHERE name = 'mult'")
+    write_generations(tmp_path / "more.jsonl", n_prompts=2, per_prompt=1)
+    ingest(a, tmp_path / "more.jsonl", IngestOptions(source="more", generations=True, model="deepseek-r1"))
+    assert create_release(a, "mult", where="source = 'mult'") == mult
+    assert sql(a, "SELECT release_id, manifest FROM releases WHERE name = 'mult'")[1] == frozen
+    with pytest.raises(CatalogError, match="mult already exists with another selection"):
+        create_release(a, "mult", where="source = 'mult' AND true")
     with pytest.raises(CatalogError, match="not a valid SQL predicate"):
         create_release(a, "v2", where="no_such_column = 1")
     with pytest.raises(CatalogError, match="no generation matches"):

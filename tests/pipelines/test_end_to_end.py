@@ -12,16 +12,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from catalogs import Catalog
 from pipelines.run import run_pipeline
-from tests.catalogs.helpers import R1F
 from tests.fakehub import FakeHub, hub_env
-from tests.helpers import HOLD_AT_COMMIT
+from tests.helpers import HOLD_AT_COMMIT, r1f_batch
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["ingest", "generate", "judge", "filter", "release", "export", "sft", "eval", "report"]
@@ -48,8 +46,7 @@ def _files(folder: Path, tiny: Path, threshold: str) -> Path:
         "enforce_eager: true}\nsampling: {temperature: 1.0, max_tokens: 8}\nsamples_per_prompt: 1\n"
         "budget: {max_samples: 1, round_size: 1}\njudges: []\noutput: {chunk_prompts: 1}\n")
     (folder / "judge.yaml").write_text("judges:\n  - name: math_accuracy\n")
-    # The filters keep to the pipeline's own samples (not the eval's), so a changed threshold leaves the release as
-    # it was.
+    # The filters keep to the pipeline's own samples (not the eval's).
     (folder / "filters.yaml").write_text(f"where: \"source = 'add'\"\nfilters:\n  - name: hygiene\n  - name: language_mixing\n"
                                          f"    params: {{max_foreign_share: {threshold}}}\n")
     (folder / "sft.yaml").write_text(
@@ -109,49 +106,48 @@ def _hub(hub: FakeHub) -> None:
     hub.add_dataset("org/add", {"data/train-00000.parquet": buf.getvalue()})
 
 
-def r1f_run(pipeline: Path, cat: Path, env: dict[str, str], *extra: str) -> dict[str, Any]:
-    proc = subprocess.run([*R1F, "run", str(pipeline), "--json", "--catalog", str(cat), *extra], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
-    assert proc.returncode == 0, proc.stderr
-    assert "vllm" not in proc.stderr.lower()  # no engine started
-    return dict(json.loads(proc.stdout))
-
-
-def test_one_pipeline_end_to_end(tmp_path: Path, hub: FakeHub, tiny_model_dir: Path, vllm_llm: Any) -> None:
+def test_one_pipeline_end_to_end(tmp_path: Path, hub: FakeHub, tiny_model_dir: Path,
+                                 request: pytest.FixtureRequest) -> None:
     from backends.vllm_backend import VLLMBackend
 
     _hub(hub)
-    # The Hub client reads its endpoint when it is imported (vLLM imported it in this process): what reads the
-    # fake Hub runs in a process of its own.
-    env = hub_env(hub, tmp_path, None)
-    backend = VLLMBackend(llm=vllm_llm)
+    first, killed = tmp_path / "first", tmp_path / "killed"
+    for folder in (first, killed):
+        folder.mkdir()
+        _files(folder, tiny_model_dir, "0.5")
+    pipeline = first / "pipeline.yaml"
 
-    # 1. The first run does everything: the ingest in its own process, then the rest on the shared engine.
-    first = tmp_path / "first"
-    first.mkdir()
-    pipeline = _files(first, tiny_model_dir, "0.5")
-    assert list(r1f_run(pipeline, first / "cat", env, "--until", "ingest")["outputs"]) == ["ingest"]
-    done = run_pipeline(Catalog(first / "cat"), pipeline, backend=backend)
-    assert done["status"] == "done" and list(done["outputs"]) == STAGES[1:]
-    assert done["outputs"]["generate"]["samples_generated"] == 4 and done["outputs"]["release"]["members"] == 4
-    reference = _data(first / "cat")
-
-    # 2. Run again in a process of its own: nothing to do, and no engine starts (no stage runs at all).
-    again = r1f_run(pipeline, first / "cat", env)
-    assert [s["action"] for s in again["steps"]] == ["skip"] * len(STAGES) and again["outputs"] == {}
-    assert _data(first / "cat") == reference
-
-    # 3. Killed with -9 inside generate, then run again: the uninterrupted run's data, row by row.
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    _files(killed, tiny_model_dir, "0.5")
+    # The run that is killed starts first, in its own process (own engine, own Hub cache): it ingests and loads
+    # while the first run is made here, and holds at its second commit of generations until the kill below.
+    env = hub_env(hub, tmp_path, None)  # TMPDIR stays short: vLLM puts its sockets there
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     child = subprocess.Popen([sys.executable, str(script), str(killed / "pipeline.yaml"), str(killed / "cat")],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True, env={**os.environ, **env, "PYTHONPATH": str(REPO)})
-    commits, tail = 0, []
+                             start_new_session=True,
+                             env={**os.environ, **env, "HF_HOME": str(killed / "hf-home"), "PYTHONPATH": str(REPO)})
     try:
+        # The first run's ingest from the fake Hub, in a process of its own: the Hub client reads its endpoint
+        # when it is imported (vLLM imports it in this process).
+        (ran,) = r1f_batch([["run", str(pipeline), "--until", "ingest", "--json", "--catalog", str(first / "cat")]],
+                           {**env, "HF_HOME": str(first / "hf-home")})
+        assert ran.returncode == 0, ran.stderr
+        assert list(json.loads(ran.stdout)["outputs"]) == ["ingest"]
+        backend = VLLMBackend(llm=request.getfixturevalue("vllm_llm"))  # the session's engine, asked for now
+        # 1. The first run does everything after the ingest, on the shared engine.
+        done = run_pipeline(Catalog(first / "cat"), pipeline, backend=backend)
+        assert done["status"] == "done" and list(done["outputs"]) == STAGES[1:]
+        assert done["outputs"]["generate"]["samples_generated"] == 4 and done["outputs"]["release"]["members"] == 4
+        reference = _data(first / "cat")
+
+        # 2. Run again, with no engine given: nothing to do, so no stage runs and no engine starts (a stage that
+        # sampled would start its own).
+        again = run_pipeline(Catalog(first / "cat"), pipeline)
+        assert [s["action"] for s in again["steps"]] == ["skip"] * len(STAGES) and again["outputs"] == {}
+        assert _data(first / "cat") == reference
+
+        # 3. Killed with -9 inside generate, then run again: the uninterrupted run's data, row by row.
+        commits, tail = 0, []
         assert child.stdout is not None
         for line in child.stdout:
             tail = (tail + [line])[-30:]
@@ -175,16 +171,16 @@ def test_one_pipeline_end_to_end(tmp_path: Path, hub: FakeHub, tiny_model_dir: P
     for table, rows in reference.items():
         assert got[table] == rows, (table, sorted(set(got[table]) ^ set(rows))[:6])
 
-    # 4. A changed filter threshold: the filter and every stage after it run again, nothing before. Releases are
-    # frozen, and the eval's samples are now release candidates too (the manifest counts what it leaves out), so
-    # the release the new decisions make takes a new name.
+    # 4. A changed filter threshold, the pipeline file as it was: the filter and every stage after it run again,
+    # nothing before. The release stage selects the same members under the same name, so the frozen release
+    # stands as it was (a release is never replaced).
     (first / "filters.yaml").write_text((first / "filters.yaml").read_text().replace("0.5", "0.6"))
-    for name in ("pipeline.yaml", "sft.yaml"):
-        (first / name).write_text((first / name).read_text().replace("release: rel", "release: rel-2"))
     changed = run_pipeline(Catalog(first / "cat"), pipeline, backend=backend)
     assert [(s["name"], s["action"]) for s in changed["steps"]][:4] == [
         ("ingest", "skip"), ("generate", "skip"), ("judge", "skip"), ("filter", "run")]
     assert changed["steps"][3]["why"] == "recipe changed" and list(changed["outputs"]) == STAGES[3:]
+    assert changed["outputs"]["release"] == done["outputs"]["release"]
     after = _data(first / "cat")
-    assert all(after[t] == reference[t] for t in ("prompts", "runs", "generations", "verdicts"))
+    assert all(after[t] == reference[t] for t in ("prompts", "runs", "generations", "verdicts", "releases",
+                                                  "release_members"))
     assert len(after["filter_decisions"]) == len(reference["filter_decisions"]) + 4  # the new params' decisions

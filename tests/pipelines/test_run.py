@@ -4,18 +4,19 @@ migrated from a version-4 catalog; bad pipelines refused before anything runs.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
+from typer.testing import CliRunner, Result
 
 from catalogs import Catalog, schema
 from catalogs.errors import RecipeError
 from pipelines.recipe import check_pipeline
 from pipelines.run import plan, run_pipeline
-from tests.catalogs.helpers import R1F, write_generations
+from r1f.cli import app
+from tests.catalogs.helpers import write_generations
+from tests.helpers import r1f_batch
 
 PIPELINE = """name: mini
 stages:
@@ -28,12 +29,12 @@ stages:
 """
 
 
-def r1f(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*R1F, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "200"})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"r1f {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def r1f(*args: str) -> Result:
+    """An `r1f` command in this process, which must succeed (a failing one's exit status and stderr are checked
+    on the real command, through `r1f_batch`)."""
+    res = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    assert res.exit_code == 0, f"r1f {' '.join(args)} failed ({res.exit_code}):\n{res.output}\n{res.exception!r}"
+    return res
 
 
 def _folder(tmp_path: Path, filters: str = "0.5") -> Path:
@@ -98,12 +99,25 @@ def test_run_skip_change_fail_and_resume(tmp_path: Path) -> None:
     # run stops there with the error and the command that resumes it.
     write_generations(tmp_path / "gens.jsonl", n_prompts=5, per_prompt=3)
     assert set(_plan(pipeline, cat).values()) == {"run"}
-    proc = r1f("run", str(pipeline), "--catalog", str(cat), check=False)
-    assert proc.returncode == 2 and "stage release (release) failed: release rel already exists" in proc.stderr
-    assert f"resume with: r1f run {pipeline} --catalog {cat}" in proc.stderr
+    # The real `r1f`, for its exit status and stderr; in the same process, a bad pipeline in a folder of its own
+    # exits 2 before anything runs.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _folder(bad).write_text(PIPELINE.replace("recipe: filters.yaml", "recipe: nope.yaml"))
+    proc, table, refused = r1f_batch([["run", str(pipeline), "--catalog", str(cat)], ["status", "--catalog", str(cat)],
+                                      ["run", str(bad / "pipeline.yaml"), "--catalog", str(bad / "cat")]],
+                                     {"COLUMNS": "200"})
+    assert refused.returncode == 2 and "pipeline.yaml:5" in refused.stderr and "Traceback" not in refused.stderr
+    con = duckdb.connect(str(bad / "cat" / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM pipeline_stages").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM prompts").fetchone() == (0,)
+    con.close()
+    assert proc.returncode == 2 and "stage release (release) failed: release rel already exists with other " \
+        "members" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "new release name" in proc.stderr and f"resume with: r1f run {pipeline} --catalog {cat}" in proc.stderr
     assert _stages(cat)["release"][0] == "failed" and _stages(cat)["export"][0] == "stale"
-    table = r1f("status", "--catalog", str(cat)).stdout
-    assert "failed" in table and "stale" in table and "release rel already exists" in table
+    assert table.returncode == 0
+    assert "failed" in table.stdout and "stale" in table.stdout and "release rel already exists" in table.stdout
     # Fixed by a new release name: the run resumes at the release; what was done is not done twice.
     for name in ("pipeline.yaml",):
         (tmp_path / name).write_text((tmp_path / name).read_text().replace("release: rel", "release: rel-v2"))
@@ -125,7 +139,7 @@ def test_the_review_gate_stops_the_run_until_people_are_done(tmp_path: Path) -> 
     pipeline.write_text(text)
     cat = tmp_path / "cat"
     proc = r1f("run", str(pipeline), "--catalog", str(cat))
-    assert "2 sample(s) wait for review" in proc.stdout + proc.stderr
+    assert "2 sample(s) wait for review" in proc.stderr
     assert "r1f review --release rel --sample 2 --seed 1" in proc.stderr
     assert f"resume with: r1f run {pipeline} --catalog {cat}" in proc.stdout.replace("\n", "")
     assert _stages(cat)["review"][0] == "waiting" and "export" not in _stages(cat)
@@ -157,17 +171,6 @@ def test_bad_pipelines_are_refused_naming_file_and_line(tmp_path: Path, edit: tu
     pipeline.write_text(pipeline.read_text().replace(*edit))
     with pytest.raises(RecipeError, match=message):
         check_pipeline(pipeline)
-
-
-def test_a_bad_pipeline_exits_2_before_anything_runs(tmp_path: Path) -> None:
-    pipeline = _folder(tmp_path)
-    pipeline.write_text(pipeline.read_text().replace("recipe: filters.yaml", "recipe: nope.yaml"))
-    proc = r1f("run", str(pipeline), "--catalog", str(tmp_path / "cat"), check=False)
-    assert proc.returncode == 2 and "pipeline.yaml:5" in proc.stderr and "Traceback" not in proc.stderr
-    con = duckdb.connect(str(tmp_path / "cat" / "catalog.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM pipeline_stages").fetchone() == (0,)
-    assert con.execute("SELECT count(*) FROM prompts").fetchone() == (0,)
-    con.close()
 
 
 def test_the_pipeline_tables_come_to_a_version_4_catalog(tmp_path: Path) -> None:
