@@ -47,8 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_show.py --n 50000
 
 # The type checker (settings: [tool.mypy] in pyproject.toml) holds every package here; each is clean.
-MYPY_PACKAGES := catalogs backends factory releases judges filters training review scaleout r1f benchmarks
+MYPY_PACKAGES := catalogs backends factory releases judges filters training review scaleout pipelines r1f benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check catalogs backends factory releases judges filters training review scaleout r1f tests benchmarks
+	$(BIN)/ruff check catalogs backends factory releases judges filters training review scaleout pipelines r1f tests benchmarks
 	$(BIN)/mypy $(MYPY_PACKAGES)

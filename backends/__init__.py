@@ -1,6 +1,7 @@
 """Generation backends behind one interface (`backends.base.Backend`).
 
-`get_backend("vllm", model=PATH, **engine_kwargs)` or `get_backend("openai", base_url=URL, model=NAME)`.
+`get_backend("vllm", model=PATH, **engine_kwargs)`, `get_backend("openai", base_url=URL, model=NAME)` or
+`get_backend("transformers", model=PATH)` (small models, where starting vLLM costs more than generating).
 Backends are imported on first use, so importing this package does not import vLLM.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from backends.base import Backend, BackendError, ChatRequest, Completion
 BACKENDS: dict[str, str] = {
     "vllm": "backends.vllm_backend:VLLMBackend",
     "openai": "backends.openai_backend:OpenAIBackend",
+    "transformers": "backends.transformers_backend:TransformersBackend",
 }
 
 

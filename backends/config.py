@@ -11,9 +11,14 @@ from pydantic import Field, model_validator
 from catalogs.recipes import Strict as _Strict
 
 
+# The backends that load the model into this process (a model path to check, a tokenizer beside it).
+IN_PROCESS = ("vllm", "transformers")
+
+
 class BackendConfig(_Strict):
-    name: Literal["vllm", "openai"]
-    # A local model folder or a Hub id (vllm), or the served model name (openai).
+    # The names of `backends.BACKENDS` (a test keeps the two lists equal).
+    name: Literal["vllm", "openai", "transformers"]
+    # A local model folder or a Hub id (vllm, transformers), or the served model name (openai).
     model: str
     # openai: the API root; or a list of them (replicas of one served model), load-balanced with per-endpoint
     # health and backoff.
@@ -25,9 +30,12 @@ class BackendConfig(_Strict):
     tokens_per_minute: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
-    # A tokenizer (local path or Hub id) for prompt-length checks; defaults to the model for vllm.
+    # A tokenizer (local path or Hub id) for prompt-length checks; defaults to the model for vllm and transformers.
     tokenizer: str | None = None
-    # Engine settings for the in-process vLLM engine.
+    # Keyword arguments for the model's chat template (e.g. {enable_thinking: false} for Qwen3), used wherever a
+    # prompt is rendered: the engine, the length check, --dry-run; an openai endpoint gets them in the request.
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    # Engine settings for the in-process vLLM engine (max_model_len and dtype: transformers too).
     max_model_len: int | None = Field(default=None, ge=16)
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
     kv_cache_gb: float | None = Field(default=None, gt=0)
@@ -51,17 +59,30 @@ class BackendConfig(_Strict):
                                  "root, e.g. http://10.0.0.2:8000/v1")
             if len(set(self.base_url)) != len(self.base_url):
                 raise ValueError("backend.base_url lists the same URL twice; list each replica once")
+        if self.name == "transformers":
+            foreign = sorted(k for k in self.model_fields_set if k not in _TRANSFORMERS_KEYS)
+            if foreign:
+                raise ValueError(
+                    f"backend.{foreign[0]} is not a setting of the transformers backend (it takes "
+                    f"{', '.join(_TRANSFORMERS_KEYS[1:])}); remove it, or use name: vllm for the vLLM engine"
+                )
         return self
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the backend loads the model here (its path must exist; its tokenizer is at hand)."""
+        return self.name in IN_PROCESS
 
     def engine_options(self) -> dict[str, Any]:
         """The keyword arguments the backend constructor gets (name excluded, unset ones dropped)."""
-        skip = {"name", "engine_kwargs", "tokenizer"}
+        skip = {"name", "engine_kwargs", "tokenizer", "chat_template_kwargs"}
         opts = {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
         opts.update(self.engine_kwargs)
         return opts
 
 
 _VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")
+_TRANSFORMERS_KEYS = ("name", "model", "tokenizer", "chat_template_kwargs", "max_model_len", "dtype", "engine_kwargs")
 _OPENAI_KEYS = ("api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s",
                 "max_retries")
 
@@ -73,8 +94,12 @@ def backend_kwargs(b: BackendConfig) -> dict[str, Any]:
         kw.update({k: getattr(b, k) for k in _VLLM_ENGINE_KEYS if getattr(b, k) is not None})
         if b.kv_cache_gb is not None:
             kw["kv_cache_memory_bytes"] = int(b.kv_cache_gb * (1 << 30))
+    elif b.name == "transformers":
+        kw.update({k: getattr(b, k) for k in ("max_model_len", "dtype") if getattr(b, k) is not None})
     else:
         kw["base_url"] = b.base_url
         kw.update({k: getattr(b, k) for k in _OPENAI_KEYS if getattr(b, k) is not None})
+    if b.chat_template_kwargs:
+        kw["chat_template_kwargs"] = dict(b.chat_template_kwargs)
     kw.update(b.engine_kwargs)
     return kw

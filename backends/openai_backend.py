@@ -25,6 +25,7 @@ from typing import Any
 import openai
 
 from backends.base import BackendError, ChatRequest, Completion
+from backends.render import request_template_kwargs
 from catalogs.retry import retry_async
 
 log = logging.getLogger("backends.openai")
@@ -212,6 +213,8 @@ class OpenAIBackend:
     probe: check at construction that `GET {base_url}/models` answers and serves `model`.
     extra_body: fields merged into every request body (e.g. vLLM's `top_k`); a request's
       `extra["body"]` is merged after it.
+    chat_template_kwargs: sent with every request as the body's `chat_template_kwargs` (vLLM's and SGLang's
+      servers pass them to the chat template), a request's `extra["chat_template_kwargs"]` merged over them.
     """
 
     name = "openai"
@@ -233,6 +236,7 @@ class OpenAIBackend:
         probe_timeout_s: float = 10.0,
         extra_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> None:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
@@ -259,6 +263,7 @@ class OpenAIBackend:
         self.max_retries = max_retries
         self.split_n = split_n
         self.extra_body = dict(extra_body or {})
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._extra_headers = dict(headers or {})
         self._rpm = _RateLimiter(requests_per_minute) if requests_per_minute else None
         self._tpm = _RateLimiter(tokens_per_minute) if tokens_per_minute else None
@@ -403,6 +408,9 @@ class OpenAIBackend:
             body["seed"] = seed
         if req.stop:
             body["stop"] = list(req.stop)
+        template_kwargs = request_template_kwargs(req, self.chat_template_kwargs)
+        if template_kwargs:  # the server renders the prompt: vLLM and SGLang take these beside the messages
+            body["chat_template_kwargs"] = template_kwargs
         if req.json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from backends.base import ChatRequest, Completion
+from backends.render import prompt_token_ids, render_request
 
 
 def cpu_safe_engine_kwargs(engine_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -32,17 +33,18 @@ class VLLMBackend:
 
     Either give `model` (a local path or a Hub id) plus engine keyword arguments for `vllm.LLM`
     (e.g. `gpu_memory_utilization`, `max_model_len`, `enforce_eager`, `tensor_parallel_size`), or wrap
-    an engine you already have with `llm=` (tests share one engine this way).
+    an engine you already have with `llm=` (tests share one engine this way). `chat_template_kwargs` go to the
+    chat template with every request (a request's own `extra["chat_template_kwargs"]` override them key by key).
 
-    Per-request vLLM options: `ChatRequest.extra["raw_prompt"]` (prompt text sent as is, for base models),
-    `ChatRequest.extra["sampling_params"]` (a dict of extra `SamplingParams`
-    fields, e.g. `{"min_p": 0.05}`) and `ChatRequest.extra["chat_template_kwargs"]`.
+    Per-request vLLM options: `ChatRequest.extra["raw_prompt"]` and `ChatRequest.extra["chat_template_kwargs"]`
+    (rendered by `backends.render`), and `ChatRequest.extra["sampling_params"]` (a dict of extra `SamplingParams`
+    fields, e.g. `{"min_p": 0.05}`).
     """
 
     name = "vllm"
 
     def __init__(self, model: str | Path | None = None, *, llm: Any | None = None,
-                 **engine_kwargs: Any) -> None:
+                 chat_template_kwargs: dict[str, Any] | None = None, **engine_kwargs: Any) -> None:
         if (model is None) == (llm is None):
             raise ValueError("VLLMBackend: give exactly one of `model` (path or Hub id) or `llm` (a vllm.LLM).")
         if llm is None:
@@ -64,6 +66,7 @@ class VLLMBackend:
                 )
             self._owns_engine = False
         self.llm = llm
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len: int = int(llm.llm_engine.model_config.max_model_len)
         self.model = str(llm.llm_engine.model_config.model)
@@ -76,20 +79,11 @@ class VLLMBackend:
         return f"VLLMBackend(model={self.model!r}, max_model_len={self.max_model_len})"
 
     def _prompt_text(self, req: ChatRequest, index: int) -> str:
-        raw = req.extra.get("raw_prompt")
-        if raw is not None:  # a finished prompt for a base model (the R1-Zero template): no chat template
-            text = str(raw)
-        else:
-            kwargs = dict(req.extra.get("chat_template_kwargs") or {})
-            # vLLM types messages as OpenAI's TypedDicts; ours are plain dicts with the same keys.
-            rendered = self.tokenizer.apply_chat_template(
-                cast("list[Any]", req.messages), add_generation_prompt=True, tokenize=False, **kwargs)
-            assert isinstance(rendered, str)  # tokenize=False: text, not ids
-            text = rendered
+        text = render_request(self.tokenizer, req, self.chat_template_kwargs)
         # A token is at least one byte, so only a prompt with as many bytes as the context can overflow
         # it; tokenising every prompt here would double the engine's own tokenisation work.
         if len(text.encode()) >= self.max_model_len:
-            n_tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
+            n_tokens = len(prompt_token_ids(self.tokenizer, text))
             if n_tokens >= self.max_model_len:
                 raise ValueError(
                     f"request {index} (key={req.key!r}): the prompt has {n_tokens} tokens, at or over the "

@@ -1,9 +1,15 @@
 """The user's curation path, end to end: `r1f ingest --generations`, then `r1f filter` with the paper's six filters.
 
-    .venv/bin/python benchmarks/bench_filter_path.py [--n 20000] [--datatrove-docs 300] [--keep DIR]
+    .venv/bin/python benchmarks/bench_filter_path.py [--n 20000] [--corpus traces|synthetic|both]
+                                                     [--datatrove-docs 300] [--keep DIR]
 
-In one run, on one synthetic corpus (English chains of thought of about 16 KB with planted defects: the corpus
-of benchmarks/bench_filters.py):
+Two corpora, both synthetic, each run the same way:
+  - `traces`: chains of thought of about 16 KB shaped like real DeepSeek-R1 traces (long hedged paragraphs,
+    LaTeX, Greek symbols, units, option lists, code, Chinese and French passages, loops, near-duplicates),
+    stitched from public AIME solutions, MBPP code and alpaca answers (tests/filters/trace_corpus.py; the
+    golden-decision test uses the same generator at a smaller size);
+  - `synthetic`: English chains of thought of about 16 KB with planted defects (benchmarks/bench_filters.py's).
+For each, in one run:
   1. `r1f ingest FILE --generations` into a fresh catalog (a subprocess; its wall time is printed);
   2. `r1f filter recipes/filters_r1.yaml` over that catalog, the whole command as a subprocess: MB/s of text
      wall, MB per CPU-second (the process tree's user+system time), and peak RSS (VmHWM of every process
@@ -12,7 +18,7 @@ of benchmarks/bench_filters.py):
      (bench_filters.py's suite, in its own process): what the catalog path costs on top of the kernels;
   4. datatrove's LanguageFilter, GopherRepetitionFilter and MinHash dedup on a prefix of the same texts
      (bench_filters.run_datatrove), per CPU-second.
-Then projects the filter command to 1M generations. Prints figures; asserts nothing.
+Then projects the filter command to 1M generations of 16 KB. Prints figures; asserts nothing.
 """
 from __future__ import annotations
 
@@ -35,9 +41,37 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_filters
+from filters.base import split_think
+from tests.filters.trace_corpus import iter_traces
 
 RECIPE = ROOT / "recipes" / "filters_r1.yaml"
+GOAL_MIN = 10.0  # issue 24: 1M chains of thought of 16 KB through `r1f filter` in under 10 minutes on 2 cores
 R1F = [sys.executable, "-m", "r1f"]
+
+
+def make_trace_corpus(n: int, path: Path, seed: int = 0) -> dict:
+    """n real-trace-shaped generations (tests/filters/trace_corpus.py) to `path`, in row groups of 1000, with
+    the columns of bench_filters.make_corpus (reasoning and answer split from the text as ingest does)."""
+    writer: pq.ParquetWriter | None = None
+    text_bytes, rows, chunk = 0, 0, []
+    for row in iter_traces(2 * n, seed):  # the rows of iter_traces(n), then more: n of them with text
+        if row["planted"] == "empty":  # ingest refuses an empty response; the filters' own tests have them
+            continue
+        chunk.append(row)
+        if len(chunk) == 1000 or rows + len(chunk) == n:
+            df = pl.DataFrame(chunk, schema_overrides={"dup_of": pl.String, "near_jaccard": pl.Float64})
+            reasoning, answer = split_think(pl.col("text"))
+            table = df.with_columns(reasoning.alias("reasoning"), answer.alias("answer")).to_arrow()
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            text_bytes += int(df["text"].str.len_bytes().sum())
+            rows += len(chunk)
+            chunk = []
+            if rows == n:
+                break
+    if writer is not None:
+        writer.close()
+    return {"rows": rows, "text_mb": text_bytes / 1e6}
 
 
 def ingest_file(corpus: Path, out: Path, limit: int) -> float:
@@ -128,13 +162,15 @@ def run_command(cmd: list[str], env: dict[str, str] | None = None) -> dict:
             "peak_sum_mb": (root_kb + sum(watch.peak_kb.values())) / 1024, "processes": 1 + len(watch.peak_kb)}
 
 
-def filter_path(corpus: Path, n: int, work: Path, tag: str) -> dict:
+def filter_path(corpus: Path, n: int, work: Path, tag: str, keep_ingested: bool = False) -> dict:
     src = work / f"gens_{tag}.parquet"
     mb = ingest_file(corpus, src, n)
     cat = work / f"catalog_{tag}"
     shutil.rmtree(cat, ignore_errors=True)
     ing = run_command([*R1F, "ingest", str(src), "--generations", "--model", "synthetic-r1", "--source", "bench",
                        "--catalog", str(cat), "--json"])
+    if keep_ingested:  # a copy before any filter ran, for the before/after runs
+        shutil.copytree(cat, work / f"catalog_{tag}_ingested")
     flt = run_command([*R1F, "filter", str(RECIPE), "--catalog", str(cat), "--json"])
     summary = json.loads(flt["stdout"])
     return {"rows": n, "text_mb": mb, "ingest": ing, "filter": flt, "summary": summary, "catalog": cat}
@@ -142,74 +178,135 @@ def filter_path(corpus: Path, n: int, work: Path, tag: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=20000, help="generations in the corpus")
+    ap.add_argument("--n", type=int, default=20000, help="generations in each corpus")
+    ap.add_argument("--corpus", choices=["traces", "synthetic", "both"], default="both",
+                    help="traces: real-trace-shaped; synthetic: bench_filters.py's corpus")
     ap.add_argument("--datatrove-docs", type=int, default=300, help="corpus prefix datatrove runs on (0: skip)")
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp dir, removed)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a checkout of other code (e.g. `git worktree add /tmp/base main`): its `r1f filter` runs "
+                         "on copies of the same catalog, alternating with this code's, --repeat times each")
+    ap.add_argument("--repeat", type=int, default=3, help="before/after runs of each (with --baseline)")
     a = ap.parse_args()
     work = a.keep or Path(tempfile.mkdtemp(prefix="bench_filter_path_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        corpus = work / "corpus.parquet"
-        t = time.perf_counter()
-        info = bench_filters.make_corpus(a.n, corpus)
-        print(f"corpus: {info['rows']} generations, {info['text_mb']:.0f} MB of text ({time.perf_counter() - t:.0f} s "
-              f"to make); machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (other "
-              f"work on the machine slows wall figures; per-CPU-second figures are steadier)", flush=True)
-
-        small = filter_path(corpus, max(1000, a.n // 4), work, "small")
-        shutil.rmtree(small["catalog"], ignore_errors=True)
-        full = filter_path(corpus, a.n, work, "full")
-        f, ing, mb = full["filter"], full["ingest"], full["text_mb"]
-        print(f"\n== r1f ingest --generations: {full['rows']} generations, {mb:.0f} MB in {ing['wall_s']:.1f} s wall "
-              f"({mb / ing['wall_s']:.1f} MB/s), peak RSS {ing['peak_main_mb']:.0f} MB")
-        print(f"== r1f filter {RECIPE.relative_to(ROOT)} (six filters), the whole command, {f['processes']} process(es)")
-        print(f"wall {f['wall_s']:.1f} s: {mb / f['wall_s']:.1f} MB/s wall; CPU {f['cpu_s']:.1f} s: "
-              f"{mb / f['cpu_s']:.1f} MB per CPU-second")
-        per_gen = mb / full["rows"]
-        print(f"projected for 1M generations of {per_gen * 1e3:.1f} KB: {1e6 * per_gen / (mb / f['wall_s']) / 60:.1f} min "
-              f"at this wall rate; {1e6 * per_gen / (2 * mb / f['cpu_s']) / 60:.1f} min on 2 fully used cores "
-              f"(goal: under 15 min)")
-        s = small["filter"]
-        print(f"peak RSS (VmHWM): {small['rows']} generations: main {s['peak_main_mb']:.0f} MB, largest worker "
-              f"{s['peak_worker_mb']:.0f} MB, tree {s['peak_sum_mb']:.0f} MB; {full['rows']} generations: main "
-              f"{f['peak_main_mb']:.0f} MB, largest worker {f['peak_worker_mb']:.0f} MB, tree {f['peak_sum_mb']:.0f} MB")
-        print("decisions:", ", ".join(f"{k} {v['decided']} ({v['decided'] - v['passed']} dropped)"
-                                      for k, v in full["summary"].items()))
-        rerun = run_command([*R1F, "filter", str(RECIPE), "--catalog", str(full["catalog"]), "--json"])
-        print(f"rerun over the same catalog (nothing new to decide; no text is read): {rerun['wall_s']:.1f} s wall")
-
-        # The filter suite alone on the same texts: no catalog, no ingest, read straight from Parquet.
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-        suite = run_command([sys.executable, str(ROOT / "benchmarks/bench_filters.py"), "--run-suite", str(corpus),
-                             "--limit", str(a.n), "--batch", "500", "--workers", "2",
-                             "--decisions", str(work / "suite_decisions.parquet")], env=env)
-        r = json.loads(suite["stdout"].strip().splitlines()[-1])
-        print("\n== the filter suite alone (bench_filters.py: 7 filters, dedup over text and problem), same texts "
-              "from one Parquet file, 2 workers")
-        print(f"wall {r['wall_s']:.1f} s: {r['text_mb'] / r['wall_s']:.1f} MB/s wall; {r['text_mb'] / r['cpu_s']:.1f} MB "
-              f"per CPU-second; peak RSS main {suite['peak_main_mb']:.0f} MB, largest worker "
-              f"{suite['peak_worker_mb']:.0f} MB")
-        print(f"ratio, r1f filter / suite alone: {(mb / f['wall_s']) / (r['text_mb'] / r['wall_s']):.2f} wall, "
-              f"{(mb / f['cpu_s']) / (r['text_mb'] / r['cpu_s']):.2f} per CPU-second")
-
-        if a.datatrove_docs > 0:
-            try:
-                import datatrove  # noqa: F401
-            except ImportError:
-                print("\ndatatrove is not installed (pip install -e '.[bench]'): peer comparison skipped")
-                return
-            os.environ.setdefault("TQDM_DISABLE", "1")  # datatrove's progress bars
-            dt = bench_filters.run_datatrove(corpus, a.datatrove_docs, work / "datatrove")
-            total = sum(dt[k] for k in ("LanguageFilter", "GopherRepetitionFilter", "MinHash dedup"))
-            print(f"\n== datatrove, same corpus (first {dt['docs']} generations, {dt['text_mb']:.1f} MB), one process")
-            for k in ("LanguageFilter", "GopherRepetitionFilter", "MinHash dedup"):
-                print(f"{k:<24} {dt['text_mb'] / dt[k]:7.2f} MB per CPU-second")
-            print(f"{'all three':<24} {dt['text_mb'] / total:7.2f} MB per CPU-second")
-            print(f"ratio, r1f filter (6 filters, whole command) / datatrove (3 filters), per CPU-second: "
-                  f"{(mb / f['cpu_s']) / (dt['text_mb'] / total):.1f}x")
+        for name in ("traces", "synthetic") if a.corpus == "both" else (a.corpus,):
+            run_corpus(name, a.n, a.datatrove_docs, work / name, a.baseline, a.repeat)
     finally:
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work: Path) -> None:
+    """`r1f filter` of `baseline`'s code and of this code, alternating on fresh copies of ingested catalogs of two
+    sizes ({MB of text: catalog}): medians of CPU-seconds per MB, MB/s wall, and the marginal CPU per MB (the
+    slope between the sizes: what a large corpus costs once imports, model loads and worker starts are paid),
+    with their ratios (a noisy machine moves both codes alike)."""
+    cpu: dict[tuple[str, float], list[float]] = {}
+    wall: dict[tuple[str, float], list[float]] = {}
+    for _ in range(repeat):
+        for mb, catalog in catalogs.items():
+            for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
+                cat = work / f"catalog_{tag}"
+                shutil.rmtree(cat, ignore_errors=True)
+                shutil.copytree(catalog, cat)
+                env = dict(os.environ, PYTHONPATH=str(code))
+                r = run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat), "--json"],
+                                env=env)
+                cpu.setdefault((tag, mb), []).append(r["cpu_s"])
+                wall.setdefault((tag, mb), []).append(r["wall_s"])
+                shutil.rmtree(cat, ignore_errors=True)
+
+    def med(xs: list[float]) -> float:
+        return sorted(xs)[len(xs) // 2]
+
+    small, big = sorted(catalogs)
+    print(f"\n== before/after, `r1f filter` on copies of the same catalogs ({small:.0f} and {big:.0f} MB), "
+          f"{repeat} alternating runs each, medians")
+    fig: dict[str, tuple[float, float, float]] = {}
+    for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
+        c_small, c_big = med(cpu[(tag, small)]), med(cpu[(tag, big)])
+        slope = 1000 * (c_big - c_small) / (big - small)  # CPU-ms per MB, fixed costs cancelled
+        fixed = c_big - slope * big / 1000
+        fig[tag] = (1000 * c_big / big, big / med(wall[(tag, big)]), slope)
+        print(f"{tag:<7} ({code}): {big:.0f} MB: {fig[tag][0]:4.0f} CPU-ms per MB, {fig[tag][1]:5.1f} MB/s wall; "
+              f"marginal {slope:4.0f} CPU-ms per MB ({1000 / slope:.1f} MB per CPU-second) + {fixed:.1f} CPU-s fixed; "
+              f"1M x 16 KB at the marginal rate: {16e3 * slope / 1000 / 60:.1f} CPU-minutes, "
+              f"{16e3 * slope / 1000 / 60 / 2:.1f} min on 2 fully used cores")
+    b, a = fig["before"], fig["after"]
+    print(f"after/before: CPU per MB x{a[0] / b[0]:.2f}, MB/s wall x{a[1] / b[1]:.2f}, marginal CPU per MB "
+          f"x{a[2] / b[2]:.2f}")
+
+
+def run_corpus(name: str, n: int, datatrove_docs: int, work: Path, baseline: Path | None = None,
+               repeat: int = 3) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = work / "corpus.parquet"
+    t = time.perf_counter()
+    info = (make_trace_corpus if name == "traces" else bench_filters.make_corpus)(n, corpus)
+    label = ("real-trace-shaped, synthetic (tests/filters/trace_corpus.py)" if name == "traces"
+             else "synthetic (bench_filters.make_corpus)")
+    print(f"\n######## corpus {name}: {label}\n"
+          f"{info['rows']} generations, {info['text_mb']:.0f} MB of text ({time.perf_counter() - t:.0f} s "
+          f"to make); machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (other "
+          f"work on the machine slows wall figures; per-CPU-second figures are steadier)", flush=True)
+
+    small = filter_path(corpus, max(1000, n // 4), work, "small")
+    shutil.rmtree(small["catalog"], ignore_errors=True)
+    half = filter_path(corpus, n // 2, work, "half", keep_ingested=True) if baseline is not None else None
+    full = filter_path(corpus, n, work, "full", keep_ingested=baseline is not None)
+    f, ing, mb = full["filter"], full["ingest"], full["text_mb"]
+    print(f"\n== r1f ingest --generations: {full['rows']} generations, {mb:.0f} MB in {ing['wall_s']:.1f} s wall "
+          f"({mb / ing['wall_s']:.1f} MB/s), peak RSS {ing['peak_main_mb']:.0f} MB")
+    print(f"== r1f filter {RECIPE.relative_to(ROOT)} (six filters), the whole command, {f['processes']} process(es)")
+    print(f"wall {f['wall_s']:.1f} s: {mb / f['wall_s']:.1f} MB/s wall; CPU {f['cpu_s']:.1f} s: "
+          f"{mb / f['cpu_s']:.1f} MB per CPU-second ({1000 * f['cpu_s'] / mb:.0f} CPU-ms per MB)")
+    print(f"projected for 1M generations of 16 KB (16 GB): {16e3 / (mb / f['wall_s']) / 60:.1f} min at this wall "
+          f"rate; {16e3 / (2 * mb / f['cpu_s']) / 60:.1f} min on 2 fully used cores (goal: under {GOAL_MIN:g} min, "
+          f"{16e3 / GOAL_MIN / 60:.1f} MB/s)")
+    s = small["filter"]
+    print(f"peak RSS (VmHWM): {small['rows']} generations: main {s['peak_main_mb']:.0f} MB, largest worker "
+          f"{s['peak_worker_mb']:.0f} MB, tree {s['peak_sum_mb']:.0f} MB; {full['rows']} generations: main "
+          f"{f['peak_main_mb']:.0f} MB, largest worker {f['peak_worker_mb']:.0f} MB, tree {f['peak_sum_mb']:.0f} MB")
+    print("decisions:", ", ".join(f"{k} {v['decided']} ({v['decided'] - v['passed']} dropped)"
+                                  for k, v in full["summary"].items()))
+    rerun = run_command([*R1F, "filter", str(RECIPE), "--catalog", str(full["catalog"]), "--json"])
+    print(f"rerun over the same catalog (nothing new to decide; no text is read): {rerun['wall_s']:.1f} s wall")
+    if half is not None and baseline is not None:
+        shutil.rmtree(half["catalog"], ignore_errors=True)
+        before_after({half["text_mb"]: work / "catalog_half_ingested", mb: work / "catalog_full_ingested"},
+                     baseline, repeat, work)
+
+    # The filter suite alone on the same texts: no catalog, no ingest, read straight from Parquet.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    suite = run_command([sys.executable, str(ROOT / "benchmarks/bench_filters.py"), "--run-suite", str(corpus),
+                         "--limit", str(n), "--batch", "500", "--workers", "2",
+                         "--decisions", str(work / "suite_decisions.parquet")], env=env)
+    r = json.loads(suite["stdout"].strip().splitlines()[-1])
+    print("\n== the filter suite alone (bench_filters.py: 7 filters, dedup over text and problem), same texts "
+          "from one Parquet file, 2 workers")
+    print(f"wall {r['wall_s']:.1f} s: {r['text_mb'] / r['wall_s']:.1f} MB/s wall; {r['text_mb'] / r['cpu_s']:.1f} MB "
+          f"per CPU-second; peak RSS main {suite['peak_main_mb']:.0f} MB, largest worker "
+          f"{suite['peak_worker_mb']:.0f} MB")
+    print(f"ratio, r1f filter / suite alone: {(mb / f['wall_s']) / (r['text_mb'] / r['wall_s']):.2f} wall, "
+          f"{(mb / f['cpu_s']) / (r['text_mb'] / r['cpu_s']):.2f} per CPU-second")
+
+    if datatrove_docs > 0:
+        try:
+            import datatrove  # noqa: F401
+        except ImportError:
+            print("\ndatatrove is not installed (pip install -e '.[bench]'): peer comparison skipped")
+            return
+        os.environ.setdefault("TQDM_DISABLE", "1")  # datatrove's progress bars
+        dt = bench_filters.run_datatrove(corpus, datatrove_docs, work / "datatrove")
+        total = sum(dt[k] for k in ("LanguageFilter", "GopherRepetitionFilter", "MinHash dedup"))
+        print(f"\n== datatrove, same corpus (first {dt['docs']} generations, {dt['text_mb']:.1f} MB), one process")
+        for k in ("LanguageFilter", "GopherRepetitionFilter", "MinHash dedup"):
+            print(f"{k:<24} {dt['text_mb'] / dt[k]:7.2f} MB per CPU-second")
+        print(f"{'all three':<24} {dt['text_mb'] / total:7.2f} MB per CPU-second")
+        print(f"ratio, r1f filter (6 filters, whole command) / datatrove (3 filters), per CPU-second: "
+              f"{(mb / f['cpu_s']) / (dt['text_mb'] / total):.1f}x")
 
 
 if __name__ == "__main__":

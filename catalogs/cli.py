@@ -31,7 +31,8 @@ app = command_group()
 # ---------------------------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(help="JSONL, JSON, Parquet, or a folder saved with datasets' save_to_disk.")],
+    file: Annotated[Path, typer.Argument(help="JSONL, JSON, Parquet, a folder saved with datasets' save_to_disk, or "
+                                         "a Hub dataset: hf://datasets/ORG/NAME.")],
     source: Annotated[str | None, typer.Option(help="Name of this source (default: the file name).")] = None,
     generations: Annotated[bool, typer.Option("--generations", help="Import responses made elsewhere as a run of "
                                               "their own (needs --model).")] = False,
@@ -43,7 +44,10 @@ def ingest(
     domain: Annotated[str | None, typer.Option(help="Default domain for rows without one.")] = None,
     language: Annotated[str | None, typer.Option(help="Default language for rows without one "
                                                     "(else guessed from the script).")] = None,
-    split: Annotated[str | None, typer.Option(help="Split to read from a saved DatasetDict.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to read from a saved DatasetDict or a Hub dataset.")] = None,
+    config: Annotated[str | None, typer.Option(help="A Hub dataset's config (subset).")] = None,
+    revision: Annotated[str | None, typer.Option(help="A Hub dataset's branch, tag or commit (default: main); its "
+                                                 "commit sha is kept as the ingest's provenance.")] = None,
     max_record_mb: Annotated[float, typer.Option(help="Largest record accepted, in MiB.")] = 16.0,
     choices: Annotated[list[str] | None, typer.Option(help="Multiple choice (GPQA-style): the field holding a list "
                                                       "of options, or one field per option (repeat the option); "
@@ -72,6 +76,7 @@ def ingest(
                            "--choices per option field")
     opts = IngestOptions(source=source or file.name.split(".")[0], generations=generations, model=model,
                          rename=mapping, kind=kind, domain=domain, language=language, split=split,
+                         config=config, revision=revision,
                          max_record_bytes=int(max_record_mb * 2**20), choices=tuple(choices or ()),
                          shuffle_choices=shuffle_choices)
     folder_existed, fresh = catalog.exists(), not (catalog / "catalog.duckdb").exists()
@@ -87,7 +92,7 @@ def ingest(
     what = "generations" if generations else "prompts"
     added = report.generations_added if generations else report.prompts_added
     present = report.generations_already_present if generations else report.prompts_already_present
-    console.print(f"[green]ingested[/] {file} as source [bold]{report.source}[/]: {report.rows_read} rows read, "
+    console.print(f"[green]ingested[/] {report.file if report.format == 'hub' else file} as source [bold]{report.source}[/]: {report.rows_read} rows read, "
                   f"{added} {what} added, {present} already in the catalog "
                   f"({report.seconds:.1f}s) → {catalog.resolve()}")
     if report.run_id:
@@ -107,7 +112,9 @@ def _remove_new_catalog(catalog: Path, folder_existed: bool) -> None:
 
 
 def _ingest_with_progress(catalog: Path, file: Path, opts: Any, run_ingest: Any) -> Any:
-    if not file.exists():
+    from .ingest import hub_repo_id
+
+    if hub_repo_id(str(file)) is None and not file.exists():
         raise CatalogError(f"{file}: no such file or folder.")
     cat = _open(catalog, create=True)
     if sys.stderr.isatty() and file.name.endswith((".jsonl", ".ndjson")):  # bytes read are known for JSONL
@@ -152,8 +159,12 @@ def sql(
 
 
 @app.command()
-def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False) -> None:
+def stats(catalog: CatalogOpt = DEFAULT_CATALOG, lock_timeout: LockOpt = 60.0, as_json: JsonOpt = False,
+          cost: Annotated[bool, typer.Option("--cost", help="Yield accounting instead: tokens in and out and "
+                                             "engine seconds per run, and the cost per accepted sample by source, "
+                                             "domain and pass-rate bucket, with what the filters' drops cost.")]
+          = False) -> None:
     """Counts per stage, accept rates, and drop reasons per judge and filter."""
     from . import readcli
 
-    readcli.stats(catalog=catalog, lock_timeout=lock_timeout, as_json=as_json)
+    readcli.stats(catalog=catalog, lock_timeout=lock_timeout, as_json=as_json, cost=cost)

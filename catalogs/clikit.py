@@ -7,7 +7,7 @@ tables, opening the catalog) is `catalogs/clibase.py`, re-exported here.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -40,9 +40,9 @@ def engine_option(ray_help: str) -> Any:
     return typer.Option("--engine", help=f"local: on this machine. ray: {ray_help} (see --address).")
 
 
-def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable[..., Any] | None:
-    """None for the local engine; else the runner an upper floor registered under that name (scaleout registers
-    `ray` when the r1f face loads it, so no stage imports it); a clear error for a name nobody registered."""
+def pick_engine(engines: Mapping[str, Callable[..., Any]], engine: str) -> Callable[..., Any] | None:
+    """None for the local engine; else the runner the r1f face handed down under that name (its table of engines,
+    r1f/engines.py, so no stage imports them); a clear error for a name it does not know."""
     if engine == "local":
         return None
     if engine not in engines:
@@ -54,7 +54,7 @@ def pick_engine(engines: dict[str, Callable[..., Any]], engine: str) -> Callable
     return engines[engine]
 
 
-def stage_runner(local: _Local, engines: dict[str, Callable[..., Any]], engine: str,
+def stage_runner(local: _Local, engines: Mapping[str, Callable[..., Any]], engine: str,
                  address: str | None, workers: int | None) -> _Local | Callable[..., Any]:
     """The stage's runner for `--engine`: the local one, or a registered engine bound to its cluster."""
     runner = pick_engine(engines, engine)
@@ -70,7 +70,7 @@ def command_group() -> typer.Typer:
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def stage_command(name: str, recipe_help: str, doc: str, engines: dict[str, Callable[..., Any]],
+def stage_command(name: str, recipe_help: str, doc: str, engines: Mapping[str, Callable[..., Any]],
                   recipe_model: str, runner: str, key: str, title: str) -> typer.Typer:
     """The command group of a stage that runs a recipe over the catalog's generations (`r1f judge`, `r1f filter`):
     one command `name RECIPE` with --catalog, --json, --engine, --address and --workers. `recipe_model` and the

@@ -1,4 +1,5 @@
-"""`r1f ingest`: prompts (or generations made elsewhere) from JSONL, JSON, Parquet or a saved `datasets` folder.
+"""`r1f ingest`: prompts (or generations made elsewhere) from JSONL, JSON, Parquet, a saved `datasets` folder, or a
+dataset on the Hub (`hf://datasets/ORG/NAME`).
 
 Streaming and all-or-nothing: records are validated and written to a private staging folder batch by
 batch, with no lock held; one short transaction at the end publishes everything. Any bad record
@@ -41,7 +42,11 @@ RESPONSE_FIELDS = ("response", "completion", "content", "output", "generation")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 PROMPT_KNOWN = {"answer", "tests", "kind", "domain", "language", *PROMPT_FIELDS}
 # With --generations these are the response; without, they are kept as the prompt's metadata.
-GENERATION_KNOWN = {"finish_reason", "prompt_tokens", "completion_tokens", *RESPONSE_FIELDS, *REASONING_FIELDS}
+GENERATION_KNOWN = {"finish_reason", "prompt_tokens", "completion_tokens", "generation_id", *RESPONSE_FIELDS,
+                    *REASONING_FIELDS}
+# The columns of a release r1-factory published (releases/): read back with --generations, as prompt and response.
+PUBLISHED_COLUMNS = {"generation_id", "prompt", "completion", "reasoning", "answer", "reference"}
+HUB_PREFIXES = ("hf://datasets/", "hf:/datasets/")  # the second: what pathlib makes of the first
 KINDS = ("reasoning", "non_reasoning")
 ROLES = ("system", "user", "assistant", "tool")
 LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -72,6 +77,8 @@ class IngestOptions:
     domain: str | None = None
     language: str | None = None
     split: str | None = None
+    config: str | None = None  # a Hub dataset's config (subset)
+    revision: str | None = None  # a Hub dataset's branch, tag or commit
     max_record_bytes: int = 16 << 20
     # Multiple choice (GPQA-style): the field holding a list of options, or one field per option; see choices.py.
     choices: tuple[str, ...] = ()
@@ -434,6 +441,64 @@ def read_hf(path: Path, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
     yield from _arrow_batches([table.to_batches(max_chunksize=1000)], opts.max_record_bytes)
 
 
+def hub_repo_id(source: str) -> str | None:
+    """ORG/NAME if `source` names a Hub dataset (hf://datasets/ORG/NAME), else None."""
+    prefix = next((p for p in HUB_PREFIXES if source.startswith(p)), None)
+    if prefix is None:
+        return None
+    repo = source[len(prefix):].strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo):
+        raise CatalogError(f"{source}: write a Hub dataset as hf://datasets/ORG/NAME (choose the subset with "
+                           f"--config, the split with --split and the branch, tag or commit with --revision)")
+    return repo
+
+
+def hub_snapshot(repo: str, revision: str | None) -> tuple[Path, str]:
+    """The revision's files in the Hugging Face cache (downloaded once; with HF_HUB_OFFLINE=1 the cache only) and
+    its commit sha. Not found, gated, private or not cached: one CatalogError naming the dataset and the fix."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    where = f"hf://datasets/{repo}" + (f" at revision {revision!r}" if revision else "")
+    try:
+        folder = Path(snapshot_download(repo, repo_type="dataset", revision=revision))
+    except GatedRepoError:
+        raise CatalogError(f"{where} is gated: accept its conditions on the dataset's Hub page, then set HF_TOKEN "
+                           f"(or run `hf auth login`) with a token of that account") from None
+    except RevisionNotFoundError:
+        raise CatalogError(f"{where}: the dataset has no such branch, tag or commit; check --revision") from None
+    except RepositoryNotFoundError:
+        raise CatalogError(f"{where}: no such dataset on the Hub, or it is private: check ORG/NAME, or set HF_TOKEN "
+                           f"(or run `hf auth login`) with a token that can read it") from None
+    except LocalEntryNotFoundError:
+        raise CatalogError(f"{where} is not in the local Hugging Face cache and the Hub cannot be reached "
+                           f"(HF_HUB_OFFLINE=1, or no network): ingest it once online, or unset HF_HUB_OFFLINE") from None
+    return folder, folder.name  # the cache names a revision's folder by its commit sha
+
+
+def read_hub(folder: Path, repo: str, opts: IngestOptions) -> Iterator[tuple[str, Any, int]]:
+    """Records of one config and split of a Hub dataset, streamed through `datasets` from its cached files."""
+    import datasets
+
+    configs = datasets.get_dataset_config_names(str(folder))
+    name = f"hf://datasets/{repo}"
+    if opts.config is None and len(configs) > 1:
+        raise CatalogError(f"{name} has several configs ({', '.join(configs)}); choose one with --config NAME")
+    if opts.config is not None and opts.config not in configs:
+        raise CatalogError(f"{name} has no config {opts.config!r}; it has: {', '.join(configs)}")
+    splits = datasets.get_dataset_split_names(str(folder), opts.config)
+    if opts.split is None and len(splits) > 1:
+        raise CatalogError(f"{name} has several splits ({', '.join(splits)}); choose one with --split NAME")
+    if opts.split is not None and opts.split not in splits:
+        raise CatalogError(f"{name} has no split {opts.split!r}; it has: {', '.join(splits)}")
+    ds = datasets.load_dataset(str(folder), opts.config, split=opts.split or splits[0], streaming=True)
+    if ds.features is not None:
+        _check_arrow_schema(Path(name), ds.features.arrow_schema, opts.generations, opts.rename)
+    tables = ds.with_format("arrow").iter(batch_size=1000)
+    yield from _arrow_batches((t.to_batches() for t in tables), opts.max_record_bytes)
+
+
 def read_records(path: Path, opts: IngestOptions, fmt: str | None = None) -> Iterator[tuple[str, Any, int]]:
     """(where, record or the RecordError that says what is wrong with it, bytes read) for each record of a file
     or saved dataset: the one reader of record files, for ingest and for the filters' benchmark files."""
@@ -523,6 +588,8 @@ def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: s
         raise RecordError(f"{where}: a record must be a JSON object, got {type(rec).__name__}")
     if opts.rename:
         rec = {opts.rename.get(k, k): v for k, v in rec.items()}
+    if opts.generations and PUBLISHED_COLUMNS <= rec.keys():
+        rec = _published_row(rec)
     name = next((f for f in PROMPT_FIELDS if rec.get(f) is not None), None)
     if name is None:
         raise RecordError(f"{where}: no prompt: give a `problem`, `prompt` or `messages` field "
@@ -568,6 +635,13 @@ def prompt_row(rec: Any, where: str, opts: IngestOptions, uri: str, ingest_id: s
             "language": language, "metadata": meta_json, "_rec": rec}
 
 
+def _published_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """A row of a release r1-factory published, as an import: its prompt turns, the reference as the answer, and
+    the model's reasoning and answer as the response (`messages` repeats both, `completion` the whole turn)."""
+    rest = {k: v for k, v in rec.items() if k not in ("messages", "completion", "answer", "reference")}
+    return {**rest, "answer": rec["reference"], "response": rec["answer"]}
+
+
 def generation_fields(rec: dict[str, Any], where: str) -> dict[str, Any]:
     name = next((f for f in RESPONSE_FIELDS if rec.get(f) is not None), None)
     if name is None:
@@ -594,6 +668,8 @@ def generation_fields(rec: dict[str, Any], where: str) -> dict[str, Any]:
         answer = value
     return {"text": value, "reasoning": reasoning, "answer": answer,
             "finish_reason": _opt_str(rec, "finish_reason", where),
+            # A row of a published release keeps the id it was published with (this catalog's id is its own hash).
+            "published_id": _opt_str(rec, "generation_id", where),
             "prompt_tokens": _opt_int(rec, "prompt_tokens", where),
             "completion_tokens": _opt_int(rec, "completion_tokens", where)}
 
@@ -603,13 +679,22 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
            progress: Callable[[int, int], None] | None = None) -> IngestReport:
     """Validate and stage every record, then publish them in one transaction (or nothing at all)."""
     t0 = time.perf_counter()
+    repo = hub_repo_id(str(path))
     path = Path(path)
-    if not path.exists():
+    if repo is None and not path.exists():
         raise CatalogError(f"{path}: no such file or folder.")
     if opts.generations and not opts.model:
         raise CatalogError("--generations needs --model NAME: the model that produced the responses.")
-    fmt = detect_format(path)
-    uri = str(path.resolve())
+    if repo is not None:
+        folder, sha = hub_snapshot(repo, opts.revision)
+        fmt = "hub"
+        # The revision's commit sha is the provenance: `r1f show` prints it with every prompt's source.
+        uri = f"hf://datasets/{repo}@{sha}" + "".join(
+            f"{sep}{k}={v}" for sep, (k, v) in zip("?&", [(k, v) for k, v in (("config", opts.config),
+                                                                              ("split", opts.split)) if v]))
+    else:
+        fmt = detect_format(path)
+        uri = str(path.resolve())
     ingest_id = "i_" + uuid.uuid4().hex[:24]
     report = IngestReport(source=opts.source, file=uri, format=fmt, ingest_id=ingest_id)
     rid = None
@@ -619,7 +704,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
         rid = run_id(run_params)  # recorded in the final transaction, with everything else
         report.run_id = rid
         known_gens = catalog.generation_ids(rid)
-    records = read_records(path, opts, fmt)
+    records = read_hub(folder, repo, opts) if repo is not None else read_records(path, opts, fmt)
 
     staging = catalog._staging_dir()
     prompt_file = staging / "prompts.parquet"
@@ -629,7 +714,7 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
     gen_buf: list[dict[str, Any]] = []
     gen_bytes = 0
     bytes_read = 0
-    total = path.stat().st_size if path.is_file() else 0
+    total = path.stat().st_size if repo is None and path.is_file() else 0
     writer: pq.ParquetWriter | None = None
 
     def flush() -> None:

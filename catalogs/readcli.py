@@ -58,8 +58,9 @@ def render_show(data: dict[str, Any], console: Console) -> None:
                       f"{run.get('backend')} · template {run.get('template')} {run.get('template_version') or ''} · "
                       f"sampling {json.dumps(run.get('sampling'))} · code {run.get('code_version')}")
         if data.get("imported_from"):
+            published = f" · published as {data['published_id']}" if data.get("published_id") else ""
             console.print(f"[bold]imported[/] from {data['imported_from']} · row {data['source_row']} "
-                          f"(ingest {data['ingest_id']})")
+                          f"(ingest {data['ingest_id']}){published}", soft_wrap=True)
         console.print(f"[bold]sample[/]  index {data['sample_index']} · seed {data['seed']} · finish "
                       f"{data['finish_reason']} · tokens {data['prompt_tokens']}+{data['completion_tokens']} · "
                       f"{data['text_chars']} chars ({data['reasoning_chars']} reasoning, {data['answer_chars']} answer)")
@@ -121,7 +122,10 @@ def sql(query: str, limit: int, csv: bool, catalog: Path, lock_timeout: float, a
             clibase.err.print(f"[dim]showing the first {limit} rows; --limit 0, --json or --csv for all[/]")
 
 
-def stats(catalog: Path, lock_timeout: float, as_json: bool) -> None:
+def stats(catalog: Path, lock_timeout: float, as_json: bool, cost: bool = False) -> None:
+    if cost:
+        stats_cost(catalog, lock_timeout, as_json)
+        return
     from .query import stats as run_stats
 
     data = run_stats(_open(catalog, lock_timeout))
@@ -138,6 +142,27 @@ def stats(catalog: Path, lock_timeout: float, as_json: bool) -> None:
                        ("filter_reasons", "filter drops by reason"), ("release_list", "releases")):
         if data[key]:
             console.print(table(title, data[key]))
+
+
+def stats_cost(catalog: Path, lock_timeout: float, as_json: bool) -> None:
+    """`r1f stats --cost`: usage per run, and the cost per accepted sample by source, domain and pass rate."""
+    from .accounting import CANDIDATES_SQL, NO_PRICE, cost_facts
+
+    with _open(catalog, lock_timeout).reader() as con:
+        con.execute(f"CREATE TEMP TABLE scope AS {CANDIDATES_SQL}")
+        data = cost_facts(con)
+    if as_json:
+        print_json(data)
+        return
+    console = clibase.console
+    console.print(table("usage per run", data["usage"]) if data["usage"] else "no run has recorded usage yet")
+    if data["total"] is None:
+        console.print(NO_PRICE, soft_wrap=True)
+        return
+    for key, title in (("by_source", "cost per accepted sample, by source"),
+                       ("by_domain", "by domain"), ("by_pass_rate", "by pass-rate bucket (difficulty)")):
+        console.print(table(title, data[key]))
+    console.print(table("all priced generations", [data["total"]]))
 
 
 # ---------------------------------------------------------------------------------------------- the parser
@@ -161,7 +186,7 @@ class _Command(NamedTuple):
 COMMANDS = {
     "show": _Command(show, "id", {"--full": "full"}, {}, {"full": False}),
     "sql": _Command(sql, "query", {"--csv": "csv"}, {"--limit": ("limit", int)}, {"limit": 50, "csv": False}),
-    "stats": _Command(stats, None, {}, {}, {}),
+    "stats": _Command(stats, None, {"--cost": "cost"}, {}, {"cost": False}),
 }
 DEFAULT_CATALOG = "catalog"
 CATALOG_ENV = "R1F_CATALOG"

@@ -89,6 +89,11 @@ def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | 
     return None
 
 
+def key_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the key (or list item) at `loc` in a YAML text, or of its nearest parent."""
+    return _line_for(_line_index(text), loc)
+
+
 def _describe(err: ErrorDetails, root: type[BaseModel]) -> str:
     loc = tuple(err["loc"])
     typ = err["type"]

@@ -84,7 +84,40 @@ CREATE TABLE IF NOT EXISTS leases (
   process_started DOUBLE, acquired_at DOUBLE, expires_at DOUBLE, PRIMARY KEY (run_id, prompt_id));
 """
 
+# 5: pipelines (`r1f run`, issue 21): one row per run of a pipeline file, one per stage of it (its recipe hash,
+# the inputs it read, start and end, status, what it made); and the generation id a row of a published release
+# carried, kept when the release is ingested back with --generations.
+MIGRATIONS[5] = """
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+  pipeline_run_id VARCHAR PRIMARY KEY, pipeline VARCHAR NOT NULL, file VARCHAR, recipe_hash VARCHAR,
+  status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS pipeline_stages (
+  pipeline VARCHAR, stage VARCHAR, position BIGINT, kind VARCHAR, recipe_hash VARCHAR, inputs VARCHAR,
+  inputs_hash VARCHAR, status VARCHAR, outputs VARCHAR, error VARCHAR, pipeline_run_id VARCHAR,
+  started_at TIMESTAMP, finished_at TIMESTAMP, PRIMARY KEY (pipeline, stage));
+ALTER TABLE generation_meta ADD COLUMN IF NOT EXISTS published_id VARCHAR;
+"""
+
+# 6: calibration and yield accounting (issue 23). `calibration_draws` holds the stratified samples that
+# `r1f review --calibrate JUDGE` drew for people to decide, one row per drawn generation with its stratum
+# (source, domain, what the judge said) and the stratum's size when drawn, so the estimates weight strata by
+# the population they stand for. `run_usage` holds one row per session of a run (each `r1f generate` that did
+# work): tokens in and out, engine seconds (GPU-seconds where a GPU ran it), and money where the recipe gave
+# a price.
+MIGRATIONS[6] = """
+CREATE TABLE IF NOT EXISTS calibration_draws (
+  draw_id VARCHAR, judge VARCHAR, judge_version VARCHAR, seed BIGINT, generation_id VARCHAR, source VARCHAR,
+  domain VARCHAR, judge_passed BOOLEAN, stratum_size BIGINT, created_at TIMESTAMP DEFAULT current_timestamp,
+  PRIMARY KEY (draw_id, generation_id));
+CREATE TABLE IF NOT EXISTS run_usage (
+  run_id VARCHAR, session VARCHAR, backend VARCHAR, generations BIGINT, tokens_in BIGINT, tokens_out BIGINT,
+  engine_s DOUBLE, gpu_s DOUBLE, price_input_per_mtok DOUBLE, price_output_per_mtok DOUBLE, cost DOUBLE,
+  created_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (run_id, session));
+"""
+
 SCHEMA_VERSION = max(MIGRATIONS, default=1)
+# Numbered without gaps: a catalog at version N has had every migration up to N, so none may be added below it.
+assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "MIGRATIONS must be numbered 2, 3, … without gaps"
 
 # Views documented for `r1f sql` (see README "Querying the catalog"). They are created per reading
 # connection, over the attached catalog, because the text view must name the shard files.
@@ -96,7 +129,8 @@ VIEW_DOCS: dict[str, str] = {
     "generations": "one row per generation with its text: generation_id, prompt_id, run_id, sample_index, "
     "seed, finish_reason, prompt_tokens, completion_tokens, latency_s, text, reasoning, answer",
     "generation_meta": "generations without the text columns (fast for counts); a human edit has parent_id "
-    "(the generation it came from), edited_by and edited_at",
+    "(the generation it came from), edited_by and edited_at; a row of a published release ingested back has "
+    "published_id (the id it was published with)",
     "verdicts": "generation_id, judge, judge_version, score, passed, reason, details (JSON)",
     "filter_decisions": "generation_id, filter, filter_version, params_hash, passed, reason, value",
     "prompt_stats": "per prompt and run: samples, accepted, pass_rate, status (solved/unsolved/open)",
@@ -106,11 +140,20 @@ VIEW_DOCS: dict[str, str] = {
     "ingests": "one row per ingest: file, format, rows read and added",
     "trainings": "one row per training run: training_id, kind (sft/grpo), model, base_model, release_name, "
     "manifest_sha256, prompts_where, recipe (JSON), code_version, status, metrics (JSON), output_dir",
+    "calibration_draws": "per generation drawn by `r1f review --calibrate JUDGE`: draw_id, judge, judge_version, "
+    "seed, source, domain, judge_passed, stratum_size (generations in its stratum when drawn)",
+    "run_usage": "per session of a run: generations, tokens_in, tokens_out, engine_s, gpu_s, "
+    "price_input_per_mtok, price_output_per_mtok, cost (where the recipe gave price_per_mtok)",
     "eval_answers": "per eval generation: run_id, prompt_id, answer_key (its Math-Verify equivalence class), method",
+    "pipeline_runs": "one row per `r1f run` of a pipeline: pipeline_run_id, pipeline, file, recipe_hash, status, "
+    "started_at, finished_at",
+    "pipeline_stages": "per pipeline and stage: position, kind, recipe_hash, inputs (JSON), status "
+    "(running/done/failed/waiting/stale), outputs (JSON), error, started_at, finished_at",
 }
 
 PLAIN_VIEWS = ["prompts", "runs", "generation_meta", "verdicts", "filter_decisions", "prompt_stats",
-               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers"]
+               "releases", "release_members", "sources", "ingests", "trainings", "eval_answers",
+               "calibration_draws", "run_usage", "pipeline_runs", "pipeline_stages"]
 
 EMPTY_TEXTS = ("SELECT NULL::VARCHAR AS generation_id, NULL::VARCHAR AS text, NULL::INTEGER AS r_start, "
                "NULL::INTEGER AS r_end, NULL::INTEGER AS a_start WHERE false")

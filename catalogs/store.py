@@ -6,7 +6,8 @@
 - `store_prompts`: prompts, runs and generations (reads, and the streaming of samples);
 - `store_verdicts`: verdicts, filter decisions, prompt stats;
 - `store_leases`: leases on prompts, staging, and the commit path of generations; the process helpers;
-- `store_trainings`: training runs and eval answers.
+- `store_trainings`: training runs and eval answers;
+- `store_pipelines`: runs of pipelines and the state of their stages (`r1f run`, `r1f status`).
 
 Stages use the catalog through Protocols of their own (what each needs of it); `Catalog` satisfies them all.
 This module's names are the store's public API: import from here.
@@ -19,6 +20,7 @@ from .store_core import (DB_FILE, PROMPT_COLUMNS, SHARD_DIR, SHARD_ROW_GROUP, ST
                          text_schema, text_spans)
 from .store_leases import (LEASE_TTL_S, LeasesAndStaging, ProcessId, PromptClaim, StagedBatch, describe_holder,
                            holder_alive, process_started, remove_orphan_staging, same_process_alive, this_process)
+from .store_pipelines import PipelineRuns
 from .store_prompts import PromptsAndGenerations
 from .store_trainings import TrainingsAndEvals
 from .store_verdicts import VerdictsAndDecisions
@@ -30,5 +32,5 @@ __all__ = ["DB_FILE", "LEASE_TTL_S", "PROMPT_COLUMNS", "SHARD_DIR", "SHARD_ROW_G
            "this_process"]
 
 
-class Catalog(PromptsAndGenerations, VerdictsAndDecisions, LeasesAndStaging, TrainingsAndEvals):
+class Catalog(PromptsAndGenerations, VerdictsAndDecisions, LeasesAndStaging, TrainingsAndEvals, PipelineRuns):
     """The whole catalog: `Catalog(path)` opens (or creates) the catalog folder at `path`."""

@@ -61,7 +61,8 @@ def gen_meta_schema() -> Any:  # pyarrow.Schema
         ("sample_index", pa.int64()), ("seed", pa.int64()), ("shard_row", pa.int64()),
         ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
         ("text_chars", pa.int64()), ("reasoning_chars", pa.int64()), ("answer_chars", pa.int64()),
-        ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64())])
+        ("latency_s", pa.float64()), ("ingest_id", pa.string()), ("source_row", pa.int64()),
+        ("published_id", pa.string())])
 
 
 @functools.cache
@@ -130,7 +131,7 @@ class CatalogCore:
             self._version_ok = True  # we are writing this version's schema
             with self.transaction() as con:
                 con.execute(schema.TABLES)
-                for version in range(2, schema.SCHEMA_VERSION + 1):
+                for version in sorted(schema.MIGRATIONS):
                     con.execute(schema.MIGRATIONS[version])
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
                             [str(schema.SCHEMA_VERSION), code_version()])

@@ -184,6 +184,7 @@ class LeasesAndStaging(CatalogCore):
             meta["latency_s"].append(row.get("latency_s"))
             meta["ingest_id"].append(ingest_id)
             meta["source_row"].append(row.get("source_row"))
+            meta["published_id"].append(row.get("published_id"))
         pq.write_table(pa.table(texts, schema=text_schema()), shard_path, row_group_size=SHARD_ROW_GROUP,
                        compression="zstd")
         meta_path = shard_path.with_suffix(".meta.parquet")

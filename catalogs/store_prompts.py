@@ -48,6 +48,14 @@ class PromptsAndGenerations(CatalogCore):
                         "sampling, recipe, code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)", row)
         return rid
 
+    def add_usage(self, row: dict[str, Any]) -> None:
+        """One session of a run (`run_usage`): tokens in and out, engine seconds, GPU-seconds, price and cost."""
+        cols = ("run_id", "session", "backend", "generations", "tokens_in", "tokens_out", "engine_s", "gpu_s",
+                "price_input_per_mtok", "price_output_per_mtok", "cost")
+        with self.connect(write=True) as con:
+            con.execute(f"INSERT OR REPLACE INTO run_usage ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        [row.get(c) for c in cols])
+
     # ---------------------------------------------------------------- generations
     def count_generations(self) -> int:
         with self.connect() as con:

@@ -1,9 +1,8 @@
 """The factory's command: `r1f generate RECIPE`."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,16 +18,13 @@ from catalogs.clikit import (
     pick_engine,
     print_json,
 )
+from catalogs.engines import StageEngines
 
 app = command_group()
 
-# Engines besides this process (`--engine ray`): a package above this floor (scaleout) registers itself here when
-# the r1f face loads it, so the factory never imports it.
-ENGINES: dict[str, Callable[..., dict[str, Any]]] = {}
-# The same engines for a command above the factory that hands in its own prompts under a run it registered
-# (`r1f eval --engine ray`): `sampler(recipe, catalog, *, run_id, prompts, resume_hint, label, progress, address,
-# workers)`, as `scaleout.generate.sample_on_ray`.
-SAMPLERS: dict[str, Callable[..., dict[str, Any]]] = {}
+# Engines besides this process (`--engine ray`): the r1f face hands them down (r1f/engines.py), so the factory
+# never imports them.
+ENGINES = StageEngines("generate")
 
 
 @app.command()

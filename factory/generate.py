@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from backends.config import backend_kwargs
+from backends.render import count_prompt_tokens
 from catalogs.ids import run_id as make_run_id
 from catalogs.progress import RunProgress, print_summary
 from factory.recipe import (
@@ -19,11 +20,10 @@ from factory.recipe import (
     RecipeError,
     check_model_path,
     context_length,
-    count_prompt_tokens,
     load_recipe,
     load_tokenizer,
 )
-from factory.sampling import BoundJudge, Policy, SamplingJob, SamplingStore, run_sampling
+from factory.sampling import BoundJudge, GenerationStopped, Policy, SamplingJob, SamplingStore, run_sampling
 from factory.templates import Template, template_from_recipe
 
 if TYPE_CHECKING:
@@ -41,6 +41,30 @@ class GenerateStore(SamplingStore, Protocol):
     def add_run(self, params: dict[str, Any]) -> str: ...
 
     def generation_ids(self, run_id: str) -> set[str]: ...
+
+    def add_usage(self, row: dict[str, Any]) -> None: ...
+
+
+def usage_row(recipe: Recipe, run_id: str, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """This session's yield accounting, from the sampling loop's summary (None: it did no work). Engine seconds
+    are the backend calls' wall time; GPU-seconds multiply them by the GPUs a local engine held; the cost is the
+    recipe's price per million tokens times the tokens this session used."""
+    import sys
+    import uuid
+
+    if not summary.get("backend_calls"):
+        return None
+    engine_s = float(summary.get("engine_s") or 0.0)
+    torch = sys.modules.get("torch")  # a GPU engine has loaded it; never imported here for this
+    on_gpu = recipe.backend.name == "vllm" and torch is not None and torch.cuda.is_available()
+    price = recipe.price_per_mtok
+    tokens_in, tokens_out = int(summary.get("tokens_in") or 0), int(summary.get("tokens_generated") or 0)
+    return {"run_id": run_id, "session": uuid.uuid4().hex, "backend": recipe.backend.name,
+            "generations": summary.get("samples_generated", 0), "tokens_in": tokens_in, "tokens_out": tokens_out,
+            "engine_s": engine_s, "gpu_s": engine_s * (recipe.backend.tensor_parallel_size or 1) if on_gpu else None,
+            "price_input_per_mtok": price.input if price else None,
+            "price_output_per_mtok": price.output if price else None,
+            "cost": (tokens_in * price.input + tokens_out * price.output) / 1e6 if price else None}
 
 def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None) -> list[BoundJudge]:
     """Bind each recipe judge name to a callable: `judges` first, then the judges package's registry."""
@@ -96,6 +120,7 @@ def sampling_job(recipe: Recipe, template: Template, judges: list[BoundJudge], r
         run_id=run_id, prompts=prompts, render=template.render, markers=template.markers, policy=policy_of(recipe),
         temperature=recipe.sampling.temperature, top_p=recipe.sampling.top_p,
         max_tokens=recipe.sampling.max_tokens, stop=recipe.sampling.stop, judges=judges,
+        chat_template_kwargs=dict(recipe.backend.chat_template_kwargs),
         chunk_prompts=recipe.output.chunk_prompts, resume_hint=resume_hint,
         commit_every=recipe.output.commit_every, commit_interval_s=recipe.output.commit_seconds, **extra)
 
@@ -111,7 +136,7 @@ def check_prompt_lengths(recipe: Recipe, template: Template, prompts: list[dict[
     counts = []
     for p in prompts:
         r = template.render(p)
-        counts.append(count_prompt_tokens(tokenizer, r.messages, r.raw_prompt))
+        counts.append(count_prompt_tokens(tokenizer, r.messages, r.raw_prompt, recipe.backend.chat_template_kwargs))
     if limit:
         too_long = [(p["prompt_id"], n) for p, n in zip(prompts, counts) if n >= limit]
         if too_long:
@@ -216,7 +241,12 @@ def generate_from_recipe(
              template.name, template.run_version, recipe.backend.name)
     try:
         with RunProgress(len(prompts), label=recipe.name or "generate", enabled=progress) as bar:
-            summary = run_sampling(job, backend if backend is not None else open_backend, catalog, bar)
+            try:
+                summary = run_sampling(job, backend if backend is not None else open_backend, catalog, bar)
+            except GenerationStopped as exc:  # what the failed session used was still paid for
+                _record_usage(catalog, recipe, run_id, exc.summary or {})
+                raise
+            _record_usage(catalog, recipe, run_id, summary)
             print_summary(summary, enabled=bar.enabled)
     finally:
         for b in opened:
@@ -225,6 +255,12 @@ def generate_from_recipe(
             except Exception:
                 log.exception("closing the backend failed")
     return summary
+
+
+def _record_usage(catalog: GenerateStore, recipe: Recipe, run_id: str, summary: dict[str, Any]) -> None:
+    row = usage_row(recipe, run_id, summary)
+    if row is not None:
+        catalog.add_usage(row)
 
 
 def _dry_run(recipe: Recipe, template: Template, prompts: list[dict[str, Any]], counts: list[int] | None,

@@ -111,6 +111,13 @@ class OutputConfig(_Strict):
     commit_seconds: float = Field(default=30.0, gt=0)
 
 
+class Price(_Strict):
+    """What an API backend charges, per million tokens (any currency; the card shows the number as given)."""
+
+    input: float = Field(ge=0, strict=True, allow_inf_nan=False)
+    output: float = Field(ge=0, strict=True, allow_inf_nan=False)
+
+
 class Recipe(_Strict):
     name: str | None = None
     description: str | None = None
@@ -124,6 +131,8 @@ class Recipe(_Strict):
     # Judges that decide acceptance; all must pass. None: every sample is accepted.
     judges: list[AcceptanceJudge] = Field(default_factory=list)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    # API backends: the price per million tokens in and out; each run's cost is recorded with its tokens.
+    price_per_mtok: Price | None = None
     # Where the recipe came from; relative paths in it are resolved against this folder.
     source_path: Path | None = Field(default=None, exclude=True)
 
@@ -168,8 +177,12 @@ class Recipe(_Strict):
         return None if path is None else resolve_path(path, self.source_path)
 
     def sampling_params(self) -> dict[str, Any]:
-        """What goes into the run id: change any of it and it is a new run."""
-        return self.sampling.model_dump()
+        """What goes into the run id: change any of it and it is a new run. The chat template's keyword arguments
+        change the prompt the model sees, so they count too; only when set, so other runs keep their ids."""
+        params = self.sampling.model_dump()
+        if self.backend.chat_template_kwargs:
+            params["chat_template_kwargs"] = dict(self.backend.chat_template_kwargs)
+        return params
 
 
 def parse_recipe(data: Any, source: str | Path = "<recipe>", text: str | None = None) -> Recipe:
@@ -193,7 +206,7 @@ def _resolve_model_path(recipe: Recipe) -> None:
     """A relative local model path is relative to the recipe's folder (else the working directory);
     stored absolute, so the run id does not depend on where r1f was started."""
     model = recipe.backend.model
-    if recipe.backend.name != "vllm" or not model.startswith(("./", "../")) or recipe.source_path is None:
+    if not recipe.backend.in_process or not model.startswith(("./", "../")) or recipe.source_path is None:
         return
     recipe.backend.model = str(resolve_path(model, recipe.source_path))
 
@@ -209,11 +222,11 @@ def looks_like_local_path(model: str) -> bool:
 
 
 def check_model_path(recipe: Recipe) -> None:
-    """For the in-process engine, the model must be loadable before anything starts: a local path must exist,
+    """For an in-process engine, the model must be loadable before anything starts: a local path must exist,
     and a Hub id must be in the local Hugging Face cache or, unless HF_HUB_OFFLINE is set, known to the Hub.
     One metadata call at most, so an unreachable model is a named recipe error in a second, not an engine
     traceback half a minute later. The same holds for backend.tokenizer when it is set."""
-    if recipe.backend.name != "vllm":
+    if not recipe.backend.in_process:
         return
     where = recipe.source_path or "<recipe>"
     revision = recipe.backend.engine_kwargs.get("revision")
@@ -295,7 +308,7 @@ def context_length(recipe: Recipe) -> int | None:
 
 def load_tokenizer(recipe: Recipe) -> Any | None:
     """The tokenizer used for length checks, or None where none can be loaded without a download."""
-    name = recipe.backend.tokenizer or (recipe.backend.model if recipe.backend.name == "vllm" else None)
+    name = recipe.backend.tokenizer or (recipe.backend.model if recipe.backend.in_process else None)
     if not name:
         return None
     path = Path(os.path.expanduser(name))
@@ -307,13 +320,3 @@ def load_tokenizer(recipe: Recipe) -> Any | None:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception:  # noqa: BLE001 - a tokenizer we cannot load only skips the check
         return None
-
-
-def count_prompt_tokens(tokenizer: Any, messages: list[dict[str, str]], raw_prompt: str | None) -> int:
-    if raw_prompt is not None or not getattr(tokenizer, "chat_template", None):
-        text = raw_prompt if raw_prompt is not None else "\n".join(m["content"] for m in messages)
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return len(ids)

@@ -269,6 +269,8 @@ class SamplingJob:
     stop: list[str] | None
     judges: list[BoundJudge]
     chunk_prompts: int | None = None
+    # Handed to the model's chat template with every request (`backends.render`), as the length check used them.
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     resume_hint: str = "run the same command again to resume"
     # Give up after this many consecutive backend calls that produced nothing.
     max_failed_calls: int = 1
@@ -330,7 +332,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
     """
     t0 = time.monotonic()
     states = {p["prompt_id"]: PromptState(p["prompt_id"], p, job.render(p)) for p in job.prompts}
-    counters = {"generated": 0, "tokens": 0, "calls": 0}
+    counters: dict[str, Any] = {"generated": 0, "tokens": 0, "tokens_in": 0, "calls": 0, "engine_s": 0.0}
 
     # What already exists for this run: resume from it.
     existing = catalog.generations(run_id=job.run_id, with_text=False)  # texts only where judging is owed
@@ -430,7 +432,8 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
         "solved": statuses.count("solved"), "unsolved": statuses.count("unsolved"),
         "open": statuses.count("open"), "samples_generated": counters["generated"], "samples_total": samples,
         "accepted_total": accepted, "accept_rate": accepted / samples if samples else 0.0,
-        "tokens_generated": counters["tokens"],
+        "tokens_generated": counters["tokens"], "tokens_in": counters["tokens_in"],
+        "engine_s": round(counters["engine_s"], 3),
         "tokens_per_s": counters["tokens"] / elapsed if elapsed > 0 else 0.0,
         "tokens_per_accepted": (sum(s.tokens for s in states.values()) / accepted) if accepted else None,
         "rounds": rounds, "backend_calls": counters["calls"], "elapsed_s": round(elapsed, 3),
@@ -551,6 +554,7 @@ class _Committer:
                 tokens = sum(int(g["completion_tokens"] or 0) for _, g in batch)
                 self.counters["generated"] += len(batch)
                 self.counters["tokens"] += tokens
+                self.counters["tokens_in"] += sum(int(g["prompt_tokens"] or 0) for _, g in batch)
                 self.counters["new_tokens"] = self.counters.get("new_tokens", 0) + tokens
             log.info("committed %d generations", len(batch))
             if time.monotonic() - self.renewed > self.job.lease_ttl_s / 4:
@@ -573,7 +577,9 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chu
     # Both backends send a seeded sample as a request of its own anyway, so batching is unchanged.
     requests, owners = [], []
     for state, indices in chunk:
-        extra = {"raw_prompt": state.rendered.raw_prompt} if state.rendered.raw_prompt is not None else {}
+        extra: dict[str, Any] = {"raw_prompt": state.rendered.raw_prompt} if state.rendered.raw_prompt is not None else {}
+        if job.chat_template_kwargs:
+            extra["chat_template_kwargs"] = job.chat_template_kwargs
         for idx in indices:
             seed = sample_seed(make_generation_id(state.prompt_id, job.run_id, idx))
             requests.append(ChatRequest(
@@ -601,6 +607,7 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chu
     backend = lazy.get()
     counters["calls"] += 1
     failure: Exception | None = None
+    started = time.monotonic()  # engine seconds: the backend's wall time, whatever it returns
     try:
         if _accepts_on_result(backend):
             results = backend.generate(requests, on_result=on_result)
@@ -616,6 +623,7 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chu
             raise  # our own bug or a catalog error, not the backend's
         failure = exc
     finally:
+        counters["engine_s"] += time.monotonic() - started
         committer.flush()  # what finished is kept, whatever happened to the rest (a Ctrl-C included)
     committed = committer.committed
     try:

@@ -23,6 +23,7 @@ CJK_RE = CJK_CHAR  # the one script table: catalogs/scripts.py
 _SEP_TABLE = np.arange(256, dtype=np.uint8)
 for _c in b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~":
     _SEP_TABLE[_c] = ord(" ")
+_WORD_BYTE = _SEP_TABLE != ord(" ")
 _SEED = 0x5EED
 _PRIME = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial hash
 
@@ -37,30 +38,45 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _spaced(texts: pl.Series) -> pl.Series:
+def _lowered(texts: pl.Series) -> pl.Series:
+    """Lower-cased, with a space on each side of every Han/kana character (each is a word)."""
     low = texts.fill_null("").str.to_lowercase()
     cjk = low.str.contains(CJK_RE)
     if cjk.any():
         idx = cjk.arg_true()
         low = low.scatter(idx, low.gather(idx).str.replace_all(CJK_RE, " $0 "))
-    return _ascii_separators_to_space(low)
+    return low
+
+
+def _spaced(texts: pl.Series) -> pl.Series:
+    return _ascii_separators_to_space(_lowered(texts))
 
 
 def _ascii_separators_to_space(texts: pl.Series) -> pl.Series:
-    """Map ASCII whitespace and punctuation to spaces, byte by byte with numpy (a regex replace costs
-    ten times more); multi-byte UTF-8 sequences are untouched, so the result stays valid UTF-8."""
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    arr = pc.cast(arr, pa.large_string())
+    """Map ASCII whitespace and punctuation to spaces; multi-byte UTF-8 sequences are untouched."""
+    return map_bytes(texts, _SEP_TABLE)
+
+
+def map_bytes(texts: pl.Series, table: np.ndarray) -> pl.Series:
+    """Every byte of every text through `table` (256 uint8), byte by byte with numpy: a regex replace
+    costs ten times more. The table must keep the result valid UTF-8: map bytes >= 0x80 to themselves,
+    or all of them to ASCII."""
+    arr = _large_strings(texts)
     _, offsets, data = arr.buffers()
     if data is None or len(arr) == 0:
         return texts
     buf = np.frombuffer(data, dtype=np.uint8)
-    mapped = _SEP_TABLE[buf]
+    mapped = table[buf]
     out = pa.LargeStringArray.from_buffers(len(arr), offsets, pa.py_buffer(mapped), arr.buffers()[0],
                                            arr.null_count, arr.offset)
     return pl.Series(texts.name, out)
+
+
+def _large_strings(texts: pl.Series) -> pa.LargeStringArray:
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.cast(arr, pa.large_string())
 
 
 _CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -92,13 +108,41 @@ def token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    parts = _spaced(texts).str.split(" ")
-    flat = parts.explode(empty_as_null=False, keep_nulls=False)
-    keep = (flat != "").to_numpy()
-    per_doc = parts.list.len().fill_null(0).to_numpy().astype(np.int64)
-    doc_of = np.repeat(np.arange(len(per_doc), dtype=np.int64), per_doc)[keep]
-    n_words = np.bincount(doc_of, minlength=len(per_doc)).astype(np.int64)
-    th = flat.filter(pl.Series(keep)).hash(seed=_SEED).to_numpy()
+    """The words are the maximal runs of non-separator bytes inside each text (what splitting on the
+    separators and dropping the empty pieces gives). They are found in the byte buffer with numpy and
+    packed end to end into one string column for polars' hash: splitting into lists of pieces, most of
+    them empty between punctuation, then exploding and filtering them, cost twice as much."""
+    arr = _large_strings(_lowered(texts))
+    n = len(arr)
+    off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
+    if n == 0 or off[-1] == off[0]:
+        return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]: off[-1]]
+    off = off - off[0]
+    word = _WORD_BYTE[data]  # separators are ASCII: they never sit inside a UTF-8 sequence
+    nonempty = off[:-1] < off[1:]
+    first, last = off[:-1][nonempty], off[1:][nonempty] - 1  # each text's first and last byte
+    # a word starts at a word byte after a separator (or a text's start) and ends before one; for booleans
+    # a > b is a and not b (in place: every temporary of a 16 MB batch costs page faults)
+    start = np.empty_like(word)
+    start[0] = word[0]
+    np.greater(word[1:], word[:-1], out=start[1:])
+    start[first] = word[first]
+    end = np.empty_like(word)
+    end[-1] = word[-1]
+    np.greater(word[:-1], word[1:], out=end[:-1])
+    end[last] = word[last]
+    starts = np.flatnonzero(start)
+    del start
+    lengths = np.flatnonzero(end)
+    del end
+    lengths += 1
+    lengths -= starts
+    packed_off = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=packed_off[1:])
+    packed = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(packed_off), pa.py_buffer(data[word]))
+    th = pl.Series(packed).hash(seed=_SEED).to_numpy()
+    n_words = np.diff(np.searchsorted(starts, off)).astype(np.int64)
     return th, n_words
 
 
@@ -122,6 +166,42 @@ def sequence_hashes(th: np.ndarray, n_words: np.ndarray, salt: int = 0) -> np.nd
     return out
 
 
+# Powers of _PRIME and of its inverse modulo 2**64 (_PRIME is odd, so it has one), grown on demand.
+_POWERS: list[np.ndarray] = [np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64)]
+_PRIME_INV = np.uint64(pow(int(_PRIME), -1, 1 << 64))
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P**t, P**-t) for t < length, modulo 2**64; built by doubling (numpy's multiply.accumulate is a
+    slow scalar loop) and kept for the next batch."""
+    with _CACHE_LOCK:
+        p, q = _POWERS
+        with np.errstate(over="ignore"):
+            while len(p) < length:  # P**(k..2k-1) = P**(0..k-1) * P**k
+                p = np.concatenate([p, p * (p[-1] * _PRIME)])
+                q = np.concatenate([q, q * (q[-1] * _PRIME_INV)])
+        _POWERS[:] = [p, q]
+    return p[:length], q[:length]
+
+
+def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
+    """h[i] = sum_k th[i+k] * P**(n-1-k) mod 2**64 for every window of n consecutive hashes (before mixing).
+
+    The same values as Horner's rule (h = h*P + th[i+k], k = 0..n-1), from one prefix sum: with
+    S[j] = sum_{t<j} th[t] * P**-t, h[i] = (S[i+n] - S[i]) * P**(i+n-1). Four passes instead of 2n.
+    """
+    length = len(th)
+    m = length - n + 1
+    p, q = _powers(length)
+    s = np.empty(length + 1, dtype=np.uint64)
+    s[0] = 0
+    with np.errstate(over="ignore"):
+        np.cumsum(th * q, out=s[1:])
+        h = s[n:] - s[:m]
+        h *= p[n - 1:]
+    return h
+
+
 def word_ngram_hashes(texts: pl.Series | tuple[np.ndarray, np.ndarray], n: int, short_as_one: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashes of every word n-gram window of every text.
@@ -132,16 +212,14 @@ def word_ngram_hashes(texts: pl.Series | tuple[np.ndarray, np.ndarray], n: int, 
     be compared.
     """
     th, n_words = token_hashes(texts) if isinstance(texts, pl.Series) else texts
-    doc_of_tok = np.repeat(np.arange(len(n_words), dtype=np.int64), n_words)
     m = len(th) - n + 1
     if m > 0:
-        h = th[: m].copy()
-        with np.errstate(over="ignore"):
-            for k in range(1, n):
-                h *= _PRIME
-                h += th[k: k + m]
-        same_doc = doc_of_tok[: m] == doc_of_tok[n - 1:]
-        doc = doc_of_tok[: m][same_doc]
+        h = window_hashes(th, n)
+        # A window starting at one of the n-1 positions before a text's end runs into the next text.
+        same_doc = np.ones(m, dtype=bool)
+        cross = (np.cumsum(n_words)[:, None] - np.arange(1, n, dtype=np.int64)).ravel()
+        same_doc[cross[(cross >= 0) & (cross < m)]] = False
+        doc = np.repeat(np.arange(len(n_words), dtype=np.int64), np.maximum(n_words - n + 1, 0))
         h = _mix(h[same_doc])
     else:
         doc = np.zeros(0, dtype=np.int64)

@@ -1,13 +1,12 @@
 """The filters' command: `r1f filter RECIPE`."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from catalogs.clikit import stage_command
+from catalogs.engines import StageEngines
 
-# Engines besides this process (`--engine ray`): a package above this floor (scaleout) registers itself here when
-# the r1f face loads it, so the filters never import it.
-ENGINES: dict[str, Callable[..., dict[str, dict[str, int]]]] = {}
+# Engines besides this process (`--engine ray`): the r1f face hands them down (r1f/engines.py), so the filters
+# never import them.
+ENGINES = StageEngines("filter")
 
 app = stage_command(
     "filter", "YAML: `filters: [{name, params, where}]`, optional `where`. See recipes/filters_r1.yaml.",

@@ -1,13 +1,12 @@
 """The judges' command: `r1f judge RECIPE`."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from catalogs.clikit import stage_command
+from catalogs.engines import StageEngines
 
-# Engines besides this process (`--engine ray`): a package above this floor (scaleout) registers itself here when
-# the r1f face loads it, so the judges never import it.
-ENGINES: dict[str, Callable[..., dict[str, dict[str, int]]]] = {}
+# Engines besides this process (`--engine ray`): the r1f face hands them down (r1f/engines.py), so the judges
+# never import them.
+ENGINES = StageEngines("judge")
 
 app = stage_command(
     "judge", "YAML: `judges: [{name, params, where}]`, optional `where`, `workers`. See recipes/judge_r1.yaml.",

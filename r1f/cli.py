@@ -16,11 +16,13 @@ import typer
 
 from catalogs.clikit import err, print_user_error
 from catalogs.errors import UserError
+from r1f.engines import ENGINES
 
 # Order is the order of `r1f --help`: the catalog's commands (ingest, show, sql, stats) and what a release
-# becomes (release, export, publish, report), then the stages (generate, judge, filter, train, eval, review).
+# becomes (release, export, publish, report), then the stages (generate, judge, filter, train, eval, review), then
+# the pipeline runner (run, status).
 COMMAND_MODULES = ("catalogs.cli", "releases.cli", "factory.cli", "judges.cli", "filters.cli", "training.cli",
-                   "review.cli", "scaleout.cli")
+                   "review.cli", "pipelines.cli")
 
 app = typer.Typer(
     name="r1f",
@@ -30,6 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # The stage commands find their `--engine` choices (ray) here; see r1f/engines.py.
+    context_settings={"obj": ENGINES},
 )
 for _name in COMMAND_MODULES:
     _sub = importlib.import_module(_name).app

@@ -144,6 +144,10 @@ def render_card(facts: dict[str, Any], configs: list[dict[str, Any]], features: 
     lines += md_table(facts["drop_reasons"])
     lines += ["", "Why the other generations are not in the release (from the manifest):", ""]
     lines += md_table(m["excluded"], ["why", "failed_judges", "failed_filters", "generations"])
+    for heading, blocks in judged_sections(facts, md_table, lambda text: [text]):
+        lines += ["", f"## {heading}", ""]
+        for block in blocks:
+            lines += block + [""]
     lines += ["", "## What is in it", ""]
     for key, title in (("by_source", "source"), ("by_domain", "domain"), ("by_language", "language"),
                        ("by_model", "model")):
@@ -169,6 +173,40 @@ def render_card(facts: dict[str, Any], configs: list[dict[str, Any]], features: 
               ("The same catalog state and release recipe give the same manifest, byte for byte "
               f"(`r1f release {name} --recipe recipes/release.yaml`)."), ""]
     return "\n".join(lines)
+
+
+def judged_sections(facts: dict[str, Any], table: Any, note: Any) -> list[tuple[str, list[Any]]]:
+    """The sections the report and the card share: how right the judges are (calibration), what the samples
+    cost, and which benchmarks the prompts were checked against. `table(rows, columns)` and `note(text)` make
+    each page's own blocks."""
+    from catalogs.accounting import NO_PRICE
+    from catalogs.calibration import NO_CALIBRATION, agreement_rows, misses_rows, summary_rows
+
+    figs = facts["calibration"]
+    judged: list[Any] = [note(NO_CALIBRATION)] if not figs else [
+        note("From human decisions on a stratified sample (`r1f review --calibrate JUDGE`): precision is the share "
+             "of what a judge passed that people found good, recall the share of the good that it passed; "
+             "95% Wilson intervals, strata weighted by their sizes."),
+        table(summary_rows(figs)),
+        note("Good samples dropped and bad samples kept, estimated over each draw's population:"),
+        table(misses_rows(figs)),
+        note("Agreement between judges (human_good: approved / decided in each cell):"),
+        table(agreement_rows(figs))]
+    cost = facts["cost"]
+    spent: list[Any] = [note("Tokens and engine seconds per run (GPU-seconds where a GPU ran it):"),
+                        table(cost["usage"])]
+    if cost["total"] is None:
+        spent.append(note(NO_PRICE))
+    else:
+        spent += [note("Cost per accepted sample (priced runs; filter_dropped: passed every judge, then a "
+                       "filter dropped it):"), table([cost["total"]]),
+                  table(cost["by_source"]), table(cost["by_domain"]), table(cost["by_pass_rate"])]
+    contamination = facts["contamination"]
+    checked = [table(contamination)] if contamination else [
+        note("No decontamination ran on these generations: no benchmark was checked. Add the `decontamination` "
+             "filter with `benchmark_files` to a filter recipe and run `r1f filter`.")]
+    return [("How right are the judges?", judged), ("What the samples cost", spent),
+            ("Contamination: benchmarks checked", checked)]
 
 
 def _example_id(facts: dict[str, Any]) -> str:

@@ -12,36 +12,12 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
 from catalogs import schema
+from catalogs.accounting import ACCEPTED, CANDIDATES_SQL, cost_facts
 from catalogs.ids import canonical_json, content_hash
 from catalogs.store import Catalog, CatalogError, code_version, one_row
 
 DEFAULT_SELECTION = "judges_failed = 0 AND filters_failed = 0"
 
-# One row per generation with what decides its fate. For each judge (filter), the newest verdict
-# (decision) counts: re-judging with a new version or new thresholds supersedes the old one.
-CANDIDATES_SQL = """
-SELECT g.generation_id, g.prompt_id, g.run_id, g.sample_index, g.finish_reason, g.completion_tokens,
-       g.text_chars, g.reasoning_chars, g.answer_chars, p.source, p.kind, p.domain, p.language, r.model,
-       coalesce(v.judged, 0) AS judged, coalesce(v.judges_failed, 0) AS judges_failed,
-       coalesce(f.filtered, 0) AS filtered, coalesce(f.filters_failed, 0) AS filters_failed,
-       v.failed_judges, f.failed_filters, coalesce(v.passed_judges, []) AS passed_judges
-FROM generation_meta g
-JOIN prompts p USING (prompt_id)
-LEFT JOIN runs r USING (run_id)
-LEFT JOIN (
-  SELECT generation_id, count(*) AS judged, sum((NOT passed)::INT) AS judges_failed,
-         list(judge || ':' || reason ORDER BY judge) FILTER (WHERE NOT passed) AS failed_judges,
-         list(judge ORDER BY judge) FILTER (WHERE passed) AS passed_judges
-  FROM (SELECT * FROM verdicts
-        QUALIFY row_number() OVER (PARTITION BY generation_id, judge ORDER BY created_at DESC, judge_version DESC) = 1)
-  GROUP BY generation_id) v USING (generation_id)
-LEFT JOIN (
-  SELECT generation_id, count(*) AS filtered, sum((NOT passed)::INT) AS filters_failed,
-         list(filter || ':' || split_part(reason, ':', 1) ORDER BY filter) FILTER (WHERE NOT passed) AS failed_filters
-  FROM (SELECT * FROM filter_decisions
-        QUALIFY row_number() OVER (PARTITION BY generation_id, filter ORDER BY created_at DESC, filter_version DESC) = 1)
-  GROUP BY generation_id) f USING (generation_id)
-"""
 
 
 def _grouped(con: duckdb.DuckDBPyConnection, column: str) -> dict[str, int]:
@@ -206,8 +182,6 @@ def get_manifest(catalog: Catalog, name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- facts
-# Generations that passed every judge and filter they met (reasoning ones must have met a judge).
-ACCEPTED = "(judges_failed = 0 AND filters_failed = 0 AND (judged > 0 OR kind = 'non_reasoning'))"
 # A prompt's difficulty, where its source gave one (MATH's level, DeepScaleR's difficulty).
 DIFFICULTY = ("coalesce(json_extract_string(p.metadata, '$.difficulty'), json_extract_string(p.metadata, "
               "'$.level'), 'not given')")
@@ -321,6 +295,12 @@ def release_facts(catalog: Catalog, name: str | None = None, distributions: bool
             SELECT domain, count(*) AS samples, median(reasoning_chars)::BIGINT AS median,
                    quantile_disc(reasoning_chars, 0.9) AS p90, max(reasoning_chars) AS max
             FROM members WHERE reasoning_chars > 0 GROUP BY domain ORDER BY domain""")
+        facts["cost"] = cost_facts(con)
+        facts["contamination"] = _contamination(con)
+        from catalogs.calibration import figures as calibration_figures
+
+        facts["calibration"] = calibration_figures(con, kept_sql="SELECT generation_id FROM member_ids" if name
+                                                   else None)
         if distributions:
             facts["dist"] = {
                 "cot_chars_by_domain": {d: v for d, v in con.execute(
@@ -335,6 +315,30 @@ def release_facts(catalog: Catalog, name: str | None = None, distributions: bool
             }
     return facts
 
+
+
+def _contamination(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per benchmark the decontamination filter checked (in scope, its newest decisions): the method and how many
+    prompts it caused to be dropped."""
+    from filters.decontamination import NAME, benchmark_name
+
+    rows = con.execute(f"""
+        SELECT f.params, s.prompt_id, f.passed, f.reason
+        FROM (SELECT * FROM filter_decisions SEMI JOIN scope USING (generation_id) WHERE filter = {_lit(NAME)}
+              QUALIFY row_number() OVER (PARTITION BY generation_id ORDER BY created_at DESC, filter_version DESC) = 1) f
+        JOIN scope s USING (generation_id) ORDER BY ALL""").fetchall()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for params_json, prompt_id, passed, reason in rows:
+        params = json.loads(params_json or "{}")
+        method = f"{params.get('n', '?')}-gram word overlap on the {params.get('field', 'problem')}"
+        for bench in sorted({benchmark_name(f) for f in params.get("benchmark_files") or []}):
+            b = out.setdefault((bench, method), {"benchmark": bench, "method": method, "checked": set(),
+                                                 "dropped": set()})
+            b["checked"].add(prompt_id)
+            if not passed and str(reason).startswith(f"contaminated: {bench}#"):
+                b["dropped"].add(prompt_id)
+    return [{"benchmark": b["benchmark"], "method": b["method"], "prompts_checked": len(b["checked"]),
+             "prompts_dropped": len(b["dropped"])} for b in out.values()]
 
 
 EXPORT_FORMATS = ("parquet", "jsonl", "hf")

@@ -18,6 +18,7 @@ from typing import Any
 from catalogs.html import render_page
 from catalogs.store import Catalog
 
+from .card import judged_sections
 from .release import release_facts
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
@@ -163,6 +164,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _note(text: str) -> dict[str, Any]:
+    return {"note": text}
+
+
 def render_html(facts: dict[str, Any], pngs: dict[str, bytes]) -> str:
     """The report page (releases/templates/report.html), every catalog value escaped as text."""
     name = facts["name"]
@@ -186,6 +191,7 @@ def render_html(facts: dict[str, Any], pngs: dict[str, bytes]) -> str:
         ("Drop reasons", [_table(facts["drop_reasons"])]),
         ("Chain-of-thought length (characters) per domain", [_table(facts["cot_chars"])]),
     ]
+    sections += judged_sections(facts, _table, _note)
     if name:
         sections.append(("Excluded from the release (manifest)",
                          [_table(facts["manifest"]["excluded"], ["why", "failed_judges", "failed_filters",

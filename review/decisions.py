@@ -27,20 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from catalogs.calibration import HUMAN, REJECT_REASONS
 from catalogs.errors import UserError
 from catalogs.ids import canonical_json, content_hash, generation_id, run_id
 from catalogs.store import Catalog, code_version, text_spans
 
-HUMAN = "human"
 DECISIONS = ("approve", "reject", "edit")
-# The short list on the page (keys 1-5); anything else is free text, stored as `other: TEXT`.
-REJECT_REASONS: dict[str, str] = {
-    "wrong_answer": "wrong answer",
-    "flawed_reasoning": "reasoning is wrong or skips steps",
-    "language_mixing": "mixes languages",
-    "unreadable": "unreadable: rambling, repeated, badly formatted",
-    "incomplete": "incomplete or truncated",
-}
 _REVIEWER = re.compile(r"^[\w][\w .@-]{0,63}$")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from catalogs.calibration import NEWEST_HUMAN
 from catalogs.store import Catalog, one_row
 
 from .decisions import HUMAN, ReviewError
@@ -22,9 +23,6 @@ WHERE_COLUMNS = ("generation_id, prompt_id, run_id, sample_index, finish_reason,
 NEWEST_MACHINE = (f"SELECT generation_id, judge, passed FROM verdicts WHERE judge <> '{HUMAN}' "
                   "QUALIFY row_number() OVER (PARTITION BY generation_id, judge "
                   "ORDER BY created_at DESC, judge_version DESC) = 1")
-NEWEST_HUMAN = (f"SELECT generation_id, passed, json_extract_string(details, '$.decision') AS decision "
-                f"FROM verdicts WHERE judge = '{HUMAN}' AND json_extract_string(details, '$.edit_of') IS NULL "
-                "QUALIFY row_number() OVER (PARTITION BY generation_id ORDER BY created_at DESC, judge_version DESC) = 1")
 
 
 @dataclass
@@ -34,9 +32,11 @@ class QueueSpec:
     disagree: bool = False  # only samples whose machine judges disagree
     sample: int | None = None  # a seeded random draw of this size (spot checks)
     seed: int = 0
+    calibration: str | None = None  # a draw of `r1f review --calibrate JUDGE` (its draw_id)
+    calibrates: str | None = None  # the judge it calibrates
 
     def label(self) -> str:
-        parts = [f"release {self.release}" if self.release else "", f"where {self.where}" if self.where else "",
+        parts = [f"calibration of {self.calibrates} ({self.calibration})" if self.calibration else "",f"release {self.release}" if self.release else "", f"where {self.where}" if self.where else "",
                  "judges disagree" if self.disagree else "",
                  f"random {self.sample} (seed {self.seed})" if self.sample else ""]
         return " · ".join(p for p in parts if p) or "all generations"
@@ -74,10 +74,13 @@ def build(catalog: Catalog, spec: QueueSpec) -> Queue:
     if spec.release:
         clauses.append("generation_id IN (SELECT generation_id FROM release_members WHERE release_name = ?)")
         params.append(spec.release)
+    if spec.calibration:
+        clauses.append("generation_id IN (SELECT generation_id FROM calibration_draws WHERE draw_id = ?)")
+        params.append(spec.calibration)
     if spec.disagree:
         clauses.append(f"generation_id IN (SELECT generation_id FROM ({NEWEST_MACHINE}) GROUP BY generation_id "
                        "HAVING bool_or(passed) AND bool_or(NOT passed))")
-    if spec.sample:
+    if spec.sample or spec.calibration:  # a calibration's strata come mixed, so a short session sees them all
         order = f"md5('{int(spec.seed)}:' || generation_id)"
     elif spec.release:
         order = "generation_id"
@@ -85,7 +88,7 @@ def build(catalog: Catalog, spec: QueueSpec) -> Queue:
         order = "prompt_id, sample_index NULLS LAST, generation_id"
     sql = (f"SELECT generation_id FROM generation_meta g JOIN prompts p USING (prompt_id) "
            f"{'WHERE ' + ' AND '.join(clauses) if clauses else ''} ORDER BY {order}"
-           f"{f' LIMIT {int(spec.sample)}' if spec.sample else ''}")
+           f"{f' LIMIT {int(spec.sample)}' if spec.sample and not spec.calibration else ''}")
     with catalog.connect() as con:
         if spec.release and not con.execute("SELECT 1 FROM releases WHERE name = ?", [spec.release]).fetchall():
             names = [r[0] for r in con.execute("SELECT name FROM releases ORDER BY name").fetchall()]

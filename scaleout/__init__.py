@@ -3,5 +3,5 @@
 The same recipes and the same code as the local engine, spread over a Ray cluster, with the catalog still the
 one source of truth: workers write Parquet staging shards, and one committer (the driver) registers each
 finished shard in the catalog in a transaction. Nothing below this floor imports this package; the `r1f` face
-loads `scaleout.cli`, which registers the engine with each stage's command.
+names its entry points in its table of engines (`r1f/engines.py`) and hands that to each stage's command.
 """

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakehub import FakeHub
 from tests.helpers import (
     ENGINE_KWARGS,
     launch_vllm_server,
@@ -77,3 +78,11 @@ def vllm_server(_vllm_server_process: tuple[list[Any], Path], tiny_model_dir: Pa
     model as model name "tiny"; stopped at the end of the run."""
     server, log_path = _vllm_server_process
     return serve_or_relaunch(server, tiny_model_dir, log_path)
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    """A local fake of the Hub's HTTP API (tests/fakehub.py), stopped after the test."""
+    server = FakeHub()
+    yield server
+    server.close()

@@ -203,3 +203,25 @@ def assert_same_samples(got: Any, want: Any, run_id: str, min_same_text: float =
     assert {g: tuple(r[k] for k in key) for g, r in a.items()} == {g: tuple(r[k] for k in key) for g, r in b.items()}
     differ = [g for g in a if a[g]["text"] != b[g]["text"]]
     assert len(differ) <= (1 - min_same_text) * len(a), f"{len(differ)} of {len(a)} texts differ: {differ[:5]}"
+
+
+# Source of a logging handler for a script run in a subprocess that a test kills with -9: at the n-th commit of
+# generations (once it is logged) the run stops where it is, until the kill lands, so the kill always falls at a
+# known catalog state, never on a timer. The script pastes it in (it runs without the tests on its path).
+HOLD_AT_COMMIT = '''
+import logging, threading
+
+
+class HoldAtCommit(logging.Handler):
+    """At the n-th commit (once it is logged) the run stops where it is, until the test's kill -9 lands."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.left = n
+
+    def emit(self, record):
+        if record.name == "factory" and record.getMessage().startswith("committed"):
+            self.left -= 1
+            if self.left == 0:
+                threading.Event().wait()
+'''

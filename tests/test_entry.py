@@ -67,7 +67,7 @@ CASES = [
     ["sql", "SELECT * FROM verdicts ORDER BY ALL", "--csv"], ["sql", "SELECT * FROM runs", "--json"],
     ["sql", "SELECT * FROM prompts ORDER BY prompt_id", "--limit", "0"], ["sql", "DROP TABLE prompts"],
     ["sql", "SELEC 1"], ["sql", "SELECT 1; SELECT 2"], ["sql", "SELECT nope FROM prompts"],
-    ["stats"], ["stats", "--json"],
+    ["stats"], ["stats", "--json"], ["stats", "--cost"], ["stats", "--cost", "--json"],
     # typer's answers, through the entry point's fallback
     ["show"], ["show", "--help"], ["sql", "SELECT 1", "--limit", "x"], ["stats", "--bogus"],
 ]

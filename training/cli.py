@@ -24,6 +24,7 @@ from catalogs.clikit import (
     print_json,
     stage_runner,
 )
+from catalogs.engines import StageEngines
 
 app = command_group()
 
@@ -88,12 +89,11 @@ def eval_(
 ) -> None:
     """Sample k answers per benchmark problem, judge them, store them as an eval run; print pass@1 and cons@k
     per benchmark. The same model and recipe again adds nothing, on either engine."""
-    from factory.cli import SAMPLERS
     from training.evaluate import compare_runs, print_scores, run_eval
 
     if recipe is None and not compare:
         raise typer.BadParameter("give an eval RECIPE, or --compare RUN ... to compare stored eval runs")
-    sampler = stage_runner(None, SAMPLERS, engine, address, workers)  # None: this process
+    sampler = stage_runner(None, StageEngines("eval"), engine, address, workers)  # None: this process
     rows = []
     if recipe is not None:
         # A progress display on a terminal (never mixed into --json output).

@@ -96,7 +96,7 @@ def _check(recipe: EvalRecipe) -> None:
     if len(set(names)) != len(names):
         raise RecipeError(f"{recipe.where}: benchmarks: names must be unique; got {names}")
     model = recipe.backend.model
-    if recipe.backend.name == "vllm" and not Path(model).expanduser().exists() and looks_like_local_path(model):
+    if recipe.backend.in_process and not Path(model).expanduser().exists() and looks_like_local_path(model):
         raise RecipeError(f"{recipe.where}: backend.model: model path {model!r} does not exist; give a saved "
                           f"model folder or a Hub id")
 

@@ -29,3 +29,23 @@ def test_previous_schema_opens_and_migrates_forward(tmp_path) -> None:
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     con.close()
     assert int(version) == schema.SCHEMA_VERSION
+
+
+def test_schema_4_catalog_gains_calibration_and_usage(tmp_path) -> None:
+    """A catalog written before calibration and yield accounting (schema 4) opens; both start empty."""
+    cat_dir = tmp_path / "cat"
+    r1f("ingest", str(DATA / "gsm8k_30.jsonl"), "--source", "gsm8k", "--rename", "question=problem",
+        "--catalog", str(cat_dir))
+    con = duckdb.connect(str(cat_dir / "catalog.duckdb"))
+    con.execute("DROP TABLE calibration_draws")
+    con.execute("DROP TABLE run_usage")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    con.close()
+    assert '"usage": []' in r1f("stats", "--cost", "--json", "--catalog", str(cat_dir)).stdout
+    assert "r1f review --calibrate JUDGE" in r1f("calibration", "--catalog", str(cat_dir)).stdout
+    con = duckdb.connect(str(cat_dir / "catalog.duckdb"), read_only=True)
+    assert int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) == \
+        schema.SCHEMA_VERSION
+    assert con.execute("SELECT count(*) FROM run_usage").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM prompts").fetchone()[0] == 30
+    con.close()

@@ -109,7 +109,7 @@ def test_vllm_constructor_errors_name_the_fix(tmp_path, vllm_llm):
 
 
 def test_get_backend_unknown_name():
-    with pytest.raises(ValueError, match="unknown backend 'vlm'.*'openai', 'vllm'"):
+    with pytest.raises(ValueError, match="unknown backend 'vlm'.*'openai', 'transformers', 'vllm'"):
         get_backend("vlm")
 
 

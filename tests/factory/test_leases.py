@@ -61,11 +61,16 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+LEASES_VERSION = 4  # the migration that made the leases table (catalogs/schema.py)
+
+
 def downgrade_to_previous_schema(db: Path) -> None:
-    """The catalog as the previous schema wrote it: no leases table, the previous version number."""
+    """The catalog as the schema before leases wrote it: no leases table, that version's number. (The tables of
+    later migrations may stay: each migration creates with IF NOT EXISTS.)"""
+    assert "CREATE TABLE IF NOT EXISTS leases" in schema.MIGRATIONS[LEASES_VERSION]
     con = duckdb.connect(str(db))
     con.execute("DROP TABLE leases")
-    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION - 1)])
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(LEASES_VERSION - 1)])
     con.close()
 
 
@@ -76,7 +81,7 @@ def test_previous_schema_catalog_gains_leases(tmp_path: Path) -> None:
     claim = old.claim_prompts("r_run", prompts)
     assert claim.claimed == prompts and claim.held == {}
     con = duckdb.connect(str(cat.db_path), read_only=True)
-    assert int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) == 4
+    assert int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) == schema.SCHEMA_VERSION
     assert con.execute("SELECT count(*) FROM prompts").fetchone()[0] == len(prompts)  # nothing lost
     con.close()
 

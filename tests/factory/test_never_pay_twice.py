@@ -29,6 +29,7 @@ from catalogs.query import sql
 from factory.generate import generate_from_recipe
 from factory.sampling import GenerationStopped
 from tests.factory.fault_proxy import FaultProxy
+from tests.factory.test_leases import downgrade_to_previous_schema
 from tests.factory.test_sampling import JUDGES, PROBLEMS, make_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,11 +144,8 @@ def test_two_processes_on_one_run_share_the_work(tmp_path: Path, vllm_server: st
     src.write_text("\n".join(json.dumps({"problem": p, "answer": str(2 * i)}) for i, p in enumerate(problems)) + "\n")
     cat = Catalog(tmp_path / "catalog")
     ingest(cat, src, IngestOptions(source="two", kind="reasoning", domain="math"))
-    # The catalog as the previous schema wrote it: both processes open it, and one of them migrates it.
-    con = duckdb.connect(str(cat.db_path))
-    con.execute("DROP TABLE leases")
-    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(schema.SCHEMA_VERSION - 1)])
-    con.close()
+    # The catalog as the schema before leases wrote it: both processes open it, and one of them migrates it.
+    downgrade_to_previous_schema(cat.db_path)
 
     with FaultProxy(vllm_server) as proxy:
         # Every request is held until both processes have requests in flight: the first has at most 2 (its

@@ -15,7 +15,7 @@ from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
 from factory.generate import generate_from_recipe
-from tests.helpers import assert_same_samples
+from tests.helpers import HOLD_AT_COMMIT, assert_same_samples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,25 +40,11 @@ def load_judges(tmp_path: Path) -> dict[str, Any]:
     return {"simulated": module.simulated_judge}
 
 
-SCRIPT = '''
-import logging, sys, threading
+SCRIPT = HOLD_AT_COMMIT + '''
+import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from sim_judge import simulated_judge
-
-
-class HoldAtCommit(logging.Handler):
-    """At the n-th commit (once it is logged) the run stops where it is, until the test's kill -9 lands."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.left = n
-
-    def emit(self, record):
-        if record.name == "factory" and record.getMessage().startswith("committed"):
-            self.left -= 1
-            if self.left == 0:
-                threading.Event().wait()
 
 
 if __name__ == "__main__":  # vLLM spawns processes

@@ -146,11 +146,16 @@ def test_rejection_sampling_k_stop_retry_budget(tmp_path: Path, tiny_model_dir: 
     assert len({r.key for r in counting.calls[0]}) == len(PROBLEMS)
     # The reasoning/answer split is stored with every generation.
     assert gens["answer"].null_count() == 0
+    # Yield accounting: this session's tokens in and out are its generations', its engine seconds the backend's.
+    _, usage = sql(cat, "SELECT generations, tokens_in, tokens_out, engine_s, gpu_s, cost FROM run_usage")
+    assert [tuple(u[:3]) for u in usage] == [(len(gens), gens["prompt_tokens"].sum(), gens["completion_tokens"].sum())]
+    assert usage[0][3] > 0 and usage[0][5] is None  # no price in the recipe: no cost
 
     # Run it again: nothing is missing, so nothing is generated.
     again = generate_from_recipe(make_recipe(tmp_path, tiny_model_dir), cat, judges=JUDGES, backend=counting,
                                  progress=False)
     assert again["samples_generated"] == 0 and again["run_id"] == summary["run_id"]
+    assert len(sql(cat, "SELECT * FROM run_usage")[1]) == 1  # a session that did no work used nothing
     assert len(cat.generations(run_id=summary["run_id"])) == len(gens)
 
     # Raising k continues the same run: only the extra samples are made, old ones kept.
@@ -162,6 +167,8 @@ def test_rejection_sampling_k_stop_retry_budget(tmp_path: Path, tiny_model_dir: 
     assert st3["impossible: prove P != NP"]["samples"] == 6
     after = cat.generations(run_id=summary["run_id"])
     assert set(gens["generation_id"]) <= set(after["generation_id"])
+    _, usage = sql(cat, "SELECT sum(generations), sum(tokens_out), count(*) FROM run_usage")
+    assert tuple(usage[0]) == (len(after), after["completion_tokens"].sum(), 2)
     assert after["generation_id"].n_unique() == len(after)
 
 

@@ -1,24 +1,18 @@
 """`r1f publish`: the Hub folder read back by `datasets.load_dataset` for every config and checked against the
 catalog, and the upload through the real huggingface_hub client against a local server speaking the part of
 the Hub's HTTP API it uses (create repo, branch, validate-yaml, preupload, LFS batch and upload, commit, tag,
-revision info). The Hub is the one remote service faked here, at the HTTP boundary; HF_HUB_DISABLE_XET=1
-because with hf_xet installed huggingface_hub sends LFS files through the Xet protocol whatever a server says.
+revision info; tests/fakehub.py).
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import re
 import secrets
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import datasets
 import pytest
@@ -30,9 +24,9 @@ from catalogs.query import sql
 from releases.release import create_release
 
 from tests.catalogs.helpers import DATA, R1F, write_generations
+from tests.fakehub import FakeHub, hub_env
 
 ODD_SOURCE = "web: forum\nposts #1 'quoted' | piped"
-LFS_SUFFIXES = (".parquet", ".png")
 
 
 # ---------------------------------------------------------------------------------------------- the catalog
@@ -199,193 +193,6 @@ def test_a_source_name_that_would_break_yaml(tmp_path: Path) -> None:
     card = (out / "README.md").read_text(encoding="utf-8")
     # In the card's tables the name stays on one row, its pipe escaped.
     assert "| web: forum posts #1 'quoted' \\| piped | 10 |" in card
-
-
-# ---------------------------------------------------------------------------------------------- a fake Hub
-class FakeHub:
-    """The Hub's HTTP API as huggingface_hub 2.x calls it, with its state kept in memory."""
-
-    def __init__(self) -> None:
-        self.repos: dict[str, dict[str, Any]] = {}
-        self.lfs: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str, str]] = []  # method, path, Authorization header
-        self.fail_commits = 0  # answer the next N commits with a 500, applying nothing
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def commits(self, repo: str, branch: str = "main") -> list[dict[str, Any]]:
-        return self.repos[repo]["branches"][branch]
-
-    def files(self, repo: str, ref: str = "main") -> dict[str, bytes]:
-        """The tree at a branch or tag, with LFS pointers resolved to the uploaded bytes."""
-        repo_state = self.repos[repo]
-        oid = repo_state["tags"].get(ref) or (repo_state["branches"][ref][-1]["oid"]
-                                              if repo_state["branches"][ref] else None)
-        commit = next(c for b in repo_state["branches"].values() for c in b if c["oid"] == oid)
-        return {p: (self.lfs[v] if kind == "lfs" else v) for p, (kind, v) in commit["tree"].items()}
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: Any = None) -> None:
-                data = json.dumps(body if body is not None else {}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status >= 400:
-                    self.send_header("X-Error-Message", (body or {}).get("error", "error"))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self) -> bytes:
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def do_GET(self) -> None:
-                self._route("GET")
-
-            def do_POST(self) -> None:
-                self._route("POST")
-
-            def do_PUT(self) -> None:
-                self._route("PUT")
-
-            def _route(self, method: str) -> None:
-                path = urlparse(self.path).path
-                hub.requests.append((method, path, self.headers.get("Authorization", "")))
-                body = self._body()
-                with hub.lock:
-                    status, answer = hub.handle(method, path, body)
-                self._send(status, answer)
-
-        return Handler
-
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
-        if method == "POST" and path == "/api/repos/create":
-            req = json.loads(body)
-            repo = f"{req['organization']}/{req['name']}"
-            if repo in self.repos:
-                # The Hub names the existing repo's url in its 409; create_repo(exist_ok=True) reads it.
-                return 409, {"error": "You already created this dataset repo", "url": f"{self.url}/datasets/{repo}"}
-            self.repos[repo] = {"type": req.get("type"), "visibility": req.get("visibility", "public"),
-                                "branches": {"main": []}, "tags": {}}
-            return 200, {"url": f"{self.url}/datasets/{repo}"}
-        if method == "POST" and path == "/api/validate-yaml":
-            content = json.loads(body)["content"]
-            try:
-                yaml.safe_load(content.split("\n---\n", 1)[0][4:])
-            except yaml.YAMLError as exc:
-                return 400, {"errors": [{"message": str(exc)}], "error": "invalid YAML"}
-            return 200, {"errors": [], "warnings": []}
-        if method == "PUT" and path.startswith("/lfs-upload/"):
-            oid = path.rsplit("/", 1)[1]
-            if hashlib.sha256(body).hexdigest() != oid:
-                return 400, {"error": "sha256 mismatch"}
-            self.lfs[oid] = body
-            return 200, {}
-        m = re.fullmatch(r"/datasets/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
-        if method == "POST" and m:
-            objects = []
-            for obj in json.loads(body)["objects"]:
-                entry = {"oid": obj["oid"], "size": obj["size"]}
-                if obj["oid"] not in self.lfs:
-                    entry["actions"] = {"upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}"}}
-                objects.append(entry)
-            return 200, {"transfer": "basic", "objects": objects}
-        if method == "GET" and re.fullmatch(r"/api/datasets/[^/]+/[^/]+", path):
-            path += "/revision/main"  # repo info without a revision: the default branch
-        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit|revision|branch|tag|tree)/(.+)", path)
-        if not m or m.group(1) not in self.repos:
-            return 404, {"error": f"no route or repo for {method} {path}"}
-        repo, action, ref = m.group(1), m.group(2), unquote(m.group(3))
-        state = self.repos[repo]
-        head = state["branches"].get(ref, [])
-        tree = head[-1]["tree"] if head else {}
-        if action == "tree":  # list_repo_files: the whole tree in one page
-            return 200, [{"type": "file", "path": p, "size": len(v) if kind == "regular" else len(self.lfs[v]),
-                          "oid": v if kind == "lfs" else _git_sha1(v)} for p, (kind, v) in sorted(tree.items())]
-        if action == "preupload":
-            files = []
-            for f in json.loads(body)["files"]:
-                mode = "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular"
-                old = tree.get(f["path"])
-                oid = None
-                if old:
-                    oid = old[1] if old[0] == "lfs" else _git_sha1(old[1])
-                files.append({"path": f["path"], "uploadMode": mode, "shouldIgnore": False, "oid": oid})
-            return 200, {"files": files}
-        if action == "commit":
-            if self.fail_commits:
-                self.fail_commits -= 1
-                return 500, {"error": "Internal Error - We're working hard to fix this as soon as possible!"}
-            lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-            header = lines[0]["value"]
-            new_tree = dict(tree)
-            for line in lines[1:]:
-                value = line["value"]
-                if line["key"] == "file":
-                    new_tree[value["path"]] = ("regular", base64.b64decode(value["content"]))
-                elif line["key"] == "lfsFile":
-                    if value["oid"] not in self.lfs:
-                        return 422, {"error": f"LFS object {value['oid']} was never uploaded"}
-                    new_tree[value["path"]] = ("lfs", value["oid"])
-                elif line["key"] == "deletedFile":
-                    if value["path"] not in new_tree:
-                        return 404, {"error": f"A file with this name doesn't exist: {value['path']}"}
-                    del new_tree[value["path"]]
-            oid = hashlib.sha1(json.dumps([repo, ref, len(head), header["summary"], sorted(new_tree)]).encode()
-                               ).hexdigest()
-            head.append({"oid": oid, "summary": header["summary"], "description": header.get("description"),
-                         "tree": new_tree, "operations": [(ln["key"], ln["value"]["path"]) for ln in lines[1:]]})
-            return 200, {"commitUrl": f"{self.url}/datasets/{repo}/commit/{oid}", "commitOid": oid,
-                         "pullRequestUrl": None}
-        if action == "revision":
-            return 200, {"id": repo, "sha": head[-1]["oid"] if head else None, "private": False}
-        if action == "branch":
-            if ref in state["branches"]:
-                return 409, {"error": "branch exists"}
-            state["branches"][ref] = list(state["branches"]["main"])
-            return 200, {}
-        if action == "tag":
-            req = json.loads(body)
-            if req["tag"] in state["tags"]:
-                return 409, {"error": "tag exists"}
-            known = {c["oid"] for b in state["branches"].values() for c in b}
-            target = ref if ref in known else (state["branches"][ref][-1]["oid"] if ref in state["branches"] else None)
-            if target is None:
-                return 404, {"error": f"revision {ref} not found"}
-            state["tags"][req["tag"]] = target
-            state.setdefault("tag_messages", {})[req["tag"]] = req.get("message")
-            return 200, {}
-        return 404, {"error": "unknown"}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _git_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob " + str(len(data)).encode() + b"\0" + data).hexdigest()
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
-    server = FakeHub()
-    yield server
-    server.close()
-
-
-def hub_env(hub: FakeHub, tmp_path: Path, token: str | None) -> dict[str, str]:
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
-           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_VERBOSITY": "info", "HF_TOKEN": token or "",
-           "TMPDIR": str(tmp_path / "tmp")}
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    return env
 
 
 def _token() -> str:

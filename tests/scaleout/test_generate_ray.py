@@ -24,7 +24,7 @@ from factory.generate import generate_from_recipe
 from tests.helpers import assert_same_samples
 from tests.scaleout.conftest import REPO, RayCluster
 
-R1F = [sys.executable, "-m", "r1f"]  # the face loads scaleout.cli, which registers `--engine ray`
+R1F = [sys.executable, "-m", "r1f"]  # the face hands `--engine ray` to the stage commands (r1f/engines.py)
 PROBLEMS = [f"What is {i} plus {i + 3}?" for i in range(36)]
 
 

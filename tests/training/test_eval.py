@@ -68,6 +68,12 @@ sampling: {{max_tokens: 48}}
     assert sql(catalog, "SELECT (SELECT count(*) FROM generation_meta) AS g, (SELECT count(*) FROM verdicts) AS v, "
                         "(SELECT count(*) FROM eval_answers) AS a") == counts
     assert again["scores"] == first["scores"]
+    # An eval's samples answer the test set: no release may take them, however it selects.
+    from catalogs.errors import CatalogError
+    from releases.release import create_release
+
+    with pytest.raises(CatalogError, match="no generation matches"):
+        create_release(catalog, "everything", where="true")
 
 
 def test_cons_at_k_votes_by_math_equivalence(tmp_path):

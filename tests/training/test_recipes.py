@@ -44,7 +44,7 @@ def test_r1_zero_recipe():
 
 
 def test_r1_stages_in_order():
-    from training.recipe import check_pipeline
+    from pipelines.recipe import check_pipeline
 
     stages = check_pipeline(RECIPES / "r1.yaml")
     assert [s.kind for s, _ in stages] == ["sft", "grpo", "generate", "judge", "filter", "release", "sft", "grpo"]
@@ -55,7 +55,7 @@ def test_r1_stages_in_order():
 
 
 def test_r1_stages_out_of_order_is_an_error(tmp_path):
-    from training.recipe import check_pipeline
+    from pipelines.recipe import check_pipeline
 
     text = (RECIPES / "r1.yaml").read_text()
     lines = text.splitlines()
