@@ -48,13 +48,15 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A shortened run (fewer problems and steps, one R1-Zero "
                                         "seed): every stage, in a few minutes; the numbers mean little.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the task world and every training run.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads; the numbers depend on it, so it is part of the "
+                                         "run's key.")] = 1,
 ) -> None:
     """Mini-R1: the DeepSeek-R1 pipeline in miniature on this machine's CPU. A task world, a tiny base model
     trained from scratch, R1-Zero, cold start, reasoning RL, rejection sampling with vLLM, the 3:1 release,
     distillation into a smaller student; a summary table and one released sample's lineage."""
     from r1f.demo import run_demo
 
-    run_demo(out, quick=quick, seed=seed)
+    run_demo(out, quick=quick, seed=seed, threads=threads)
 
 
 def _setup_logging() -> None:

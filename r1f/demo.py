@@ -3,8 +3,8 @@
 1. a task world the project writes itself (arithmetic with exact answers, a held-out split, non-reasoning
    prompts with fixed answers), ingested into a fresh catalog;
 2. a tiny base model trained from scratch on raw worked solutions (no chat format);
-3. R1-Zero: GRPO from the base with the rule rewards (accuracy, format), two seeds, held-out pass@1 before
-   and after through `r1f eval`;
+3. R1-Zero: GRPO from the base with the rule rewards (accuracy, format), three seeds, held-out pass@1 before
+   and after through `r1f eval`, each gain beside twice its standard error;
 4. cold start: readable traces from the R1-Zero model through the factory, judged and filtered; SFT of the
    base on them;
 5. reasoning RL with the language-consistency reward added;
@@ -14,7 +14,10 @@
    with its whole lineage.
 
 Every stage goes through the functions the `r1f` commands call, with the recipe it wrote under OUT/recipes.
-Running it again in the same folder reuses the trained base models and adds nothing twice to the catalog.
+Running it again in the same folder reuses the trained models and adds nothing twice to the catalog. A folder
+holds one run: its key (the whole config, the seed and thread count included, and the torch, transformers and
+trl versions) is in OUT/mini-run.json, another seed in the same folder is refused, and each trained model
+carries the key of the recipe and run that made it (`.mini-key`).
 """
 from __future__ import annotations
 
@@ -26,36 +29,37 @@ from r1f.mini.model import BASE
 from r1f.mini.pipeline import Mini, MiniConfig, console
 
 
-def _threads() -> None:
-    """One torch thread. The tiny model gains little from a second one, two OpenMP threads spinning against
-    other processes ran it 2.5x slower per step on a busy 2-core machine (0.7 s vs 0.27 s), and one thread
-    gives the same floating-point sums whatever the load, so the same seed gives the same release."""
+def _threads(threads: int) -> None:
+    """A fixed number of torch threads (default one) and torch's deterministic algorithms: a thread count fixes how
+    floating-point sums are split, so the same seed and thread count give the same numbers whatever the load. The
+    tiny model gains little from a second thread: two OpenMP threads spinning against other processes ran it 2.5x
+    slower per step on a busy 2-core machine (0.7 s vs 0.27 s)."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0, keep: bool = True) -> Path:
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1, keep: bool = True) -> Path:
     from catalogs import Catalog
 
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = MiniConfig.quick(seed) if quick else MiniConfig.full(seed)
-    _threads()
+    cfg = MiniConfig.quick(seed, threads) if quick else MiniConfig.full(seed, threads)
+    Mini.claim(out, cfg)
+    _threads(threads)
     catalog = Catalog(out / "catalog", create=True)
     mini = Mini(out, cfg, catalog)
-    console.rule(f"[bold]Mini-R1{' (quick)' if quick else ''}: seed {seed}, output in {out}", align="left")
+    console.rule(f"[bold]Mini-R1{' (quick)' if quick else ''}: seed {seed}, {threads} thread(s), key {mini.key}, "
+                 f"output in {out}", align="left")
 
     mini.world()
     base = mini.base("base", cfg.base_steps, BASE)
     base_score = mini.rows[-1].pass_at_1 or 0.0
     zero = mini.r1_zero(base, base_score)
-    zero_row = next(r for r in mini.rows if r.stage.startswith("R1-Zero"))
-    secs_per_step = zero_row.seconds / max(cfg.zero_steps, 1)
     cold = mini.cold_start(zero, base)
     rl = mini.reasoning_rl(cold)
     mini.rejection_sampling(rl)
-    mini.distill(secs_per_step)
+    mini.distill()
 
     mini.banner("8. the end")
     console.print(mini.summary())
@@ -63,19 +67,24 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, keep: bool = True
     gid = mini.trace()
     report = mini.report()
     total = time.perf_counter() - mini.started
-    gains = getattr(mini, "zero_gains", [])
+    gains, noise = getattr(mini, "zero_gains", []), getattr(mini, "zero_noise", [])
     rows = {r.model: r for r in mini.rows}
     console.rule("[bold]targets", align="left")
     console.print(f"whole demo: {total / 60:.1f} min (target < 15 min on a 2-core machine)")
     if gains:
-        console.print(f"R1-Zero gain over the base: {', '.join(f'{g:+.1f}' for g in gains)} points "
-                      f"(seeds {list(cfg.zero_seeds)})")
+        console.print(f"R1-Zero gain over the base: {mini.gains(gains, noise)} points (seeds {list(cfg.zero_seeds)}; "
+                      f"target: every gain above twice its standard error, marked *)")
     rs = next((r for r in mini.rows if r.stage.startswith("rejection")), None)
     if rs is not None:
         console.print(f"rejection sampling accept rate: {100 * (rs.accept_rate or 0):.0f}% (target: > 0)")
     if "student-base" in rows and "student-distilled" in rows:
         sb, sd = rows["student-base"].pass_at_1 or 0, rows["student-distilled"].pass_at_1 or 0
-        console.print(f"distilled student {sd:.1f}% vs its base {sb:.1f}% (target: beats it)")
+        console.print(f"distilled student {sd:.1f}% vs its base {sb:.1f}%: {mini.gains([sd - sb], [mini.noise(sb, sd)])}"
+                      f" points (target: beats it)")
+        if "student-grpo" in rows:
+            sg = rows["student-grpo"].pass_at_1 or 0
+            console.print(f"distilled student vs the student by GRPO alone ({sg:.1f}%): "
+                          f"{mini.gains([sd - sg], [mini.noise(sg, sd)])} points")
     console.print(f"catalog: {out / 'catalog'}; summary: {summary}; report: {report}; traced sample: {gid}")
     console.print(f"Try: [bold]r1f sql \"SELECT name, members FROM releases\" --catalog {out / 'catalog'}[/]")
     if not keep:

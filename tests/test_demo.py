@@ -63,3 +63,26 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-6000:]
     assert "already trained" in again.stdout
     assert _r1f("sql", counts, "--csv", catalog=catalog) == before
+
+    # Another seed in the same folder would reuse this seed's models and releases: refused, naming the fix.
+    other = subprocess.run([*cmd, "--seed", "1"], check=False, capture_output=True, text=True, env=env, timeout=600)
+    assert other.returncode == 2, other.stdout[-3000:] + other.stderr[-3000:]
+    assert "fresh --out" in other.stdout + other.stderr
+    assert _r1f("sql", counts, "--csv", catalog=catalog) == before
+
+
+def test_every_reused_artefact_is_keyed_by_what_makes_it(tmp_path: Path) -> None:
+    from r1f.mini.pipeline import Mini, MiniConfig, two_se
+
+    keys = {MiniConfig.full(0).key(), MiniConfig.full(1).key(), MiniConfig.full(0, threads=2).key(),
+            MiniConfig.quick(0).key()}
+    assert len(keys) == 4, "seed, thread count and size must each change the key"
+    assert MiniConfig.full(0).key() == MiniConfig.full(0).key()
+    Mini.claim(tmp_path, MiniConfig.quick(0))
+    Mini.claim(tmp_path, MiniConfig.quick(0))  # the same run again: fine
+    from catalogs.errors import UserError
+
+    with pytest.raises(UserError, match="fresh --out"):
+        Mini.claim(tmp_path, MiniConfig.quick(1))
+    # 200 problems x k=2 at 20% and 30%: sqrt(.16/400 + .21/400) = 3.04 points, twice that 6.1
+    assert abs(two_se(20.0, 30.0, 400) - 6.08) < 0.01

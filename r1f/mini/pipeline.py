@@ -9,9 +9,10 @@ is trl's SFTTrainer called directly, in r1f/mini/model.py.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,10 @@ class MiniConfig:
     eval_problems: int = 200
     eval_k: int = 2
     zero_steps: int = 80
-    zero_seeds: tuple[int, ...] = (0, 1)
+    zero_seeds: tuple[int, ...] = (0, 1, 2)
+    # R1-Zero's learning rate (and the GRPO-alone student's). At 2e-4 every variant tried fell (72% -> 53% with the
+    # dialogue prompt in float32); at 5e-5 it holds. See r1_zero().
+    zero_lr: float = 5e-5
     cold_prompts: int = 300
     cold_epochs: int = 3
     rl_steps: int = 30
@@ -53,17 +57,38 @@ class MiniConfig:
     rs_samples: int = 4          # rejection sampling: most samples per prompt
     batch_prompts: int = 8       # GRPO prompts per step
     generations: int = 8         # GRPO group size
+    # The student trained by GRPO alone gets a fixed budget of optimizer steps (as many as R1-Zero takes on the
+    # base), never "what fits in the distillation's wall time": the table must not depend on the machine.
+    student_grpo_steps: int = 80
+    threads: int = 1             # torch threads: floating-point sums, so the numbers, depend on it
 
     @classmethod
-    def full(cls, seed: int = 0) -> MiniConfig:
-        return cls(seed=seed, world=WorldSpec(seed=seed))
+    def full(cls, seed: int = 0, threads: int = 1) -> MiniConfig:
+        return cls(seed=seed, world=WorldSpec(seed=seed), threads=threads)
 
     @classmethod
-    def quick(cls, seed: int = 0) -> MiniConfig:
+    def quick(cls, seed: int = 0, threads: int = 1) -> MiniConfig:
         return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=60, pretrain_docs=8000, curated=48),
                    base_steps=300, student_steps=150, eval_problems=60, eval_k=1, zero_steps=4, zero_seeds=(0,),
                    cold_prompts=60, cold_epochs=3, rl_steps=3, rs_prompts=240, rs_samples=8, distill_epochs=2,
-                   batch_prompts=4, generations=4)
+                   batch_prompts=4, generations=4, student_grpo_steps=4, threads=threads)
+
+    def key(self) -> str:
+        """Everything that makes a run's artefacts: this config (the seed and thread count included) and the
+        versions of the training stack. A folder holds the artefacts of one key only."""
+        from importlib.metadata import version
+
+        from catalogs.ids import content_hash
+
+        stack = {name: version(name) for name in ("torch", "transformers", "trl")}
+        return content_hash("mini-r1", asdict(self), stack)[:16]
+
+
+def two_se(p1: float, p2: float, n: int) -> float:
+    """Twice the standard error, in points, of the difference of two pass@1 estimates (percent), each the mean of
+    `n` samples (problems x k) scored right or wrong: a gain larger than this is more than the eval's noise."""
+    a, b = p1 / 100, p2 / 100
+    return 200 * math.sqrt((a * (1 - a) + b * (1 - b)) / max(n, 1))
 
 
 @dataclass
@@ -82,9 +107,27 @@ class Mini:
 
     def __init__(self, out: Path, cfg: MiniConfig, catalog: Catalog) -> None:
         self.out, self.cfg, self.catalog = out, cfg, catalog
+        self.key = cfg.key()
         self.rows: list[Row] = []
         self.files: WorldFiles | None = None
         self.started = time.perf_counter()
+
+    @staticmethod
+    def claim(out: Path, cfg: MiniConfig) -> None:
+        """Mark `out` as the folder of this config's run, or refuse one that holds another run's artefacts: the
+        catalog, the world files and the released sets of another seed would mix with this one's."""
+        from catalogs.errors import UserError
+
+        marker = out / "mini-run.json"
+        key = cfg.key()
+        if marker.exists():
+            held = json.loads(marker.read_text())
+            if held.get("key") != key:
+                raise UserError(f"{out} holds another Mini-R1 run (seed {held.get('seed')}, key {held.get('key')}); "
+                                f"this one is seed {cfg.seed}, key {key}. Give a fresh --out folder for each run.")
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"key": key, "seed": cfg.seed, "config": asdict(cfg)}, indent=1))
 
     # ------------------------------------------------------------------------------------ helpers
     def step(self, command: str) -> None:
@@ -107,15 +150,28 @@ class Mini:
         result = fn(*args, **kwargs)
         return result, time.perf_counter() - t0
 
-    def finished(self, out: Path) -> float | None:
-        """Seconds a finished training into `out` took, if the catalog records one and its model is there: a
-        rerun of the demo in the same folder trains nothing twice."""
+    def artefact_key(self, recipe: Path) -> str:
+        """What makes a trained model: the run's key (config, seed, threads, stack versions) and its recipe, whose
+        model path names its input model (itself keyed the same way) and whose release is frozen."""
+        from catalogs.ids import content_hash
+
+        return content_hash("mini-artefact", self.key, recipe.read_text())[:16]
+
+    def finished(self, out: Path, recipe: Path) -> float | None:
+        """Seconds a finished training into `out` took, if the catalog records one, its model is there and it was
+        made by this key and recipe: a rerun of the demo in the same folder trains nothing twice."""
         rows = self.sql("SELECT epoch(finished_at - started_at) FROM trainings WHERE output_dir = ? AND "
                         "status = 'finished' ORDER BY finished_at DESC LIMIT 1", [str(out.resolve())])
-        if rows and (out / "config.json").exists():
-            console.print(f"[dim]already trained: {out} (recorded in the catalog's trainings); reusing it[/]")
+        marker = out / ".mini-key"
+        if rows and (out / "config.json").exists() and marker.exists() \
+                and marker.read_text() == self.artefact_key(recipe):
+            console.print(f"[dim]already trained: {out} (recorded in the catalog's trainings, key "
+                          f"{marker.read_text()}); reusing it[/]")
             return float(rows[0][0])
         return None
+
+    def made(self, out: Path, recipe: Path) -> None:
+        (out / ".mini-key").write_text(self.artefact_key(recipe))
 
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple]:
         with self.catalog.reader() as con:
@@ -192,10 +248,11 @@ class Mini:
                     "save_strategy": "no", "report_to": "none", "seed": seed, "disable_tqdm": True,
                     "lr_scheduler_type": "constant", "warmup_steps": 0, **trl}})
         self.step(f"train grpo {recipe}")
-        done = self.finished(out)
+        done = self.finished(out, recipe)
         if done is not None:
             return out, done, {"log_history": []}
         result, secs = self.timed(run_grpo, self.catalog, recipe)
+        self.made(out, recipe)
         hist = [e for e in result["log_history"] if "reward" in e]
         if hist:
             console.print(f"reward {hist[0]['reward']:.2f} (first step) -> {hist[-1]['reward']:.2f} (last step); "
@@ -210,22 +267,31 @@ class Mini:
         first: Path | None = None
         scores = []
         for seed in self.cfg.zero_seeds:
-            # Sampled as the eval samples (T 0.6, top-p 0.95): at T 1.0 the base's accuracy is so low that the
-            # format reward alone moves it, and held-out accuracy fell (19% -> 6% in a trial run).
+            # Sampled as the eval samples (T 0.6, top-p 0.95); T 1.0 gave no more (67% from 72%, one seed).
             out, secs, _ = self.grpo(f"r1-zero-s{seed}", base, "r1_zero_mini.yaml", rewards, self.cfg.zero_steps,
-                                     seed, temperature=0.6, top_p=0.95)
+                                     seed, lr=self.cfg.zero_lr, temperature=0.6, top_p=0.95)
             score = self.evaluate(out, "r1_zero_mini.yaml", f"r1-zero-s{seed}")
             scores.append(score)
             self.rows.append(Row(f"R1-Zero GRPO (seed {seed})", out.name, param_count(out), score, seconds=secs))
             first = first or out
         gains = [s - base_score for s in scores]
         self.zero_gains = gains
+        self.zero_noise = [self.noise(base_score, s) for s in scores]
         spread = max(scores) - min(scores) if len(scores) > 1 else float("nan")
         console.print(f"[bold]R1-Zero: base {base_score:.1f}% -> {', '.join(f'{s:.1f}%' for s in scores)} "
-                      f"(seeds {list(self.cfg.zero_seeds)}); gain {min(gains):+.1f} to {max(gains):+.1f} points, "
+                      f"(seeds {list(self.cfg.zero_seeds)}); gains {self.gains(gains, self.zero_noise)} points, "
                       f"seed-to-seed spread {spread:.1f} points[/]")
         assert first is not None
         return first
+
+    def noise(self, p1: float, p2: float) -> float:
+        """Twice the standard error of a difference of two of this run's held-out pass@1 scores."""
+        return two_se(p1, p2, self.cfg.eval_problems * self.cfg.eval_k)
+
+    @staticmethod
+    def gains(gains: list[float], noise: list[float]) -> str:
+        """`+6.2 (2SE 5.1)` per gain, with `*` where the gain exceeds its noise."""
+        return ", ".join(f"{g:+.1f} (2SE {n:.1f}){'*' if g > n else ''}" for g, n in zip(gains, noise))
 
     # ------------------------------------------------------------------------------------ factory helpers
     def generate(self, name: str, model: Path, template: dict[str, Any], where: str, limit: int,
@@ -310,10 +376,11 @@ class Mini:
                     "seed": self.cfg.seed, "disable_tqdm": True, "lr_scheduler_type": "cosine",
                     "warmup_steps": 2}})
         self.step(f"train sft {recipe}")
-        done = self.finished(out)
+        done = self.finished(out, recipe)
         if done is not None:
             return out, done
         _, secs = self.timed(run_sft, self.catalog, recipe)
+        self.made(out, recipe)
         return out, secs
 
     # ------------------------------------------------------------------------------------ 4. cold start
@@ -402,18 +469,18 @@ class Mini:
         return manifest
 
     # ------------------------------------------------------------------------------------ 7. distillation
-    def distill(self, rl_compute_secs_per_step: float) -> None:
+    def distill(self) -> None:
         self.banner("7. distillation: SFT a smaller student on the release; vs the same student by GRPO alone")
         student = self.base("student-base", self.cfg.student_steps, STUDENT)
         out, secs = self.sft("student-distilled", student, "mini-r1-mix", self.cfg.distill_epochs)
         score = self.evaluate(out, "chat_mini.yaml", "student-distilled")
         self.rows.append(Row("distillation (SFT on the release)", out.name, param_count(out), score, seconds=secs))
-        # Same compute, by wall-clock: as many GRPO steps as fit in the distillation's training time, at the
-        # seconds per step R1-Zero took on the (larger) base; the table shows both wall times.
-        steps = max(1, round(secs / max(rl_compute_secs_per_step, 1e-6)))
+        # A fixed budget, the same on every machine: as many optimizer steps as R1-Zero takes on the base, each on
+        # batch_prompts x generations samples, more samples than the distillation's epochs show the student.
+        steps = self.cfg.student_grpo_steps
         rewards = ["math_accuracy", {"judge": "format", "params": {"template": "r1_zero"}}]
         gout, gsecs, _ = self.grpo("student-grpo", student, "r1_zero_mini.yaml", rewards, steps, self.cfg.seed,
-                                   temperature=0.6, top_p=0.95)
+                                   lr=self.cfg.zero_lr, temperature=0.6, top_p=0.95)
         gscore = self.evaluate(gout, "r1_zero_mini.yaml", "student-grpo")
         self.rows.append(Row(f"student by GRPO alone ({steps} steps)", gout.name, param_count(gout), gscore,
                              seconds=gsecs))
@@ -432,8 +499,10 @@ class Mini:
 
     def write_results(self) -> Path:
         path = self.out / "summary.json"
-        path.write_text(json.dumps({"config": {"seed": self.cfg.seed}, "rows": [r.__dict__ for r in self.rows],
+        path.write_text(json.dumps({"config": {"seed": self.cfg.seed, "threads": self.cfg.threads, "key": self.key},
+                                    "rows": [r.__dict__ for r in self.rows],
                                     "zero_gains": getattr(self, "zero_gains", []),
+                                    "zero_gains_2se": getattr(self, "zero_noise", []),
                                     "total_seconds": time.perf_counter() - self.started}, indent=1))
         self.figure()
         return path
