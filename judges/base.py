@@ -64,6 +64,9 @@ class JudgeSpec:
     version_of: Callable[[Mapping[str, Any]], str] | None = None
     # Params that name files: a relative path in a recipe file is resolved by catalogs.recipes.resolve_path.
     path_params: tuple[str, ...] = ()
+    # As a GRPO reward, score a step's batch with `many` (the code judge: its sandboxes run side by side); others
+    # score sample by sample in the trainer's process (a worker pool per step would cost more than it saves).
+    batch_rewards: bool = False
 
     def __post_init__(self) -> None:
         if (self.kind == "rule") != (self.judge is not None) or (self.kind == "model") != (self.open is not None):

@@ -183,4 +183,4 @@ def judge_many(samples: Sequence[Sample], workers: int = 2, **params: Any) -> li
         return list(pool.map(lambda s: judge(s, **params), samples))
 
 
-JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge, many=judge_many)
+JUDGE = JudgeSpec(NAME, VERSION, "rule", params_model(judge), judge=judge, many=judge_many, batch_rewards=True)

@@ -82,7 +82,7 @@ def reward_func(judge: str | Callable[[Sample], Verdict | float], *, weight: flo
     if isinstance(judge, str):
         spec = get_judge(judge)
         score_one: Callable[[Sample], Verdict | float] = lambda s: spec(s, **params)
-        batch = spec.judge_many if judge in ("code",) else None
+        batch = spec.judge_many if spec.batch_rewards else None
         fname = name or judge
     else:
         score_one, batch = (lambda s: judge(s, **params)) if params else judge, None
