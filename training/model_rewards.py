@@ -78,6 +78,9 @@ class ModelReward:
         assert self.spec.open is not None  # a model judge declares it (JudgeSpec checks)
         try:
             self.judge = self.spec.open(self.client, **params)
+        except RecipeError:
+            self.close()
+            raise
         except (OSError, ValueError) as exc:  # a reward model that does not load
             self.close()
             raise RecipeError(f"{self.at}: {self.reward.judge} could not load its model: {exc}") from None
@@ -88,14 +91,22 @@ class ModelReward:
         judge = self.judge
         assert judge is not None
 
+        got: list[Verdict | None] = [None] * len(samples)
+
         def once() -> list[Verdict]:
-            verdicts = judge(samples)
-            failed = [v for v in verdicts if v.reason in JUDGE_FAILURES]
+            # Asks again for the samples still without a verdict only: a paid judge is not paid twice.
+            todo = [i for i, v in enumerate(got) if v is None]
+            failed = []
+            for i, v in zip(todo, judge([samples[i] for i in todo]), strict=True):
+                if v.reason in JUDGE_FAILURES:
+                    failed.append(v)
+                else:
+                    got[i] = v
             if failed:
                 first = failed[0]
-                raise _JudgeFailed(f"{len(failed)} of {len(samples)} verdicts are {first.reason} (first: "
+                raise _JudgeFailed(f"{len(failed)} of {len(todo)} verdicts are {first.reason} (first: "
                                    f"{str(first.details.get('raw') or first.details.get('error') or '')[:200]!r})")
-            return verdicts
+            return [v for v in got if v is not None]
 
         def retrying(attempt: int, exc: BaseException) -> None:
             log.warning("%s (%s): try %d of %d failed: %s; asking again", self.at, self.reward.judge, attempt,

@@ -180,3 +180,29 @@ def test_prepare_selects_each_rewards_prompts_and_checks_the_reward_model(mixed,
     ]:
         with pytest.raises(RecipeError, match=expected):
             prepare_grpo(catalog, grpo_recipe(tmp_path / "bad.yaml", mixed["model"], rewards))
+
+
+def test_unparseable_replies_are_asked_again_alone_and_stop_the_training_if_they_persist():
+    from training.model_rewards import ModelReward, RewardJudgeError
+    from training.recipe import RewardSpec
+
+    samples = [Sample(problem=f"What is {a} + 1?", reference=str(a + 1), text=str(a + 1), answer=str(a + 1))
+               for a in (1, 2, 3)]
+    replies = iter(["Sure! Looks the same to me."] + [EQUIVALENT] * 3)
+    with ScriptedOpenAIServer(lambda body: next(replies)) as srv:
+        backend = {"name": "openai", "model": "judge", "base_url": srv.base_url, "max_concurrency": 1}
+        judge = ModelReward(RewardSpec(judge="llm_judge", backend=backend, attempts=2), 0, "r.yaml")
+        try:
+            assert [v.reason for v in judge(samples)] == ["equivalent"] * 3
+        finally:
+            judge.close()
+        # The first reply did not parse: that sample alone was asked again, and nothing was scored 0 for it.
+        assert len(srv.bodies) == 4 and srv.bodies[3]["messages"] == srv.bodies[0]["messages"]
+    with ScriptedOpenAIServer(lambda body: "no idea") as srv:
+        judge = ModelReward(RewardSpec(judge="llm_judge", backend={**backend, "base_url": srv.base_url},
+                                       attempts=2), 0, "r.yaml")
+        with pytest.raises(RewardJudgeError, match=r"r.yaml: rewards\[0\] \(llm_judge\) failed 2 time\(s\) .*"
+                                                   r"3 of 3 verdicts are unparseable_judge_response"):
+            judge(samples)
+        judge.close()
+        assert len(srv.bodies) == 6
