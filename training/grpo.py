@@ -132,7 +132,7 @@ def build_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe) -> Any:
             "prompt": rendered.raw_prompt if rendered.raw_prompt is not None else rendered.messages,
             "answer": row.get("answer") or "", "tests": row.get("tests") or "",
             "language": row.get("language") or "en", "prompt_id": row["prompt_id"], "problem": row.get("problem") or "",
-            **{key: bool(value) for key, value in row.items() if key.startswith("reward_")}})
+            **{applies_column(i): bool(row[applies_column(i)]) for i, r in enumerate(recipe.rewards) if r.where}})
     kinds = {isinstance(r["prompt"], str) for r in records}
     if len(kinds) > 1:
         # trl needs one prompt format per dataset; keep the plain ones (a template mixing both is rare).

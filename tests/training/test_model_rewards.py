@@ -177,6 +177,7 @@ def test_prepare_selects_each_rewards_prompts_and_checks_the_reward_model(mixed,
         ("  - {judge: format, backend: {name: transformers, model: x}}",
          r"rewards: \[0\].backend: format is a rule judge and asks no model"),
         ("  - {judge: helpfulness, params: {reward_modl: x}}", r"reward_modl: unknown key; did you mean reward_model"),
+        ("  - format\n  - math_accuracy\n  - format", r"rewards: format is given twice"),
     ]:
         with pytest.raises(RecipeError, match=expected):
             prepare_grpo(catalog, grpo_recipe(tmp_path / "bad.yaml", mixed["model"], rewards))
