@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, create_model
 from catalogs.records import Sample, Verdict
 
 Kind = Literal["rule", "model"]
+# Verdict reasons that say the judge failed, not the sample (its model's reply did not parse, its backend failed): a
+# GRPO reward asks again and never scores them 0 (training/model_rewards.py).
+JUDGE_FAILURES = ("unparseable_judge_response", "judge_backend_error")
 # A model judge as a run holds it: verdicts for a batch of samples, in order.
 BatchJudge = Callable[[Sequence[Sample]], list[Verdict]]
 

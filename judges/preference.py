@@ -81,7 +81,7 @@ def score_with_llm(samples: Sequence[Sample], backend: Backend, aspect: str, *, 
 
 
 class RewardModelScorer:
-    """A sequence classifier (one logit = reward) loaded from a local directory.
+    """A sequence classifier (one logit = reward) loaded from a local directory or a Hub id (org/name).
 
     Verdict.score is sigmoid(reward); passed when the raw reward >= `threshold`.
     """
@@ -91,10 +91,12 @@ class RewardModelScorer:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        path = Path(path)
-        if not (path / "config.json").exists():
+        text = str(path)
+        hub_id = not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
+        if not hub_id and not (Path(path) / "config.json").exists():
             raise FileNotFoundError(f"reward model directory {path} has no config.json; give the directory "
-                                    f"written by save_pretrained()")
+                                    f"written by save_pretrained(), or a Hub id (org/name)")
+        path = text if hub_id else Path(path)  # a Hub id: transformers fetches it (or finds it in its cache)
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
@@ -103,7 +105,7 @@ class RewardModelScorer:
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.device, self.max_length, self.batch_size, self.threshold = device, max_length, batch_size, threshold
-        self.name = path.name
+        self.name = Path(path).name
 
     def _format(self, question: str, response: str) -> str:
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]

@@ -3,7 +3,8 @@
 trl's GRPOTrainer calls each reward function as `f(prompts=..., completions=..., **columns)`, where
 completions are strings (standard format) or lists of chat messages (conversational format) and
 the keyword arguments carry the dataset's other columns (`answer`, `tests`, `language`, ...)
-plus trl's own (`completion_ids`, `trainer_state`, ...), and expects one float per completion.
+plus trl's own (`completion_ids`, `trainer_state`, ...), and expects one float per completion, or None where
+the reward does not apply (trl leaves it out of that completion's sum).
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from catalogs.records import Sample, Verdict
 from catalogs.split import Markers, split_reasoning
 from judges.registry import get_judge
 
-RewardFunc = Callable[..., list[float]]
+RewardFunc = Callable[..., list[float | None]]
+# A step's samples scored at once: a model judge as training holds it (its model asked once per batch).
+BatchScore = Callable[[Sequence[Sample]], Sequence[Verdict | float]]
 
 # Dataset columns that carry the reference answer, first match wins.
 REFERENCE_COLUMNS = ("answer", "reference", "solution", "ground_truth", "gold")
@@ -63,7 +66,10 @@ def samples_from_batch(prompts: Sequence[Any] | None, completions: Sequence[Any]
             tests = json.dumps(tests)
         lang = _column(kwargs, ("language",), i)
         finish = _column(kwargs, ("finish_reason",), i)
-        out.append(Sample(problem=prompt_text(prompts[i]) if prompts is not None and i < len(prompts) else "",
+        problem = _column(kwargs, ("problem",), i)  # the bare question, where the dataset carries it
+        if problem is None:
+            problem = prompt_text(prompts[i]) if prompts is not None and i < len(prompts) else ""
+        out.append(Sample(problem=str(problem),
                           reference=None if ref is None else str(ref), tests=tests, language=lang or "en",
                           text=text, reasoning=reasoning or "", answer=answer, finish_reason=finish))
     return out
@@ -76,22 +82,42 @@ def _as_score(result: Verdict | float | bool) -> float:
 
 
 def reward_func(judge: str | Callable[[Sample], Verdict | float], *, weight: float = 1.0,
-                params: Mapping[str, Any] | None = None, name: str | None = None) -> RewardFunc:
-    """One trl reward function from a registered judge name or a callable Sample -> Verdict | float."""
+                params: Mapping[str, Any] | None = None, name: str | None = None, batch: BatchScore | None = None,
+                applies: str | None = None) -> RewardFunc:
+    """One trl reward function from a registered judge name or a callable Sample -> Verdict | float.
+
+    batch: scores a step's samples at once (a model judge, opened by the caller); `judge` then only names it.
+    applies: a dataset column of booleans; where it is false the reward is None, not scored (a reward for some
+    prompts only: rule rewards on reasoning prompts, a reward model on the rest).
+    """
     params = dict(params or {})
+    score_one: Callable[[Sample], Verdict | float] | None = None
     if isinstance(judge, str):
-        spec = get_judge(judge)
-        score_one: Callable[[Sample], Verdict | float] = lambda s: spec(s, **params)
-        batch = spec.judge_many if spec.batch_rewards else None
         fname = name or judge
+        if batch is None:
+            spec = get_judge(judge)
+            score_one = lambda s: spec(s, **params)
+            if spec.batch_rewards:
+                batch = lambda samples: spec.judge_many(samples, **params)
     else:
-        score_one, batch = (lambda s: judge(s, **params)) if params else judge, None
+        score_one = (lambda s: judge(s, **params)) if params else judge
         fname = name or str(getattr(judge, "__name__", "reward"))
 
-    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
+    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float | None]:
         samples = samples_from_batch(prompts, completions, kwargs)
-        results = batch(samples, **params) if batch else [score_one(s) for s in samples]
-        return [weight * _as_score(r) for r in results]
+        keep = [i for i in range(len(samples)) if applies is None or _column(kwargs, (applies,), i)]
+        picked = [samples[i] for i in keep]
+        if not picked:
+            results: Sequence[Verdict | float] = []
+        elif batch is not None:
+            results = batch(picked)
+        else:
+            assert score_one is not None  # a judge name without a batch, or a callable
+            results = [score_one(s) for s in picked]
+        out: list[float | None] = [None] * len(samples)
+        for i, r in zip(keep, results, strict=True):
+            out[i] = weight * _as_score(r)
+        return out
 
     f.__name__ = fname
     f.__qualname__ = fname
@@ -123,10 +149,10 @@ def combined_reward(judges: Sequence[str | Callable[[Sample], Verdict | float]],
     """A single trl reward function: the weighted sum of the judges' scores."""
     funcs = as_reward_funcs(judges, weights, params)
 
-    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
-        totals = [0.0] * len(completions)
-        for fn in funcs:
-            totals = [a + b for a, b in zip(totals, fn(prompts, completions, **kwargs))]
+    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float | None]:
+        totals: list[float | None] = [None] * len(completions)
+        for fn in funcs:  # a reward that does not apply (None) adds nothing; None where none applies, as trl reads it
+            totals = [a if b is None else (a or 0.0) + b for a, b in zip(totals, fn(prompts, completions, **kwargs))]
         return totals
 
     f.__name__ = f.__qualname__ = name

@@ -149,19 +149,20 @@ class ScriptedOpenAIServer:
     127.0.0.1: every chat completion answers `reply(body) -> content`, and each request body is kept.
 
     Use as a context manager: `with ScriptedOpenAIServer(lambda body: "...") as srv: srv.base_url, srv.bodies`.
+    The first `failures` chat completions (None: every one) answer HTTP 500 instead; `failed` counts them.
     """
 
-    def __init__(self, reply: Callable[[dict[str, Any]], str]) -> None:
-        self.reply, self.bodies = reply, []
+    def __init__(self, reply: Callable[[dict[str, Any]], str], failures: int | None = 0) -> None:
+        self.reply, self.bodies, self.failures, self.failed = reply, [], failures, 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, obj: dict[str, Any]) -> None:
+            def _send(self, obj: dict[str, Any], status: int = 200) -> None:
                 data = json.dumps(obj).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -172,6 +173,10 @@ class ScriptedOpenAIServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if server.failures is None or server.failed < server.failures:
+                    server.failed += 1
+                    self._send({"error": {"message": "internal error"}}, 500)
+                    return
                 server.bodies.append(body)
                 self._send({"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model"),
                             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,

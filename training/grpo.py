@@ -4,8 +4,10 @@ Prompts come from a release (each prompt once) or a `where` clause over the cata
 narrowed to the pass-rate window rejection sampling recorded in `prompt_stats` (0.1-0.9 keeps the prompts a
 policy can still learn from). Each is shown through a factory template (R1-Zero's plain prompt for a base
 model), and the reference answer, tests and language travel as columns, which trl hands to the reward
-functions: the judges, through `judges.rewards.as_reward_funcs`, one named function per judge, so trl logs
-`rewards/<judge>/mean` each step beside completion lengths and KL.
+functions: the judges, through `judges.rewards.reward_func`, one named function per judge, so trl logs
+`rewards/<judge>/mean` each step beside completion lengths and KL. A reward with a `where` scores only the prompts
+it selects (None elsewhere, which trl leaves out of the sum); a model judge (a reward model, the LLM judge) gets its
+model from training/model_rewards.py, once per training.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalogs.errors import CatalogError, RecipeError
+from training.model_rewards import ModelReward, open_all
 from training.recipe import GRPORecipe, load_recipe
 from training.runs import (
     TrainingStore,
@@ -46,6 +49,8 @@ class Prepared:
     reward_funcs: list[Any]
     selection: str
     release_sha: str | None
+    # The model judges among the rewards: opened (their models loaded) when training starts, closed after.
+    model_rewards: list[ModelReward]
 
 
 def selection_sql(recipe: GRPORecipe) -> tuple[str, str]:
@@ -68,15 +73,29 @@ def selection_sql(recipe: GRPORecipe) -> tuple[str, str]:
     return sql, desc
 
 
+def applies_column(index: int) -> str:
+    """The dataset column saying whether rewards[index] (one with a `where`) scores a row's completions."""
+    return f"reward_{index}_applies"
+
+
 def prompt_rows(catalog: TrainingStore, recipe: GRPORecipe) -> tuple[list[dict[str, Any]], str]:
     import duckdb
 
     sql, desc = selection_sql(recipe)
-    query = (f"SELECT prompt_id, source, messages, problem, answer, tests, kind, domain, language FROM prompts "
-             f"WHERE {sql} ORDER BY prompt_id")
+    applies = "".join(f", coalesce(({reward.where}), false) AS {applies_column(i)}"
+                      for i, reward in enumerate(recipe.rewards) if reward.where)
+    query = (f"SELECT prompt_id, source, messages, problem, answer, tests, kind, domain, language{applies} "
+             f"FROM prompts WHERE {sql} ORDER BY prompt_id")
     if recipe.prompts.limit:
         query += f" LIMIT {int(recipe.prompts.limit)}"
     with catalog.reader() as con:
+        for i, reward in enumerate(recipe.rewards):
+            try:
+                if reward.where:
+                    con.execute(f"SELECT coalesce(({reward.where}), false) FROM prompts LIMIT 0")
+            except duckdb.Error as exc:
+                raise RecipeError(f"{recipe.where}: rewards[{i}].where: `{reward.where}` is not a valid SQL predicate "
+                                  f"over the prompts view ({str(exc).splitlines()[0]}); fix it") from None
         try:
             cur = con.execute(query)
         except duckdb.Error as exc:
@@ -87,6 +106,13 @@ def prompt_rows(catalog: TrainingStore, recipe: GRPORecipe) -> tuple[list[dict[s
     if not rows:
         raise RecipeError(f"{recipe.where}: prompts: the selection ({desc}) matches no prompts in the catalog; "
                           f"ingest prompts (`r1f ingest`), run rejection sampling for pass rates, or widen it")
+    if all(reward.where for reward in recipe.rewards):
+        unscored = [row for row in rows if not any(row[applies_column(i)] for i in range(len(recipe.rewards)))]
+        if unscored:
+            first = unscored[0]
+            raise RecipeError(f"{recipe.where}: rewards: no reward's `where` selects {len(unscored)} of the "
+                              f"{len(rows)} prompts (first: {first['prompt_id']}, kind {first['kind']!r}, domain "
+                              f"{first['domain']!r}); widen a reward's `where`, or narrow prompts.where")
     for r in rows:
         r["messages"] = json.loads(r["messages"]) if isinstance(r["messages"], str) else r["messages"]
     return rows, desc
@@ -105,7 +131,8 @@ def build_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe) -> Any:
             # A plain-mode template (R1-Zero, base models) gives the exact text; else chat messages.
             "prompt": rendered.raw_prompt if rendered.raw_prompt is not None else rendered.messages,
             "answer": row.get("answer") or "", "tests": row.get("tests") or "",
-            "language": row.get("language") or "en", "prompt_id": row["prompt_id"]})
+            "language": row.get("language") or "en", "prompt_id": row["prompt_id"], "problem": row.get("problem") or "",
+            **{applies_column(i): bool(row[applies_column(i)]) for i, r in enumerate(recipe.rewards) if r.where}})
     kinds = {isinstance(r["prompt"], str) for r in records}
     if len(kinds) > 1:
         # trl needs one prompt format per dataset; keep the plain ones (a template mixing both is rare).
@@ -115,7 +142,8 @@ def build_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe) -> Any:
 
 def prepare_grpo(catalog: Catalog, recipe_path: str | Path) -> Prepared:
     """Every check that needs no weights: recipe, trl config, group size, release, model path, prompts."""
-    from judges.rewards import as_reward_funcs
+    from judges.registry import get_judge
+    from judges.rewards import reward_func
 
     recipe: GRPORecipe = load_recipe(recipe_path, GRPORecipe)
     sha = None
@@ -138,9 +166,17 @@ def prepare_grpo(catalog: Catalog, recipe_path: str | Path) -> Prepared:
         apply_template(tokenizer, *resolve_chat_template(tokenizer, recipe.chat_template, recipe))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    funcs = as_reward_funcs([r.judge for r in recipe.rewards], [r.weight for r in recipe.rewards],
-                            {r.judge: r.params for r in recipe.rewards if r.params})
-    return Prepared(recipe, recipe.training_args(), tokenizer, dataset, funcs, desc, sha)
+    funcs, model_rewards = [], []
+    for i, r in enumerate(recipe.rewards):
+        applies = applies_column(i) if r.where else None
+        if get_judge(r.judge).kind == "model":
+            judge = ModelReward(r, i, recipe.where)
+            judge.check()
+            model_rewards.append(judge)
+            funcs.append(reward_func(r.judge, weight=r.weight, batch=judge, applies=applies))
+        else:
+            funcs.append(reward_func(r.judge, weight=r.weight, params=r.params, applies=applies))
+    return Prepared(recipe, recipe.training_args(), tokenizer, dataset, funcs, desc, sha, model_rewards)
 
 
 def run_grpo(catalog: Catalog, recipe_path: str | Path, *, resume: bool = False) -> dict[str, Any]:
@@ -151,6 +187,7 @@ def run_grpo(catalog: Catalog, recipe_path: str | Path, *, resume: bool = False)
     out.mkdir(parents=True, exist_ok=True)
 
     tid = training_id("grpo", recipe, prep.release_sha)
+    open_all(prep.model_rewards)  # before anything is recorded: a judge whose model does not load trains nothing
     started = now()
     common: dict[str, Any] = {"tid": tid, "kind": "grpo", "recipe": recipe,
                               "release": recipe.prompts.release, "release_sha": prep.release_sha,
@@ -170,6 +207,9 @@ def run_grpo(catalog: Catalog, recipe_path: str | Path, *, resume: bool = False)
     except BaseException:
         record(catalog, **common, status="failed", metrics=None, started_at=started, finished_at=now())
         raise
+    finally:
+        for judge in prep.model_rewards:
+            judge.close()
     trainer.save_model(str(out))
     prep.tokenizer.save_pretrained(str(out))
     write_model_card(trainer, str(out), **common)

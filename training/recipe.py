@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from backends.config import BackendConfig
 from catalogs.errors import RecipeError
-from catalogs.recipes import Strict, load_model, resolve_path
+from catalogs.recipes import Strict, load_model, recipe_file_of, resolve_path, validate_nested
 from factory.recipe import SamplingConfig, TemplateConfig
 
 # What r1-factory sets when a recipe does not: the paper's two epochs, loss on the assistant turn only.
@@ -168,10 +168,34 @@ class SFTRecipe(_TrainBase):
 
 
 class RewardSpec(Strict):
-    # A judge from judges/registry.py: math_accuracy, format, language_consistency, code.
+    # A judge from judges/registry.py: a rule judge (math_accuracy, format, language_consistency, code) or a model
+    # judge (llm_judge, helpfulness, harmlessness) with its `backend`, or, for helpfulness and harmlessness, a
+    # reward model: params.reward_model, a local folder (a sequence classifier) or a Hub id.
     judge: str
     weight: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
+    # SQL predicate over the prompts view (kind, domain, source, ...): the reward scores completions of the prompts
+    # it selects and is left out (None to trl) elsewhere, e.g. "kind = 'reasoning'" for the rule rewards.
+    where: str | None = None
+    # A model judge's model (vllm, openai, transformers), as in a judge recipe; built once per training.
+    backend: BackendConfig | None = None
+    # A model judge's tries at a step's batch (transient failures: the backend gave up, a reply did not parse);
+    # after the last one the training stops with the judge's error: a completion is never scored 0 for it.
+    attempts: int = Field(default=3, ge=1)
+
+    @field_validator("params")
+    @classmethod
+    def _typed(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Checked against the judge's declared params (an unknown judge is named by GRPORecipe); a relative
+        reward model path resolves as `model:` does."""
+        from judges.registry import registered
+
+        spec = registered().get(info.data.get("judge", ""))
+        if spec is None:
+            return params
+        validate_nested(spec.params, params)
+        return {k: resolve_model(v, recipe_file_of(info)) if k in spec.path_params and isinstance(v, str) else v
+                for k, v in params.items()}
 
 
 class PromptSource(Strict):
@@ -217,13 +241,26 @@ class GRPORecipe(_TrainBase):
     @field_validator("rewards")
     @classmethod
     def _rewards_are_judges(cls, value: list[RewardSpec]) -> list[RewardSpec]:
-        from judges.registry import JUDGES
+        from judges.registry import registered
 
         if not value:
             raise ValueError("give at least one reward (a judge name)")
+        judges = registered()
         for i, r in enumerate(value):
-            if r.judge not in JUDGES:
-                raise ValueError(f"[{i}].judge {r.judge!r} is not a judge; use one of: {', '.join(sorted(JUDGES))}")
+            spec = judges.get(r.judge)
+            if spec is None:
+                raise ValueError(f"[{i}].judge {r.judge!r} is not a judge; use one of: {', '.join(sorted(judges))}")
+            if spec.kind == "rule" and r.backend is not None:
+                raise ValueError(f"[{i}].backend: {r.judge} is a rule judge and asks no model; remove `backend`")
+            if spec.kind == "model" and r.backend is None and not r.params.get("reward_model"):
+                raise ValueError(f"[{i}]: {r.judge} asks a model; give `backend:` (the judging model, as in a judge "
+                                 f"recipe)" + (" or params.reward_model: a reward model's folder or Hub id"
+                                               if "reward_model" in spec.params.model_fields else ""))
+        names = [r.judge for r in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is given twice; trl logs each reward by its judge's name, so give each "
+                             f"judge once (one `where` can select several prompt kinds)")
         return value
 
     def trl_args(self) -> dict[str, Any]:
@@ -323,8 +360,13 @@ def load_recipe(path: str | Path, model: type[_Base]) -> Any:
     return recipe
 
 
+def resolve_model(model: str, recipe_file: Path | None) -> str:
+    """A model written `./x`, `../x` or `~/x` is a local path relative to the recipe (else the working directory),
+    returned absolute; anything else (a Hub id, a path from the working directory) stays as written."""
+    if model.startswith(("./", "../", "~")):
+        return str(resolve_path(model, recipe_file).resolve())
+    return model
+
+
 def _resolve_model(recipe: _TrainBase) -> None:
-    """A relative local model path is relative to the recipe (else the working directory), stored absolute."""
-    m = recipe.model
-    if m.startswith(("./", "../", "~")):
-        recipe.model = str(resolve_path(m, recipe.source_path).resolve())
+    recipe.model = resolve_model(recipe.model, recipe.source_path)

@@ -34,12 +34,17 @@ class TrainingStore(Protocol):
     def record_training(self, row: dict[str, Any]) -> str: ...
 
 
+def model_is_missing(model: str) -> bool:
+    """Neither an existing local path nor a Hub id (org/name). No download is tried here."""
+    if Path(os.path.expanduser(model)).exists():
+        return False
+    return model.startswith(("/", ".", "~")) or not _HUB_ID.match(model)
+
+
 def check_model(recipe: Any) -> None:
     """A local model path must exist; a Hub id must look like one (org/name). No download is tried here."""
     model = recipe.model
-    if Path(os.path.expanduser(model)).exists():
-        return
-    if model.startswith(("/", ".", "~")) or not _HUB_ID.match(model):
+    if model_is_missing(model):
         if recipe.previous_stage:
             raise RecipeError(f"{recipe.where}: model: {model!r} does not exist yet: it is the output of an earlier "
                               f"stage; run `{recipe.previous_stage}` first")
