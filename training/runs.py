@@ -80,9 +80,18 @@ def recipe_json(recipe: Any) -> dict[str, Any]:
     return body
 
 
+# Reward fields added after catalogs already held trainings, with their defaults: left out of the id while at their
+# default, so a recipe that does not use them keeps the id it had (and its `trainings` row) across the upgrade.
+LATER_REWARD_FIELDS: dict[str, Any] = {"where": None, "backend": None, "attempts": 3, "gated_by": []}
+
+
 def training_id(kind: str, recipe: Any, release_sha: str | None) -> str:
     """Content id: the same recipe on the same release into the same folder is the same training."""
     body = recipe_json(recipe)
+    for reward in body.get("rewards") or []:
+        for key, default in LATER_REWARD_FIELDS.items():
+            if key in reward and reward[key] == default:
+                del reward[key]
     return "t_" + content_hash("training", kind, body, release_sha)
 
 

@@ -84,3 +84,28 @@ def test_eval_recipe_has_the_papers_settings():
     r = load_recipe(RECIPES / "eval-math.yaml", EvalRecipe)
     assert (r.k, r.sampling.temperature, r.sampling.top_p, r.sampling.max_tokens) == (64, 0.6, 0.95, 32768)
     assert [b.name for b in r.benchmarks] == ["aime24", "math500"] and r.judges == ["math_accuracy"]
+
+
+GRPO_BEFORE_REWARD_OPTIONS = """\
+name: zero
+model: Qwen/Qwen2.5-Math-1.5B
+output_dir: runs/zero
+prompts: {where: "source = 'gsm8k'"}
+rewards: [math_accuracy, {judge: format, weight: 0.5, params: {template: r1_zero}}]
+trl: {max_steps: 10, learning_rate: 1.0e-6}
+"""
+
+
+def test_a_grpo_recipe_keeps_its_training_id_when_reward_options_are_added(tmp_path: Path) -> None:
+    """Reward options added later (where, backend, attempts, gated_by) at their defaults leave a recipe's training id
+    as the previous schema's code computed it (the value below), so an upgraded catalog's trainings keep their ids;
+    a recipe that sets one gets another id."""
+    from training.recipe import GRPORecipe, load_recipe
+    from training.runs import training_id
+
+    path = tmp_path / "grpo.yaml"
+    path.write_text(GRPO_BEFORE_REWARD_OPTIONS)
+    assert training_id("grpo", load_recipe(path, GRPORecipe), None) == "t_cf27818a6d8a93330fec7ecd"
+    path.write_text(GRPO_BEFORE_REWARD_OPTIONS.replace("rewards: [math_accuracy,",
+                                                       "rewards: [{judge: math_accuracy, where: \"kind = 'reasoning'\"},"))
+    assert training_id("grpo", load_recipe(path, GRPORecipe), None) != "t_cf27818a6d8a93330fec7ecd"
