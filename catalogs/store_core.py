@@ -316,6 +316,7 @@ class CatalogCore:
         with _host() as host:
             con = host.con.cursor()
             try:
+                con.execute("USE memory")  # the reader's scratch, whatever the host's default database is now
                 if first is not None:
                     first(con)
                 for _ in range(2):  # a second time after migrating an older catalog
@@ -329,6 +330,7 @@ class CatalogCore:
                         finally:
                             con.close()  # before the file is detached: nothing of the call outlives it
                     con = host.con.cursor()
+                    con.execute("USE memory")
                     self._migrate()
             finally:
                 con.close()
