@@ -10,6 +10,12 @@ Text is staged in Parquet files outside the lock, then moved into `shards/` insi
 transaction; a shard is visible only once the `shards` table names it, so a crash between the move
 and the commit leaves an unreferenced file, never a half-visible batch.
 
+Starting a DuckDB costs 15-100 ms (more on a loaded machine); attaching a file to a running one, 2 ms. So each
+process keeps one in-memory DuckDB (its host) and attaches the catalog file to it for one call at a time. The
+file is opened and closed, and its lock taken and given back, exactly as with a DuckDB of its own per call
+(DETACH closes the file; see tests/catalogs/test_concurrency.py), but a command that makes a dozen catalog calls
+starts DuckDB once.
+
 This module holds what every part of the store shares: the layout, connections (with the lock retry),
 migrations, transactions and the reader. Each concern's methods live in a module of their own
 (`store_prompts`, `store_verdicts`, `store_leases`, `store_trainings`); `store.Catalog` composes them.
@@ -19,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -107,6 +115,57 @@ def _locked(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and "lock" in str(exc).lower()
 
 
+@dataclass
+class _Host:
+    """An in-memory DuckDB that attaches catalog files, one call at a time (`free` is held for the call)."""
+
+    con: duckdb.DuckDBPyConnection
+    free: threading.Lock
+    temp_dir: str = ""
+
+
+@functools.cache
+def _host_of(pid: int) -> _Host:
+    """This process's host. Keyed by pid: a forked child must not use its parent's DuckDB."""
+    return _Host(duckdb.connect(":memory:"), threading.Lock())
+
+
+@contextlib.contextmanager
+def _host() -> Iterator[_Host]:
+    """This process's host, for the block alone; when another call holds it (one this block is nested in, or
+    another thread's), a DuckDB of the block's own, closed after it, as every call had before the host."""
+    shared = _host_of(os.getpid())
+    if shared.free.acquire(blocking=False):
+        try:
+            yield shared
+        finally:
+            shared.free.release()
+        return
+    own = _Host(duckdb.connect(":memory:"), threading.Lock())
+    try:
+        yield own
+    finally:
+        own.con.close()
+
+
+def _run_or_drop(host: _Host, sql: str) -> None:
+    """Run `sql` that puts the host back in order after a call (a DETACH, which closes the file and gives back
+    its lock). Should it fail (a Ctrl-C inside it), the host is closed, which closes every file it holds, and
+    forgotten: no lock outlives the call, and the next call starts a new host."""
+    try:
+        host.con.execute(sql)
+    except BaseException:
+        host.con.close()
+        _host_of.cache_clear()
+        raise
+
+
+# A reader's views are made in the host's default database; after the call it is swapped for an empty one, which
+# drops them and whatever an `r1f sql` query made there.
+_FRESH_MEMORY = ("ATTACH ':memory:' AS r1f_swap; USE r1f_swap; DETACH memory; ATTACH ':memory:' AS memory; "
+                 "USE memory; DETACH r1f_swap")
+
+
 # The wait between tries for the file lock: a bound doubling from 10 ms up to half a second (catalogs.retry).
 LOCK_FIRST_S = 0.01
 LOCK_MAX_S = 0.5
@@ -147,27 +206,49 @@ class CatalogCore:
                           max_s=LOCK_MAX_S)
 
     @contextlib.contextmanager
+    def _attached(self, host: _Host, alias: str, write: bool, error: Callable[[duckdb.Error], CatalogError],
+                  ) -> Iterator[None]:
+        """The catalog file attached to `host` as `alias` for the block (retrying while another process holds its
+        lock), detached after it; `error` words a failure to attach."""
+        temp_dir = f"{self.db_path}.tmp"  # where DuckDB spills, as for a DuckDB opened on the file itself
+        if host.temp_dir != temp_dir:
+            host.con.execute(f"SET temp_directory = '{self._sql_path(Path(temp_dir))}'")
+            host.temp_dir = temp_dir
+        mode = "" if write else " (READ_ONLY)"
+        try:
+            self._open(lambda: host.con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS {alias}{mode}"))
+        except duckdb.Error as exc:
+            raise error(exc) from None
+        try:
+            yield
+        finally:
+            _run_or_drop(host, f"DETACH {alias}")
+
+    @contextlib.contextmanager
     def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the DuckDB file briefly, retrying while another process holds its lock."""
-        try:
-            con = self._open(lambda: duckdb.connect(str(self.db_path), read_only=not write))
-        except duckdb.Error as exc:
-            msg = str(exc)
-            if _locked(exc):
-                raise CatalogError(f"catalog {self.db_path} stayed locked by another process for "
-                                   f"{self.lock_timeout:.0f}s; wait for it, or raise --lock-timeout.") from None
-            raise CatalogError(f"cannot open catalog {self.db_path}: it is corrupted or not a DuckDB "
-                               f"catalog ({msg.splitlines()[0]}). r1f never rewrites it: restore it from "
-                               f"a backup or point --catalog elsewhere.") from None
-        try:
-            if not self._version_ok and self._check_version(con, "main") < schema.SCHEMA_VERSION:
-                con.close()
+        with _host() as host:
+            for _ in range(2):  # a second time after migrating an older catalog
+                # The name DuckDB gives a database opened on the file itself: its stem.
+                with self._attached(host, "catalog", write, self._open_error):
+                    con = host.con.cursor()
+                    try:
+                        con.execute("USE catalog")
+                        if self._version_ok or self._check_version(con, "main") >= schema.SCHEMA_VERSION:
+                            with _ctrl_c_stays_ctrl_c():
+                                yield con
+                            return
+                    finally:
+                        con.close()
                 self._migrate()
-                con = duckdb.connect(str(self.db_path), read_only=not write)
-            with _ctrl_c_stays_ctrl_c():
-                yield con
-        finally:
-            con.close()
+
+    def _open_error(self, exc: duckdb.Error) -> CatalogError:
+        if _locked(exc):
+            return CatalogError(f"catalog {self.db_path} stayed locked by another process for "
+                                f"{self.lock_timeout:.0f}s; wait for it, or raise --lock-timeout.")
+        return CatalogError(f"cannot open catalog {self.db_path}: it is corrupted or not a DuckDB "
+                            f"catalog ({str(exc).splitlines()[0]}). r1f never rewrites it: restore it from "
+                            f"a backup or point --catalog elsewhere.")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -229,33 +310,45 @@ class CatalogCore:
         """An in-memory DuckDB with the catalog attached read-only and the documented views defined. `first` runs
         on it before the catalog is attached (`r1f sql` parses its query there: a typo fails at once, and no
         second DuckDB starts for it)."""
-        con = duckdb.connect(":memory:")
-        try:
-            if first is not None:
-                first(con)
+        def error(exc: duckdb.Error) -> CatalogError:
+            return CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}")
+
+        with _host() as host:
+            con = host.con.cursor()
             try:
-                self._open(lambda: con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)"))
-            except duckdb.Error as exc:
-                raise CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}") from None
-            if not self._version_ok and self._check_version(con, "cat") < schema.SCHEMA_VERSION:
-                con.execute("DETACH cat")
-                self._migrate()
-                con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS cat (READ_ONLY)")
-            for view in schema.PLAIN_VIEWS:
-                con.execute(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}")
-            shards = [self.root / SHARD_DIR / s for (s,) in
-                      con.execute("SELECT shard FROM cat.main.shards ORDER BY shard").fetchall()]
-            missing = [p.name for p in shards if not p.exists()]
-            if missing:
-                raise CatalogError(f"catalog {self.root} is damaged: shard {missing[0]} is missing from "
-                                   f"{self.root / SHARD_DIR} ({len(missing)} missing in all). Restore the shards "
-                                   f"folder from a backup.")
-            con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
-            con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql('cat.main')}")
-            with _ctrl_c_stays_ctrl_c():
-                yield con
-        finally:
-            con.close()
+                con.execute("USE memory")  # the reader's scratch, whatever the host's default database is now
+                if first is not None:
+                    first(con)
+                for _ in range(2):  # a second time after migrating an older catalog
+                    with self._attached(host, "cat", False, error):
+                        try:
+                            if self._version_ok or self._check_version(con, "cat") >= schema.SCHEMA_VERSION:
+                                self._make_views(con)
+                                with _ctrl_c_stays_ctrl_c():
+                                    yield con
+                                return
+                        finally:
+                            con.close()  # before the file is detached: nothing of the call outlives it
+                    con = host.con.cursor()
+                    con.execute("USE memory")
+                    self._migrate()
+            finally:
+                con.close()
+                _run_or_drop(host, _FRESH_MEMORY)
+
+    def _make_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The reader's documented views over the attached catalog `cat`."""
+        for view in schema.PLAIN_VIEWS:
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}")
+        shards = [self.root / SHARD_DIR / s for (s,) in
+                  con.execute("SELECT shard FROM cat.main.shards ORDER BY shard").fetchall()]
+        missing = [p.name for p in shards if not p.exists()]
+        if missing:
+            raise CatalogError(f"catalog {self.root} is damaged: shard {missing[0]} is missing from "
+                               f"{self.root / SHARD_DIR} ({len(missing)} missing in all). Restore the shards "
+                               f"folder from a backup.")
+        con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
+        con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql('cat.main')}")
 
     @staticmethod
     def _sql_path(p: Path) -> str:

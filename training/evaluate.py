@@ -40,6 +40,8 @@ class EvalStore(Protocol):
 
     def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
+    def connect(self, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
     def add_eval_answers(self, rows: Sequence[dict[str, Any]]) -> int: ...
 
 # One row per (run, benchmark). The first judge decides; for each generation its newest verdict counts.
@@ -233,7 +235,8 @@ def store_answer_classes(catalog: EvalStore, run_id: str, judge: str) -> int:
 def score_runs(catalog: EvalStore, run_ids: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
     import pyarrow as pa
 
-    with catalog.reader() as con:
+    # SCORES_SQL reads tables only: a plain connection, without the reader's views to set up.
+    with catalog.connect() as con:
         con.register("wanted_runs", pa.table({"run_id": list(run_ids)}))
         cur = con.execute(SCORES_SQL, {"judge": judge})
         cols = [d[0] for d in cur.description]
@@ -242,7 +245,7 @@ def score_runs(catalog: EvalStore, run_ids: list[str], judge: str = "math_accura
 
 def compare_runs(catalog: EvalStore, names: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
     """Scores of runs given by id or by model name, side by side."""
-    with catalog.reader() as con:
+    with catalog.connect() as con:
         ids = [r[0] for r in con.execute(
             "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($n)) OR model IN (SELECT unnest($n)) "
             "ORDER BY run_id", {"n": names}).fetchall()]

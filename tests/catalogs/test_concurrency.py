@@ -108,3 +108,52 @@ def test_a_reader_does_not_block_a_writer_for_long(tmp_path: Path) -> None:
     finally:
         reader.kill()
     assert got["run"] in {r[0] for r in sql(cat, "SELECT run_id FROM runs")[1]}
+
+
+# Another process's write, tried once: fails at once (no retry) while this process holds the file.
+WRITE_ONCE = textwrap.dedent("""
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1])
+    con.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+    con.close()
+""")
+
+
+def test_between_calls_the_file_is_free(tmp_path: Path) -> None:
+    """A process keeps one DuckDB and attaches the catalog file for each call only: after every kind of call
+    (one that fails, one nested in another, one from another thread too) another process can write at once."""
+    cat = Catalog(tmp_path / "cat")
+
+    def other_process_writes() -> bool:
+        return subprocess.run([sys.executable, "-c", WRITE_ONCE, str(cat.db_path)], capture_output=True,
+                              timeout=120).returncode == 0
+
+    with cat.connect() as con:  # while a call runs, another process cannot write (DuckDB's lock)
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        assert not other_process_writes()
+    assert other_process_writes()
+    run = cat.add_run({"model": "m", "backend": "vllm"})
+    assert other_process_writes()
+    with cat.reader() as con:
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [(run,)]
+        with cat.reader() as inner:  # nested: a DuckDB of its own, as before
+            assert inner.execute("SELECT count(*) FROM prompts").fetchone() == (0,)
+        con.execute("CREATE TABLE mine AS SELECT 1 AS x")  # the reader's scratch: gone after the call
+    assert other_process_writes()
+    try:
+        with cat.transaction() as con:
+            con.execute("DELETE FROM runs")
+            raise ValueError("a failing call")
+    except ValueError:
+        pass
+    assert other_process_writes()
+    with cat.reader() as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)  # rolled back
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'mine'").fetchone() == (0,)
+    got: list[int] = []
+    with cat.reader():
+        thread = threading.Thread(target=lambda: got.append(len(cat.generation_ids(run))))
+        thread.start()
+        thread.join(120)
+    assert got == [0]
+    assert other_process_writes()
