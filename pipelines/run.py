@@ -120,7 +120,7 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
             raise UserError(f"{opt} {value}: {path} has no stage of that name; its stages are: {', '.join(names)}")
     pipe = load_pipeline(path)
     name = pipeline_name(path, pipe.name)
-    torch = pipe.torch.model_dump() if pipe.torch else None
+    torch_settings = pipe.torch.model_dump() if pipe.torch else None
     base = path.resolve().parent
     done = catalog.pipeline_stages(name) if catalog is not None else {}  # None: no catalog yet
     lo = names.index(start) if start else 0
@@ -131,8 +131,8 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
     for i, (stage, parsed) in enumerate(checked):
         rhash = _recipe_hash(stage, base)
         inputs = {"after": dict(earlier), **_external_inputs(stage, parsed, base)}
-        if torch and stage.kind in TORCH_KINDS:
-            inputs["torch"] = torch
+        if torch_settings and stage.kind in TORCH_KINDS:
+            inputs["torch"] = torch_settings
         ihash = _hash(inputs)
         earlier[stage.name] = rhash
         rec = done.get(stage.name)
