@@ -54,7 +54,7 @@ def run(
         if as_json:
             print_json({"pipeline": name, "steps": [s.as_dict() for s in steps]})
             return
-        console.print(_plan_table(name, [s.as_dict() for s in steps]))
+        console.print(plan_table(name, [s.as_dict() for s in steps]))
         return
     result = run_pipeline(open_catalog(catalog, create=True), pipeline, start=start, until=until, engine=engine, address=address, workers=workers,
                           resume=_resume_command(pipeline, catalog), say=lambda msg: err.print(msg, soft_wrap=True))
@@ -70,7 +70,7 @@ def run(
                       soft_wrap=True)
 
 
-def _plan_table(name: str, steps: list[dict[str, Any]]) -> Any:
+def plan_table(name: str, steps: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     t = Table(title=f"pipeline {name}: plan", title_justify="left")

@@ -18,6 +18,9 @@ NEEDS_RECIPE = {"generate", "judge", "filter", "sft", "grpo", "eval"}
 NEEDS_RELEASE = {"export", "publish", "report"}
 # Kinds `--engine ray` goes to.
 ENGINE_KINDS = {"generate", "judge", "filter", "eval"}
+# Kinds that may compute with torch in this process (training, a transformers backend, a reward model): the ones
+# the pipeline's `torch:` settings are an input of.
+TORCH_KINDS = {"generate", "judge", "sft", "grpo", "eval"}
 
 
 class IngestArgs(Strict):
@@ -85,11 +88,21 @@ class Stage(Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class TorchSettings(Strict):
+    """How torch computes in the process that runs the stages. A fixed thread count fixes how floating-point sums
+    are split, so with deterministic algorithms the same seed gives the same numbers whatever the machine's load."""
+
+    threads: int | None = Field(default=None, ge=1)  # torch.set_num_threads
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True)
+
+
 class PipelineRecipe(Strict):
     """A pipeline file (`recipes/r1.yaml`): the stages in the order they run."""
 
     name: str | None = None
     description: str | None = None
+    # Set before the first stage runs; an input of every stage in TORCH_KINDS (a change runs them again).
+    torch: TorchSettings | None = None
     # Releases its stages read that no stage makes: made before the pipeline runs (e.g. the cold-start set).
     releases: list[str] = Field(default_factory=list)
     stages: list[Stage]

@@ -18,7 +18,19 @@ from catalogs.errors import UserError
 from catalogs.ids import canonical_json
 from catalogs.store import Catalog
 
-from .recipe import ENGINE_KINDS, ExportArgs, IngestArgs, PublishArgs, ReportArgs, ReviewArgs, Stage, check_pipeline
+from .recipe import (
+    ENGINE_KINDS,
+    TORCH_KINDS,
+    ExportArgs,
+    IngestArgs,
+    PublishArgs,
+    ReportArgs,
+    ReviewArgs,
+    Stage,
+    TorchSettings,
+    check_pipeline,
+    load_pipeline,
+)
 
 
 class StageFailed(UserError):
@@ -106,9 +118,9 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
     for opt, value in (("--from", start), ("--until", until)):
         if value is not None and value not in names:
             raise UserError(f"{opt} {value}: {path} has no stage of that name; its stages are: {', '.join(names)}")
-    from .recipe import load_pipeline
-
-    name = pipeline_name(path, load_pipeline(path).name)
+    pipe = load_pipeline(path)
+    name = pipeline_name(path, pipe.name)
+    torch_settings = pipe.torch.model_dump() if pipe.torch else None
     base = path.resolve().parent
     done = catalog.pipeline_stages(name) if catalog is not None else {}  # None: no catalog yet
     lo = names.index(start) if start else 0
@@ -119,6 +131,8 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
     for i, (stage, parsed) in enumerate(checked):
         rhash = _recipe_hash(stage, base)
         inputs = {"after": dict(earlier), **_external_inputs(stage, parsed, base)}
+        if torch_settings and stage.kind in TORCH_KINDS:
+            inputs["torch"] = torch_settings
         ihash = _hash(inputs)
         earlier[stage.name] = rhash
         rec = done.get(stage.name)
@@ -164,6 +178,9 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
     if not todo:
         say(f"pipeline {name}: nothing to do, every stage is done and unchanged")
         return result
+    settings = load_pipeline(path).torch
+    if settings is not None:
+        set_torch(settings)
     ctx = Context(catalog, path.resolve().parent, engine, address, workers, say, backend)
     run = catalog.start_pipeline_run(name, str(path.resolve()), _hash([s.recipe_hash for s in steps]))
     for step in todo:
@@ -189,6 +206,16 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
         result["outputs"][step.name] = outputs
     catalog.end_pipeline_run(run, "done")
     return result
+
+
+def set_torch(settings: TorchSettings) -> None:
+    """Apply a pipeline's `torch:` settings to this process (threads, deterministic algorithms)."""
+    import torch
+
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    if settings.deterministic:
+        torch.use_deterministic_algorithms(True)
 
 
 # ---------------------------------------------------------------------------------------------- the stages

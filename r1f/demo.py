@@ -13,11 +13,13 @@
 8. a summary table, the pass@1 figure, the HTML report of the release, and `r1f show` of one released sample
    with its whole lineage.
 
-Every stage goes through the functions the `r1f` commands call, with the recipe it wrote under OUT/recipes.
-Running it again in the same folder reuses the trained models and adds nothing twice to the catalog. A folder
-holds one run: its key (the whole config, the seed and thread count included, and the torch, transformers and
-trl versions) is in OUT/mini-run.json, another seed in the same folder is refused, and each trained model
-carries the key of the recipe and run that made it (`.mini-key`).
+The demo itself writes the world and pretrains the two base models (step 2 and the student's base); every other
+stage is a stage of one pipeline file, OUT/pipeline.yaml, with its recipe under OUT/recipes/, run through
+`r1f run` (pipelines.run.run_pipeline). The summary is read back from the catalog. Running it again in the same
+folder reuses the pretrained bases (each keyed by the settings that make it), and the pipeline skips every stage
+the catalog has done with the same recipe and inputs, so nothing is added twice. A folder holds one run: its key
+(the whole config, the seed and thread count included, and the torch, transformers and trl versions) is in
+OUT/mini-run.json, and another seed in the same folder is refused.
 """
 from __future__ import annotations
 
@@ -25,19 +27,9 @@ import shutil
 import time
 from pathlib import Path
 
-from r1f.mini.model import BASE
-from r1f.mini.pipeline import Mini, MiniConfig, console
-
-
-def _threads(threads: int) -> None:
-    """A fixed number of torch threads (default one) and torch's deterministic algorithms: a thread count fixes how
-    floating-point sums are split, so the same seed and thread count give the same numbers whatever the load. The
-    tiny model gains little from a second thread: two OpenMP threads spinning against other processes ran it 2.5x
-    slower per step on a busy 2-core machine (0.7 s vs 0.27 s)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+from pipelines.run import set_torch
+from r1f.mini.model import BASE, STUDENT
+from r1f.mini.pipeline import Mini, MiniConfig, console, mini_torch
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1, keep: bool = True) -> Path:
@@ -46,7 +38,11 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
     out = out.resolve()
     cfg = MiniConfig.quick(seed, threads) if quick else MiniConfig.full(seed, threads)
     Mini.claim(out, cfg)
-    _threads(threads)
+    # A fixed number of torch threads (default one) and deterministic algorithms, for the pretraining here and,
+    # through the pipeline file's `torch:` settings, every stage: the same seed and thread count give the same
+    # numbers whatever the load. The tiny model gains little from a second thread: two OpenMP threads spinning
+    # against other processes ran it 2.5x slower per step on a busy 2-core machine (0.7 s vs 0.27 s).
+    set_torch(mini_torch(cfg))
     catalog = Catalog(out / "catalog", create=True)
     mini = Mini(out, cfg, catalog)
     console.rule(f"[bold]Mini-R1{' (quick)' if quick else ''}: seed {seed}, {threads} thread(s), key {mini.key}, "
@@ -54,20 +50,18 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
 
     mini.world()
     base = mini.base("base", cfg.base_steps, BASE)
-    base_score = mini.rows[-1].pass_at_1 or 0.0
-    zero = mini.r1_zero(base, base_score)
-    cold = mini.cold_start(zero, base)
-    rl = mini.reasoning_rl(cold)
-    mini.rejection_sampling(rl)
-    mini.distill()
+    student = mini.base("student-base", cfg.student_steps, STUDENT)
+    mini.write_pipeline(base, student)
+    mini.run()
 
     mini.banner("8. the end")
+    mini.results()
     console.print(mini.summary())
     summary = mini.write_results()
     gid = mini.trace()
-    report = mini.report()
+    report = out / "report-mini-r1-mix.html"
     total = time.perf_counter() - mini.started
-    gains, noise = getattr(mini, "zero_gains", []), getattr(mini, "zero_noise", [])
+    gains, noise = mini.zero_gains, mini.zero_noise
     rows = {r.model: r for r in mini.rows}
     console.rule("[bold]targets", align="left")
     console.print(f"whole demo: {total / 60:.1f} min (target < 15 min on a 2-core machine)")
@@ -86,6 +80,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
             console.print(f"distilled student vs the student by GRPO alone ({sg:.1f}%): "
                           f"{mini.gains([sd - sg], [mini.noise(sg, sd)])} points")
     console.print(f"catalog: {out / 'catalog'}; summary: {summary}; report: {report}; traced sample: {gid}")
+    console.print(f"pipeline: {mini.pipeline}; rerun one stage and those after it: [bold]{mini.command()} --from "
+                  f"STAGE[/]; its stages: [bold]r1f status --catalog {out / 'catalog'}[/]")
     console.print(f"Try: [bold]r1f sql \"SELECT name, members FROM releases\" --catalog {out / 'catalog'}[/]")
     if not keep:
         shutil.rmtree(out)

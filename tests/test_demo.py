@@ -1,6 +1,7 @@
 """`r1f demo --quick`: Mini-R1's whole path, shortened (fewer problems and steps, one R1-Zero seed), run as a user
-runs it. Every stage must succeed, or this test fails; the numbers are too small to mean much and are not
-asserted, except what holds by construction (rejection sampling keeps something, the release mixes 3:1)."""
+runs it: the demo pretrains the bases, then runs its pipeline file through `r1f run`. Every stage must succeed, or
+this test fails; the numbers are too small to mean much and are not asserted, except what holds by construction
+(rejection sampling keeps something, the release mixes 3:1)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ("ingest", "eval", "train grpo", "generate", "filter", "release", "train sft", "judge", "show", "report")
+KINDS = {"ingest", "eval", "grpo", "generate", "judge", "filter", "release", "sft", "report"}
 
 
 def _r1f(*args: str, catalog: Path) -> str:
@@ -30,9 +31,9 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     cmd = [sys.executable, "-m", "r1f", "demo", "--quick", "--threads", "2", "--out", str(out)]
     first = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=3000)
     assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-6000:]
-    for stage in STAGES:
-        assert f"$ r1f {stage}" in first.stdout, f"the demo did not run `r1f {stage}`"
-    assert "Mini-R1 summary" in first.stdout
+    pipeline = out / "pipeline.yaml"
+    assert f"$ r1f run {pipeline} --catalog {out / 'catalog'}" in first.stdout
+    assert "$ r1f show" in first.stdout and "Mini-R1 summary" in first.stdout
     assert "<img" in (out / "report-mini-r1-mix.html").read_text()  # the release's HTML report, with its plots
 
     summary = json.loads((out / "summary.json").read_text())
@@ -43,6 +44,14 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     assert all(r["pass_at_1"] is None or 0 <= r["pass_at_1"] <= 100 for r in summary["rows"])
 
     catalog = out / "catalog"
+    # Every stage of the pipeline file ran through `r1f run`, and the catalog records it done.
+    import yaml
+
+    names = [s["name"] for s in yaml.safe_load(pipeline.read_text())["stages"]]
+    recorded = json.loads(_r1f("status", "--json", catalog=catalog))
+    assert [r["stage"] for r in recorded] == names
+    assert all(r["status"] == "done" and r["pipeline"] == "mini-r1" for r in recorded), recorded
+    assert {r["kind"] for r in recorded} == KINDS
     releases = {r["name"]: r for r in json.loads(_r1f("sql", "SELECT name, manifest FROM releases", "--json",
                                                       catalog=catalog))}
     assert {"mini-cold-start", "mini-r1-mix"} <= set(releases)
@@ -58,13 +67,18 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     evals = json.loads(_r1f("sql", "SELECT count(*) AS n FROM runs WHERE kind = 'eval'", "--json", catalog=catalog))
     assert evals[0]["n"] >= 6
 
+    # Run again in the same folder: the pretrained bases are reused, the pipeline skips every stage (the plan says
+    # why), the catalog gains nothing, not even a pipeline run, and the summary is the same.
     counts = "SELECT (SELECT count(*) FROM generation_meta), (SELECT count(*) FROM verdicts), " \
-             "(SELECT count(*) FROM filter_decisions), (SELECT count(*) FROM trainings)"
+             "(SELECT count(*) FROM filter_decisions), (SELECT count(*) FROM trainings), " \
+             "(SELECT count(*) FROM runs), (SELECT count(*) FROM pipeline_runs)"
     before = _r1f("sql", counts, "--csv", catalog=catalog)
     again = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=3000)
     assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-6000:]
-    assert "already trained" in again.stdout
+    assert again.stdout.count("done, unchanged") == len(names), again.stdout[-6000:]
+    assert "nothing to do, every stage is done and unchanged" in again.stdout
     assert _r1f("sql", counts, "--csv", catalog=catalog) == before
+    assert json.loads((out / "summary.json").read_text())["rows"] == summary["rows"]
 
     # Another seed in the same folder would reuse this seed's models and releases: refused, naming the fix.
     other = subprocess.run([*cmd, "--seed", "1"], check=False, capture_output=True, text=True, env=env, timeout=600)

@@ -1,17 +1,18 @@
-"""Mini-R1, stage by stage, through the functions the `r1f` commands call.
+"""Mini-R1 as a pipeline recipe: `OUT/pipeline.yaml`, its stages' recipes under `OUT/recipes/`, run by `r1f run`.
 
-Each stage writes its recipe to `OUT/recipes/` (the file a user would pass to the command), prints the
-command, and calls the function behind it: `catalogs.ingest`, `r1f train sft|grpo` (training.sft /
-training.grpo), `r1f eval` (training.evaluate), `r1f generate` (factory.generate), `r1f judge`,
-`r1f filter`, `r1f release`, `r1f show`. Only the base models' pretraining (no catalog data, raw text)
-is trl's SFTTrainer called directly, in r1f/mini/model.py.
+The demo does what only a demo does (writes the task world, pretrains the base models from scratch, in
+r1f/mini/model.py), then writes one pipeline file with every R1 stage (ingest, eval, R1-Zero GRPO, the cold start,
+reasoning RL, rejection sampling and its 3:1 release, distillation), runs it with `pipelines.run.run_pipeline` (what
+`r1f run` calls), and builds its summary from the catalog: eval scores, trainings, the stages' times and the accept
+rates. Run ids are not known when the recipes are written, so every selection names what is known: the model
+that made a run (`runs.model`) or a source. A rerun in the same folder skips every stage the catalog has done with
+the same recipe and inputs.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +21,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from r1f.mini.model import STUDENT, param_count, pretrain
+from r1f.mini.model import param_count, pretrain
 from r1f.mini.world import WorldFiles, WorldSpec, write_world
 
 if TYPE_CHECKING:
     from catalogs.store import Catalog
+    from pipelines.recipe import TorchSettings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 console = Console()
@@ -68,9 +70,11 @@ class MiniConfig:
 
     @classmethod
     def quick(cls, seed: int = 0, threads: int = 1) -> MiniConfig:
-        return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=60, pretrain_docs=8000, curated=48),
-                   base_steps=300, student_steps=150, eval_problems=60, eval_k=1, zero_steps=4, zero_seeds=(0,),
-                   cold_prompts=60, cold_epochs=3, rl_steps=3, rs_prompts=240, rs_samples=8, distill_epochs=2,
+        """Every stage, at the smallest sizes that still give each stage something to do (the cold start and
+        rejection sampling accept some samples): the test checks that stages run, counts and lineage, not learning."""
+        return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=40, pretrain_docs=3000, curated=48),
+                   base_steps=120, student_steps=60, eval_problems=40, eval_k=1, zero_steps=4, zero_seeds=(0,),
+                   cold_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8, distill_epochs=2,
                    batch_prompts=4, generations=4, student_grpo_steps=4, threads=threads)
 
     def key(self) -> str:
@@ -82,6 +86,27 @@ class MiniConfig:
 
         stack = {name: version(name) for name in ("torch", "transformers", "trl")}
         return content_hash("mini-r1", asdict(self), stack)[:16]
+
+
+# The R1-Zero rewards (and the GRPO-alone student's): rule rewards only, as the paper's R1-Zero.
+ZERO_REWARDS: list[Any] = ["math_accuracy", {"judge": "format", "params": {"template": "r1_zero"}}]
+PIPELINE = "mini-r1"
+NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
+CURATED_MODEL = "mini-annotators"  # the hand-cleaned cold-start traces
+
+
+def mini_torch(cfg: MiniConfig) -> TorchSettings:
+    """The run's torch settings: its thread count, deterministic algorithms (the pipeline file's `torch:`)."""
+    from pipelines.recipe import TorchSettings
+
+    return TorchSettings(threads=cfg.threads, deterministic=True)
+
+
+def runs_of(*models: str) -> str:
+    """A selection of the generations the named models made (an import's model name or a model folder), eval runs
+    left out. Run ids are unknown when the pipeline's recipes are written; the models that make them are known."""
+    names = ", ".join("'" + m.replace("'", "''") + "'" for m in models)
+    return f"run_id IN (SELECT r.run_id FROM runs r WHERE r.model IN ({names}) AND r.kind IS DISTINCT FROM 'eval')"
 
 
 def two_se(p1: float, p2: float, n: int) -> float:
@@ -102,14 +127,33 @@ class Row:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class RowSpec:
+    """A summary row and where the catalog holds its numbers."""
+
+    stage: str
+    model: str
+    path: Path | None = None          # the model folder (its parameter count)
+    eval_stage: str | None = None     # the eval stage whose held-out pass@1 this is
+    timed: tuple[str, ...] = ()       # the pipeline stages whose wall time this row sums
+    seconds: float | None = None      # or a time the demo measured itself (pretraining)
+    release: str | None = None        # the release whose members are the samples kept
+    accept_of: str | None = None      # the model whose generations' accept rate (every judge passed) is shown
+
+
 class Mini:
-    """One Mini-R1 run in `out`: world files, models, recipes and the catalog."""
+    """One Mini-R1 run in `out`: world files, base models, the pipeline file and its recipes, and the catalog."""
 
     def __init__(self, out: Path, cfg: MiniConfig, catalog: Catalog) -> None:
         self.out, self.cfg, self.catalog = out, cfg, catalog
         self.key = cfg.key()
-        self.rows: list[Row] = []
         self.files: WorldFiles | None = None
+        self.sections: list[tuple[str, list[dict[str, Any]]]] = []
+        self.specs: list[RowSpec] = []
+        self.pretrain_seconds: dict[str, float] = {}
+        self.rows: list[Row] = []
+        self.zero_gains: list[float] = []
+        self.zero_noise: list[float] = []
         self.started = time.perf_counter()
 
     @staticmethod
@@ -136,108 +180,78 @@ class Mini:
     def banner(self, title: str) -> None:
         console.rule(f"[bold cyan]{title}  [dim](demo clock {time.perf_counter() - self.started:.0f}s)", align="left")
 
-    def recipe(self, name: str, data: dict[str, Any]) -> Path:
-        path = self.out / "recipes" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        return path
-
     def model_dir(self, name: str) -> Path:
         return self.out / "models" / name
-
-    def timed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
-        t0 = time.perf_counter()
-        result = fn(*args, **kwargs)
-        return result, time.perf_counter() - t0
-
-    def artefact_key(self, recipe: Path) -> str:
-        """What makes a trained model: the run's key (config, seed, threads, stack versions) and its recipe, whose
-        model path names its input model (itself keyed the same way) and whose release is frozen."""
-        from catalogs.ids import content_hash
-
-        return content_hash("mini-artefact", self.key, recipe.read_text())[:16]
-
-    def finished(self, out: Path, recipe: Path) -> float | None:
-        """Seconds a finished training into `out` took, if the catalog records one, its model is there and it was
-        made by this key and recipe: a rerun of the demo in the same folder trains nothing twice."""
-        rows = self.sql("SELECT epoch(finished_at - started_at) FROM trainings WHERE output_dir = ? AND "
-                        "status = 'finished' ORDER BY finished_at DESC LIMIT 1", [str(out.resolve())])
-        marker = out / ".mini-key"
-        if rows and (out / "config.json").exists() and marker.exists() \
-                and marker.read_text() == self.artefact_key(recipe):
-            console.print(f"[dim]already trained: {out} (recorded in the catalog's trainings, key "
-                          f"{marker.read_text()}); reusing it[/]")
-            return float(rows[0][0])
-        return None
-
-    def made(self, out: Path, recipe: Path) -> None:
-        (out / ".mini-key").write_text(self.artefact_key(recipe))
 
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple]:
         with self.catalog.reader() as con:
             return con.execute(query, params or []).fetchall()
 
+    def rel(self, path: Path) -> str:
+        """A path as the pipeline file names it: relative to OUT, where the pipeline file is."""
+        return path.relative_to(self.out).as_posix()
+
+    @property
+    def pipeline(self) -> Path:
+        return self.out / "pipeline.yaml"
+
+    def command(self) -> str:
+        return f"r1f run {self.pipeline} --catalog {self.catalog.root}"
+
     # ------------------------------------------------------------------------------------ 1. the world
     def world(self) -> WorldFiles:
-        from catalogs.ingest import IngestOptions, ingest
-
         self.banner("1. the task world")
         files = write_world(self.out / "world", self.cfg.world)
         self.files = files
         console.print(f"seed {self.cfg.seed}: {self.cfg.world.train} train and {self.cfg.world.heldout} held-out "
                       f"arithmetic problems, {self.cfg.world.pretrain_docs} raw pretraining documents, "
                       f"non-reasoning prompts with fixed answers -> {files.train.parent}")
-        self.step(f"ingest {files.train} --source {TRAIN_SOURCE}")
-        r = ingest(self.catalog, files.train, IngestOptions(source=TRAIN_SOURCE))
-        console.print(f"prompts added: {r.prompts_added} (already present: {r.prompts_already_present})")
-        self.step(f"ingest {files.non_reasoning} --generations --model mini-v3-sft-data --source {NR_SOURCE}")
-        r = ingest(self.catalog, files.non_reasoning,
-                   IngestOptions(source=NR_SOURCE, generations=True, model="mini-v3-sft-data"))
-        console.print(f"non-reasoning prompts added: {r.prompts_added}, responses added: {r.generations_added}")
-        self.nr_run = self.imported_run("mini-v3-sft-data")
         return files
 
-    # ------------------------------------------------------------------------------------ evaluation
-    def evaluate(self, model: Path, template: str, label: str) -> float:
-        """`r1f eval` on the held-out problems, with the transformers backend (a tiny model answers them all
-        sooner than vLLM starts); returns pass@1 in percent."""
-        from training.evaluate import run_eval
-
+    # ------------------------------------------------------------------------------------ 2. base models
+    def base(self, name: str, steps: int, size: Any) -> Path:
+        """Pretrain a base from scratch on the world's raw text (reused when the same settings made it)."""
         assert self.files is not None
-        recipe = self.recipe(f"eval-{label}.yaml", {
+        self.banner(f"2. {name}: a tiny Qwen2 trained from scratch on raw worked solutions (no chat format)")
+        out = self.model_dir(name)
+        info = pretrain(out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed)
+        self.pretrain_seconds[name] = float(info.get("train_seconds") or 0.0)
+        console.print(f"{name}: {param_count(out):,} parameters, {steps} steps, loss {info['first_loss']:.2f} -> "
+                      f"{info['final_loss']:.2f}")
+        return out
+
+    # ------------------------------------------------------------------------------------ the pipeline's stages
+    def section(self, title: str) -> None:
+        self.sections.append((title, []))
+
+    def stage(self, name: str, kind: str, recipe: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Add a stage to the current section; its recipe, if any, goes to OUT/recipes/NAME.yaml."""
+        entry: dict[str, Any] = {"name": name, "kind": kind}
+        if recipe is not None:
+            path = self.out / "recipes" / f"{name}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
+            entry["recipe"] = self.rel(path)
+        entry.update(fields)
+        self.sections[-1][1].append(entry)
+        return name
+
+    def eval(self, label: str, model: Path, template: str) -> str:
+        """`r1f eval` on the held-out problems, with the transformers backend (a tiny model answers them all
+        sooner than vLLM starts)."""
+        assert self.files is not None
+        return self.stage(f"eval-{label}", "eval", {
             "name": f"eval-{label}",
             "backend": {"name": "transformers", "model": str(model)},
             "benchmarks": [{"name": HELDOUT, "file": str(self.files.heldout), "limit": self.cfg.eval_problems}],
             "template": {"file": str(TEMPLATES / template)},
             "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
             "k": self.cfg.eval_k, "judges": ["math_accuracy"]})
-        self.step(f"eval {recipe}")
-        result = run_eval(self.catalog, recipe)
-        score = result["scores"][0]["pass_at_1"] if result["scores"] else 0.0
-        console.print(f"[bold]{label}[/]: held-out pass@1 = [bold]{score:.1f}%[/] "
-                      f"({self.cfg.eval_problems} problems x k={self.cfg.eval_k}, T 0.6)")
-        return float(score)
 
-    # ------------------------------------------------------------------------------------ 2. base models
-    def base(self, name: str, steps: int, size: Any, template: str = "r1_zero_mini.yaml") -> Path:
-        assert self.files is not None
-        self.banner(f"2. {name}: a tiny Qwen2 trained from scratch on raw worked solutions (no chat format)")
-        out = self.model_dir(name)
-        info, secs = self.timed(pretrain, out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed)
-        params = param_count(out)
-        console.print(f"{name}: {params:,} parameters, {steps} steps, loss {info['first_loss']:.2f} -> "
-                      f"{info['final_loss']:.2f}")
-        score = self.evaluate(out, template, name)
-        self.rows.append(Row(f"pretrain ({name})", name, params, score, seconds=secs))
-        return out
-
-    # ------------------------------------------------------------------------------------ GRPO
     def grpo(self, name: str, model: Path, template: str, rewards: list[Any], steps: int, seed: int,
-             lr: float = 2e-4, **trl: Any) -> tuple[Path, float, dict[str, Any]]:
-        from training.grpo import run_grpo
-
+             lr: float = 2e-4, **trl: Any) -> Path:
         out = self.model_dir(name)
-        recipe = self.recipe(f"grpo-{name}.yaml", {
+        self.stage(f"grpo-{name}", "grpo", {
             "name": name, "model": str(model), "output_dir": str(out),
             "prompts": {"where": f"source = '{TRAIN_SOURCE}'"},
             "template": {"file": str(TEMPLATES / template)},
@@ -247,42 +261,197 @@ class Mini:
                     "max_completion_length": 48, "temperature": 0.7, "logging_steps": max(1, steps // 8),
                     "save_strategy": "no", "report_to": "none", "seed": seed, "disable_tqdm": True,
                     "lr_scheduler_type": "constant", "warmup_steps": 0, **trl}})
-        self.step(f"train grpo {recipe}")
-        done = self.finished(out, recipe)
-        if done is not None:
-            return out, done, {"log_history": []}
-        result, secs = self.timed(run_grpo, self.catalog, recipe)
-        self.made(out, recipe)
-        hist = [e for e in result["log_history"] if "reward" in e]
-        if hist:
-            console.print(f"reward {hist[0]['reward']:.2f} (first step) -> {hist[-1]['reward']:.2f} (last step); "
-                          + ", ".join(f"{k} {hist[-1][k]:.2f}" for k in hist[-1] if k.startswith("rewards/")
-                                      and k.endswith("/mean")))
-        return out, secs, result
+        return out
 
-    # ------------------------------------------------------------------------------------ 3. R1-Zero
-    def r1_zero(self, base: Path, base_score: float) -> Path:
-        self.banner("3. R1-Zero: GRPO straight from the base, rule rewards only (accuracy + format)")
-        rewards = ["math_accuracy", {"judge": "format", "params": {"template": "r1_zero"}}]
-        first: Path | None = None
-        scores = []
-        for seed in self.cfg.zero_seeds:
+    def sft(self, name: str, model: Path, release: str, epochs: int, lr: float = 1e-3) -> Path:
+        out = self.model_dir(name)
+        self.stage(f"sft-{name}", "sft", {
+            "name": name, "model": str(model), "release": release, "output_dir": str(out),
+            "trl": {"num_train_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": 16,
+                    "max_length": 128, "logging_steps": 5, "save_strategy": "no", "report_to": "none",
+                    "seed": self.cfg.seed, "disable_tqdm": True, "lr_scheduler_type": "cosine",
+                    "warmup_steps": 2}})
+        return out
+
+    def generate(self, name: str, backend: dict[str, Any], template: dict[str, Any], limit: int,
+                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2) -> str:
+        return self.stage(name, "generate", {
+            "name": name.removeprefix("generate-"),
+            "prompts": {"where": f"source = '{TRAIN_SOURCE}'", "limit": limit},
+            "backend": backend,
+            "template": template,
+            "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
+            "samples_per_prompt": per_prompt,
+            "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": 1},
+            "judges": judges})
+
+    def filters(self, name: str, models: list[str]) -> str:
+        return self.stage(name, "filter", {"where": runs_of(*models), "workers": 1, "filters": [
+            {"name": "hygiene"},
+            {"name": "language_mixing", "where": "kind = 'reasoning'"},
+            {"name": "long_paragraphs", "where": "kind = 'reasoning'"},
+            {"name": "code_blocks", "where": "kind = 'reasoning'"},
+            {"name": "dedup"}]})
+
+    def write_pipeline(self, base: Path, student: Path) -> Path:
+        """Every R1 stage as one pipeline file, OUT/pipeline.yaml, and each stage's recipe under OUT/recipes/; the
+        summary rows, each naming the stages it reads."""
+        assert self.files is not None
+        cfg, files, rows = self.cfg, self.files, self.specs
+        self.sections, rows[:] = [], []
+
+        self.section("1. the task world: train problems; non-reasoning prompts with their answers (V3's SFT data)")
+        self.stage("ingest-train", "ingest", args={"source": self.rel(files.train), "name": TRAIN_SOURCE})
+        self.stage("ingest-chat", "ingest", args={"source": self.rel(files.non_reasoning), "name": NR_SOURCE,
+                                                  "generations": True, "model": NR_MODEL})
+        self.section("2. the base (pretrained by `r1f demo`): held-out pass@1")
+        rows.append(RowSpec("pretrain (base)", base.name, base, self.eval("base", base, "r1_zero_mini.yaml"),
+                            seconds=self.pretrain_seconds.get(base.name)))
+
+        self.section("3. R1-Zero: GRPO straight from the base, rule rewards only (accuracy + format), one run per seed")
+        zero: list[Path] = []
+        for seed in cfg.zero_seeds:
             # Sampled as the eval samples (T 0.6, top-p 0.95); T 1.0 gave no more (67% from 72%, one seed).
-            out, secs, _ = self.grpo(f"r1-zero-s{seed}", base, "r1_zero_mini.yaml", rewards, self.cfg.zero_steps,
-                                     seed, lr=self.cfg.zero_lr, temperature=0.6, top_p=0.95)
-            score = self.evaluate(out, "r1_zero_mini.yaml", f"r1-zero-s{seed}")
-            scores.append(score)
-            self.rows.append(Row(f"R1-Zero GRPO (seed {seed})", out.name, param_count(out), score, seconds=secs))
-            first = first or out
-        gains = [s - base_score for s in scores]
-        self.zero_gains = gains
-        self.zero_noise = [self.noise(base_score, s) for s in scores]
+            out = self.grpo(f"r1-zero-s{seed}", base, "r1_zero_mini.yaml", ZERO_REWARDS, cfg.zero_steps, seed,
+                            lr=cfg.zero_lr, temperature=0.6, top_p=0.95)
+            rows.append(RowSpec(f"R1-Zero GRPO (seed {seed})", out.name, out,
+                                self.eval(out.name, out, "r1_zero_mini.yaml"), (f"grpo-{out.name}",)))
+            zero.append(out)
+
+        self.section("4. cold start: readable traces from the R1-Zero model (few-shot, transformers) and hand-cleaned "
+                     "ones, judged, filtered, released; SFT of the base on them")
+        timed: tuple[str, ...] = (self.generate("generate-cold-start", {"name": "transformers", "model": str(zero[0])},
+                               {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
+                               cfg.cold_prompts,
+                               ["math_accuracy", {"name": "format", "params": {"template": "think"}}]),
+                 self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
+                                                              "generations": True, "model": CURATED_MODEL}),
+                 self.stage("judge-curated", "judge", {"where": runs_of(CURATED_MODEL), "workers": 1, "judges": [
+                     {"name": "math_accuracy"}, {"name": "format", "params": {"template": "think"}}]}),
+                 self.filters("filter-cold-start", [str(zero[0]), CURATED_MODEL]),
+                 self.stage("release-mini-cold-start", "release", {
+                     "where": runs_of(str(zero[0]), CURATED_MODEL), "per_prompt": 1, "reasoning": None,
+                     "non_reasoning": None}, release="mini-cold-start"))
+        rows.append(RowSpec("cold-start collection", zero[0].name, timed=timed, release="mini-cold-start",
+                            accept_of=str(zero[0])))
+        cold = self.sft("cold-start-sft", base, "mini-cold-start", cfg.cold_epochs)
+        rows.append(RowSpec("cold-start SFT of the base", cold.name, cold,
+                            self.eval(cold.name, cold, "chat_mini.yaml"), (f"sft-{cold.name}",)))
+
+        self.section("5. reasoning RL: GRPO on the cold-started model, language-consistency reward added")
+        rl = self.grpo("reasoning-rl", cold, "chat_mini.yaml",
+                       ["math_accuracy", "format", {"judge": "language_consistency", "weight": 0.5}], cfg.rl_steps,
+                       cfg.seed, lr=1e-4, temperature=1.0)
+        rows.append(RowSpec("reasoning RL (GRPO)", rl.name, rl, self.eval(rl.name, rl, "chat_mini.yaml"),
+                            (f"grpo-{rl.name}",)))
+
+        self.section("6. rejection sampling with vLLM and the judges; filters; the paper's 3:1 release and its report")
+        vllm = {"name": "vllm", "model": str(rl), "max_model_len": 256, "kv_cache_gb": 1,
+                "gpu_memory_utilization": 0.3, "enforce_eager": True}
+        timed = (self.generate("generate-rejection-sampling", vllm, {"file": str(TEMPLATES / "chat_mini.yaml")},
+                               cfg.rs_prompts, ["math_accuracy", "format"], max_samples=cfg.rs_samples),
+                 self.stage("judge-rejection-sampling", "judge", {"where": runs_of(str(rl)), "workers": 1,
+                                                                 "judges": [{"name": "language_consistency"}]}),
+                 self.filters("filter-rejection-sampling", [str(rl), NR_MODEL]),
+                 self.stage("release-mini-r1-mix", "release", {
+                     "where": runs_of(str(rl), NR_MODEL), "per_prompt": 1, "prefer": "shortest", "reasoning": None,
+                     "non_reasoning": None, "reasoning_share": 0.75, "seed": cfg.seed}, release="mini-r1-mix"))
+        self.stage("report-mini-r1-mix", "report", release="mini-r1-mix", args={"out": "report-mini-r1-mix.html"})
+        rows.append(RowSpec("rejection sampling + 3:1 mix", rl.name, timed=timed, release="mini-r1-mix",
+                            accept_of=str(rl)))
+
+        self.section("7. distillation: SFT of a smaller student (pretrained by `r1f demo`) on the release; vs the same "
+                     "student by GRPO alone")
+        rows.append(RowSpec(f"pretrain ({student.name})", student.name, student,
+                            self.eval(student.name, student, "r1_zero_mini.yaml"),
+                            seconds=self.pretrain_seconds.get(student.name)))
+        distilled = self.sft("student-distilled", student, "mini-r1-mix", cfg.distill_epochs)
+        rows.append(RowSpec("distillation (SFT on the release)", distilled.name, distilled,
+                            self.eval(distilled.name, distilled, "chat_mini.yaml"), (f"sft-{distilled.name}",)))
+        # A fixed budget, the same on every machine: as many optimizer steps as R1-Zero takes on the base, each on
+        # batch_prompts x generations samples, more samples than the distillation's epochs show the student.
+        steps = cfg.student_grpo_steps
+        gout = self.grpo("student-grpo", student, "r1_zero_mini.yaml", ZERO_REWARDS, steps, cfg.seed,
+                         lr=cfg.zero_lr, temperature=0.6, top_p=0.95)
+        rows.append(RowSpec(f"student by GRPO alone ({steps} steps)", gout.name, gout,
+                            self.eval(gout.name, gout, "r1_zero_mini.yaml"), (f"grpo-{gout.name}",)))
+
+        lines = [f"# Mini-R1, seed {cfg.seed}, {cfg.threads} torch thread(s), run key {self.key}: written by `r1f demo`",
+                 "# (after it wrote world/ and pretrained models/base and models/student-base). Rerun it, or from one",
+                 "# stage on, with:",
+                 f"#   {self.command()} [--from STAGE]",
+                 f"name: {PIPELINE}",
+                 f"torch: {json.dumps(mini_torch(cfg).model_dump())}",
+                 "description: DeepSeek-R1's pipeline in miniature (R1-Zero, cold start, reasoning RL, rejection "
+                 "sampling, distillation)",
+                 "stages:"]
+        for title, stages in self.sections:
+            lines.append(f"  # {title}")
+            dumped = yaml.safe_dump(stages, sort_keys=False, allow_unicode=True, width=1000)
+            lines += [f"  {line}" for line in dumped.splitlines()]
+        self.pipeline.write_text("\n".join(lines) + "\n")
+        return self.pipeline
+
+    def run(self) -> dict[str, Any]:
+        """`r1f run OUT/pipeline.yaml`: the plan (what runs, what is skipped and why), then the stages that run."""
+        from rich.markup import escape
+
+        from pipelines.cli import plan_table
+        from pipelines.run import plan, run_pipeline
+
+        self.banner("the pipeline: every R1 stage through `r1f run`")
+        command = self.command()
+        self.step(command.removeprefix("r1f "))
+        name, steps = plan(self.catalog, self.pipeline)
+        console.print(plan_table(name, [s.as_dict() for s in steps]))
+        return run_pipeline(self.catalog, self.pipeline, resume=command, say=lambda msg: console.rule(
+            f"[bold]{escape(msg)}  [dim](demo clock {time.perf_counter() - self.started:.0f}s)", align="left"))
+
+    # ------------------------------------------------------------------------------------ 8. the end
+    def results(self) -> list[Row]:
+        """The summary's rows, from the catalog: the eval stages' scores, the stages' wall times, the releases'
+        members and the generations' verdicts."""
+        stages = self.catalog.pipeline_stages(PIPELINE)
+
+        def seconds(names: tuple[str, ...]) -> float:
+            return sum((s["finished_at"] - s["started_at"]).total_seconds() for n in names
+                       if (s := stages.get(n)) and s["finished_at"] and s["started_at"])
+
+        def score(name: str | None) -> float | None:
+            if name is None or name not in stages:
+                return None
+            scores = stages[name]["outputs"].get("scores") or []
+            return float(scores[0]["pass_at_1"]) if scores else 0.0
+
+        rows = []
+        for spec in self.specs:
+            kept = accept = None
+            if spec.release:
+                got = self.sql("SELECT members FROM releases WHERE name = ?", [spec.release])
+                kept = int(got[0][0]) if got else None
+            if spec.accept_of:
+                n, ok = self.accept(spec.accept_of)
+                accept = ok / n if n else 0.0
+            rows.append(Row(spec.stage, spec.model, param_count(spec.path) if spec.path else None,
+                            score(spec.eval_stage), kept, accept,
+                            spec.seconds if spec.seconds is not None else seconds(spec.timed)))
+        self.rows = rows
+        base = rows[0].pass_at_1 or 0.0
+        scores = [r.pass_at_1 or 0.0 for r in rows if r.stage.startswith("R1-Zero")]
+        self.zero_gains = [s - base for s in scores]
+        self.zero_noise = [self.noise(base, s) for s in scores]
         spread = max(scores) - min(scores) if len(scores) > 1 else float("nan")
-        console.print(f"[bold]R1-Zero: base {base_score:.1f}% -> {', '.join(f'{s:.1f}%' for s in scores)} "
-                      f"(seeds {list(self.cfg.zero_seeds)}); gains {self.gains(gains, self.zero_noise)} points, "
-                      f"seed-to-seed spread {spread:.1f} points[/]")
-        assert first is not None
-        return first
+        console.print(f"[bold]R1-Zero: base {base:.1f}% -> {', '.join(f'{s:.1f}%' for s in scores)} "
+                      f"(seeds {list(self.cfg.zero_seeds)}); gains {self.gains(self.zero_gains, self.zero_noise)} "
+                      f"points, seed-to-seed spread {spread:.1f} points[/]")
+        return rows
+
+    def accept(self, model: str) -> tuple[int, int]:
+        """(generations, passing every judge) of the runs `model` made."""
+        row = self.sql(f"""SELECT count(*), count(*) FILTER (WHERE ok) FROM (
+            SELECT g.generation_id, bool_and(v.passed) AS ok FROM generation_meta g
+            LEFT JOIN verdicts v USING (generation_id) WHERE g.{runs_of(model)} GROUP BY ALL)""")[0]
+        return int(row[0]), int(row[1] or 0)
 
     def noise(self, p1: float, p2: float) -> float:
         """Twice the standard error of a difference of two of this run's held-out pass@1 scores."""
@@ -293,199 +462,6 @@ class Mini:
         """`+6.2 (2SE 5.1)` per gain, with `*` where the gain exceeds its noise."""
         return ", ".join(f"{g:+.1f} (2SE {n:.1f}){'*' if g > n else ''}" for g, n in zip(gains, noise))
 
-    # ------------------------------------------------------------------------------------ factory helpers
-    def generate(self, name: str, model: Path, template: dict[str, Any], where: str, limit: int,
-                 judges: list[Any], backend: Any = None, per_prompt: int = 1, max_samples: int = 2) -> dict:
-        from factory.generate import generate_from_recipe
-
-        recipe = self.recipe(f"generate-{name}.yaml", {
-            "name": name,
-            "prompts": {"where": where, "limit": limit},
-            "backend": {"name": "vllm", "model": str(model), "max_model_len": 256, "kv_cache_gb": 1,
-                        "gpu_memory_utilization": 0.3, "enforce_eager": True},
-            "template": template,
-            "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
-            "samples_per_prompt": per_prompt,
-            "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": 1},
-            "judges": judges})
-        self.step(f"generate {recipe}")
-        return generate_from_recipe(recipe, self.catalog, backend=backend, progress=False)
-
-    def run_of(self, name: str, model: Path) -> str:
-        rows = self.sql("SELECT run_id FROM runs WHERE model = ? AND kind IS DISTINCT FROM 'eval' "
-                        "ORDER BY created_at DESC", [str(model)])
-        if not rows:
-            raise RuntimeError(f"{name}: no run recorded for {model}")
-        return rows[0][0]
-
-    def imported_run(self, model: str) -> str:
-        """The run holding an import's generations. A re-import adds nothing and may report another run id, so
-        the run is read from where the generations are: a release's selection must name the same run each time."""
-        return self.sql("SELECT g.run_id FROM generation_meta g JOIN runs r USING (run_id) WHERE r.model = ? "
-                        "GROUP BY g.run_id ORDER BY count(*) DESC, g.run_id LIMIT 1", [model])[0][0]
-
-    def filters(self, name: str, run_ids: list[str]) -> dict:
-        from filters.run import FilterRecipe, filter_catalog
-
-        assert self.files is not None
-        runs = ", ".join(f"'{r}'" for r in run_ids)
-        data = {"where": f"run_id IN ({runs})", "workers": 1, "filters": [
-            {"name": "hygiene"},
-            {"name": "language_mixing", "where": "kind = 'reasoning'"},
-            {"name": "long_paragraphs", "where": "kind = 'reasoning'"},
-            {"name": "code_blocks", "where": "kind = 'reasoning'"},
-            {"name": "dedup"}]}
-        recipe = self.recipe(f"filters-{name}.yaml", data)
-        self.step(f"filter {recipe}")
-        summary = filter_catalog(self.catalog, FilterRecipe(**data))
-        console.print(", ".join(f"{k}: {v['passed']}/{v['total']} pass" for k, v in summary.items()))
-        return summary
-
-    def release(self, name: str, data: dict[str, Any]) -> dict:
-        from releases.release import ReleaseRecipe, create_release
-
-        recipe = self.recipe(f"release-{name}.yaml", data)
-        self.step(f"release {name} --recipe {recipe}")
-        if self.sql("SELECT 1 FROM releases WHERE name = ?", [name]):
-            # A release is frozen; its manifest also counts what the catalog held outside it then, so after the
-            # later stages have added generations the same recipe no longer gives the same bytes. Reuse it.
-            from releases.release import get_manifest
-
-            manifest = get_manifest(self.catalog, name)
-            console.print(f"[dim]release {name} already exists (releases are frozen); reusing it[/]")
-        else:
-            manifest = create_release(self.catalog, name, recipe=ReleaseRecipe(**data))
-        console.print(f"release {name}: {manifest['members']} members {manifest['by_kind']}")
-        return manifest
-
-    def accept(self, run_id: str) -> tuple[int, int]:
-        """(generations, passing every judge) of a run."""
-        row = self.sql("""SELECT count(*), count(*) FILTER (WHERE ok) FROM (
-            SELECT g.generation_id, bool_and(v.passed) AS ok FROM generation_meta g
-            LEFT JOIN verdicts v USING (generation_id) WHERE g.run_id = ? GROUP BY ALL)""", [run_id])[0]
-        return int(row[0]), int(row[1] or 0)
-
-    def sft(self, name: str, model: Path, release: str, epochs: int, lr: float = 1e-3) -> tuple[Path, float]:
-        from training.sft import run_sft
-
-        out = self.model_dir(name)
-        recipe = self.recipe(f"sft-{name}.yaml", {
-            "name": name, "model": str(model), "release": release, "output_dir": str(out),
-            "trl": {"num_train_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": 16,
-                    "max_length": 128, "logging_steps": 5, "save_strategy": "no", "report_to": "none",
-                    "seed": self.cfg.seed, "disable_tqdm": True, "lr_scheduler_type": "cosine",
-                    "warmup_steps": 2}})
-        self.step(f"train sft {recipe}")
-        done = self.finished(out, recipe)
-        if done is not None:
-            return out, done
-        _, secs = self.timed(run_sft, self.catalog, recipe)
-        self.made(out, recipe)
-        return out, secs
-
-    # ------------------------------------------------------------------------------------ 4. cold start
-    def cold_start(self, zero: Path, base: Path) -> Path:
-        from backends.transformers_backend import TransformersBackend
-
-        assert self.files is not None
-        self.banner("4. cold start: readable traces from the R1-Zero model (few-shot), judged, filtered; "
-                    "SFT of the base on them")
-        t0 = time.perf_counter()
-        backend = TransformersBackend(zero)
-        try:
-            self.generate("cold-start", zero, {"file": str(TEMPLATES / "cold_start_mini.yaml"),
-                                               "examples_file": str(self.files.examples)},
-                          f"source = '{TRAIN_SOURCE}'", self.cfg.cold_prompts,
-                          ["math_accuracy", {"name": "format", "params": {"template": "think"}}], backend=backend)
-        finally:
-            backend.close()
-        run = self.run_of("cold start", zero)
-        curated = self.curated()
-        self.filters("cold-start", [run, curated])
-        manifest = self.release("mini-cold-start", {"where": f"run_id IN ('{run}', '{curated}')", "per_prompt": 1,
-                                                    "reasoning": None, "non_reasoning": None})
-        collect_secs = time.perf_counter() - t0
-        n, ok = self.accept(run)
-        self.rows.append(Row("cold-start collection", zero.name, None, None, manifest["members"],
-                             ok / n if n else 0.0, collect_secs))
-        out, secs = self.sft("cold-start-sft", base, "mini-cold-start", self.cfg.cold_epochs)
-        score = self.evaluate(out, "chat_mini.yaml", "cold-start-sft")
-        self.rows.append(Row("cold-start SFT of the base", out.name, param_count(out), score, seconds=secs))
-        return out
-
-    def curated(self) -> str:
-        """Hand-cleaned readable traces (the paper's human post-processing), imported and judged like the rest."""
-        from catalogs.ingest import IngestOptions, ingest
-        from judges.run import JudgeRecipe, judge_catalog
-
-        assert self.files is not None
-        self.step(f"ingest {self.files.curated} --generations --model mini-annotators --source {TRAIN_SOURCE}")
-        r = ingest(self.catalog, self.files.curated,
-                   IngestOptions(source=TRAIN_SOURCE, generations=True, model="mini-annotators"))
-        console.print(f"responses added: {r.generations_added} (already present: {r.generations_already_present})")
-        run = self.imported_run("mini-annotators")
-        data = {"judges": [{"name": "math_accuracy", "where": f"run_id = '{run}'"},
-                           {"name": "format", "where": f"run_id = '{run}'", "params": {"template": "think"}}],
-                "workers": 1}
-        recipe = self.recipe("judge-curated.yaml", data)
-        self.step(f"judge {recipe}")
-        counts = judge_catalog(self.catalog, JudgeRecipe(**data))
-        console.print(", ".join(f"{k}: {v['passed']}/{v['judged']} pass" for k, v in counts.items()))
-        return run
-
-    # ------------------------------------------------------------------------------------ 5. reasoning RL
-    def reasoning_rl(self, cold: Path) -> Path:
-        self.banner("5. reasoning RL: GRPO on the cold-started model, language-consistency reward added")
-        rewards = ["math_accuracy", "format", {"judge": "language_consistency", "weight": 0.5}]
-        out, secs, _ = self.grpo("reasoning-rl", cold, "chat_mini.yaml", rewards, self.cfg.rl_steps, self.cfg.seed,
-                                 lr=1e-4, temperature=1.0)
-        score = self.evaluate(out, "chat_mini.yaml", "reasoning-rl")
-        self.rows.append(Row("reasoning RL (GRPO)", out.name, param_count(out), score, seconds=secs))
-        return out
-
-    # ------------------------------------------------------------------------------------ 6. rejection sampling
-    def rejection_sampling(self, rl: Path) -> dict:
-        from judges.run import JudgeRecipe, judge_catalog
-
-        self.banner("6. rejection sampling with vLLM and the judges; filters; the 3:1 release")
-        t0 = time.perf_counter()
-        self.generate("rejection-sampling", rl, {"file": str(TEMPLATES / "chat_mini.yaml")},
-                      f"source = '{TRAIN_SOURCE}'", self.cfg.rs_prompts,
-                      ["math_accuracy", "format"], backend=None, per_prompt=1, max_samples=self.cfg.rs_samples)
-        run = self.run_of("rejection sampling", rl)
-        self.rs_run = run
-        data = {"judges": [{"name": "language_consistency", "where": f"run_id = '{run}'"}], "workers": 1}
-        recipe = self.recipe("judge-rs.yaml", data)
-        self.step(f"judge {recipe}")
-        counts = judge_catalog(self.catalog, JudgeRecipe(**data))
-        console.print(", ".join(f"{k}: {v['passed']}/{v['judged']} pass" for k, v in counts.items()))
-        self.filters("rs", [run, self.nr_run])
-        manifest = self.release("mini-r1-mix", {
-            "where": f"run_id IN ('{run}', '{self.nr_run}')", "per_prompt": 1, "prefer": "shortest",
-            "reasoning": None, "non_reasoning": None, "reasoning_share": 0.75, "seed": self.cfg.seed})
-        n, ok = self.accept(run)
-        self.rows.append(Row("rejection sampling + 3:1 mix", rl.name, None, None, manifest["members"],
-                             ok / n if n else 0.0, time.perf_counter() - t0))
-        return manifest
-
-    # ------------------------------------------------------------------------------------ 7. distillation
-    def distill(self) -> None:
-        self.banner("7. distillation: SFT a smaller student on the release; vs the same student by GRPO alone")
-        student = self.base("student-base", self.cfg.student_steps, STUDENT)
-        out, secs = self.sft("student-distilled", student, "mini-r1-mix", self.cfg.distill_epochs)
-        score = self.evaluate(out, "chat_mini.yaml", "student-distilled")
-        self.rows.append(Row("distillation (SFT on the release)", out.name, param_count(out), score, seconds=secs))
-        # A fixed budget, the same on every machine: as many optimizer steps as R1-Zero takes on the base, each on
-        # batch_prompts x generations samples, more samples than the distillation's epochs show the student.
-        steps = self.cfg.student_grpo_steps
-        rewards = ["math_accuracy", {"judge": "format", "params": {"template": "r1_zero"}}]
-        gout, gsecs, _ = self.grpo("student-grpo", student, "r1_zero_mini.yaml", rewards, steps, self.cfg.seed,
-                                   lr=self.cfg.zero_lr, temperature=0.6, top_p=0.95)
-        gscore = self.evaluate(gout, "r1_zero_mini.yaml", "student-grpo")
-        self.rows.append(Row(f"student by GRPO alone ({steps} steps)", gout.name, param_count(gout), gscore,
-                             seconds=gsecs))
-
-    # ------------------------------------------------------------------------------------ 8. the end
     def summary(self) -> Table:
         table = Table(title="Mini-R1 summary", width=max(console.width, 118))
         for col in ("stage", "model", "params", "held-out pass@1", "samples kept", "accept rate", "wall time"):
@@ -501,8 +477,8 @@ class Mini:
         path = self.out / "summary.json"
         path.write_text(json.dumps({"config": {"seed": self.cfg.seed, "threads": self.cfg.threads, "key": self.key},
                                     "rows": [r.__dict__ for r in self.rows],
-                                    "zero_gains": getattr(self, "zero_gains", []),
-                                    "zero_gains_2se": getattr(self, "zero_noise", []),
+                                    "zero_gains": self.zero_gains,
+                                    "zero_gains_2se": self.zero_noise,
                                     "total_seconds": time.perf_counter() - self.started}, indent=1))
         self.figure()
         return path
@@ -527,15 +503,6 @@ class Mini:
         path = self.out / "pass_at_1.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
-        return path
-
-    def report(self) -> Path:
-        """`r1f report` of the released mix: the HTML file with the plots (lengths, accept rates, drops, ...)."""
-        from releases import cli as releases_cli
-
-        path = self.out / "report-mini-r1-mix.html"
-        self.step(f"report mini-r1-mix --out {path}")
-        releases_cli.report("mini-r1-mix", out=path, catalog=self.catalog.root)
         return path
 
     def trace(self) -> str | None:

@@ -131,6 +131,26 @@ def test_run_skip_change_fail_and_resume(tmp_path: Path) -> None:
         "report": "outside"}
 
 
+def test_torch_settings_are_set_and_an_input_of_the_stages_that_compute(tmp_path: Path) -> None:
+    import torch
+
+    pipeline = _folder(tmp_path)
+    own = torch.get_num_threads()
+    threads = 2 if own == 1 else 1
+    pipeline.write_text(PIPELINE.replace("stages:", f"torch: {{threads: {threads}}}\nstages:"))
+    _, steps = plan(None, pipeline)
+    assert steps[1].kind == "judge" and steps[1].inputs["torch"] == {"threads": threads, "deterministic": False}
+    assert "torch" not in steps[0].inputs  # an ingest computes nothing with torch: a change does not run it again
+    try:  # set before the stages run; this process's own count is restored after, for the other tests
+        done = run_pipeline(Catalog(tmp_path / "cat", create=True), pipeline, until="ingest")
+        assert list(done["outputs"]) == ["ingest"] and torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(own)
+    pipeline.write_text(PIPELINE.replace("stages:", "torch: {threads: 0}\nstages:"))
+    with pytest.raises(RecipeError, match="torch.threads"):
+        check_pipeline(pipeline)
+
+
 def test_the_review_gate_stops_the_run_until_people_are_done(tmp_path: Path) -> None:
     pipeline = _folder(tmp_path)
     text = pipeline.read_text().replace(
