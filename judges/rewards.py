@@ -124,6 +124,29 @@ def reward_func(judge: str | Callable[[Sample], Verdict | float], *, weight: flo
     return f
 
 
+def gated_reward(func: RewardFunc, gates: Sequence[tuple[str, Mapping[str, Any]]]) -> RewardFunc:
+    """`func`'s score where every gate judge passes, else 0 (None, a prompt `func` does not score, stays None);
+    named `<func>_if_<gate>...`, trl's log key.
+
+    The format as a condition of the accuracy reward: the answer counts only in the right format. As a prize of
+    equal weight beside accuracy instead, a well-formed wrong answer earns as much as a right one; where most
+    samples are well formed and few are right (Mini-R1's base under an instruction-line prompt: 85% and 6%), most
+    of the format reward goes to wrong answers, and GRPO reinforces them.
+    """
+    specs = [(get_judge(judge), dict(params)) for judge, params in gates]
+    if not specs:
+        raise ValueError("give at least one gate judge")
+
+    def f(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float | None]:
+        scores = func(prompts, completions, **kwargs)
+        samples = samples_from_batch(prompts, completions, kwargs)
+        return [score if score is None or all(spec(s, **p).passed for spec, p in specs) else 0.0
+                for score, s in zip(scores, samples)]
+
+    f.__name__ = f.__qualname__ = "_if_".join([func.__name__, *(judge for judge, _ in gates)])
+    return f
+
+
 def as_reward_funcs(judges: Sequence[str | Callable[[Sample], Verdict | float]],
                     weights: Sequence[float] | None = None,
                     params: Mapping[str, Mapping[str, Any]] | None = None) -> list[RewardFunc]:

@@ -143,7 +143,7 @@ def build_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe) -> Any:
 def prepare_grpo(catalog: Catalog, recipe_path: str | Path) -> Prepared:
     """Every check that needs no weights: recipe, trl config, group size, release, model path, prompts."""
     from judges.registry import get_judge
-    from judges.rewards import reward_func
+    from judges.rewards import gated_reward, reward_func
 
     recipe: GRPORecipe = load_recipe(recipe_path, GRPORecipe)
     sha = None
@@ -176,6 +176,8 @@ def prepare_grpo(catalog: Catalog, recipe_path: str | Path) -> Prepared:
             funcs.append(reward_func(r.judge, weight=r.weight, batch=judge, applies=applies))
         else:
             funcs.append(reward_func(r.judge, weight=r.weight, params=r.params, applies=applies))
+        if r.gated_by:
+            funcs[-1] = gated_reward(funcs[-1], [(g.judge, g.params) for g in r.gated_by])
     return Prepared(recipe, recipe.training_args(), tokenizer, dataset, funcs, desc, sha, model_rewards)
 
 

@@ -167,6 +167,12 @@ class SFTRecipe(_TrainBase):
                             for_validation=for_validation)
 
 
+class GateSpec(Strict):
+    # A judge that must pass for the reward to count (`format`, for R1-Zero's answer-in-the-right-format rule).
+    judge: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class RewardSpec(Strict):
     # A judge from judges/registry.py: a rule judge (math_accuracy, format, language_consistency, code) or a model
     # judge (llm_judge, helpfulness, harmlessness) with its `backend`, or, for helpfulness and harmlessness, a
@@ -182,6 +188,8 @@ class RewardSpec(Strict):
     # A model judge's tries at a step's batch (transient failures: the backend gave up, a reply did not parse);
     # after the last one the training stops with the judge's error: a completion is never scored 0 for it.
     attempts: int = Field(default=3, ge=1)
+    # The reward counts only where each of these rule judges passes, else 0 (judges.rewards.gated_reward).
+    gated_by: list[GateSpec] = Field(default_factory=list)
 
     @field_validator("params")
     @classmethod
@@ -256,6 +264,11 @@ class GRPORecipe(_TrainBase):
                 raise ValueError(f"[{i}]: {r.judge} asks a model; give `backend:` (the judging model, as in a judge "
                                  f"recipe)" + (" or params.reward_model: a reward model's folder or Hub id"
                                                if "reward_model" in spec.params.model_fields else ""))
+            for j, g in enumerate(r.gated_by):
+                gate = judges.get(g.judge)
+                if gate is None or gate.kind != "rule":
+                    raise ValueError(f"[{i}].gated_by[{j}].judge {g.judge!r} is not a rule judge; use one of: "
+                                     f"{', '.join(sorted(n for n, v in judges.items() if v.kind == 'rule'))}")
         names = [r.judge for r in value]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:

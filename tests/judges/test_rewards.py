@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from judges.rewards import as_reward_funcs, combined_reward, completion_text, reward_func
+from judges.rewards import as_reward_funcs, combined_reward, completion_text, gated_reward, reward_func
 
 GOOD = "<think>1+1 is 2</think>The answer is \\boxed{2}."
 BAD_FORMAT = "The answer is \\boxed{2}."
@@ -33,6 +33,28 @@ def test_params_weights_callables_and_combined():
         as_reward_funcs(["format"], weights=[1.0, 2.0])
     with pytest.raises(KeyError, match="known judges"):
         as_reward_funcs(["nope"])
+
+
+def test_gated_reward_counts_only_where_every_gate_passes():
+    r1_zero = ("format", {"template": "r1_zero"})
+    acc = gated_reward(reward_func("math_accuracy", weight=2.0), [r1_zero])
+    assert acc.__name__ == "math_accuracy_if_format"
+    comps = ["<think>1+1=2</think> <answer>\\boxed{2}</answer>",   # right, in format
+             "<think>1+1=2</think> \\boxed{2}",                      # right, no <answer> tags
+             "<think>1+1=3</think> <answer>\\boxed{3}</answer>"]    # in format, wrong
+    assert acc(prompts=["q"] * 3, completions=comps, answer=["2"] * 3) == [2.0, 0.0, 0.0]
+    # Two gates: the format's reward only where the answer is also right.
+    both = gated_reward(reward_func("format", params={"template": "r1_zero"}), [r1_zero, ("math_accuracy", {})])
+    assert both.__name__ == "format_if_format_if_math_accuracy"
+    assert both(completions=comps, answer=["2"] * 3) == [1.0, 0.0, 0.0]
+    # A prompt the reward does not score (None: its `where` leaves it out) stays unscored.
+    def where_first(prompts=None, completions=(), **kwargs):
+        return [None, 1.0, 1.0]
+    assert gated_reward(where_first, [r1_zero])(completions=comps, answer=["2"] * 3) == [None, 0.0, 1.0]
+    with pytest.raises(ValueError, match="at least one gate"):
+        gated_reward(acc, [])
+    with pytest.raises(KeyError, match="known judges"):
+        gated_reward(acc, [("formatt", {})])
 
 
 def test_language_and_code_columns():

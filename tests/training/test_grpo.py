@@ -83,8 +83,22 @@ def test_pass_rate_window_and_where_select_prompts(tmp_path, tiny_model_dir, toy
     assert prep.dataset[0]["answer"] in {"3", "7", "11", "15"}
 
 
+def test_a_reward_gated_by_the_format(tmp_path, tiny_model_dir, toy_catalog):
+    from training.grpo import prepare_grpo
+
+    catalog, _ = toy_catalog
+    rewards = "  - {judge: math_accuracy, gated_by: [{judge: format, params: {template: r1_zero}}]}\n  - format"
+    prep = prepare_grpo(catalog, grpo_recipe(tmp_path, tiny_model_dir, rewards=rewards))
+    gated, fmt = prep.reward_funcs
+    assert (gated.__name__, fmt.__name__) == ("math_accuracy_if_format", "format")
+    comps = ["<think>x</think> <answer>\\boxed{3}</answer>", "<think>x</think> \\boxed{3}"]
+    assert gated(prompts=["q"] * 2, completions=comps, answer=["3"] * 2) == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(("kwargs", "expected"), [
     ({"rewards": "  - math_accuracy\n  - {judge: vibes}"}, r"grpo.yaml:5: rewards: \[1\].judge 'vibes' is not a judge"),
+    ({"rewards": "  - {judge: math_accuracy, gated_by: [{judge: formatt}]}"},
+     r"grpo.yaml:5: rewards: \[0\].gated_by\[0\].judge 'formatt' is not a rule judge"),
     ({"trl": "  per_device_train_batch_size: 6\n  num_generations: 4"},
      r"grpo.yaml: trl.per_device_train_batch_size: 6 .* groups of trl.num_generations = 4"),
     ({"prompts": "{release: nope}"}, r"grpo.yaml: prompts.release: no release named 'nope'"),
