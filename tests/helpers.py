@@ -25,10 +25,12 @@ SERVED_MODEL_NAME = "tiny"
 # Added to the environment of a process that a test starts to load a vLLM engine (an `r1f` command, a Ray worker,
 # a server): on the CPU the model worker then runs in the engine's process (vLLM's "uni" executor) and, outside a
 # server, so does the engine core, instead of in processes of their own that each import torch and vLLM again.
-# That halves an engine's start here. Same engine, kernels and seeded samples (checked: 180 seeded samples of 160
-# tokens, identical either way). The session's in-process engine keeps vLLM's default layout: in process, the
-# engine core would set the test process's own torch threads and pinning. `{}` gives the default layout everywhere.
-SINGLE_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+# That halves an engine's start here. One OpenMP thread, as vLLM's own model worker process has on this machine:
+# in process, vLLM cannot pin its threads, and two unpinned spinning threads sample 8x slower on a loaded machine.
+# Same engine, kernels and seeded samples (checked: 180 seeded samples of 160 tokens, identical either way). The
+# session's in-process engine keeps vLLM's default layout: in process, the engine would set the test process's
+# own threads and pinning. `{}` gives the default layout everywhere.
+SINGLE_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}
 # Only gives up on a server that never comes up; a loaded machine may take several times the usual 30-60 s.
 SERVER_START_TIMEOUT_S = float(os.environ.get("R1F_TEST_SERVER_TIMEOUT", "600"))
 # What uvicorn logs once the server listens: only then is the port ours, not merely found free a while ago.
