@@ -16,6 +16,7 @@ import pytest
 from tests.fakehub import FakeHub
 from tests.helpers import (
     ENGINE_KWARGS,
+    SINGLE_PROCESS_ENGINE,
     launch_vllm_server,
     serve_or_relaunch,
     stop_process_group,
@@ -67,7 +68,7 @@ def _vllm_server_process(tiny_model_dir: Path, tmp_path_factory: pytest.TempPath
                          ) -> Iterator[tuple[list[Any], Path]]:
     """([process, base_url], log path) of the launched server; `vllm_server` may relaunch it in place."""
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    server = list(launch_vllm_server(tiny_model_dir, log_path))
+    server = list(launch_vllm_server(tiny_model_dir, log_path, extra_env=SINGLE_PROCESS_ENGINE))
     yield server, log_path
     stop_process_group(server[0])
 
@@ -77,7 +78,7 @@ def vllm_server(_vllm_server_process: tuple[list[Any], Path], tiny_model_dir: Pa
     """Base URL (http://127.0.0.1:PORT/v1) of a real vLLM OpenAI-compatible server serving the tiny
     model as model name "tiny"; stopped at the end of the run."""
     server, log_path = _vllm_server_process
-    return serve_or_relaunch(server, tiny_model_dir, log_path)
+    return serve_or_relaunch(server, tiny_model_dir, log_path, extra_env=SINGLE_PROCESS_ENGINE)
 
 
 @pytest.fixture

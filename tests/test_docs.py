@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import typer
 
+from tests.helpers import SINGLE_PROCESS_ENGINE
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "recipes").glob("*.yaml")), *sorted(ROOT.glob("*/README.md"))]
 
@@ -79,7 +81,7 @@ def test_cpu_recipe_walkthrough_runs_as_written(tmp_path: Path, tiny_model_dir: 
     shutil.copy(recipe, tmp_path / "recipes" / recipe.name)
     (tmp_path / "r1f").symlink_to(ROOT / "r1f")
     (tmp_path / "tiny-model").symlink_to(tiny_model_dir)  # what the first line builds
-    env = {**os.environ, "R1F_CATALOG": str(tmp_path / "catalog"), "COLUMNS": "200"}
+    env = {**os.environ, "R1F_CATALOG": str(tmp_path / "catalog"), "COLUMNS": "200", **SINGLE_PROCESS_ENGINE}
     outputs = []
     for line in lines[1:]:
         words = shlex.split(line)

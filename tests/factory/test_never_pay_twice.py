@@ -31,6 +31,7 @@ from factory.sampling import GenerationStopped
 from tests.factory.fault_proxy import FaultProxy
 from tests.factory.test_leases import downgrade_to_previous_schema
 from tests.factory.test_sampling import JUDGES, PROBLEMS, make_catalog
+from tests.helpers import SINGLE_PROCESS_ENGINE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,7 +109,8 @@ finally:
 
 
 def r1f_process(*args: str, hold_before_vllm: bool = False, **popen: Any) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250", "R1F_LOG_LEVEL": "INFO"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250", "R1F_LOG_LEVEL": "INFO",
+           **SINGLE_PROCESS_ENGINE}
     if hold_before_vllm:
         env["R1F_TEST_HOLD_BEFORE_VLLM"] = "1"
         popen["stdin"] = subprocess.PIPE

@@ -15,7 +15,7 @@ from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from catalogs.query import sql
 from factory.generate import generate_from_recipe
-from tests.helpers import HOLD_AT_COMMIT, assert_same_samples
+from tests.helpers import HOLD_AT_COMMIT, SINGLE_PROCESS_ENGINE, assert_same_samples
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_kill_dash_nine_then_resume_equals_uninterrupted(tmp_path: Path, tiny_mo
     killed_cat = make_catalog(tmp_path / "killed", src)
     proc = subprocess.Popen([sys.executable, str(script), str(recipe), str(tmp_path / "killed")],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            start_new_session=True, env=dict(os.environ, PYTHONPATH=str(REPO), **SINGLE_PROCESS_ENGINE))
     commits = 0
     tail: list[str] = []
     try:

@@ -19,7 +19,7 @@ import pytest
 from catalogs import Catalog
 from pipelines.run import run_pipeline
 from tests.fakehub import FakeHub, hub_env
-from tests.helpers import HOLD_AT_COMMIT, r1f_batch
+from tests.helpers import HOLD_AT_COMMIT, SINGLE_PROCESS_ENGINE, r1f_batch
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["ingest", "generate", "judge", "filter", "release", "export", "sft", "eval", "report"]
@@ -125,7 +125,8 @@ def test_one_pipeline_end_to_end(tmp_path: Path, hub: FakeHub, tiny_model_dir: P
     child = subprocess.Popen([sys.executable, str(script), str(killed / "pipeline.yaml"), str(killed / "cat")],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True,
-                             env={**os.environ, **env, "HF_HOME": str(killed / "hf-home"), "PYTHONPATH": str(REPO)})
+                             env={**os.environ, **env, "HF_HOME": str(killed / "hf-home"), "PYTHONPATH": str(REPO),
+                                  **SINGLE_PROCESS_ENGINE})
     try:
         # The first run's ingest from the fake Hub, in a process of its own: the Hub client reads its endpoint
         # when it is imported (vLLM imports it in this process).

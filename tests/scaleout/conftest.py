@@ -3,9 +3,13 @@
 Ray keeps its sessions under RAY_TMPDIR and an auth token under $HOME/.ray; both point at a folder of this
 test run, removed at the end. Each node runs in the foreground (`--block`) in a process group of its own, so
 teardown stops exactly the processes this fixture started.
+
+The Ray runs of the generate tests are compared with one uninterrupted local run of the same recipe on the shared
+engine (`local_run`), made once for the package: the tests only read it.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -16,14 +20,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, stop_process_group
+from catalogs import Catalog
+from catalogs.ingest import IngestOptions, ingest
+from tests.helpers import SINGLE_PROCESS_ENGINE, free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 120.0
+PROBLEMS = [f"What is {i} plus {i + 3}?" for i in range(36)]
 
 
 @dataclass
@@ -42,7 +50,7 @@ def ray_env(root: Path) -> dict[str, str]:
     return dict(os.environ, RAY_TMPDIR=str(root), HOME=str(home), RAY_AUTH_MODE="token",
                 RAY_AUTH_TOKEN=secrets.token_hex(32),
                 RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO), VLLM_CPU_KVCACHE_SPACE="1",
-                RAY_DEDUP_LOGS="0")
+                RAY_DEDUP_LOGS="0", **SINGLE_PROCESS_ENGINE)
 
 
 def _wait_nodes(env: dict[str, str], address: str, n: int, procs: list[subprocess.Popen], logs: Path) -> None:
@@ -87,3 +95,48 @@ def ray_cluster() -> Iterator[RayCluster]:
         for p in reversed(procs):
             stop_process_group(p)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def make_catalog(path: Path, src: Path) -> Catalog:
+    cat = Catalog(path)
+    ingest(cat, src, IngestOptions(source="ray-test", kind="reasoning", domain="math"))
+    return cat
+
+
+def write_recipe(path: Path, model: Path) -> Path:
+    # The tiny model is random: `format` fails every sample, so each prompt takes the adaptive path's first round
+    # and its bounded retry before it is marked unsolved, two rounds, as in a local run.
+    path.write_text(
+        f"backend: {{name: vllm, model: {model}, max_model_len: 2048, gpu_memory_utilization: 0.3, "
+        "enforce_eager: true, kv_cache_gb: 1}\n"
+        "sampling: {temperature: 1.0, top_p: 1.0, max_tokens: 160}\n"
+        "samples_per_prompt: 2\n"
+        "budget: {max_samples: 6, round_size: 3, retry_samples: 2}\n"
+        "judges: [format]\n")
+    return path
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """The prompts (`src`), the recipe, and an uninterrupted local run of it: its catalog and its summary."""
+
+    src: Path
+    recipe: Path
+    cat: Catalog
+    summary: dict[str, Any]
+
+
+@pytest.fixture(scope="package")
+def local_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, vllm_llm: Any) -> LocalRun:
+    """The reference every Ray run of the recipe must equal, made once on the shared engine; tests only read it."""
+    from backends.vllm_backend import VLLMBackend
+    from factory.generate import generate_from_recipe
+
+    root = tmp_path_factory.mktemp("local-run")
+    src = root / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"problem": p, "answer": "1"}) for p in PROBLEMS) + "\n")
+    recipe = write_recipe(root / "recipe.yaml", tiny_model_dir)
+    cat = make_catalog(root / "local", src)
+    summary = generate_from_recipe(recipe, cat, backend=VLLMBackend(llm=vllm_llm), progress=False)
+    assert summary["status"] == "complete" and summary["rounds"] == 2
+    return LocalRun(src, recipe, cat, summary)

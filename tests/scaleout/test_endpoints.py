@@ -16,7 +16,13 @@ from backends.config import BackendConfig, backend_kwargs
 from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 from factory.generate import generate_from_recipe, prepare_recipe
-from tests.helpers import SERVED_MODEL_NAME, assert_same_samples, start_vllm_server, stop_process_group
+from tests.helpers import (
+    SERVED_MODEL_NAME,
+    SINGLE_PROCESS_ENGINE,
+    assert_same_samples,
+    start_vllm_server,
+    stop_process_group,
+)
 
 PROBLEMS = [f"Compute {i} times {i + 1}." for i in range(16)]
 
@@ -46,7 +52,7 @@ def test_bad_endpoint_lists_are_refused() -> None:
 
 
 def test_two_replicas_one_killed_mid_run(tmp_path: Path, tiny_model_dir: Path, vllm_server: str) -> None:
-    replica, url_b = start_vllm_server(tiny_model_dir, tmp_path / "replica.log")
+    replica, url_b = start_vllm_server(tiny_model_dir, tmp_path / "replica.log", extra_env=SINGLE_PROCESS_ENGINE)
     try:
         src = tmp_path / "prompts.jsonl"
         src.write_text("\n".join(json.dumps({"problem": p, "answer": "1"}) for p in PROBLEMS) + "\n")

@@ -19,32 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from catalogs import Catalog
-from catalogs.ingest import IngestOptions, ingest
-from factory.generate import generate_from_recipe
-from tests.helpers import assert_same_samples
-from tests.scaleout.conftest import REPO, RayCluster
+from tests.helpers import assert_same_samples, r1f_batch
+from tests.scaleout.conftest import PROBLEMS, REPO, LocalRun, RayCluster, make_catalog
 
 R1F = [sys.executable, "-m", "r1f"]  # the face hands `--engine ray` to the stage commands (r1f/engines.py)
-PROBLEMS = [f"What is {i} plus {i + 3}?" for i in range(36)]
-
-
-def make_catalog(path: Path, src: Path) -> Catalog:
-    cat = Catalog(path)
-    ingest(cat, src, IngestOptions(source="ray-test", kind="reasoning", domain="math"))
-    return cat
-
-
-def write_recipe(path: Path, model: Path) -> Path:
-    # The tiny model is random: `format` fails every sample, so each prompt takes the adaptive path's first round
-    # and its bounded retry before it is marked unsolved, two rounds, as in a local run.
-    path.write_text(
-        f"backend: {{name: vllm, model: {model}, max_model_len: 2048, gpu_memory_utilization: 0.3, "
-        "enforce_eager: true, kv_cache_gb: 1}\n"
-        "sampling: {temperature: 1.0, top_p: 1.0, max_tokens: 160}\n"
-        "samples_per_prompt: 2\n"
-        "budget: {max_samples: 6, round_size: 3, retry_samples: 2}\n"
-        "judges: [format]\n")
-    return path
 
 
 def table(cat: Catalog, sql: str) -> list[tuple[Any, ...]]:
@@ -117,19 +95,6 @@ def start_driver(recipe: Path, root: Path, cluster: RayCluster, log_path: Path,
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
 
 
-def local_reference(tmp_path: Path, model: Path, llm: Any) -> tuple[Path, Path, Catalog, dict[str, Any]]:
-    """The prompts, the recipe, and an uninterrupted local run of it on the shared engine."""
-    from backends.vllm_backend import VLLMBackend
-
-    src = tmp_path / "prompts.jsonl"
-    src.write_text("\n".join(json.dumps({"problem": p, "answer": "1"}) for p in PROBLEMS) + "\n")
-    recipe = write_recipe(tmp_path / "recipe.yaml", model)
-    local_cat = make_catalog(tmp_path / "local", src)
-    local = generate_from_recipe(recipe, local_cat, backend=VLLMBackend(llm=llm), progress=False)
-    assert local["status"] == "complete" and local["rounds"] == 2
-    return src, recipe, local_cat, local
-
-
 def assert_same_catalog(got: Catalog, want: Catalog, run_id: str) -> None:
     """Row by row: the same generation ids, seeds and texts, verdicts and prompt stats; no duplicate, nothing
     lost; nothing left staged or leased."""
@@ -146,9 +111,9 @@ def assert_same_catalog(got: Catalog, want: Catalog, run_id: str) -> None:
     assert not table(got, "SELECT * FROM cat.main.leases")
 
 
-def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: Path, tiny_model_dir: Path,
-                                                                      vllm_llm: Any, ray_cluster: RayCluster) -> None:
-    src, recipe, local_cat, local = local_reference(tmp_path, tiny_model_dir, vllm_llm)
+def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: Path, local_run: LocalRun,
+                                                                      ray_cluster: RayCluster) -> None:
+    src, recipe, local_cat, local = local_run.src, local_run.recipe, local_run.cat, local_run.summary
     total = local["samples_total"]
 
     # The same recipe on the cluster: two workers, one per node.
@@ -161,12 +126,13 @@ def test_ray_run_with_a_worker_and_the_driver_killed_equals_local_run(tmp_path: 
         pids = freeze_mid_run(driver, log_path)
         frozen = list(pids)
 
-        # Readers work while the run holds the catalog: they see what is registered so far.
-        env = dict(ray_cluster.env)
+        # Readers work while the run holds the catalog: they see what is registered so far. (The three commands
+        # run in one process, each as `r1f` runs it: one interpreter start instead of three.)
         first = table(ray_cat, "SELECT generation_id FROM generation_meta LIMIT 1")[0][0]
         cmds = {"stats": ["stats", "--json"], "sql": ["sql", "SELECT count(*) AS n FROM generation_meta", "--json"],
                 "show": ["show", first]}
-        readers = {name: r1f(*args, "--catalog", str(ray_dir), env=env) for name, args in cmds.items()}
+        ran = r1f_batch([[*args, "--catalog", str(ray_dir)] for args in cmds.values()], ray_cluster.env)
+        readers = dict(zip(cmds, ran))
         assert driver.poll() is None, "the run ended with its workers frozen:\n" + log_path.read_text()[-4000:]
         for name, res in readers.items():
             assert res.returncode == 0, f"r1f {name} during the run: {res.stderr}"

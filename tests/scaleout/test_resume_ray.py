@@ -17,12 +17,10 @@ from typing import Any
 
 from catalogs import Catalog
 from factory.generate import generate_from_recipe
-from tests.scaleout.conftest import REPO, RayCluster
+from tests.scaleout.conftest import REPO, LocalRun, RayCluster, make_catalog
 from tests.scaleout.test_generate_ray import (
     assert_same_catalog,
     freeze_mid_run,
-    local_reference,
-    make_catalog,
     r1f,
     signal_all,
     start_driver,
@@ -74,11 +72,11 @@ def verdicts_of(cat: Catalog, gens: list[dict[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def test_local_run_shaped_into_partial_shards_resumes_on_ray(tmp_path: Path, tiny_model_dir: Path, vllm_llm: Any,
+def test_local_run_shaped_into_partial_shards_resumes_on_ray(tmp_path: Path, local_run: LocalRun, vllm_llm: Any,
                                                              ray_cluster: RayCluster) -> None:
     from backends.vllm_backend import VLLMBackend
 
-    src, recipe, local_cat, local = local_reference(tmp_path, tiny_model_dir, vllm_llm)
+    src, recipe, local_cat, local = local_run.src, local_run.recipe, local_run.cat, local_run.summary
     run_id, total = local["run_id"], local["samples_total"]
 
     # Started with the local engine: Ctrl-C at the second round's call leaves every prompt with its first round
@@ -130,11 +128,11 @@ def test_local_run_shaped_into_partial_shards_resumes_on_ray(tmp_path: Path, tin
     assert_same_catalog(cat, local_cat, run_id)
 
 
-def test_ray_run_interrupted_resumes_with_the_local_engine(tmp_path: Path, tiny_model_dir: Path, vllm_llm: Any,
+def test_ray_run_interrupted_resumes_with_the_local_engine(tmp_path: Path, local_run: LocalRun, vllm_llm: Any,
                                                           ray_cluster: RayCluster) -> None:
     from backends.vllm_backend import VLLMBackend
 
-    src, recipe, local_cat, local = local_reference(tmp_path, tiny_model_dir, vllm_llm)
+    src, recipe, local_cat, local = local_run.src, local_run.recipe, local_run.cat, local_run.summary
     total = local["samples_total"]
     ray_dir = tmp_path / "ray"
     cat = make_catalog(ray_dir, src)
