@@ -84,9 +84,6 @@ def write_prompt_stats(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, 
 
     cols = ["prompt_id", "run_id", "samples", "accepted", "pass_rate", "status", "rounds", "tokens"]
     con.register("incoming_stats", pa.table({c: [r.get(c) for r in rows] for c in cols}))
-    try:
-        # Stats are derived numbers, updated as sampling proceeds; the generations they count are not.
-        con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
-                    f"FROM incoming_stats")
-    finally:
-        con.unregister("incoming_stats")
+    # Stats are derived numbers, updated as sampling proceeds; the generations they count are not.
+    con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                f"FROM incoming_stats")
