@@ -20,6 +20,7 @@ import duckdb
 
 from .store_core import (SHARD_DIR, SHARD_ROW_GROUP, STAGING_DIR, CatalogCore, gen_meta_schema, text_schema,
                          text_spans)
+from .store_verdicts import write_prompt_stats
 
 # A lease outlives its renewals by this much. On this host a holder is alive exactly while its process is;
 # the expiry only matters to a process on another host sharing the catalog folder.
@@ -256,12 +257,16 @@ class LeasesAndStaging(CatalogCore):
             con.execute("UPDATE leases SET expires_at = ? WHERE run_id = ? AND holder = ?",
                         [time.time() + ttl_s, run_id, this_process().holder])
 
-    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None) -> None:
-        """Give up this process's leases on the run (all of them, or these prompts')."""
+    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None,
+                        stats: Sequence[dict[str, Any]] = ()) -> None:
+        """Give up this process's leases on the run (all of them, or these prompts'). `stats`: `prompt_stats` rows
+        written in the same transaction, before the leases go (one commit where two would cost twice)."""
         import pyarrow as pa
 
         me = this_process()
-        with self.connect(write=True) as con:
+        with self.transaction() if stats else self.connect(write=True) as con:
+            if stats:
+                write_prompt_stats(con, stats)
             if prompt_ids is None:
                 con.execute("DELETE FROM leases WHERE run_id = ? AND holder = ?", [run_id, me.holder])
             elif prompt_ids:

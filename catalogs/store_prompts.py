@@ -22,15 +22,21 @@ if TYPE_CHECKING:
 class PromptsAndGenerations(CatalogCore):
     """Prompts and runs, and the generations' reads: by run, by id, streamed with their prompts."""
 
-    def prompts(self, where: str | None = None, limit: int | None = None) -> pl.DataFrame:
+    def prompts(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
+                ) -> pl.DataFrame:
+        """Prompts matching `where` (an SQL predicate, which may name any of the reader's views) and of `source`."""
+        clauses = [f"source = {sql_literal(source)}"] if source is not None else []
+        if where:
+            clauses.append(f"({where})")
         sql = ("SELECT prompt_id, source, messages, problem, answer, tests, kind, domain, language, metadata "
                "FROM prompts")
-        if where:
-            sql += f" WHERE {where}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY prompt_id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self.reader() as con:
+        # Without a free predicate the query reads the prompts table alone: a plain connection, no views to set up.
+        with self.reader() if where else self.connect() as con:
             try:
                 return query_frame(con, sql)
             except duckdb.Error as exc:
@@ -87,7 +93,8 @@ class PromptsAndGenerations(CatalogCore):
                f"prompt_tokens, completion_tokens FROM {'generations' if with_text else 'generation_meta'}")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        with self.reader() as con:
+        # A free `where` may name any view; else the call needs the generations view (texts) or no view at all.
+        with (self.reader() if where else self.reader(views=["generations"]) if with_text else self.connect()) as con:
             if ids is not None:
                 con.register("wanted_ids", pa.table({"generation_id": list(ids)}))
             return query_frame(con, sql + " ORDER BY prompt_id, sample_index, generation_id")

@@ -10,6 +10,7 @@ from .ids import canonical_json
 from .store_core import CatalogCore, query_frame
 
 if TYPE_CHECKING:
+    import duckdb
     import polars as pl
 
 
@@ -70,14 +71,19 @@ class VerdictsAndDecisions(CatalogCore):
                             "ORDER BY generation_id, judge")
 
     def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None:
-        import pyarrow as pa
-
         if not rows:
             return
-        cols = ["prompt_id", "run_id", "samples", "accepted", "pass_rate", "status", "rounds", "tokens"]
-        table = pa.table({c: [r.get(c) for r in rows] for c in cols})
         with self.connect(write=True) as con:
-            con.register("incoming", table)
-            # Stats are derived numbers, updated as sampling proceeds; the generations they count are not.
-            con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
-                        f"FROM incoming")
+            write_prompt_stats(con, rows)
+
+
+def write_prompt_stats(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or replace `prompt_stats` rows on a write connection (`set_prompt_stats`, and `release_prompts`
+    in the same transaction as the release)."""
+    import pyarrow as pa
+
+    cols = ["prompt_id", "run_id", "samples", "accepted", "pass_rate", "status", "rounds", "tokens"]
+    con.register("incoming_stats", pa.table({c: [r.get(c) for r in rows] for c in cols}))
+    # Stats are derived numbers, updated as sampling proceeds; the generations they count are not.
+    con.execute(f"INSERT OR REPLACE INTO prompt_stats ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                f"FROM incoming_stats")

@@ -68,7 +68,8 @@ class SamplingStore(Protocol):
 
     def renew_leases(self, run_id: str, ttl_s: float = ...) -> None: ...
 
-    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None) -> None: ...
+    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None,
+                        stats: Sequence[dict[str, Any]] = ...) -> None: ...
 
     # writes
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int: ...
@@ -420,7 +421,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
                 # Finished prompts' histories are final, whoever made them; open ones were written under lease.
                 _write_stats(job, catalog, [s for s in states.values()
                                             if not s.stale and job.policy.plan(s.history())[0] == 0
-                                            and s.stats_written != (len(s.passes), s.tokens)], None)
+                                            and s.stats_written != (len(s.passes), s.tokens)])
             except Exception:
                 log.exception("could not write prompt stats")
             try:
@@ -481,13 +482,20 @@ def _claim(job: SamplingJob, catalog: SamplingStore, candidates: list[PromptStat
 
 
 def _let_go(job: SamplingJob, catalog: SamplingStore, claimed: list[PromptState], guard: StopGuard) -> None:
-    """Write the stats of leased prompts while we still hold them, then give the leases up."""
+    """Write the stats of leased prompts while we still hold them and give the leases up, in one transaction."""
     if not claimed:
         return
+    ids = [s.prompt_id for s in claimed]
+    committed = False
     try:
-        _write_stats(job, catalog, claimed, guard)
+        with guard.critical():
+            catalog.release_prompts(job.run_id, ids, stats=_stats_rows(job, claimed))
+            committed = True
+            for s in claimed:
+                s.stats_written = (len(s.passes), s.tokens)
     finally:
-        catalog.release_prompts(job.run_id, [s.prompt_id for s in claimed])
+        if not committed:  # the stats failed to commit: the leases go all the same, as they always have
+            catalog.release_prompts(job.run_id, ids)
         for s in claimed:  # from now on another process may sample them
             s.stale = job.policy.plan(s.history())[0] > 0
 
@@ -697,13 +705,11 @@ def stats_row(policy: Policy, run_id: str, prompt_id: str, hist: list[bool], tok
             "tokens": tokens}
 
 
-def _write_stats(job: SamplingJob, catalog: SamplingStore, states: list[PromptState], guard: StopGuard | None) -> None:
-    rows = [stats_row(job.policy, job.run_id, s.prompt_id, hist, s.tokens)
-            for s in states if (hist := s.history())]
-    if guard is None:
-        catalog.set_prompt_stats(rows)
-    else:
-        with guard.critical():
-            catalog.set_prompt_stats(rows)
+def _stats_rows(job: SamplingJob, states: list[PromptState]) -> list[dict[str, Any]]:
+    return [stats_row(job.policy, job.run_id, s.prompt_id, hist, s.tokens) for s in states if (hist := s.history())]
+
+
+def _write_stats(job: SamplingJob, catalog: SamplingStore, states: list[PromptState]) -> None:
+    catalog.set_prompt_stats(_stats_rows(job, states))
     for s in states:
         s.stats_written = (len(s.passes), s.tokens)

@@ -7,6 +7,7 @@ a `setitimer` in the main thread, and a process with a hard kill everywhere else
 """
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -33,9 +34,13 @@ class _SampleTimeout(BaseException):
     """BaseException so Math-Verify's `except Exception` blocks cannot swallow it."""
 
 
+# A pure function of the string: cached, so that eval's answer classes reuse the parse the judge made of the same
+# answer, and k samples of a problem parse its reference once (each parse costs milliseconds to a tenth of a second).
+@functools.lru_cache(maxsize=1 << 14)
 def parse_boxed(expr: str) -> list[Any]:
     """Math-Verify's reading of `expr` as the content of a `\\boxed{}`, its own timeout off: the one parse the
-    judge and eval's answer classes (training/evaluate.py) share. See `parsed` for whether anything parsed."""
+    judge and eval's answer classes (training/evaluate.py) share. See `parsed` for whether anything parsed.
+    The list is shared by every caller of the same `expr`: read it, never change it."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     return parse("\\boxed{" + expr + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],

@@ -139,8 +139,9 @@ class ShardCatalog:
     def renew_leases(self, run_id: str, ttl_s: float = 0.0) -> None:
         pass
 
-    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None) -> None:
-        pass
+    def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None,
+                        stats: Sequence[dict[str, Any]] = ()) -> None:
+        self.set_prompt_stats(stats)  # the leases are the driver's: only the stats are the shard's
 
     # writes
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:

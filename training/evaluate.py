@@ -36,9 +36,10 @@ class EvalStore(Protocol):
     """What scoring an eval needs of the catalog: the benchmarks' prompts, reads, and the answer classes. The
     eval run itself (`run_eval`) takes the whole `Catalog`: it ingests the benchmarks and samples."""
 
-    def prompts(self, where: str | None = None, limit: int | None = None) -> pl.DataFrame: ...
+    def prompts(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
+                ) -> pl.DataFrame: ...
 
-    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def reader(self, *, views: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
     def connect(self, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
@@ -117,8 +118,7 @@ def ingest_benchmarks(catalog: Catalog, recipe: EvalRecipe) -> None:
 def _prompts(catalog: EvalStore, recipe: EvalRecipe) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for b in recipe.benchmarks:
-        src = bench_source(b.name).replace("'", "''")
-        df = catalog.prompts(where=f"source = '{src}'", limit=b.limit)
+        df = catalog.prompts(source=bench_source(b.name), limit=b.limit)
         out.extend(df.to_dicts())
     return out
 
@@ -208,7 +208,7 @@ def store_answer_classes(catalog: EvalStore, run_id: str, judge: str) -> int:
     """Compute and store the answer class of each of the run's generations that has none yet."""
     from judges.math_accuracy import last_boxed
 
-    with catalog.reader() as con:
+    with catalog.reader(views=["generations", "generation_meta", "eval_answers"]) as con:
         rows = con.execute(
             "SELECT g.generation_id, g.prompt_id, g.sample_index, g.text, g.answer FROM generations g "
             "ANTI JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? ORDER BY prompt_id, sample_index",

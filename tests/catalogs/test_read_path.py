@@ -171,3 +171,20 @@ def test_a_bad_query_fails_before_any_wait_on_the_lock(catalog: tuple[Path, str]
             assert proc.returncode == 2 and message in proc.stderr, (query, proc.stderr)
     finally:
         writer.kill()
+
+
+def test_a_reader_with_named_views_defines_those_alone(catalog: tuple[Path, str]) -> None:
+    from catalogs import Catalog
+
+    cat = Catalog(catalog[0], create=False)
+    with cat.reader(views=["prompts", "generations"]) as con:
+        names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = 'memory' "
+                                           "AND NOT internal").fetchall()}
+        assert names == {"prompts", "generations", "generation_texts"}
+        assert con.execute("SELECT count(*) FROM generations WHERE text IS NOT NULL").fetchone()[0] == 9
+    with pytest.raises(ValueError, match="no reader view named verdict"):
+        with cat.reader(views=["verdict"]):
+            pass
+    # A source alone reads the table on a plain connection; the same rows as the predicate through the views.
+    assert cat.prompts(source="s").equals(cat.prompts(where="source = 's'"))
+    assert len(cat.prompts(source="s")) == 3 and len(cat.prompts(source="nope")) == 0

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from catalogs import Catalog, schema
 from catalogs.ingest import IngestOptions, ingest
@@ -167,3 +168,24 @@ def test_staging_name_carries_pid_start_and_host(tmp_path: Path) -> None:
         assert int(pid) == os.getpid() and int(started_cs) == me.started_cs and host == me.host_tag
     finally:
         d.rmdir()
+
+
+def test_stats_written_with_the_release_in_one_transaction(tmp_path: Path) -> None:
+    cat, prompts = make_catalog(tmp_path / "cat")
+    assert cat.claim_prompts("r_run", prompts).claimed == prompts
+    row = {"run_id": "r_run", "samples": 4, "accepted": 1, "pass_rate": 0.25, "status": "open", "rounds": 1,
+           "tokens": 40}
+
+    def state() -> tuple[list[str], list[tuple[str, int]]]:
+        with cat.connect() as con:
+            leased = [r[0] for r in con.execute("SELECT prompt_id FROM leases WHERE run_id = 'r_run' "
+                                                "ORDER BY prompt_id").fetchall()]
+            stats = con.execute("SELECT prompt_id, samples FROM prompt_stats ORDER BY prompt_id").fetchall()
+        return leased, stats
+
+    # A stats row the catalog refuses (no prompt id): nothing of the call is kept, the leases included.
+    with pytest.raises(duckdb.ConstraintException):
+        cat.release_prompts("r_run", prompts[:2], stats=[{**row, "prompt_id": prompts[0]}, {**row, "prompt_id": None}])
+    assert state() == (sorted(prompts), [])
+    cat.release_prompts("r_run", prompts[:2], stats=[{**row, "prompt_id": p} for p in prompts[:2]])
+    assert state() == (sorted(prompts[2:]), sorted((p, 4) for p in prompts[:2]))
