@@ -109,3 +109,21 @@ def test_a_grpo_recipe_keeps_its_training_id_when_reward_options_are_added(tmp_p
     path.write_text(GRPO_BEFORE_REWARD_OPTIONS.replace("rewards: [math_accuracy,",
                                                        "rewards: [{judge: math_accuracy, where: \"kind = 'reasoning'\"},"))
     assert training_id("grpo", load_recipe(path, GRPORecipe), None) != "t_cf27818a6d8a93330fec7ecd"
+
+
+def test_the_distillation_pipeline_plans_six_students_on_the_r1_release(tmp_path: Path) -> None:
+    """`r1f run recipes/distill.yaml --dry-run` plans every student's SFT on r1-sft-v1, before any catalog exists."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "r1f", "run", str(RECIPES / "distill.yaml"), "--dry-run", "--json",
+                          "--catalog", str(tmp_path / "catalog")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    students = sorted(p.name[len("distill-"):-len(".yaml")] for p in RECIPES.glob("distill-*.yaml"))
+    assert sorted(s["name"][len("distill-"):] for s in plan["steps"]) == students
+    assert {(s["kind"], s["action"]) for s in plan["steps"]} == {("sft", "run")}
+    from pipelines.recipe import check_pipeline
+
+    assert {r.release for _, r in check_pipeline(RECIPES / "distill.yaml")} == {"r1-sft-v1"}
