@@ -506,6 +506,14 @@ class Mini:
                                     "total_seconds": time.perf_counter() - self.started}, indent=1))
         return path
 
+    def save(self, plt: Any, fig: Any, name: str) -> Path:
+        """A figure laid out, written to OUT/`name` and closed."""
+        fig.tight_layout()
+        path = self.out / name
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
     def figure(self) -> Path | None:
         """OUT/pass_at_1.png: each row's held-out pass@1."""
         plt = pyplot()
@@ -519,11 +527,7 @@ class Mini:
         ax.set_xlabel("held-out pass@1 (%)")
         ax.set_xlim(0, 105)
         ax.set_title("Mini-R1: held-out pass@1 per stage")
-        fig.tight_layout()
-        path = self.out / "pass_at_1.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return self.save(plt, fig, "pass_at_1.png")
 
     def curves(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """Each RL stage's row label and its training's curve (one point per logged GRPO step), from the catalog."""
@@ -554,11 +558,7 @@ class Mini:
         length_ax.set(xlabel="GRPO step", ylabel="tokens", title="mean completion length")
         reward_ax.legend(fontsize=7)
         fig.suptitle("Mini-R1: the RL stages per step (cf. DeepSeek-R1's Figures 2 and 3)")
-        fig.tight_layout()
-        path = self.out / "rl_curves.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return self.save(plt, fig, "rl_curves.png")
 
     def trace(self) -> str | None:
         """`r1f show` of one released reasoning sample, then the models trained on its release."""
