@@ -339,6 +339,8 @@ def _report(ctx: Context, step: Step) -> dict[str, Any]:
 
 
 def _train(ctx: Context, step: Step) -> dict[str, Any]:
+    from training.runs import without_steps
+
     if step.kind == "sft":
         from training.sft import run_sft
 
@@ -347,8 +349,7 @@ def _train(ctx: Context, step: Step) -> dict[str, Any]:
         from training.grpo import run_grpo
 
         summary = run_grpo(ctx.catalog, _recipe(ctx, step))
-    summary.pop("log_history", None)
-    return summary
+    return without_steps(summary)
 
 
 def _eval(ctx: Context, step: Step) -> dict[str, Any]:

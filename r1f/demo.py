@@ -10,8 +10,8 @@
 5. reasoning RL with the language-consistency reward added;
 6. rejection sampling through vLLM with the judges, the filters, and the paper's 3:1 reasoning mix;
 7. distillation: a smaller student SFT'd on that release, against the same student trained by GRPO alone;
-8. a summary table, the pass@1 figure, the HTML report of the release, and `r1f show` of one released sample
-   with its whole lineage.
+8. a summary table, the pass@1 figure, the RL stages' reward and completion length per step (the paper's
+   Figures 2 and 3), the HTML report of the release, and `r1f show` of one released sample with its whole lineage.
 
 The demo itself writes the world and pretrains the two base models (step 2 and the student's base); every other
 stage is a stage of one pipeline file, OUT/pipeline.yaml, with its recipe under OUT/recipes/, run through
@@ -80,6 +80,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
             console.print(f"distilled student vs the student by GRPO alone ({sg:.1f}%): "
                           f"{mini.gains([sd - sg], [mini.noise(sg, sd)])} points")
     console.print(f"catalog: {out / 'catalog'}; summary: {summary}; report: {report}; traced sample: {gid}")
+    console.print(f"figures: {', '.join(map(str, mini.figures))}")
     console.print(f"pipeline: {mini.pipeline}; rerun one stage and those after it: [bold]{mini.command()} --from "
                   f"STAGE[/]; its stages: [bold]r1f status --catalog {out / 'catalog'}[/]")
     console.print(f"Try: [bold]r1f sql \"SELECT name, members FROM releases\" --catalog {out / 'catalog'}[/]")

@@ -64,6 +64,15 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     assert all(t["status"] == "finished" for t in trainings)
     assert {"sft", "grpo"} <= {t["kind"] for t in trainings}
     assert any(t["release_name"] == "mini-r1-mix" for t in trainings), "no model was trained on the release"
+    # Each RL training keeps its curve (a point per logged step), drawn in OUT/rl_curves.png as the paper's Figures 2, 3.
+    rl = json.loads(_r1f("sql", "SELECT output_dir, metrics FROM trainings WHERE kind = 'grpo'", "--json",
+                         catalog=catalog))
+    assert len(rl) >= 3, rl  # R1-Zero, reasoning RL, the student by GRPO alone
+    for t in rl:
+        curve = json.loads(t["metrics"])["curve"]
+        assert curve and all({"step", "reward", "completions/mean_length"} <= set(p) for p in curve), t
+    assert summary["figures"] == ["pass_at_1.png", "rl_curves.png"] and (out / "rl_curves.png").stat().st_size > 0
+    assert str(out / "rl_curves.png") in first.stdout
     evals = json.loads(_r1f("sql", "SELECT count(*) AS n FROM runs WHERE kind = 'eval'", "--json", catalog=catalog))
     assert evals[0]["n"] >= 6
 

@@ -25,6 +25,7 @@ from catalogs.clikit import (
     stage_runner,
 )
 from catalogs.engines import StageEngines
+from training.runs import without_steps
 
 app = command_group()
 
@@ -67,7 +68,7 @@ def train(
                        "output_dir": prepared.args.output_dir}
         else:
             summary = run_grpo(cat, recipe, resume=resume)
-    summary.pop("log_history", None)
+    summary = without_steps(summary)
     if as_json:
         print_json(summary)
     else:

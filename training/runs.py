@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import re
 from contextlib import AbstractContextManager
@@ -127,8 +128,29 @@ def last_checkpoint(output_dir: str, recipe: Any) -> str:
     return found
 
 
+# What a training's curve keeps of each logged step (trl's names): SFT's loss; GRPO's reward, its spread, each reward
+# function's mean (`rewards/NAME/mean`), the mean completion length and the KL to the reference.
+CURVE_KEYS = ("loss", "reward", "reward_std", "completions/mean_length", "kl")
+
+
+def curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per logged training step: its `step` and the `CURVE_KEYS` (and `rewards/*/mean`) it logged. The
+    run's closing summary (train_loss, train_runtime) and eval logs are not steps and are left out. A non-finite
+    value (a NaN loss) is kept as null, so the catalog's JSON stays standard JSON."""
+    points = []
+    for entry in log_history:
+        point = {k: float(v) if math.isfinite(v) else None for k, v in entry.items()
+                 if (k in CURVE_KEYS or (k.startswith("rewards/") and k.endswith("/mean")))
+                 and isinstance(v, (int, float))}
+        if point and "step" in entry:
+            points.append({"step": int(entry["step"]), **point})
+    return points
+
+
 def final_metrics(trainer: Any, result: Any) -> dict[str, Any]:
-    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str))}
+    """The run's closing numbers, with its `curve` (one point per logged step) for plots of reward and length."""
+    metrics: dict[str, Any] = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str))}
+    metrics["curve"] = curve(trainer.state.log_history)
     logs = [e for e in trainer.state.log_history if "loss" in e]
     if logs:
         metrics["final_loss"] = float(logs[-1]["loss"])
@@ -138,6 +160,15 @@ def final_metrics(trainer: Any, result: Any) -> dict[str, Any]:
     if tokens:
         metrics["tokens_seen"] = int(tokens)
     return metrics
+
+
+def without_steps(summary: dict[str, Any]) -> dict[str, Any]:
+    """A training's summary without its per-step logs (trl's log_history, the metrics' curve): what `r1f train`
+    prints and a pipeline stage records. The curve stays in the catalog's `trainings` row."""
+    out = {k: v for k, v in summary.items() if k != "log_history"}
+    if isinstance(out.get("metrics"), dict):
+        out["metrics"] = {k: v for k, v in out["metrics"].items() if k != "curve"}
+    return out
 
 
 def write_model_card(trainer: Any, output_dir: str, *, kind: str, recipe: Any, release: str | None,

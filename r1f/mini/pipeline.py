@@ -123,6 +123,18 @@ def two_se(p1: float, p2: float, n: int) -> float:
     return 200 * math.sqrt((a * (1 - a) + b * (1 - b)) / max(n, 1))
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (the Agg backend), or None where matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
 @dataclass
 class Row:
     stage: str
@@ -161,6 +173,7 @@ class Mini:
         self.rows: list[Row] = []
         self.zero_gains: list[float] = []
         self.zero_noise: list[float] = []
+        self.figures: list[Path] = []
         self.started = time.perf_counter()
 
     @staticmethod
@@ -483,22 +496,28 @@ class Mini:
         return table
 
     def write_results(self) -> Path:
+        self.figures = [p for p in (self.figure(), self.rl_curves()) if p is not None]
         path = self.out / "summary.json"
         path.write_text(json.dumps({"config": {"seed": self.cfg.seed, "threads": self.cfg.threads, "key": self.key},
                                     "rows": [r.__dict__ for r in self.rows],
                                     "zero_gains": self.zero_gains,
                                     "zero_gains_2se": self.zero_noise,
+                                    "figures": [self.rel(p) for p in self.figures],
                                     "total_seconds": time.perf_counter() - self.started}, indent=1))
-        self.figure()
+        return path
+
+    def save(self, plt: Any, fig: Any, name: str) -> Path:
+        """A figure laid out, written to OUT/`name` and closed."""
+        fig.tight_layout()
+        path = self.out / name
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
         return path
 
     def figure(self) -> Path | None:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        """OUT/pass_at_1.png: each row's held-out pass@1."""
+        plt = pyplot()
+        if plt is None:
             return None
         scored = [(r.model, r.pass_at_1) for r in self.rows if r.pass_at_1 is not None][::-1]
         fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -508,11 +527,38 @@ class Mini:
         ax.set_xlabel("held-out pass@1 (%)")
         ax.set_xlim(0, 105)
         ax.set_title("Mini-R1: held-out pass@1 per stage")
-        fig.tight_layout()
-        path = self.out / "pass_at_1.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return self.save(plt, fig, "pass_at_1.png")
+
+    def curves(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Each RL stage's row label and its training's curve (one point per logged GRPO step), from the catalog."""
+        got = []
+        for spec in self.specs:
+            if spec.path is None:
+                continue
+            rows = self.sql("SELECT metrics FROM trainings WHERE kind = 'grpo' AND status = 'finished' AND "
+                            "output_dir = ? ORDER BY finished_at DESC LIMIT 1", [str(spec.path.resolve())])
+            if rows:
+                got.append((spec.stage, json.loads(rows[0][0]).get("curve") or []))
+        return got
+
+    def rl_curves(self) -> Path | None:
+        """OUT/rl_curves.png: each RL stage's mean reward and mean completion length per step, as the paper's
+        Figures 2 and 3 show R1-Zero's. A stage's reward is the weighted sum of its own rewards, so the stages'
+        reward scales differ (reasoning RL adds language consistency)."""
+        plt = pyplot()
+        curves = [(label, points) for label, points in self.curves() if points]
+        if plt is None or not curves:
+            return None
+        fig, (reward_ax, length_ax) = plt.subplots(1, 2, figsize=(11, 4))
+        for label, points in curves:
+            for ax, key in ((reward_ax, "reward"), (length_ax, "completions/mean_length")):
+                xy = [(p["step"], p[key]) for p in points if p.get(key) is not None]
+                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", markersize=3, label=label)
+        reward_ax.set(xlabel="GRPO step", ylabel="mean reward of the step's samples", title="reward")
+        length_ax.set(xlabel="GRPO step", ylabel="tokens", title="mean completion length")
+        reward_ax.legend(fontsize=7)
+        fig.suptitle("Mini-R1: the RL stages per step (cf. DeepSeek-R1's Figures 2 and 3)")
+        return self.save(plt, fig, "rl_curves.png")
 
     def trace(self) -> str | None:
         """`r1f show` of one released reasoning sample, then the models trained on its release."""

@@ -48,7 +48,13 @@ def test_grpo_steps_log_each_reward_component_and_are_recorded(tmp_path, tiny_mo
         row = con.execute("SELECT kind, status, release_name, prompts_where, metrics FROM trainings "
                           "WHERE training_id = ?", [result["training_id"]]).fetchone()
     assert row[:4] == ("grpo", "finished", "toy-v1", "release toy-v1")
-    assert "rewards/format/mean" in json.loads(row[4])
+    metrics = json.loads(row[4])
+    assert "rewards/format/mean" in metrics
+    # The curve: one point per logged step, with what the paper's Figures 2 and 3 plot (reward, mean length).
+    assert [p["step"] for p in metrics["curve"]] == [e["step"] for e in steps] == [1, 2]
+    for point, logged in zip(metrics["curve"], steps):
+        for key in ("reward", "completions/mean_length", "rewards/math_accuracy/mean", "rewards/format/mean"):
+            assert point[key] == pytest.approx(logged[key]), key
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model_dir, toy_catalog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from r1f.cli import app
@@ -57,7 +58,9 @@ def test_sft_loss_goes_down_and_the_catalog_records_the_training(tmp_path, tiny_
     row = next(r for r in rows if r["output_dir"] == str(out.resolve()))
     assert row["kind"] == "sft" and row["status"] == "finished" and row["release_name"] == release
     assert row["base_model"] == str(tiny_model_dir) and row["manifest_sha256"] == result["manifest_sha256"]
-    assert json.loads(row["metrics"])["final_loss"] < json.loads(row["metrics"])["first_loss"]
+    metrics = json.loads(row["metrics"])
+    assert metrics["final_loss"] < metrics["first_loss"]
+    assert [p["loss"] for p in metrics["curve"]] == pytest.approx(losses)  # one point per logged step
 
 
 def test_cli_check_loads_no_weights_and_errors_exit_2(tmp_path, tiny_model_dir, toy_catalog):
