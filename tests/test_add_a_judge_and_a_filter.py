@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("catalogs", "backends", "judges", "filters", "factory", "releases", "training", "review", "scaleout",
-            "r1f")
+            "pipelines", "r1f")
 
 JUDGE = '''"""answer_length: the answer part is at most `max_chars` characters."""
 from catalogs.records import Sample, Verdict, verdict
