@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pipelines.run import set_torch
 from r1f.mini.model import BASE, STUDENT
-from r1f.mini.pipeline import Mini, MiniConfig, console, mini_torch
+from r1f.mini.pipeline import REPORT, Mini, MiniConfig, console, mini_torch
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1, keep: bool = True) -> Path:
@@ -59,7 +59,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
     console.print(mini.summary())
     summary = mini.write_results()
     gid = mini.trace()
-    report = out / "report-mini-r1-mix.html"
+    report = out / REPORT
     total = time.perf_counter() - mini.started
     gains, noise = mini.zero_gains, mini.zero_noise
     rows = {r.model: r for r in mini.rows}

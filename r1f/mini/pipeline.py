@@ -98,6 +98,7 @@ class MiniConfig:
 ZERO_REWARDS: list[Any] = [{"judge": "math_accuracy", "gated_by": [{"judge": "format",
                                                                     "params": {"template": "r1_zero"}}]}]
 PIPELINE = "mini-r1"
+REPORT = "report-mini-r1-mix.html"  # the release report stage's file, in OUT
 NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
 CURATED_MODEL = "mini-annotators"  # the hand-cleaned cold-start traces
 
@@ -378,7 +379,7 @@ class Mini:
                  self.stage("release-mini-r1-mix", "release", {
                      "where": runs_of(str(rl), NR_MODEL), "per_prompt": 1, "prefer": "shortest", "reasoning": None,
                      "non_reasoning": None, "reasoning_share": 0.75, "seed": cfg.seed}, release="mini-r1-mix"))
-        self.stage("report-mini-r1-mix", "report", release="mini-r1-mix", args={"out": "report-mini-r1-mix.html"})
+        self.stage("report-mini-r1-mix", "report", release="mini-r1-mix", args={"out": REPORT})
         rows.append(RowSpec("rejection sampling + 3:1 mix", rl.name, timed=timed, release="mini-r1-mix",
                             accept_of=str(rl)))
 
