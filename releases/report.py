@@ -179,14 +179,15 @@ CHART_W, CHART_H, CHART_MARGIN = 460, 250, {"left": 58, "right": 14, "top": 12, 
 MARKED_POINTS = 200
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About `n` round ticks (1, 2, 2.5 or 5 times a power of ten) spanning [lo, hi]. matplotlib's MaxNLocator does
+def _ticks(lo: float, hi: float, n: int = 5, least: float = 0.0) -> list[float]:
+    """About `n` round ticks (1, 2, 2.5 or 5 times a power of ten, and at least `least` apart: steps are whole
+    numbers) spanning [lo, hi]. matplotlib's MaxNLocator does
     this, but these charts are drawn by the page's template, so the report's SVG needs no matplotlib figure."""
     if hi - lo < 1e-12:
         lo, hi = lo - (abs(lo) or 1) / 2, hi + (abs(hi) or 1) / 2
     raw = (hi - lo) / n
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+    step = max(least, next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9)))
     first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
     return [round(i * step, 12) for i in range(first, last + 1)]
 
@@ -199,7 +200,7 @@ def chart(title: str, xlabel: str, series: list[tuple[str, list[tuple[float, flo
     top, bottom = CHART_MARGIN["top"], CHART_H - CHART_MARGIN["bottom"]
     xs = [x for _, pts in series for x, _ in pts]
     ys = [y for _, pts in series for _, y in pts if y is not None]
-    xticks = _ticks(min(xs), max(xs)) if xs else [0.0, 1.0]
+    xticks = _ticks(min(xs), max(xs), least=1) if xs else [0.0, 1.0]
     yticks = _ticks(min(ys), max(ys)) if ys else [0.0, 1.0]
 
     def px(x: float) -> float:
@@ -241,7 +242,8 @@ def training_charts(training: dict[str, Any]) -> list[dict[str, Any]]:
                 chart("mean completion length per step (tokens)", "GRPO step",
                       [("completions/mean_length", line("completions/mean_length"))])]
     if any("loss" in p for p in points):
-        return [chart("training loss per step", f"{training['kind'].upper()} step", [("loss", line("loss"))])]
+        kind = str(training["kind"] or "training").upper()
+        return [chart("training loss per step", f"{kind} step", [("loss", line("loss"))])]
     return []
 
 
@@ -259,7 +261,7 @@ def training_sections(trainings: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f"prompts where {t['prompts_where']}" if t["prompts_where"] else "")
         steps = len(t["metrics"].get("curve") or [])
         out.append({"heading": f"{t['kind']} {t['training_id']}", "base_model": t["base_model"],
-                    "output_dir": t["output_dir"], "data": data, "finished_at": str(t["finished_at"]),
+                    "output_dir": t["output_dir"], "data": data, "finished_at": str(t["finished_at"])[:19],
                     "steps": steps, "charts": training_charts(t)})
     return out
 
