@@ -53,28 +53,30 @@ def train(
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train on catalog data with trl, and record the run in the catalog (`r1f sql "SELECT * FROM trainings"`)."""
-    cat = open_catalog(catalog)
-    if trainer is Trainer.sft:
+    """Train with trl, and record the run in the catalog (`r1f sql "SELECT * FROM trainings"`): sft and grpo on
+    catalog data, reward on a pairs file (its catalog is made if there is none yet)."""
+    if trainer is Trainer.reward:
+        from training.reward import prepare_reward, run_reward
+
+        if check:  # reads no catalog
+            prep = prepare_reward(recipe)
+            summary = {"status": "ok", "recipe": str(recipe), "pairs": len(prep.dataset),
+                       "output_dir": prep.args.output_dir}
+        else:
+            summary = run_reward(open_catalog(catalog, create=True), recipe, resume=resume)
+    elif trainer is Trainer.sft:
         from training.sft import prepare_sft, run_sft
 
+        cat = open_catalog(catalog)
         if check:
             r, args, *_ = prepare_sft(cat, recipe)
             summary = {"status": "ok", "recipe": str(recipe), "release": r.release, "output_dir": args.output_dir}
         else:
             summary = run_sft(cat, recipe, resume=resume)
-    elif trainer is Trainer.reward:
-        from training.reward import prepare_reward, run_reward
-
-        if check:
-            prep = prepare_reward(recipe)
-            summary = {"status": "ok", "recipe": str(recipe), "pairs": len(prep.dataset),
-                       "output_dir": prep.args.output_dir}
-        else:
-            summary = run_reward(cat, recipe, resume=resume)
     else:
         from training.grpo import prepare_grpo, run_grpo
 
+        cat = open_catalog(catalog)
         if check:
             prepared = prepare_grpo(cat, recipe)
             summary = {"status": "ok", "recipe": str(recipe), "prompts": len(prepared.dataset),
