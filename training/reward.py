@@ -16,13 +16,13 @@ scored by the judge's own scorer from the saved folder.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalogs.errors import RecipeError
+from catalogs.ingest import RecordError, read_jsonl
 from judges.preference import RewardModelScorer, reward_model_text, reward_model_tokenizer
 from training.recipe import RewardRecipe, load_recipe
 from training.runs import (
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("training")
 
 PAIR_KEYS = ("prompt", "chosen", "rejected")
+# The longest line of a pairs file (`r1f ingest`'s default record limit).
+MAX_PAIR_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -74,18 +76,14 @@ def read_pairs(recipe: RewardRecipe) -> Pairs:
         raise RecipeError(f"{recipe.where}: pairs.file: {recipe.pairs.file!r} does not exist (looked for {path}); "
                           f"give a JSONL file of {{\"prompt\", \"chosen\", \"rejected\"}} rows (a relative path is "
                           f"taken beside the recipe)")
-    data = path.read_bytes()
     rows: list[dict[str, str]] = []
     tied = 0
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        at = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"{at}: not valid JSON ({exc.msg}); write one JSON object a line "
-                              f"(recipe {recipe.where}, pairs.file)") from None
+    # The ingest's JSONL reader: one line at a time (plain or gzip), blank lines skipped, each error at its line.
+    for where, obj, _ in read_jsonl(path, MAX_PAIR_BYTES):
+        at = f"{path}:{where.removeprefix('line ')}"
+        if isinstance(obj, RecordError):
+            raise RecipeError(f"{at}: {str(obj).removeprefix(f'{where}: ')}; write one JSON object a line "
+                              f"(recipe {recipe.where}, pairs.file)")
         if not isinstance(obj, dict):
             raise RecipeError(f"{at}: a JSON {type(obj).__name__}, not an object; write "
                               f"{{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}} (recipe {recipe.where}, "
@@ -109,7 +107,9 @@ def read_pairs(recipe: RewardRecipe) -> Pairs:
                           f"so there is no preference to learn; give pairs whose chosen text is the better one")
     if tied:
         log.warning("reward: %d of the %d pairs in %s have chosen == rejected; left out", tied, tied + len(rows), path)
-    return Pairs(path, hashlib.sha256(data).hexdigest(), rows, tied)
+    with path.open("rb") as f:
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+    return Pairs(path, sha, rows, tied)
 
 
 def encode_pairs(tokenizer: Any, rows: list[dict[str, str]]) -> dict[str, list[list[int]]]:

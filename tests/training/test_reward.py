@@ -141,7 +141,7 @@ def test_bad_pairs_and_recipes_are_refused_naming_the_field_or_line(tmp_path, ti
     write_pairs(pairs, [{"prompt": "p", "chosen": 3, "rejected": "b"}])
     assert f"{pairs}:1: 'chosen' is a int, not a string" in _refused(recipe)
     pairs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n\nnot json\n', encoding="utf-8")
-    assert f"{pairs}:3: not valid JSON" in _refused(recipe)
+    assert f"{pairs}:3: malformed JSON" in _refused(recipe)
 
     write_pairs(pairs, [{"prompt": "p", "chosen": "same", "rejected": "same"}] * 3)
     msg = _refused(recipe)
