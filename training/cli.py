@@ -58,12 +58,12 @@ def train(
     if trainer is Trainer.reward:
         from training.reward import prepare_reward, run_reward
 
-        if check:  # reads no catalog
-            prep = prepare_reward(recipe)
+        prep = prepare_reward(recipe)  # before the catalog is made: a refused recipe leaves nothing behind
+        if check:
             summary = {"status": "ok", "recipe": str(recipe), "pairs": len(prep.dataset),
                        "output_dir": prep.args.output_dir}
         else:
-            summary = run_reward(open_catalog(catalog, create=True), recipe, resume=resume)
+            summary = run_reward(open_catalog(catalog, create=True), recipe, resume=resume, prepared=prep)
     elif trainer is Trainer.sft:
         from training.sft import prepare_sft, run_sft
 

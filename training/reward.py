@@ -157,9 +157,11 @@ def pairs_accuracy(model_dir: str | Path, rows: list[dict[str, str]], *, device:
             "margin": sum(c - r for c, r in zip(chosen, rejected)) / len(rows)}
 
 
-def run_reward(catalog: TrainingStore, recipe_path: str | Path, *, resume: bool = False) -> dict[str, Any]:
-    """Train the recipe's reward model, save it (model and tokenizer) in output_dir, and record the training."""
-    prep = prepare_reward(recipe_path)
+def run_reward(catalog: TrainingStore, recipe_path: str | Path, *, resume: bool = False,
+               prepared: PreparedReward | None = None) -> dict[str, Any]:
+    """Train the recipe's reward model, save it (model and tokenizer) in output_dir, and record the training.
+    `prepared`: the recipe's `prepare_reward`, when the caller checked it before making the catalog."""
+    prep = prepared or prepare_reward(recipe_path)
     recipe, args = prep.recipe, prep.args
     out = Path(args.output_dir)
     checkpoint = last_checkpoint(str(out), recipe) if resume else None

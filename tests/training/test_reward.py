@@ -131,6 +131,8 @@ def test_bad_pairs_and_recipes_are_refused_naming_the_field_or_line(tmp_path, ti
     recipe = reward_recipe(tmp_path, tiny_model_dir, pairs="missing.jsonl")
     msg = _refused(recipe)
     assert f"{recipe}: pairs.file: 'missing.jsonl' does not exist (looked for {tmp_path / 'missing.jsonl'})" in msg
+    res = CliRunner().invoke(app, ["train", "reward", str(recipe), "--catalog", str(tmp_path / "c")])
+    assert isinstance(res.exception, RecipeError) and not (tmp_path / "c").exists()  # refused before the catalog
 
     pairs = tmp_path / "pairs.jsonl"
     recipe = reward_recipe(tmp_path, tiny_model_dir)
