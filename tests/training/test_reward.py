@@ -96,8 +96,8 @@ def test_a_trained_reward_model_prefers_chosen_through_the_helpfulness_judge(tmp
     out = tmp_path / "rm-out"
     assert summary["output_dir"] == str(out.resolve()) and summary["pairs"] == str(pairs.resolve())
 
-    # Seeds 0-4 all reach 1.0 on these pairs within 2 of the 4 steps (margin 3.6-4.2 logits); the untrained
-    # models sit at 0.0-0.45 or (before the swap above) 1.0.
+    # Checked with seeds 0-4 (`trl.seed`, the swap above included: seeds 1 and 3 swap): untrained 0.0-0.175,
+    # trained 1.0 every time, mean margin 3.0-4.2 logits.
     after = judge_accuracy(out, rows)
     assert after >= 0.9, (before, after)
     config = json.loads((out / "config.json").read_text())
