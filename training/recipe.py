@@ -1,9 +1,9 @@
 """Training and eval recipes: YAML files validated by pydantic before any weight loads.
 
 The trainer settings are trl's own: a recipe's `trl:` block is passed to `trl.SFTConfig`,
-`trl.GRPOConfig` or `trl.RewardConfig` as is. Its allowed keys are read from those dataclasses (never copied by hand), so an
-unknown key is an error naming the file, the line and the key, and the values are checked by
-constructing the config itself.
+`trl.GRPOConfig` or `trl.RewardConfig` as is. Its allowed keys are read from those dataclasses (never
+copied by hand), so an unknown key is an error naming the file, the line and the key, and the values are
+checked by constructing the config itself.
 """
 from __future__ import annotations
 

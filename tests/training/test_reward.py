@@ -157,6 +157,8 @@ def test_bad_pairs_and_recipes_are_refused_naming_the_field_or_line(tmp_path, ti
     assert f"{recipe}:15: trl.learning_rat: unknown key; did you mean learning_rate?" in msg
     msg = _refused(reward_recipe(tmp_path, tiny_model_dir, extra="aspect_: helpfulness"))
     assert f"{recipe}:5: aspect_: unknown key; did you mean aspect?" in msg
+    msg = _refused(reward_recipe(tmp_path, tiny_model_dir, extra="chat_template: chatml"))
+    assert f"{recipe}:5: chat_template:" in msg and "remove chat_template" in msg
     msg = _refused(reward_recipe(tmp_path, tiny_model_dir, trl="  max_length: 4\n"))
     assert f"{recipe}: trl.max_length: every pair of {pairs} is longer than 4 tokens" in msg
 
