@@ -4,10 +4,13 @@ Every stage that calls a model (generation, the LLM judge, preference scoring, e
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from catalogs.ids import content_hash, file_sha256
 from catalogs.recipes import Strict as _Strict
 
 
@@ -73,12 +76,38 @@ class BackendConfig(_Strict):
         """Whether the backend loads the model here (its path must exist; its tokenizer is at hand)."""
         return self.name in IN_PROCESS
 
+    def model_sha256(self) -> str | None:
+        """The content hash of the model folder an in-process backend loads (see `model_sha256`); None otherwise."""
+        return model_sha256(self.model) if self.in_process else None
+
     def engine_options(self) -> dict[str, Any]:
         """The keyword arguments the backend constructor gets (name excluded, unset ones dropped)."""
         skip = {"name", "engine_kwargs", "tokenizer", "chat_template_kwargs"}
         opts = {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
         opts.update(self.engine_kwargs)
         return opts
+
+
+# The files a model is loaded from (weights, config, tokenizer, chat template, remote code). A trainer's by-products
+# beside them change nothing the model computes but differ between two runs that made the same weights: its
+# pickled arguments hold the output path, its state and results hold wall times, and the model card (README.md)
+# names the folder; so they are left out, and so are hidden files (markers) and subfolders (checkpoints, logs).
+_MODEL_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".tiktoken", ".py")
+_NOT_MODEL = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json",
+              "eval_results.json")
+
+
+def model_sha256(model: str | os.PathLike[str]) -> str | None:
+    """The content hash of a local model folder: its model files (above) by name and bytes; None where `model` is
+    not a folder here (a Hub id, a served model's name). It reads every weight file once, about a second per GB.
+    Run ids name a local model by it (`catalogs.ids.run_id`), so the same model copied to another folder samples
+    the same texts."""
+    folder = Path(os.path.expanduser(os.fspath(model)))
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_SUFFIXES
+                   and p.name not in _NOT_MODEL and not p.name.startswith("."))
+    return content_hash("model", [(p.name, file_sha256(p)) for p in files])
 
 
 _VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")
