@@ -99,7 +99,8 @@ _NOT_MODEL = ("training_args.bin", "trainer_state.json", "all_results.json", "tr
 
 def model_sha256(model: str | os.PathLike[str]) -> str | None:
     """The content hash of a local model folder: its model files (above) by name and bytes; None where `model` is
-    not a folder here (a Hub id, a served model's name). It reads every weight file once, about a second per GB.
+    not a folder here (a Hub id, a served model's name). It reads a weight file the first time it sees it (about a
+    second per GB) and remembers the hash (`_known_sha256`).
     Run ids name a local model by it (`catalogs.ids.run_id`), so the same model copied to another folder samples
     the same texts."""
     folder = Path(os.path.expanduser(os.fspath(model)))
@@ -107,7 +108,42 @@ def model_sha256(model: str | os.PathLike[str]) -> str | None:
         return None
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_SUFFIXES
                    and p.name not in _NOT_MODEL and not p.name.startswith("."))
-    return content_hash("model", [(p.name, file_sha256(p)) for p in files])
+    return content_hash("model", [(p.name, _known_sha256(p)) for p in files])
+
+
+def _hash_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "r1f" / "file-sha256.json"
+
+
+def _known_sha256(path: Path) -> str:
+    """`file_sha256(path)`, remembered per file by its path, size and modification time (nanoseconds), as `make`
+    trusts them: a 100 GB model is read once, not on every generate and eval. A file rewritten in place gets a new
+    modification time, so a new hash. The cache is a JSON file under $XDG_CACHE_HOME/r1f; one that cannot be read
+    or written is ignored (the hash is computed)."""
+    import json
+
+    st = path.stat()
+    key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns]
+    cache_file = _hash_cache()
+    try:
+        known = json.loads(cache_file.read_text())
+        assert isinstance(known, dict)
+    except (OSError, ValueError, AssertionError):
+        known = {}
+    hit = known.get(key)
+    if isinstance(hit, list) and hit[:2] == stamp and len(hit) == 3:
+        return str(hit[2])
+    digest = file_sha256(path)
+    known[key] = [*stamp, digest]
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(cache_file)  # atomic: a reader sees the old file or the new one
+    except OSError:
+        pass
+    return digest
 
 
 _VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")

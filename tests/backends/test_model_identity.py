@@ -60,3 +60,27 @@ sampling: {{max_tokens: 12, temperature: 1.0, seed: 7}}
     a, b = samples
     assert len(a) == 9 and len({s["seed"] for s in a}) == 9
     assert a == b
+
+
+def test_file_hashes_are_remembered_by_size_and_time(tmp_path: Path, tiny_model_dir: Path, monkeypatch) -> None:
+    """A model's files are read once: their hashes are kept by path, size and modification time under
+    $XDG_CACHE_HOME/r1f; a touched file is read again; a cache that is not JSON is ignored."""
+    import os
+
+    from catalogs.ids import file_sha256
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = copy_model(tiny_model_dir, tmp_path / "m", "m")
+    first = model_sha256(model)
+    cache = tmp_path / "cache" / "r1f" / "file-sha256.json"
+    weights = next(model.glob("*.safetensors")).resolve()
+    known = json.loads(cache.read_text())
+    assert known[str(weights)][2] == file_sha256(weights)
+    known[str(weights)][2] = "0" * 64  # a forged entry: trusted while size and time hold, which shows it is read
+    cache.write_text(json.dumps(known))
+    assert model_sha256(model) != first
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # touched: read again
+    assert model_sha256(model) == first
+    cache.write_text("not json")
+    assert model_sha256(model) == first
