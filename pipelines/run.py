@@ -94,7 +94,11 @@ def _recipe_hash(stage: Stage, base: Path) -> str:
 
 
 def _external_inputs(stage: Stage, parsed: Any, base: Path) -> dict[str, Any]:
-    """What a stage reads from outside the catalog: an ingest's local file (by content) or Hub dataset."""
+    """What a stage reads from outside the catalog: an ingest's local file (by content) or Hub dataset; a reward
+    model's pairs file (by content: changed pairs train again; None while the file is missing)."""
+    if stage.kind == "reward":
+        pairs = parsed.pairs_file()
+        return {"pairs": str(pairs), "sha256": _file_sha(pairs) if pairs.is_file() else None}
     if stage.kind != "ingest":
         return {}
     from catalogs.ingest import hub_repo_id
@@ -345,6 +349,10 @@ def _train(ctx: Context, step: Step) -> dict[str, Any]:
         from training.sft import run_sft
 
         summary = run_sft(ctx.catalog, _recipe(ctx, step))
+    elif step.kind == "reward":
+        from training.reward import run_reward
+
+        summary = run_reward(ctx.catalog, _recipe(ctx, step))
     else:
         from training.grpo import run_grpo
 
@@ -363,4 +371,4 @@ def _eval(ctx: Context, step: Step) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Context, Step], dict[str, Any]]] = {
     "ingest": _ingest, "generate": _generate, "judge": _judge, "filter": _filter, "review": _review,
     "release": _release, "export": _export, "publish": _publish, "report": _report, "sft": _train,
-    "grpo": _train, "eval": _eval}
+    "grpo": _train, "reward": _train, "eval": _eval}
