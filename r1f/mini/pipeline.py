@@ -538,6 +538,11 @@ class Mini:
                             score(spec.eval_stage), score(spec.chat_eval_stage, CHAT_BENCH), kept, accept,
                             spec.seconds if spec.seconds is not None else seconds(spec.timed)))
         self.rows = rows
+        for name, metrics in self.sql("SELECT output_dir, metrics FROM trainings WHERE kind = 'reward' AND status = "
+                                      "'finished' ORDER BY output_dir"):
+            got = json.loads(metrics)
+            console.print(f"reward model {Path(name).name}: ranks {100 * got.get('accuracy', 0):.0f}% of its "
+                          f"{got.get('pairs')} preference pairs right (mean margin {got.get('margin', 0):.2f})")
         base = rows[0].pass_at_1 or 0.0
         scores = [r.pass_at_1 or 0.0 for r in rows if r.stage.startswith("R1-Zero")]
         self.zero_gains = [s - base for s in scores]
