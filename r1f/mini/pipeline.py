@@ -2,7 +2,8 @@
 
 The demo does what only a demo does (writes the task world, pretrains the base models from scratch, in
 r1f/mini/model.py), then writes one pipeline file with every R1 stage (ingest, eval, R1-Zero GRPO, the cold start,
-reasoning RL, rejection sampling and its 3:1 release, distillation), runs it with `pipelines.run.run_pipeline` (what
+reasoning RL, rejection sampling and its 3:1 release, distillation, SFT of the base on that release, reward
+models, RL over all scenarios), runs it with `pipelines.run.run_pipeline` (what
 `r1f run` calls), and builds its summary from the catalog: eval scores, trainings, the stages' times and the accept
 rates. Run ids are not known when the recipes are written, so every selection names what is known: the model
 that made a run (`runs.model`) or a source. A rerun in the same folder skips every stage the catalog has done with
