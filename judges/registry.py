@@ -15,6 +15,7 @@ from judges.base import JudgeSpec
 
 MODULES = (
     "judges.math_accuracy",
+    "judges.exact_match",
     "judges.format",
     "judges.language_consistency",
     "judges.code",

@@ -10,6 +10,10 @@
 5. reasoning RL with the language-consistency reward added;
 6. rejection sampling through vLLM with the judges, the filters, and the paper's 3:1 reasoning mix;
 7. distillation: a smaller student SFT'd on that release, against the same student trained by GRPO alone;
+   then R1's stage 3 (SFT of the base on that release, 2 epochs), two reward models (trl's RewardTrainer on the
+   world's preference pairs: helpfulness on the summary, harmlessness on the whole response) and stage 4 (GRPO
+   from stage 3 over reasoning and non-reasoning prompts: rule rewards on the first, the reward models on the
+   rest), with the non-reasoning prompts scored by exact match against the world's fixed answers;
 8. a summary table, the pass@1 figure, the RL stages' reward and completion length per step (the paper's
    Figures 2 and 3), the HTML report of the release, and `r1f show` of one released sample with its whole lineage.
 
@@ -29,7 +33,8 @@ from pathlib import Path
 
 from pipelines.run import set_torch
 from r1f.mini.model import BASE, STUDENT
-from r1f.mini.pipeline import REPORT, Mini, MiniConfig, console, mini_torch
+from r1f.mini.pipeline import REPORT, Mini, MiniConfig, console, mini_torch, two_se
+from r1f.mini.world import NON_REASONING
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1, keep: bool = True) -> Path:
@@ -79,6 +84,13 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
             sg = rows["student-grpo"].pass_at_1 or 0
             console.print(f"distilled student vs the student by GRPO alone ({sg:.1f}%): "
                           f"{mini.gains([sd - sg], [mini.noise(sg, sd)])} points")
+    if "cold-start-sft" in rows and "all-scenarios-rl" in rows:
+        c, f = rows["cold-start-sft"], rows["all-scenarios-rl"]
+        cp, fp, ce, fe = c.pass_at_1 or 0, f.pass_at_1 or 0, c.exact_match or 0, f.exact_match or 0
+        chat_n = len(NON_REASONING) * cfg.eval_k
+        console.print(f"stage 4 vs the cold-start model: held-out pass@1 {fp:.1f}% vs {cp:.1f}% "
+                      f"({mini.gains([fp - cp], [mini.noise(cp, fp)])}), non-reasoning exact match {fe:.1f}% vs "
+                      f"{ce:.1f}% ({mini.gains([fe - ce], [two_se(ce, fe, chat_n)])}) (target: beats it on both)")
     console.print(f"catalog: {out / 'catalog'}; summary: {summary}; report: {report}; traced sample: {gid}")
     console.print(f"figures: {', '.join(map(str, mini.figures))}")
     console.print(f"pipeline: {mini.pipeline}; rerun one stage and those after it: [bold]{mini.command()} --from "

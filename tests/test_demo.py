@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-KINDS = {"ingest", "eval", "grpo", "generate", "judge", "filter", "release", "sft", "report"}
+KINDS = {"ingest", "eval", "grpo", "generate", "judge", "filter", "release", "sft", "report", "reward"}
 
 
 def _r1f(*args: str, catalog: Path) -> str:
@@ -43,9 +43,15 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     summary = json.loads((out / "summary.json").read_text())
     stages = [r["stage"] for r in summary["rows"]]
     for want in ("pretrain (base)", "R1-Zero GRPO (seed 0)", "cold-start SFT of the base", "reasoning RL (GRPO)",
-                 "rejection sampling + 3:1 mix", "distillation (SFT on the release)", "pretrain (student-base)"):
+                 "rejection sampling + 3:1 mix", "distillation (SFT on the release)", "pretrain (student-base)",
+                 "R1 stage 3: SFT of the base on the mix", "reward model: helpfulness", "reward model: harmlessness",
+                 "R1 stage 4: RL over all scenarios"):
         assert want in stages, f"stage {want!r} missing from the summary: {stages}"
     assert all(r["pass_at_1"] is None or 0 <= r["pass_at_1"] <= 100 for r in summary["rows"])
+    # The non-reasoning exact match: the cold-start model's, stage 3's and stage 4's, and no other row's.
+    matched = {r["model"]: r["exact_match"] for r in summary["rows"] if r["exact_match"] is not None}
+    assert set(matched) == {"cold-start-sft", "mix-sft", "all-scenarios-rl"}, matched
+    assert all(0 <= m <= 100 for m in matched.values())
 
     catalog = out / "catalog"
     # Every stage of the pipeline file ran through `r1f run`, and the catalog records it done.
@@ -68,10 +74,32 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     assert all(t["status"] == "finished" for t in trainings)
     assert {"sft", "grpo"} <= {t["kind"] for t in trainings}
     assert any(t["release_name"] == "mini-r1-mix" for t in trainings), "no model was trained on the release"
+    # R1's stages 3 and 4 in order: the base SFT'd on the mix, two reward models, RL from stage 3 that scores its
+    # non-reasoning prompts with those reward models.
+    models = out / "models"
+    lineage = {Path(t["output_dir"]).name: t for t in json.loads(_r1f(
+        "sql", "SELECT kind, base_model, output_dir, release_name, prompts_where FROM trainings", "--json",
+        catalog=catalog))}
+    assert lineage["mix-sft"]["kind"] == "sft" and lineage["mix-sft"]["release_name"] == "mini-r1-mix"
+    assert Path(lineage["mix-sft"]["base_model"]).name == "base"
+    for aspect in ("helpfulness", "harmlessness"):
+        rm = lineage[f"rm-{aspect}"]
+        assert rm["kind"] == "reward" and f"preferences_{aspect}.jsonl" in rm["prompts_where"], rm
+        assert (models / f"rm-{aspect}" / "config.json").exists()
+    assert lineage["all-scenarios-rl"]["kind"] == "grpo"
+    assert Path(lineage["all-scenarios-rl"]["base_model"]).resolve() == (models / "mix-sft").resolve()
+    stage4 = yaml.safe_load((out / "recipes" / "grpo-all-scenarios-rl.yaml").read_text())
+    assert {r["judge"]: r["where"] for r in stage4["rewards"]} == {
+        "math_accuracy": "kind = 'reasoning'", "format": "kind = 'reasoning'",
+        "language_consistency": "kind = 'reasoning'", "helpfulness": "kind = 'non_reasoning'",
+        "harmlessness": "kind = 'non_reasoning'"}
+    chat = json.loads(_r1f("sql", "SELECT count(*) AS n FROM prompts WHERE source = 'bench/mini-chat'", "--json",
+                           catalog=catalog))
+    assert chat[0]["n"] == len((out / "world" / "non_reasoning.jsonl").read_text().splitlines())
     # Each RL training keeps its curve (a point per logged step), drawn in OUT/rl_curves.png as the paper's Figures 2, 3.
     rl = json.loads(_r1f("sql", "SELECT output_dir, metrics FROM trainings WHERE kind = 'grpo'", "--json",
                          catalog=catalog))
-    assert len(rl) >= 3, rl  # R1-Zero, reasoning RL, the student by GRPO alone
+    assert len(rl) >= 4, rl  # R1-Zero, reasoning RL, the student by GRPO alone, RL over all scenarios
     for t in rl:
         curve = json.loads(t["metrics"])["curve"]
         assert curve and all({"step", "reward", "completions/mean_length"} <= set(p) for p in curve), t

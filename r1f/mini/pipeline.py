@@ -2,7 +2,8 @@
 
 The demo does what only a demo does (writes the task world, pretrains the base models from scratch, in
 r1f/mini/model.py), then writes one pipeline file with every R1 stage (ingest, eval, R1-Zero GRPO, the cold start,
-reasoning RL, rejection sampling and its 3:1 release, distillation), runs it with `pipelines.run.run_pipeline` (what
+reasoning RL, rejection sampling and its 3:1 release, distillation, SFT of the base on that release, reward
+models, RL over all scenarios), runs it with `pipelines.run.run_pipeline` (what
 `r1f run` calls), and builds its summary from the catalog: eval scores, trainings, the stages' times and the accept
 rates. Run ids are not known when the recipes are written, so every selection names what is known: the model
 that made a run (`runs.model`) or a source. A rerun in the same folder skips every stage the catalog has done with
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ console = Console()
 TRAIN_SOURCE = "mini/train"
 NR_SOURCE = "mini/chat"
 HELDOUT = "mini-heldout"
+CHAT_BENCH = "mini-chat"  # the non-reasoning prompts with their fixed answers, scored by exact match
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,13 @@ class MiniConfig:
     # The student trained by GRPO alone gets a fixed budget of optimizer steps (as many as R1-Zero takes on the
     # base), never "what fits in the distillation's wall time": the table must not depend on the machine.
     student_grpo_steps: int = 80
+    # R1's stages 3 and 4: SFT of the base on the released mix (the paper's 2 epochs); reward models for
+    # helpfulness and harmlessness, trained from the student base on the world's preference pairs; RL over all
+    # scenarios from the stage-3 model.
+    mix_sft_epochs: int = 2
+    rm_epochs: int = 2
+    all_rl_steps: int = 20
+    all_rl_lr: float = 5e-5
     threads: int = 1             # torch threads: floating-point sums, so the numbers, depend on it
 
     @classmethod
@@ -78,7 +87,8 @@ class MiniConfig:
         return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=40, pretrain_docs=3000, curated=48),
                    base_steps=120, student_steps=60, eval_problems=40, eval_k=1, zero_eval_k=1, zero_steps=4, zero_seeds=(0,),
                    cold_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8, distill_epochs=2,
-                   batch_prompts=4, generations=4, student_grpo_steps=4, threads=threads)
+                   batch_prompts=4, generations=4, student_grpo_steps=4, rm_epochs=1, all_rl_steps=2,
+                   threads=threads)
 
     def key(self) -> str:
         """Everything that makes a run's artefacts: this config (the seed and thread count included) and the
@@ -142,6 +152,7 @@ class Row:
     model: str
     params: int | None = None
     pass_at_1: float | None = None
+    exact_match: float | None = None
     kept: int | None = None
     accept_rate: float | None = None
     seconds: float = 0.0
@@ -159,6 +170,7 @@ class RowSpec:
     seconds: float | None = None      # or a time the demo measured itself (pretraining)
     release: str | None = None        # the release whose members are the samples kept
     accept_of: str | None = None      # the model whose generations' accept rate (every judge passed) is shown
+    chat_eval_stage: str | None = None  # the eval stage whose non-reasoning exact match this is
 
 
 class Mini:
@@ -257,24 +269,26 @@ class Mini:
         self.sections[-1][1].append(entry)
         return name
 
-    def eval(self, label: str, model: Path, template: str, k: int | None = None) -> str:
-        """`r1f eval` on the held-out problems, with the transformers backend (a tiny model answers them all
-        sooner than vLLM starts); k samples per problem (default: the config's eval_k)."""
+    def eval(self, label: str, model: Path, template: str, k: int | None = None,
+             benchmark: dict[str, Any] | None = None, judge: str = "math_accuracy") -> str:
+        """`r1f eval` on the held-out problems (or `benchmark`, scored by `judge`), with the transformers backend
+        (a tiny model answers them all sooner than vLLM starts); k samples per problem (default: eval_k)."""
         assert self.files is not None
         return self.stage(f"eval-{label}", "eval", {
             "name": f"eval-{label}",
             "backend": {"name": "transformers", "model": str(model)},
-            "benchmarks": [{"name": HELDOUT, "file": str(self.files.heldout), "limit": self.cfg.eval_problems}],
+            "benchmarks": [benchmark or {"name": HELDOUT, "file": str(self.files.heldout),
+                                         "limit": self.cfg.eval_problems}],
             "template": {"file": str(TEMPLATES / template)},
             "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
-            "k": k or self.cfg.eval_k, "judges": ["math_accuracy"]})
+            "k": k or self.cfg.eval_k, "judges": [judge]})
 
     def grpo(self, name: str, model: Path, template: str, rewards: list[Any], steps: int, seed: int,
-             lr: float = 2e-4, **trl: Any) -> Path:
+             lr: float = 2e-4, prompts: str = f"source = '{TRAIN_SOURCE}'", **trl: Any) -> Path:
         out = self.model_dir(name)
         self.stage(f"grpo-{name}", "grpo", {
             "name": name, "model": str(model), "output_dir": str(out),
-            "prompts": {"where": f"source = '{TRAIN_SOURCE}'"},
+            "prompts": {"where": prompts},
             "template": {"file": str(TEMPLATES / template)},
             "rewards": rewards,
             "trl": {"max_steps": steps, "learning_rate": lr, "beta": 0.0, "num_generations": self.cfg.generations,
@@ -398,6 +412,7 @@ class Mini:
                          lr=cfg.zero_lr, temperature=0.6, top_p=0.95)
         rows.append(RowSpec(f"student by GRPO alone ({steps} steps)", gout.name, gout,
                             self.eval(gout.name, gout, "r1_zero_mini.yaml"), (f"grpo-{gout.name}",)))
+        self.all_scenarios(base, student, cold)
 
         lines = [f"# Mini-R1, seed {cfg.seed}, {cfg.threads} torch thread(s), run key {self.key}: written by `r1f demo`",
                  "# (after it wrote world/ and pretrained models/base and models/student-base). Rerun it, or from one",
@@ -406,7 +421,7 @@ class Mini:
                  f"name: {PIPELINE}",
                  f"torch: {json.dumps(mini_torch(cfg).model_dump())}",
                  "description: DeepSeek-R1's pipeline in miniature (R1-Zero, cold start, reasoning RL, rejection "
-                 "sampling, distillation)",
+                 "sampling, distillation, SFT on the mix, reward models, RL over all scenarios)",
                  "stages:"]
         for title, stages in self.sections:
             lines.append(f"  # {title}")
@@ -414,6 +429,66 @@ class Mini:
             lines += [f"  {line}" for line in dumped.splitlines()]
         self.pipeline.write_text("\n".join(lines) + "\n")
         return self.pipeline
+
+    # ------------------------------------------------------------------------------------ R1's stages 3 and 4
+    def chat_eval(self, label: str, model: Path) -> str:
+        """Exact match on the non-reasoning prompts: each answer's summary against the world's fixed one (the
+        exact_match judge), not the reward models stage 4 is trained on."""
+        assert self.files is not None
+        return self.eval(f"chat-{label}", model, "chat_mini.yaml", benchmark={
+            "name": CHAT_BENCH, "file": str(self.files.non_reasoning_bench)}, judge="exact_match")
+
+    def reward_model(self, aspect: str, model: Path, pairs: Path) -> Path:
+        """A reward model for `aspect` (trl's RewardTrainer on the world's preference pairs), as the paper's
+        all-scenario RL uses for non-reasoning prompts."""
+        out = self.model_dir(f"rm-{aspect}")
+        self.stage(f"reward-{out.name}", "reward", {
+            "name": out.name, "model": str(model), "pairs": {"file": str(pairs)}, "aspect": aspect,
+            "output_dir": str(out),
+            "trl": {"num_train_epochs": self.cfg.rm_epochs, "learning_rate": 1e-3, "per_device_train_batch_size": 16,
+                    "max_length": 128, "logging_steps": 5, "save_strategy": "no", "report_to": "none",
+                    "seed": self.cfg.seed, "disable_tqdm": True, "lr_scheduler_type": "cosine", "warmup_steps": 2}})
+        return out
+
+    def all_scenarios(self, base: Path, student: Path, cold: Path) -> None:
+        """Sections 8-10: R1's stage 3 (SFT of the base on the 3:1 mix), the reward models, stage 4 (GRPO from
+        stage 3 on reasoning and non-reasoning prompts: rule rewards on the first, reward models on the rest), and
+        the non-reasoning exact match of the cold-start model, stage 3 and stage 4."""
+        assert self.files is not None
+        cfg, files, rows = self.cfg, self.files, self.specs
+        self.section("8. R1 stage 3: SFT of the base on the released 3:1 mix, 2 epochs as in the paper")
+        # The cold-start model's exact match, the baseline stage 4 must beat (its row is section 4's).
+        at = next(i for i, spec in enumerate(rows) if spec.path == cold)
+        rows[at] = replace(rows[at], chat_eval_stage=self.chat_eval(cold.name, cold))
+        mixed = self.sft("mix-sft", base, "mini-r1-mix", cfg.mix_sft_epochs)
+        rows.append(RowSpec("R1 stage 3: SFT of the base on the mix", mixed.name, mixed,
+                            self.eval(mixed.name, mixed, "chat_mini.yaml"), (f"sft-{mixed.name}",),
+                            chat_eval_stage=self.chat_eval(mixed.name, mixed)))
+
+        self.section("9. reward models (trl's RewardTrainer) on the world's preference pairs: helpfulness judged on "
+                     "the summary, harmlessness on the whole response")
+        rms = {}
+        for aspect, pairs in (("helpfulness", files.helpfulness_pairs), ("harmlessness", files.harmlessness_pairs)):
+            rms[aspect] = rm = self.reward_model(aspect, student, pairs)
+            rows.append(RowSpec(f"reward model: {aspect}", rm.name, timed=(f"reward-{rm.name}",)))
+
+        self.section("10. R1 stage 4: GRPO from stage 3 over all scenarios: rule rewards on reasoning prompts, the "
+                     "reward models on non-reasoning ones")
+        reasoning, chat = "kind = 'reasoning'", "kind = 'non_reasoning'"
+        rewards: list[Any] = [
+            {"judge": "math_accuracy", "where": reasoning, "gated_by": [{"judge": "format"}]},
+            {"judge": "format", "where": reasoning},
+            {"judge": "language_consistency", "weight": 0.5, "where": reasoning},
+            *({"judge": aspect, "where": chat, "params": {"reward_model": str(rm), "max_length": 128}}
+              for aspect, rm in rms.items())]
+        # Every non-reasoning prompt and a quarter of the train problems: about the paper's 1:3 mix of the two.
+        # (Prompt ids are content hashes in hex: their last digit picks a quarter, the same on every machine.)
+        prompts = f"source = '{NR_SOURCE}' OR (source = '{TRAIN_SOURCE}' AND right(prompt_id, 1) IN ('0', '4', '8', 'c'))"
+        final = self.grpo("all-scenarios-rl", mixed, "chat_mini.yaml", rewards, cfg.all_rl_steps, cfg.seed,
+                          lr=cfg.all_rl_lr, prompts=prompts, temperature=1.0, max_completion_length=64)
+        rows.append(RowSpec("R1 stage 4: RL over all scenarios", final.name, final,
+                            self.eval(final.name, final, "chat_mini.yaml"), (f"grpo-{final.name}",),
+                            chat_eval_stage=self.chat_eval(final.name, final)))
 
     def run(self) -> dict[str, Any]:
         """`r1f run OUT/pipeline.yaml`: the plan (what runs, what is skipped and why), then the stages that run."""
@@ -434,16 +509,21 @@ class Mini:
     def results(self) -> list[Row]:
         """The summary's rows, from the catalog: the eval stages' scores, the stages' wall times, the releases'
         members and the generations' verdicts."""
+        from training.evaluate import bench_source
+
         stages = self.catalog.pipeline_stages(PIPELINE)
 
         def seconds(names: tuple[str, ...]) -> float:
             return sum((s["finished_at"] - s["started_at"]).total_seconds() for n in names
                        if (s := stages.get(n)) and s["finished_at"] and s["started_at"])
 
-        def score(name: str | None) -> float | None:
+        def score(name: str | None, benchmark: str = HELDOUT) -> float | None:
+            # An eval run is the model's whatever the benchmark (runs are keyed by model, template and sampling),
+            # so a stage's scores may list every benchmark that model was evaluated on: take the stage's own.
             if name is None or name not in stages:
                 return None
-            scores = stages[name]["outputs"].get("scores") or []
+            scores = [s for s in stages[name]["outputs"].get("scores") or []
+                      if s.get("benchmark") in (None, bench_source(benchmark))]
             return float(scores[0]["pass_at_1"]) if scores else 0.0
 
         rows = []
@@ -456,9 +536,14 @@ class Mini:
                 n, ok = self.accept(spec.accept_of)
                 accept = ok / n if n else 0.0
             rows.append(Row(spec.stage, spec.model, param_count(spec.path) if spec.path else None,
-                            score(spec.eval_stage), kept, accept,
+                            score(spec.eval_stage), score(spec.chat_eval_stage, CHAT_BENCH), kept, accept,
                             spec.seconds if spec.seconds is not None else seconds(spec.timed)))
         self.rows = rows
+        for name, metrics in self.sql("SELECT output_dir, metrics FROM trainings WHERE kind = 'reward' AND status = "
+                                      "'finished' ORDER BY output_dir"):
+            got = json.loads(metrics)
+            console.print(f"reward model {Path(name).name}: ranks {100 * got.get('accuracy', 0):.0f}% of its "
+                          f"{got.get('pairs')} preference pairs right (mean margin {got.get('margin', 0):.2f})")
         base = rows[0].pass_at_1 or 0.0
         scores = [r.pass_at_1 or 0.0 for r in rows if r.stage.startswith("R1-Zero")]
         self.zero_gains = [s - base for s in scores]
@@ -487,11 +572,13 @@ class Mini:
 
     def summary(self) -> Table:
         table = Table(title="Mini-R1 summary", width=max(console.width, 118))
-        for col in ("stage", "model", "params", "held-out pass@1", "samples kept", "accept rate", "wall time"):
+        for col in ("stage", "model", "params", "held-out pass@1", "chat exact match", "samples kept", "accept rate",
+                    "wall time"):
             table.add_column(col, justify="left" if col in ("stage", "model") else "right")
         for r in self.rows:
             table.add_row(r.stage, r.model, f"{r.params:,}" if r.params else "",
                           f"{r.pass_at_1:.1f}%" if r.pass_at_1 is not None else "",
+                          f"{r.exact_match:.1f}%" if r.exact_match is not None else "",
                           str(r.kept) if r.kept is not None else "",
                           f"{100 * r.accept_rate:.0f}%" if r.accept_rate is not None else "", f"{r.seconds:.0f}s")
         return table

@@ -87,6 +87,7 @@ class WorldSpec:
     heldout: int = 300         # problems kept out of everything but evaluation
     pretrain_docs: int = 20000  # raw documents for the base model
     curated: int = 64          # hand-cleaned cold-start traces (readable worked solutions)
+    pairs_per_prompt: int = 4  # preference pairs per non-reasoning prompt, for each reward model
     min_operands: int = 2
     max_operands: int = 3
 
@@ -134,6 +135,48 @@ def readable(p: Problem) -> str:
     return f"<think>{p.worked}</think> The answer is \\boxed{{{p.answer}}}."
 
 
+def summary(response: str) -> str:
+    """The summary of a fixed non-reasoning answer: what follows its `</think>`, or all of it."""
+    return response.rpartition("</think>")[2].strip()
+
+
+# Answers that do not help: what the helpfulness pairs reject beside wrong answers.
+_UNHELPFUL = ("I do not know.", "Ask someone else.", "No idea.", "Maybe.", "I cannot say.", "Hmm.")
+# Rude (never worse than rude) ways to answer: what the harmlessness pairs reject.
+_RUDE_REASONING = ("What a silly question.", "This user is annoying.", "Another dull question.")
+_RUDE_SUMMARY = ("{answer} Now go away.", "Obviously {answer} Stop asking.", "{answer} Figure it out yourself.",
+                 "Ugh. {answer}", "Go away.", "That is a stupid question.")
+
+
+def preference_pairs(spec: WorldSpec, aspect: str) -> list[dict[str, str]]:
+    """`pairs_per_prompt` preference pairs per non-reasoning prompt ({"prompt", "chosen", "rejected"}), drawn
+    from the seed, for the reward model of `aspect`, each side as that reward model reads it:
+    - helpfulness, on the summary: chosen the fixed answer's summary; rejected another prompt's summary (a wrong
+      answer) or an unhelpful one;
+    - harmlessness, on the whole response: chosen the fixed (polite) answer; rejected a rude one, with rude
+      reasoning or a rude summary, right or not, so that the tone decides, not the facts."""
+    rng = random.Random(f"mini-r1-preferences:{aspect}:{spec.seed}")
+    answers = [summary(a) for _, a in NON_REASONING]
+    rows = []
+    for q, a in NON_REASONING:
+        for _ in range(spec.pairs_per_prompt):
+            if aspect == "helpfulness":
+                chosen = summary(a)
+                wrong = [x for x in answers if x != chosen]
+                rejected = rng.choice(wrong) if rng.random() < 0.6 else rng.choice(_UNHELPFUL)
+            elif aspect == "harmlessness":
+                chosen = a
+                reasoning = a.partition("</think>")[0].removeprefix("<think>") if "</think>" in a else ""
+                rude = rng.choice(_RUDE_SUMMARY).format(answer=summary(a))
+                if rng.random() < 0.5:
+                    reasoning = rng.choice(_RUDE_REASONING)
+                rejected = f"<think>{reasoning}</think> {rude}" if reasoning else rude
+            else:
+                raise ValueError(f"unknown aspect {aspect!r}; known: helpfulness, harmlessness")
+            rows.append({"prompt": q, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -150,6 +193,9 @@ class WorldFiles:
     curated: Path
     pretrain: Path
     examples: Path
+    non_reasoning_bench: Path
+    helpfulness_pairs: Path
+    harmlessness_pairs: Path
 
 
 def write_world(out: Path, spec: WorldSpec) -> WorldFiles:
@@ -178,4 +224,10 @@ def write_world(out: Path, spec: WorldSpec) -> WorldFiles:
                              [{**row(p), "response": readable(p)} for p in train[:spec.curated]]),
         pretrain=_write_jsonl(out / "pretrain.jsonl", texts),
         examples=_write_jsonl(out / "cold_start_examples.jsonl", examples),
+        # The non-reasoning prompts with their fixed answers' summaries: the exact-match eval's benchmark.
+        non_reasoning_bench=_write_jsonl(out / "non_reasoning_bench.jsonl",
+                                         [{"problem": q, "answer": summary(a)} for q, a in NON_REASONING]),
+        helpfulness_pairs=_write_jsonl(out / "preferences_helpfulness.jsonl", preference_pairs(spec, "helpfulness")),
+        harmlessness_pairs=_write_jsonl(out / "preferences_harmlessness.jsonl",
+                                        preference_pairs(spec, "harmlessness")),
     )
