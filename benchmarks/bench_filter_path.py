@@ -221,22 +221,30 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
     def med(xs: list[float]) -> float:
         return sorted(xs)[len(xs) // 2]
 
+    def minutes(slope: float) -> float:  # 1M x 16 KB on 2 fully used cores at `slope` CPU-ms per MB
+        return 16e3 * slope / 1000 / 60 / 2
+
     small, big = sorted(catalogs)
     print(f"\n== before/after, `r1f filter` on copies of the same catalogs ({small:.0f} and {big:.0f} MB), "
-          f"{repeat} alternating runs each, medians")
+          f"{repeat} alternating runs each, medians (the range over the runs in brackets: run i's marginal rate "
+          f"pairs its two sizes, the ratio its two codes)")
     fig: dict[str, tuple[float, float, float]] = {}
+    slopes: dict[str, list[float]] = {}
     for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
         c_small, c_big = med(cpu[(tag, small)]), med(cpu[(tag, big)])
         slope = 1000 * (c_big - c_small) / (big - small)  # CPU-ms per MB, fixed costs cancelled
+        slopes[tag] = [1000 * (cb - cs) / (big - small) for cs, cb in zip(cpu[(tag, small)], cpu[(tag, big)])]
         fixed = c_big - slope * big / 1000
         fig[tag] = (1000 * c_big / big, big / med(wall[(tag, big)]), slope)
         print(f"{tag:<7} ({code}): {big:.0f} MB: {fig[tag][0]:4.0f} CPU-ms per MB, {fig[tag][1]:5.1f} MB/s wall; "
               f"marginal {slope:4.0f} CPU-ms per MB ({1000 / slope:.1f} MB per CPU-second) + {fixed:.1f} CPU-s fixed; "
               f"1M x 16 KB at the marginal rate: {16e3 * slope / 1000 / 60:.1f} CPU-minutes, "
-              f"{16e3 * slope / 1000 / 60 / 2:.1f} min on 2 fully used cores")
+              f"{minutes(slope):.1f} min on 2 fully used cores [{minutes(min(slopes[tag])):.1f} to "
+              f"{minutes(max(slopes[tag])):.1f}]")
     b, a = fig["before"], fig["after"]
-    print(f"after/before: CPU per MB x{a[0] / b[0]:.2f}, MB/s wall x{a[1] / b[1]:.2f}, marginal CPU per MB "
-          f"x{a[2] / b[2]:.2f}")
+    per_run = [x / y for x, y in zip(cpu[("after", big)], cpu[("before", big)])]
+    print(f"after/before: CPU per MB x{a[0] / b[0]:.2f} [x{min(per_run):.2f} to x{max(per_run):.2f}], MB/s wall "
+          f"x{a[1] / b[1]:.2f}, marginal CPU per MB x{a[2] / b[2]:.2f}")
 
 
 def run_corpus(name: str, n: int, datatrove_docs: int, work: Path, baseline: Path | None = None,

@@ -143,7 +143,9 @@ def _records_to_frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
 
 # What Python's str.strip() strips (str.isspace), so the polars split strips exactly as catalogs.split does;
 # polars' default strip_chars() follows Rust's char::is_whitespace, which differs (U+001C..U+001F).
-PY_WHITESPACE = "".join(chr(i) for i in range(0x110000) if chr(i).isspace())
+# Every such character lies below U+3001 (the last is U+3000): scanning that range instead of all 1.1M code
+# points saves each process about 0.3 CPU-s at import; tests/filters/test_split_think.py checks the full range.
+PY_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
 def split_think(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -212,7 +214,9 @@ def prepare_batch(data: pl.DataFrame | Sequence[Mapping[str, Any]] | Any) -> pl.
             [e.alias(c) for c, e in (("reasoning", reasoning), ("answer", answer)) if c not in df.columns])
     df = df.with_columns(pl.col("reasoning", "answer", "problem").fill_null(""),
                          pl.col("language").fill_null("en"), pl.col("domain").fill_null(""))
-    empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
+    # all whitespace: what `strip_chars() == ""` tests (Rust's char::is_whitespace and the regex's \s are both
+    # Unicode's White_Space), without a stripped copy of every text for each filter
+    empty = pl.col("text").is_null() | pl.col("text").str.contains(r"^\s*$")
     err_expr = pl.when(err.is_not_null()).then(pl.lit(err)).when(empty).then(pl.lit("empty_text")).otherwise(None)
     return df.with_columns(err_expr.alias(INPUT_ERROR))
 

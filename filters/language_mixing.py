@@ -73,6 +73,24 @@ def normalise_expr(col: pl.Expr) -> pl.Expr:
     return col
 
 
+def normalise(texts: pl.Series) -> pl.Series:
+    """`normalise_expr` over a Series, the same strings, faster: a step repeated right after itself (the second
+    pass of the notation step, for runs next to a replaced one) changes only the rows it still matches, and a
+    regex replace costs mostly per match; finding the few rows (about one in fifteen of real-trace shape) costs
+    two thirds of a pass over all of them."""
+    prev = None
+    for step in NORMALISE_STEPS:
+        if step == prev:
+            hit = texts.str.contains(step.pattern)
+            if hit.any():
+                idx = hit.arg_true()
+                texts = texts.scatter(idx, texts.gather(idx).str.replace_all(step.pattern, step.polars_replacement))
+        else:
+            texts = texts.str.replace_all(step.pattern, step.polars_replacement)
+        prev = step
+    return texts
+
+
 def _paragraphs(stripped: pl.DataFrame) -> pl.DataFrame:
     """One row per paragraph: (row, lang, p, lat) with lat its count of Latin-script words."""
     return (stripped.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
@@ -113,7 +131,7 @@ def _unit_counts(stripped: pl.DataFrame, paras: pl.DataFrame) -> dict[str, np.nd
 def language_mixing(batch: pl.DataFrame, params: LanguageMixingParams) -> pl.DataFrame:
     """Drop CoTs whose share of foreign-language words exceeds `max_foreign_share`."""
     n = batch.height
-    stripped = batch.select(normalise_expr(pl.col(params.field)).alias("s"), pl.col("language").alias("lang"))
+    stripped = pl.DataFrame({"s": normalise(batch[params.field]), "lang": batch["language"]})
     paras = _paragraphs(stripped)
     units = _unit_counts(stripped, paras)
     langs = [base_language(x) for x in stripped["lang"].to_list()]

@@ -102,3 +102,16 @@ def test_token_hashes_equal_the_hashes_of_the_split_words() -> None:
         assert th.tolist() == flat.hash(seed=_SEED).to_list()
     sliced = pl.Series(["a b", "c  d", "e"]).slice(1, 2)
     assert _token_hashes(sliced)[1].tolist() == [2, 1]
+
+
+def test_normalise_equals_the_expression() -> None:
+    """language_mixing's normalise (the repeated notation pass on the rows it still matches only) gives the
+    strings normalise_expr gives, on texts dense in notation runs side by side."""
+    from filters.language_mixing import normalise, normalise_expr
+
+    r = random.Random(3)
+    notation = ["sin", "cos", "NaCl", "mol", "kg", "Hz", "ABC", "getValue", "He", "x", "=", "+", "$x$", "λ", "the",
+                "cat", "max_len", "H2O", "\\alpha", "`code`", "mole", "é", "Δ"]
+    texts = pl.Series(_random_texts(r, notation, 3000) + ["sin cos tan", "NaCl-KCl mol kg", "", "a\n\nb"])
+    want = pl.DataFrame({"t": texts}).select(normalise_expr(pl.col("t"))).to_series()
+    assert normalise(texts).to_list() == want.to_list()
