@@ -55,6 +55,7 @@ class MiniConfig:
     # with the gated reward (24.1% -> 23.3%); 5e-5 is the rate every gain in the README was made at.
     zero_lr: float = 5e-5
     cold_prompts: int = 300
+    cold_tries: int = 4          # few-shot cold start: most samples per prompt
     cold_epochs: int = 3
     rl_steps: int = 30
     rs_prompts: int = 600
@@ -110,11 +111,32 @@ def mini_torch(cfg: MiniConfig) -> TorchSettings:
     return TorchSettings(threads=cfg.threads, deterministic=True)
 
 
+def sql_text(value: str) -> str:
+    """`value` as an SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def runs_of(*models: str) -> str:
     """A selection of the generations the named models made (an import's model name or a model folder), eval runs
     left out. Run ids are unknown when the pipeline's recipes are written; the models that make them are known."""
-    names = ", ".join("'" + m.replace("'", "''") + "'" for m in models)
+    names = ", ".join(sql_text(m) for m in models)
     return f"run_id IN (SELECT r.run_id FROM runs r WHERE r.model IN ({names}) AND r.kind IS DISTINCT FROM 'eval')"
+
+
+def runs_where(model: str, *, kind: str = "generate", template: str | None = None) -> str:
+    """A selection of the generations of `model`'s runs of one kind (and template): where one model made several
+    sets (the R1-Zero model's few-shot samples, its own-template outputs, their rewrites), one of them."""
+    cond = f"r.model = {sql_text(model)} AND r.kind = {sql_text(kind)}"
+    if template is not None:
+        cond += f" AND r.template = {sql_text(template)}"
+    return f"run_id IN (SELECT r.run_id FROM runs r WHERE {cond})"
+
+
+def cold_start_sources(zero: Path) -> tuple[str, str, str]:
+    """The cold start's three sources as selections: the R1-Zero model's few-shot samples, the rewrites of its
+    own-template outputs (both model-made), and the hand-written traces."""
+    return (runs_where(str(zero), template="cold_start_mini"), runs_where(str(zero), kind="rewrite"),
+            runs_of(CURATED_MODEL))
 
 
 def two_se(p1: float, p2: float, n: int) -> float:
@@ -159,6 +181,8 @@ class RowSpec:
     seconds: float | None = None      # or a time the demo measured itself (pretraining)
     release: str | None = None        # the release whose members are the samples kept
     accept_of: str | None = None      # the model whose generations' accept rate (every judge passed) is shown
+    accept_where: str | None = None   # or the selection (over generation_meta) whose accept rate is shown
+    members_of: str | None = None     # the release's members counted are those this selection holds
 
 
 class Mini:
@@ -295,10 +319,10 @@ class Mini:
         return out
 
     def generate(self, name: str, backend: dict[str, Any], template: dict[str, Any], limit: int,
-                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2) -> str:
+                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2, where: str | None = None) -> str:
         return self.stage(name, "generate", {
             "name": name.removeprefix("generate-"),
-            "prompts": {"where": f"source = '{TRAIN_SOURCE}'", "limit": limit},
+            "prompts": {"where": where or f"source = '{TRAIN_SOURCE}'", "limit": limit},
             "backend": backend,
             "template": template,
             "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
@@ -306,13 +330,51 @@ class Mini:
             "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": 1},
             "judges": judges})
 
-    def filters(self, name: str, models: list[str]) -> str:
-        return self.stage(name, "filter", {"where": runs_of(*models), "workers": 1, "filters": [
+    def filters(self, name: str, models: list[str], where: str | None = None) -> str:
+        return self.stage(name, "filter", {"where": where or runs_of(*models), "workers": 1, "filters": [
             {"name": "hygiene"},
             {"name": "language_mixing", "where": "kind = 'reasoning'"},
             {"name": "long_paragraphs", "where": "kind = 'reasoning'"},
             {"name": "code_blocks", "where": "kind = 'reasoning'"},
             {"name": "dedup"}]})
+
+    def cold_start(self, zero: Path) -> tuple[str, ...]:
+        """Section 4's stages, as the paper gathers its cold start: few-shot prompting of the R1-Zero model with
+        long-CoT examples; the R1-Zero model's own outputs (its own template, rejection sampled) rewritten into the
+        readable pattern by the `readable` rewriter (reformatting only: the reasoning stays verbatim); both judged
+        like the hand-written traces, then filtered and released one per prompt. The model-made sets sample the
+        train prompts the hand-written set does not cover, so the hand-written set stays whole in the release.
+        Returns the stage names: few-shot; R1-Zero outputs, rewrite, judge; ingest and judge the hand-written;
+        filter, release."""
+        assert self.files is not None
+        cfg, files = self.cfg, self.files
+        few_shot, rewritten, curated = cold_start_sources(zero)
+        readable = ["math_accuracy", {"name": "format", "params": {"template": "think"}}]
+        ingest = self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
+                                                             "generations": True, "model": CURATED_MODEL})
+        judge_curated = self.stage("judge-curated", "judge", {"where": curated, "workers": 1, "judges": [
+            {"name": j} if isinstance(j, str) else j for j in readable]})
+        uncovered = (f"source = '{TRAIN_SOURCE}' AND prompt_id NOT IN (SELECT g.prompt_id FROM generation_meta g "
+                     f"WHERE g.{curated})")
+        # The tiny model loses the problem after long examples (its pretraining saw one short document at a time):
+        # the examples are the shortest worked solutions, and a prompt gets up to four tries.
+        gen_few = self.generate("generate-cold-start", {"name": "transformers", "model": str(zero)},
+                                {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
+                                cfg.cold_prompts, readable, max_samples=cfg.cold_tries, where=uncovered)
+        gen_zero = self.generate("generate-cold-start-r1-zero", {"name": "transformers", "model": str(zero)},
+                                 {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_prompts,
+                                 ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}],
+                                 where=uncovered)
+        rewrite = self.stage("rewrite-cold-start", "rewrite", {
+            "rewriter": "readable", "where": runs_where(str(zero), template="r1_zero_mini")})
+        judge_rewrites = self.stage("judge-cold-start-rewrites", "judge", {"where": rewritten, "workers": 1, "judges": [
+            {"name": j} if isinstance(j, str) else j for j in readable]})
+        sources = f"({few_shot}) OR ({rewritten}) OR ({curated})"
+        return (gen_few, gen_zero, rewrite, judge_rewrites, ingest, judge_curated,
+                self.filters("filter-cold-start", [], sources),
+                self.stage("release-mini-cold-start", "release", {
+                    "where": sources, "per_prompt": 1, "reasoning": None, "non_reasoning": None},
+                    release="mini-cold-start"))
 
     def write_pipeline(self, base: Path, student: Path) -> Path:
         """Every R1 stage as one pipeline file, OUT/pipeline.yaml, and each stage's recipe under OUT/recipes/; the
@@ -341,22 +403,19 @@ class Mini:
                                 (f"grpo-{out.name}",)))
             zero.append(out)
 
-        self.section("4. cold start: readable traces from the R1-Zero model (few-shot, transformers) and hand-cleaned "
-                     "ones, judged, filtered, released; SFT of the base on them")
-        timed: tuple[str, ...] = (self.generate("generate-cold-start", {"name": "transformers", "model": str(zero[0])},
-                               {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
-                               cfg.cold_prompts,
-                               ["math_accuracy", {"name": "format", "params": {"template": "think"}}]),
-                 self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
-                                                              "generations": True, "model": CURATED_MODEL}),
-                 self.stage("judge-curated", "judge", {"where": runs_of(CURATED_MODEL), "workers": 1, "judges": [
-                     {"name": "math_accuracy"}, {"name": "format", "params": {"template": "think"}}]}),
-                 self.filters("filter-cold-start", [str(zero[0]), CURATED_MODEL]),
-                 self.stage("release-mini-cold-start", "release", {
-                     "where": runs_of(str(zero[0]), CURATED_MODEL), "per_prompt": 1, "reasoning": None,
-                     "non_reasoning": None}, release="mini-cold-start"))
-        rows.append(RowSpec("cold-start collection", zero[0].name, timed=timed, release="mini-cold-start",
-                            accept_of=str(zero[0])))
+        self.section("4. cold start: readable traces made by the R1-Zero model (few-shot prompting; its own outputs "
+                     "rewritten into the readable pattern) and hand-cleaned ones, judged, filtered, released; SFT of "
+                     "the base on them")
+        timed = self.cold_start(zero[0])
+        cold_release = "mini-cold-start"
+        few_shot, rewritten, curated = cold_start_sources(zero[0])
+        rows += [RowSpec("cold start: few-shot prompting (model-made)", zero[0].name, timed=timed[:1],
+                         release=cold_release, members_of=few_shot, accept_where=few_shot),
+                 RowSpec("cold start: R1-Zero outputs rewritten (model-made)", zero[0].name, timed=timed[1:4],
+                         release=cold_release, members_of=rewritten, accept_where=rewritten),
+                 RowSpec("cold start: hand-written", CURATED_MODEL, timed=timed[4:6], release=cold_release,
+                         members_of=curated, accept_where=curated),
+                 RowSpec("cold-start collection", zero[0].name, timed=timed[6:], release=cold_release)]
         cold = self.sft("cold-start-sft", base, "mini-cold-start", cfg.cold_epochs)
         rows.append(RowSpec("cold-start SFT of the base", cold.name, cold,
                             self.eval(cold.name, cold, "chat_mini.yaml"), (f"sft-{cold.name}",)))
@@ -449,11 +508,15 @@ class Mini:
         rows = []
         for spec in self.specs:
             kept = accept = None
-            if spec.release:
+            if spec.release and spec.members_of:
+                kept = int(self.sql(f"SELECT count(*) FROM release_members m JOIN generation_meta g "
+                                    f"USING (generation_id) WHERE m.release_name = ? AND g.{spec.members_of}",
+                                    [spec.release])[0][0])
+            elif spec.release:
                 got = self.sql("SELECT members FROM releases WHERE name = ?", [spec.release])
                 kept = int(got[0][0]) if got else None
-            if spec.accept_of:
-                n, ok = self.accept(spec.accept_of)
+            if spec.accept_of or spec.accept_where:
+                n, ok = self.accept(spec.accept_of or "", spec.accept_where)
                 accept = ok / n if n else 0.0
             rows.append(Row(spec.stage, spec.model, param_count(spec.path) if spec.path else None,
                             score(spec.eval_stage), kept, accept,
@@ -469,11 +532,11 @@ class Mini:
                       f"points, seed-to-seed spread {spread:.1f} points[/]")
         return rows
 
-    def accept(self, model: str) -> tuple[int, int]:
-        """(generations, passing every judge) of the runs `model` made."""
+    def accept(self, model: str, where: str | None = None) -> tuple[int, int]:
+        """(generations, passing every judge) of the runs `model` made (or of the selection `where`)."""
         row = self.sql(f"""SELECT count(*), count(*) FILTER (WHERE ok) FROM (
             SELECT g.generation_id, bool_and(v.passed) AS ok FROM generation_meta g
-            LEFT JOIN verdicts v USING (generation_id) WHERE g.{runs_of(model)} GROUP BY ALL)""")[0]
+            LEFT JOIN verdicts v USING (generation_id) WHERE g.{where or runs_of(model)} GROUP BY ALL)""")[0]
         return int(row[0]), int(row[1] or 0)
 
     def noise(self, p1: float, p2: float, k: int | None = None) -> float:
