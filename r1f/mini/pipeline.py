@@ -55,7 +55,7 @@ class MiniConfig:
     # with the gated reward (24.1% -> 23.3%); 5e-5 is the rate every gain in the README was made at.
     zero_lr: float = 5e-5
     cold_prompts: int = 300
-    cold_tries: int = 4          # few-shot cold start: most samples per prompt
+    cold_tries: int = 6          # cold start: most samples of the R1-Zero model's own outputs per prompt
     cold_epochs: int = 3
     rl_steps: int = 30
     rs_prompts: int = 600
@@ -102,6 +102,9 @@ PIPELINE = "mini-r1"
 REPORT = "report-mini-r1-mix.html"  # the release report stage's file, in OUT
 NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
 CURATED_MODEL = "mini-annotators"  # the hand-cleaned cold-start traces
+# The summary rows of the cold start's sources: two made by the model, one by hand.
+COLD_ROWS = ("cold start: few-shot prompting (model-made)", "cold start: R1-Zero outputs rewritten (model-made)",
+             "cold start: hand-written")
 
 
 def mini_torch(cfg: MiniConfig) -> TorchSettings:
@@ -319,7 +322,8 @@ class Mini:
         return out
 
     def generate(self, name: str, backend: dict[str, Any], template: dict[str, Any], limit: int,
-                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2, where: str | None = None) -> str:
+                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2, where: str | None = None,
+                 retry: int = 1) -> str:
         return self.stage(name, "generate", {
             "name": name.removeprefix("generate-"),
             "prompts": {"where": where or f"source = '{TRAIN_SOURCE}'", "limit": limit},
@@ -327,7 +331,7 @@ class Mini:
             "template": template,
             "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
             "samples_per_prompt": per_prompt,
-            "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": 1},
+            "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": retry},
             "judges": judges})
 
     def filters(self, name: str, models: list[str], where: str | None = None) -> str:
@@ -344,8 +348,8 @@ class Mini:
         readable pattern by the `readable` rewriter (reformatting only: the reasoning stays verbatim); both judged
         like the hand-written traces, then filtered and released one per prompt. The model-made sets sample the
         train prompts the hand-written set does not cover, so the hand-written set stays whole in the release.
-        Returns the stage names: few-shot; R1-Zero outputs, rewrite, judge; ingest and judge the hand-written;
-        filter, release."""
+        Returns the stage names: few-shot; R1-Zero outputs, rewrite, judge; ingest, judge and filter the
+        hand-written; filter the model-made, release."""
         assert self.files is not None
         cfg, files = self.cfg, self.files
         few_shot, rewritten, curated = cold_start_sources(zero)
@@ -357,24 +361,28 @@ class Mini:
         uncovered = (f"source = '{TRAIN_SOURCE}' AND prompt_id NOT IN (SELECT g.prompt_id FROM generation_meta g "
                      f"WHERE g.{curated})")
         # The tiny model loses the problem after long examples (its pretraining saw one short document at a time):
-        # the examples are the shortest worked solutions, and a prompt gets up to four tries.
+        # the examples are the shortest worked solutions. Few-shot is right on about 1% of samples here, the R1-Zero
+        # model through its own template on about 7% (T 0.7): a prompt it has not solved gets more tries.
         gen_few = self.generate("generate-cold-start", {"name": "transformers", "model": str(zero)},
                                 {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
-                                cfg.cold_prompts, readable, max_samples=cfg.cold_tries, where=uncovered)
+                                cfg.cold_prompts, readable, where=uncovered)
         gen_zero = self.generate("generate-cold-start-r1-zero", {"name": "transformers", "model": str(zero)},
                                  {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_prompts,
                                  ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}],
-                                 where=uncovered)
+                                 max_samples=cfg.cold_tries, retry=cfg.cold_tries - 1, where=uncovered)
         rewrite = self.stage("rewrite-cold-start", "rewrite", {
             "rewriter": "readable", "where": runs_where(str(zero), template="r1_zero_mini")})
         judge_rewrites = self.stage("judge-cold-start-rewrites", "judge", {"where": rewritten, "workers": 1, "judges": [
             {"name": j} if isinstance(j, str) else j for j in readable]})
-        sources = f"({few_shot}) OR ({rewritten}) OR ({curated})"
-        return (gen_few, gen_zero, rewrite, judge_rewrites, ingest, judge_curated,
-                self.filters("filter-cold-start", [], sources),
+        # Filtered apart: dedup keeps the first of two equal texts, and a model's sample for another prompt may
+        # equal a hand-written trace (a miscopied problem); the hand-written set stays whole.
+        filter_curated = self.filters("filter-curated", [], curated)
+        model_made = f"({few_shot}) OR ({rewritten})"
+        return (gen_few, gen_zero, rewrite, judge_rewrites, ingest, judge_curated, filter_curated,
+                self.filters("filter-cold-start", [], model_made),
                 self.stage("release-mini-cold-start", "release", {
-                    "where": sources, "per_prompt": 1, "reasoning": None, "non_reasoning": None},
-                    release="mini-cold-start"))
+                    "where": f"{model_made} OR ({curated})", "per_prompt": 1, "reasoning": None,
+                    "non_reasoning": None}, release="mini-cold-start"))
 
     def write_pipeline(self, base: Path, student: Path) -> Path:
         """Every R1 stage as one pipeline file, OUT/pipeline.yaml, and each stage's recipe under OUT/recipes/; the
@@ -409,13 +417,13 @@ class Mini:
         timed = self.cold_start(zero[0])
         cold_release = "mini-cold-start"
         few_shot, rewritten, curated = cold_start_sources(zero[0])
-        rows += [RowSpec("cold start: few-shot prompting (model-made)", zero[0].name, timed=timed[:1],
+        rows += [RowSpec(COLD_ROWS[0], zero[0].name, timed=timed[:1],
                          release=cold_release, members_of=few_shot, accept_where=few_shot),
-                 RowSpec("cold start: R1-Zero outputs rewritten (model-made)", zero[0].name, timed=timed[1:4],
+                 RowSpec(COLD_ROWS[1], zero[0].name, timed=timed[1:4],
                          release=cold_release, members_of=rewritten, accept_where=rewritten),
-                 RowSpec("cold start: hand-written", CURATED_MODEL, timed=timed[4:6], release=cold_release,
+                 RowSpec(COLD_ROWS[2], CURATED_MODEL, timed=timed[4:7], release=cold_release,
                          members_of=curated, accept_where=curated),
-                 RowSpec("cold-start collection", zero[0].name, timed=timed[6:], release=cold_release)]
+                 RowSpec("cold-start collection", zero[0].name, timed=timed[7:], release=cold_release)]
         cold = self.sft("cold-start-sft", base, "mini-cold-start", cfg.cold_epochs)
         rows.append(RowSpec("cold-start SFT of the base", cold.name, cold,
                             self.eval(cold.name, cold, "chat_mini.yaml"), (f"sft-{cold.name}",)))
@@ -530,7 +538,18 @@ class Mini:
         console.print(f"[bold]R1-Zero: base {base:.1f}% -> {', '.join(f'{s:.1f}%' for s in scores)} "
                       f"(seeds {list(self.cfg.zero_seeds)}); gains {self.gains(self.zero_gains, self.zero_noise)} "
                       f"points, seed-to-seed spread {spread:.1f} points[/]")
+        c = self.cold_start_counts()
+        console.print(f"[bold]cold start: {c['few_shot'] + c['rewritten']} of {c['total']} released samples are "
+                      f"model-made ({c['few_shot']} few-shot, {c['rewritten']} R1-Zero outputs rewritten), "
+                      f"{c['hand_written']} hand-written[/]")
         return rows
+
+    def cold_start_counts(self) -> dict[str, int]:
+        """The cold-start release's members by source (the summary's cold-start rows, read from the catalog)."""
+        kept = {r.stage: r.kept or 0 for r in self.rows}
+        total = kept.get("cold-start collection", 0)
+        return {"few_shot": kept.get(COLD_ROWS[0], 0), "rewritten": kept.get(COLD_ROWS[1], 0),
+                "hand_written": kept.get(COLD_ROWS[2], 0), "total": total}
 
     def accept(self, model: str, where: str | None = None) -> tuple[int, int]:
         """(generations, passing every judge) of the runs `model` made (or of the selection `where`)."""
@@ -565,6 +584,7 @@ class Mini:
         path.write_text(json.dumps({"config": {"seed": self.cfg.seed, "threads": self.cfg.threads, "key": self.key},
                                     "rows": [r.__dict__ for r in self.rows],
                                     "zero_gains": self.zero_gains,
+                                    "cold_start": self.cold_start_counts(),
                                     "zero_gains_2se": self.zero_noise,
                                     "figures": [self.rel(p) for p in self.figures],
                                     "total_seconds": time.perf_counter() - self.started}, indent=1))
