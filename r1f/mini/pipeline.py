@@ -56,6 +56,8 @@ class MiniConfig:
     zero_lr: float = 5e-5
     cold_prompts: int = 300
     cold_tries: int = 6          # cold start: most samples of the R1-Zero model's own outputs per prompt
+    # and the prompts they sample (300 gave 60-72 released: fewer than the hand-written 64 on one run of two)
+    cold_zero_prompts: int = 400
     cold_epochs: int = 3
     rl_steps: int = 30
     rs_prompts: int = 600
@@ -78,7 +80,7 @@ class MiniConfig:
         rejection sampling accept some samples): the test checks that stages run, counts and lineage, not learning."""
         return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=40, pretrain_docs=3000, curated=48),
                    base_steps=120, student_steps=60, eval_problems=40, eval_k=1, zero_eval_k=1, zero_steps=4, zero_seeds=(0,),
-                   cold_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8, distill_epochs=2,
+                   cold_prompts=40, cold_zero_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8, distill_epochs=2,
                    batch_prompts=4, generations=4, student_grpo_steps=4, threads=threads)
 
     def key(self) -> str:
@@ -367,7 +369,7 @@ class Mini:
                                 {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
                                 cfg.cold_prompts, readable, where=uncovered)
         gen_zero = self.generate("generate-cold-start-r1-zero", {"name": "transformers", "model": str(zero)},
-                                 {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_prompts,
+                                 {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_zero_prompts,
                                  ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}],
                                  max_samples=cfg.cold_tries, retry=cfg.cold_tries - 1, where=uncovered)
         rewrite = self.stage("rewrite-cold-start", "rewrite", {
