@@ -4,10 +4,13 @@ Every stage that calls a model (generation, the LLM judge, preference scoring, e
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from catalogs.ids import content_hash, file_sha256
 from catalogs.recipes import Strict as _Strict
 
 
@@ -73,12 +76,74 @@ class BackendConfig(_Strict):
         """Whether the backend loads the model here (its path must exist; its tokenizer is at hand)."""
         return self.name in IN_PROCESS
 
+    def model_sha256(self) -> str | None:
+        """The content hash of the model folder an in-process backend loads (see `model_sha256`); None otherwise."""
+        return model_sha256(self.model) if self.in_process else None
+
     def engine_options(self) -> dict[str, Any]:
         """The keyword arguments the backend constructor gets (name excluded, unset ones dropped)."""
         skip = {"name", "engine_kwargs", "tokenizer", "chat_template_kwargs"}
         opts = {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
         opts.update(self.engine_kwargs)
         return opts
+
+
+# The files a model is loaded from (weights, config, tokenizer, chat template, remote code). A trainer's by-products
+# beside them change nothing the model computes but differ between two runs that made the same weights: its
+# pickled arguments hold the output path, its state and results hold wall times, and the model card (README.md)
+# names the folder; so they are left out, and so are hidden files (markers) and subfolders (checkpoints, logs).
+_MODEL_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".tiktoken", ".py")
+_NOT_MODEL = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json",
+              "eval_results.json")
+
+
+def model_sha256(model: str | os.PathLike[str]) -> str | None:
+    """The content hash of a local model folder: its model files (above) by name and bytes; None where `model` is
+    not a folder here (a Hub id, a served model's name). It reads a weight file the first time it sees it (about a
+    second per GB) and remembers the hash (`_known_sha256`).
+    Run ids name a local model by it (`catalogs.ids.run_id`), so the same model copied to another folder samples
+    the same texts."""
+    folder = Path(os.path.expanduser(os.fspath(model)))
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_SUFFIXES
+                   and p.name not in _NOT_MODEL and not p.name.startswith("."))
+    return content_hash("model", [(p.name, _known_sha256(p)) for p in files])
+
+
+def _hash_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "r1f" / "file-sha256.json"
+
+
+def _known_sha256(path: Path) -> str:
+    """`file_sha256(path)`, remembered per file by its path, size and modification time (nanoseconds), as `make`
+    trusts them: a 100 GB model is read once, not on every generate and eval. A file rewritten in place gets a new
+    modification time, so a new hash. The cache is a JSON file under $XDG_CACHE_HOME/r1f; one that cannot be read
+    or written is ignored (the hash is computed)."""
+    import json
+
+    st = path.stat()
+    key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns]
+    cache_file = _hash_cache()
+    try:
+        known = json.loads(cache_file.read_text())
+        assert isinstance(known, dict)
+    except (OSError, ValueError, AssertionError):
+        known = {}
+    hit = known.get(key)
+    if isinstance(hit, list) and hit[:2] == stamp and len(hit) == 3:
+        return str(hit[2])
+    digest = file_sha256(path)
+    known[key] = [*stamp, digest]
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(cache_file)  # atomic: a reader sees the old file or the new one
+    except OSError:
+        pass
+    return digest
 
 
 _VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")

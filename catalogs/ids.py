@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import unicodedata
 from typing import Any
 
@@ -38,9 +39,16 @@ def prompt_id(source: str, messages: list[dict[str, str]]) -> str:
 
 
 def run_id(params: dict[str, Any]) -> str:
-    """A run is identified by what changes its outputs: model, backend, template and sampling."""
+    """A run is identified by what changes its outputs: model, backend, template and sampling.
+
+    A local model folder is named by its content (`model_sha256`, from `backends.config.model_sha256`), not by its
+    path: the same model in another folder makes the same run, so the same generation ids and seeds, so the same
+    samples. A rerun in a fresh folder then repeats the first run exactly."""
     keys = ("model", "backend", "template", "template_version", "sampling", "kind", "source")
-    return "r_" + content_hash("run", {k: params.get(k) for k in keys})
+    key = {k: params.get(k) for k in keys}
+    if params.get("model_sha256"):
+        key["model"] = "sha256:" + str(params["model_sha256"])
+    return "r_" + content_hash("run", key)
 
 
 def generation_id(prompt_id: str, run_id: str, sample_index: int | str) -> str:
@@ -52,6 +60,15 @@ def sample_seed(generation_id: str) -> int:
     """Per-sample seed derived from the generation id: a resumed run reproduces an uninterrupted one,
     and no two sample indices share a seed."""
     return int(hashlib.sha256(generation_id.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def source_id(name: str) -> str:

@@ -138,7 +138,7 @@ VIEW_DOCS: dict[str, str] = {
     "release_members": "release_name, position, generation_id, prompt_id",
     "sources": "source_id, name",
     "ingests": "one row per ingest: file, format, rows read and added",
-    "trainings": "one row per training run: training_id, kind (sft/grpo), model, base_model, release_name, "
+    "trainings": "one row per training run: training_id, kind (sft/grpo/reward), model, base_model, release_name, "
     "manifest_sha256, prompts_where, recipe (JSON), code_version, status, metrics (JSON), output_dir",
     "calibration_draws": "per generation drawn by `r1f review --calibrate JUDGE`: draw_id, judge, judge_version, "
     "seed, source, domain, judge_passed, stratum_size (generations in its stratum when drawn)",

@@ -111,8 +111,10 @@ def text_spans(text: str, reasoning: str | None, answer: str | None) -> tuple[st
 
 
 def _locked(exc: BaseException) -> bool:
-    """DuckDB's error for a file another process holds open."""
-    return isinstance(exc, duckdb.Error) and "lock" in str(exc).lower()
+    """DuckDB's error for a file another process holds open, or another thread of this one (DuckDB attaches a
+    file once per process: "Unique file handle conflict")."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and ("lock" in text or "unique file handle conflict" in text)
 
 
 @dataclass
@@ -179,6 +181,8 @@ class CatalogCore:
         self.db_path = self.root / DB_FILE
         self.lock_timeout = lock_timeout
         self._version_ok = False
+        self._held: tuple[int, _Host] | None = None  # (thread, host) of a `held` block
+        self._mine = threading.local()  # `mode`: how this thread's call has the file attached ("read", "write")
         if not self.db_path.exists():
             if not create:
                 raise CatalogError(f"no catalog at {self.root} (no {DB_FILE} there). Create one with "
@@ -199,6 +203,14 @@ class CatalogCore:
             with self.connect():
                 pass
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy for another process: the folder and settings, never this process's attachments."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_held", "_mine")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._held, self._mine = None, threading.local()
+
     # ---------------------------------------------------------------- connections
     def _open(self, open_db: Callable[[], T]) -> T:
         """`open_db()`, retried while another process holds the file's lock (up to `lock_timeout` seconds)."""
@@ -210,6 +222,12 @@ class CatalogCore:
                   ) -> Iterator[None]:
         """The catalog file attached to `host` as `alias` for the block (retrying while another process holds its
         lock), detached after it; `error` words a failure to attach."""
+        mine = getattr(self._mine, "mode", None)
+        if mine is not None and (write or mine == "write"):
+            # The file is attached by this very thread's outer call: waiting for it would wait for ourselves.
+            raise CatalogError(f"catalog {self.db_path}: a {'write' if write else 'read'} call inside a {mine} "
+                               f"call of the same thread; DuckDB attaches a file once per process. Make the inner "
+                               f"call after the outer one, or wrap both in `catalog.held()`.")
         temp_dir = f"{self.db_path}.tmp"  # where DuckDB spills, as for a DuckDB opened on the file itself
         if host.temp_dir != temp_dir:
             host.con.execute(f"SET temp_directory = '{self._sql_path(Path(temp_dir))}'")
@@ -219,14 +237,52 @@ class CatalogCore:
             self._open(lambda: host.con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS {alias}{mode}"))
         except duckdb.Error as exc:
             raise error(exc) from None
+        self._mine.mode = "write" if write else "read"
         try:
             yield
         finally:
+            self._mine.mode = mine
             _run_or_drop(host, f"DETACH {alias}")
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the catalog attached, for writing, across the calls this thread makes in the block: they share one
+        attach and one detach (the detach's checkpoint is the disk sync a call pays most for), each call still its
+        own transaction, committed as it ends. For a run of quick calls with no long wait between them: other
+        processes wait for the file until the block ends. Calls from other threads open the file as usual.
+        Nested blocks are one block."""
+        me = threading.get_ident()
+        if self._held is not None and self._held[0] == me:
+            yield
+            return
+        if not self._version_ok:
+            with self.connect():  # the version check (and a migration) as any first call makes it
+                pass
+        with _host() as host, self._attached(host, "catalog", True, self._open_error):
+            self._held = (me, host)
+            try:
+                yield
+            finally:
+                self._held = None
+
+    def _held_host(self) -> _Host | None:
+        """The host a `held` block of this thread keeps the catalog attached to, if any."""
+        held = self._held
+        return held[1] if held is not None and held[0] == threading.get_ident() else None
 
     @contextlib.contextmanager
     def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the DuckDB file briefly, retrying while another process holds its lock."""
+        held = self._held_host()
+        if held is not None:
+            con = held.con.cursor()
+            try:
+                con.execute("USE catalog")
+                with _ctrl_c_stays_ctrl_c():
+                    yield con
+            finally:
+                con.close()
+            return
         with _host() as host:
             for _ in range(2):  # a second time after migrating an older catalog
                 # The name DuckDB gives a database opened on the file itself: its stem.
@@ -314,6 +370,20 @@ class CatalogCore:
         def error(exc: duckdb.Error) -> CatalogError:
             return CatalogError(f"cannot read catalog {self.db_path}: {str(exc).splitlines()[0]}")
 
+        held = self._held_host()
+        if held is not None:
+            con = held.con.cursor()
+            try:
+                con.execute("USE memory")
+                if first is not None:
+                    first(con)
+                self._make_views(con, views, db="catalog")
+                with _ctrl_c_stays_ctrl_c():
+                    yield con
+            finally:
+                con.close()
+                _run_or_drop(held, _FRESH_MEMORY)
+            return
         with _host() as host:
             con = host.con.cursor()
             try:
@@ -337,25 +407,26 @@ class CatalogCore:
                 con.close()
                 _run_or_drop(host, _FRESH_MEMORY)
 
-    def _make_views(self, con: duckdb.DuckDBPyConnection, only: Sequence[str] | None = None) -> None:
-        """The reader's documented views over the attached catalog `cat` (`only` these, if given)."""
+    def _make_views(self, con: duckdb.DuckDBPyConnection, only: Sequence[str] | None = None, db: str = "cat"
+                    ) -> None:
+        """The reader's documented views over the attached catalog `db` (`only` these, if given)."""
         unknown = sorted(set(only or ()) - set(schema.PLAIN_VIEWS) - {"generations", "generation_texts"})
         if unknown:
             raise ValueError(f"no reader view named {', '.join(unknown)}; the views are in catalogs/schema.py")
         plain = [v for v in schema.PLAIN_VIEWS if only is None or v in only]
         if plain:  # one statement: one round trip into DuckDB
-            con.execute("; ".join(f"CREATE VIEW {view} AS SELECT * FROM cat.main.{view}" for view in plain))
+            con.execute("; ".join(f"CREATE VIEW {view} AS SELECT * FROM {db}.main.{view}" for view in plain))
         if only is not None and not {"generations", "generation_texts"} & set(only):
             return
         shards = [self.root / SHARD_DIR / s for (s,) in
-                  con.execute("SELECT shard FROM cat.main.shards ORDER BY shard").fetchall()]
+                  con.execute(f"SELECT shard FROM {db}.main.shards ORDER BY shard").fetchall()]
         missing = [p.name for p in shards if not p.exists()]
         if missing:
             raise CatalogError(f"catalog {self.root} is damaged: shard {missing[0]} is missing from "
                                f"{self.root / SHARD_DIR} ({len(missing)} missing in all). Restore the shards "
                                f"folder from a backup.")
         con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
-        con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql('cat.main')}")
+        con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql(f'{db}.main')}")
 
     @staticmethod
     def _sql_path(p: Path) -> str:

@@ -97,6 +97,7 @@ def resolve_judges(recipe: Recipe, judges: dict[str, Callable[..., Any]] | None)
 def run_params(recipe: Recipe, template: Template) -> dict[str, Any]:
     return {
         "model": recipe.backend.model,
+        "model_sha256": recipe.backend.model_sha256(),
         "backend": recipe.backend.name,
         "template": template.name,
         "template_version": template.run_version,

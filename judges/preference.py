@@ -80,6 +80,26 @@ def score_with_llm(samples: Sequence[Sample], backend: Backend, aspect: str, *, 
     return out  # type: ignore[return-value]
 
 
+def reward_model_tokenizer(tokenizer: Any) -> Any:
+    """A reward model's tokenizer, ready to pad a batch: the pad token is the EOS (else the unknown token) where the
+    tokenizer has none. The one rule for training a reward model (training/reward.py) and scoring with it."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def reward_model_text(tokenizer: Any, question: str, response: str) -> str:
+    """What a reward model reads of a (question, response) pair: the conversation through the tokenizer's chat
+    template, or `User: …\nAssistant: …` without one. Training (training/reward.py) and scoring both read it
+    through here, so a reward model scores the text it was trained on."""
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        assert isinstance(text, str)  # tokenize=False: text, not ids
+        return text
+    return f"User: {question}\nAssistant: {response}"
+
+
 class RewardModelScorer:
     """A sequence classifier (one logit = reward) loaded from a local directory or a Hub id (org/name).
 
@@ -98,27 +118,17 @@ class RewardModelScorer:
                                     f"written by save_pretrained(), or a Hub id (org/name)")
         path = text if hub_id else Path(path)  # a Hub id: transformers fetches it (or finds it in its cache)
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.tokenizer = reward_model_tokenizer(AutoTokenizer.from_pretrained(path))
         self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.device, self.max_length, self.batch_size, self.threshold = device, max_length, batch_size, threshold
         self.name = Path(path).name
 
-    def _format(self, question: str, response: str) -> str:
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
-            assert isinstance(text, str)  # tokenize=False: text, not ids
-            return text
-        return f"User: {question}\nAssistant: {response}"
-
     def rewards(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         out: list[float] = []
         for start in range(0, len(pairs), self.batch_size):
-            texts = [self._format(q, r) for q, r in pairs[start:start + self.batch_size]]
+            texts = [reward_model_text(self.tokenizer, q, r) for q, r in pairs[start:start + self.batch_size]]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                                  max_length=self.max_length).to(self.device)
             with self.torch.no_grad():

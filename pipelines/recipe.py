@@ -11,16 +11,16 @@ from catalogs.errors import RecipeError
 from catalogs.recipes import Strict, key_line, load_model, read_yaml, resolve_path
 
 STAGE_KINDS = ("ingest", "generate", "judge", "filter", "review", "release", "export", "publish", "sft", "grpo",
-               "eval", "report", "rewrite")
+               "reward", "eval", "report", "rewrite")
 # Kinds that read a recipe file of their own (a release's is optional); the others take `args:` inline.
-NEEDS_RECIPE = {"generate", "judge", "filter", "sft", "grpo", "eval", "rewrite"}
+NEEDS_RECIPE = {"generate", "judge", "filter", "sft", "grpo", "reward", "eval", "rewrite"}
 # Kinds that act on a release named by the stage's `release:` (review: optional).
 NEEDS_RELEASE = {"export", "publish", "report"}
 # Kinds `--engine ray` goes to.
 ENGINE_KINDS = {"generate", "judge", "filter", "eval"}
 # Kinds that may compute with torch in this process (training, a transformers backend, a reward model): the ones
 # the pipeline's `torch:` settings are an input of.
-TORCH_KINDS = {"generate", "judge", "sft", "grpo", "eval"}
+TORCH_KINDS = {"generate", "judge", "sft", "grpo", "reward", "eval"}
 
 
 class IngestArgs(Strict):
@@ -79,7 +79,7 @@ ARGS: dict[str, type[Strict]] = {"ingest": IngestArgs, "review": ReviewArgs, "re
 class Stage(Strict):
     name: str
     kind: Literal["ingest", "generate", "judge", "filter", "review", "release", "export", "publish", "sft", "grpo",
-                  "eval", "report", "rewrite"]
+                  "reward", "eval", "report", "rewrite"]
     # The stage's own recipe, relative to this file.
     recipe: str | None = None
     # A release stage: the release it makes; export, publish, report (and optionally review): the one they read.
@@ -182,17 +182,19 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
                               f"args of a {stage.kind} stage are: {allowed}") from None
         where = f"{at(i, 'recipe')}: stages[{i}].recipe"
         r: Any = parsed_args
-        if stage.kind in ("sft", "grpo", "eval"):
+        if stage.kind in ("sft", "grpo", "reward", "eval"):
             # Imported only for a pipeline that trains or evaluates: the training recipes import trl.
-            from training.recipe import EvalRecipe, GRPORecipe, SFTRecipe
+            from training.recipe import EvalRecipe, GRPORecipe, RewardRecipe, SFTRecipe
             from training.recipe import load_recipe as load_training
-        if stage.kind in ("sft", "grpo"):
-            r = load_training(file, SFTRecipe if stage.kind == "sft" else GRPORecipe)  # type: ignore[arg-type]
+        if stage.kind in ("sft", "grpo", "reward"):
+            trainers = {"sft": SFTRecipe, "grpo": GRPORecipe, "reward": RewardRecipe}
+            r = load_training(file, trainers[stage.kind])  # type: ignore[arg-type]
             local = r.model.startswith(("runs/", "./", "../", "/")) and not Path(r.model).exists()
             if local and r.model not in outputs:
                 raise RecipeError(f"{where}: model {r.model!r} is no earlier stage's output_dir; order the stages "
                                   f"so the one that writes it runs first")
-            needs_release(i, r.release if stage.kind == "sft" else r.prompts.release, "recipe")
+            if stage.kind != "reward":  # a reward model trains on a pairs file, not a release
+                needs_release(i, r.release if stage.kind == "sft" else r.prompts.release, "recipe")
             outputs[r.output_dir] = stage.name
         elif stage.kind == "eval":
             r = load_training(file, EvalRecipe)  # type: ignore[arg-type]

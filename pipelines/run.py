@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from catalogs.errors import UserError
-from catalogs.ids import canonical_json
+from catalogs.ids import canonical_json, file_sha256
 from catalogs.store import Catalog
 
 from .recipe import (
@@ -71,14 +71,6 @@ def _hash(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def pipeline_name(path: Path, name: str | None) -> str:
     return name or path.stem
 
@@ -89,12 +81,16 @@ def _recipe_hash(stage: Stage, base: Path) -> str:
     if stage.recipe:
         from catalogs.recipes import resolve_path
 
-        recipe = _file_sha(resolve_path(stage.recipe, base / "pipeline.yaml"))
+        recipe = file_sha256(resolve_path(stage.recipe, base / "pipeline.yaml"))
     return _hash({"kind": stage.kind, "args": stage.args, "release": stage.release, "recipe": recipe})
 
 
 def _external_inputs(stage: Stage, parsed: Any, base: Path) -> dict[str, Any]:
-    """What a stage reads from outside the catalog: an ingest's local file (by content) or Hub dataset."""
+    """What a stage reads from outside the catalog: an ingest's local file (by content) or Hub dataset; a reward
+    model's pairs file (by content: changed pairs train again; None while the file is missing)."""
+    if stage.kind == "reward":
+        pairs = parsed.pairs_file()
+        return {"pairs": str(pairs), "sha256": _file_sha(pairs) if pairs.is_file() else None}
     if stage.kind != "ingest":
         return {}
     from catalogs.ingest import hub_repo_id
@@ -106,9 +102,9 @@ def _external_inputs(stage: Stage, parsed: Any, base: Path) -> dict[str, Any]:
 
     src = resolve_path(args.source, base / "pipeline.yaml")
     if src.is_file():
-        return {"file": str(src), "sha256": _file_sha(src)}
+        return {"file": str(src), "sha256": file_sha256(src)}
     files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else []
-    return {"folder": str(src), "sha256": _hash([(str(p.relative_to(src)), _file_sha(p)) for p in files])}
+    return {"folder": str(src), "sha256": _hash([(str(p.relative_to(src)), file_sha256(p)) for p in files])}
 
 
 def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until: str | None = None) -> tuple[str, list[Step]]:
@@ -351,6 +347,10 @@ def _train(ctx: Context, step: Step) -> dict[str, Any]:
         from training.sft import run_sft
 
         summary = run_sft(ctx.catalog, _recipe(ctx, step))
+    elif step.kind == "reward":
+        from training.reward import run_reward
+
+        summary = run_reward(ctx.catalog, _recipe(ctx, step))
     else:
         from training.grpo import run_grpo
 
@@ -369,4 +369,4 @@ def _eval(ctx: Context, step: Step) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Context, Step], dict[str, Any]]] = {
     "ingest": _ingest, "generate": _generate, "judge": _judge, "filter": _filter, "review": _review,
     "release": _release, "export": _export, "publish": _publish, "report": _report, "sft": _train,
-    "grpo": _train, "eval": _eval, "rewrite": _rewrite}
+    "grpo": _train, "reward": _train, "eval": _eval, "rewrite": _rewrite}

@@ -6,12 +6,17 @@ anywhere, offline, and the same PNGs go into the card's `assets/` when a release
 
 matplotlib is imported inside the functions that draw, never at module import; the page is
 releases/templates/report.html, rendered with Jinja2 (autoescaped) at the end.
+
+The training curves (the paper's Figures 2 and 3) are inline SVG drawn by the template's `chart` macro from the
+geometry `chart()` computes: a line per series whose vertices are the logged steps, and a marker per point whose
+tooltip gives its value, so the page holds the numbers themselves, as text.
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +173,102 @@ def _note(text: str) -> dict[str, Any]:
     return {"note": text}
 
 
-def render_html(facts: dict[str, Any], pngs: dict[str, bytes]) -> str:
-    """The report page (releases/templates/report.html), every catalog value escaped as text."""
+# The curve charts' size and plot area (SVG user units), and the most points a series marks with a dot (its line
+# keeps every point; past this the dots would hide the line).
+CHART_W, CHART_H, CHART_MARGIN = 460, 250, {"left": 58, "right": 14, "top": 12, "bottom": 40}
+MARKED_POINTS = 200
+
+
+def _ticks(lo: float, hi: float, n: int = 5, least: float = 0.0) -> list[float]:
+    """About `n` round ticks (1, 2, 2.5 or 5 times a power of ten, and at least `least` apart: steps are whole
+    numbers) spanning [lo, hi]. matplotlib's MaxNLocator does
+    this, but these charts are drawn by the page's template, so the report's SVG needs no matplotlib figure."""
+    if hi - lo < 1e-12:
+        lo, hi = lo - (abs(lo) or 1) / 2, hi + (abs(hi) or 1) / 2
+    raw = (hi - lo) / n
+    power = 10 ** math.floor(math.log10(raw))
+    step = max(least, next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9)))
+    first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(i * step, 12) for i in range(first, last + 1)]
+
+
+def chart(title: str, xlabel: str, series: list[tuple[str, list[tuple[float, float | None]]]]) -> dict[str, Any]:
+    """One curve chart for the template's `chart` macro: each series (label, [(x, y)]) as polylines in the plot
+    area, split where y is missing (a NaN loss is stored as null), with a dot per point (up to MARKED_POINTS) whose
+    tooltip reads `label, step x: y`."""
+    left, right = CHART_MARGIN["left"], CHART_W - CHART_MARGIN["right"]
+    top, bottom = CHART_MARGIN["top"], CHART_H - CHART_MARGIN["bottom"]
+    xs = [x for _, pts in series for x, _ in pts]
+    ys = [y for _, pts in series for _, y in pts if y is not None]
+    xticks = _ticks(min(xs), max(xs), least=1) if xs else [0.0, 1.0]
+    yticks = _ticks(min(ys), max(ys)) if ys else [0.0, 1.0]
+
+    def px(x: float) -> float:
+        return round(left + (x - xticks[0]) / (xticks[-1] - xticks[0]) * (right - left), 1)
+
+    def py(y: float) -> float:
+        return round(bottom - (y - yticks[0]) / (yticks[-1] - yticks[0]) * (bottom - top), 1)
+
+    drawn = []
+    for i, (label, pts) in enumerate(series):
+        segments: list[list[str]] = [[]]
+        for x, y in pts:
+            if y is None:
+                segments.append([])
+            else:
+                segments[-1].append(f"{px(x)},{py(y)}")
+        drawn.append({"label": label, "color": PALETTE[i % len(PALETTE)],
+                      "segments": [" ".join(seg) for seg in segments if seg],
+                      "points": [(px(x), py(y), f"{label}, step {x:g}: {y:.4g}") for x, y in pts if y is not None]
+                      if len(pts) <= MARKED_POINTS else []})
+    return {"title": title, "xlabel": xlabel, "width": CHART_W, "height": CHART_H, "left": left, "right": right,
+            "top": top, "bottom": bottom, "series": drawn,
+            "xticks": [(px(t), f"{t:g}") for t in xticks], "yticks": [(py(t), f"{t:.4g}") for t in yticks]}
+
+
+def training_charts(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """A training's curve as the paper draws it: for RL (a curve with a reward), the mean reward per step (with each
+    reward function's mean beside the weighted total) and the mean completion length per step (Figures 2 and 3);
+    otherwise (SFT, a reward model) the loss per step. No points logged: no chart."""
+    points = training["metrics"].get("curve") or []
+
+    def line(key: str) -> list[tuple[float, float | None]]:
+        return [(p["step"], p[key]) for p in points if key in p]
+
+    keys = sorted({k for p in points for k in p if k.startswith("rewards/") and k.endswith("/mean")})
+    if any("reward" in p for p in points):
+        rewards = [("reward (weighted sum)", line("reward"))] + [(k.split("/")[1], line(k)) for k in keys]
+        return [chart("mean reward per step", "GRPO step", rewards),
+                chart("mean completion length per step (tokens)", "GRPO step",
+                      [("completions/mean_length", line("completions/mean_length"))])]
+    if any("loss" in p for p in points):
+        kind = str(training["kind"] or "training").upper()
+        return [chart("training loss per step", f"{kind} step", [("loss", line("loss"))])]
+    return []
+
+
+def models_behind(facts: dict[str, Any]) -> list[str]:
+    """The models that made the release's samples (for the whole catalog: every run's model), in run order."""
+    models = [r["model"] for r in facts["runs"] if r["model"] and (r["in_release"] or not facts["name"])]
+    return list(dict.fromkeys(models))
+
+
+def training_sections(trainings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the template's "Training curves" shows of each training behind the release, upstream first."""
+    out = []
+    for t in trainings:
+        data = f"release {t['release_name']}" if t["release_name"] else (
+            f"prompts where {t['prompts_where']}" if t["prompts_where"] else "")
+        steps = len(t["metrics"].get("curve") or [])
+        out.append({"heading": f"{t['kind']} {t['training_id']}", "base_model": t["base_model"],
+                    "output_dir": t["output_dir"], "data": data, "finished_at": str(t["finished_at"])[:19],
+                    "steps": steps, "charts": training_charts(t)})
+    return out
+
+
+def render_html(facts: dict[str, Any], pngs: dict[str, bytes], trainings: list[dict[str, Any]] | None = None) -> str:
+    """The report page (releases/templates/report.html), every catalog value escaped as text. `trainings`: those
+    behind the release (`Catalog.trainings_behind`), shown as their curves; none, no such section."""
     name = facts["name"]
     kpis = [("samples", f"{facts['members']:,}"), ("prompts", f"{facts['prompts']:,}"),
             ("generations in scope", f"{facts['scope_generations']:,}"),
@@ -198,13 +297,14 @@ def render_html(facts: dict[str, Any], pngs: dict[str, bytes]) -> str:
                                                                  "generations"])]))
     return render_page("releases", "report.html", name=name, title=f"Release {name}" if name else "Catalog report",
                        manifest_sha256=facts.get("manifest_sha256"), code_version=facts["code_version"], kpis=kpis,
-                       figures=[(t, base64.b64encode(png).decode()) for t, png in pngs.items()], sections=sections)
+                       figures=[(t, base64.b64encode(png).decode()) for t, png in pngs.items()], sections=sections,
+                       trainings=training_sections(trainings or []))
 
 
 def write_report(catalog: Catalog, name: str | None, out: str | Path) -> Path:
     """Write the HTML report of release `name` (or of the whole catalog) to `out`, atomically."""
     facts = release_facts(catalog, name, distributions=True)
-    text = render_html(facts, figures(facts))
+    text = render_html(facts, figures(facts), catalog.trainings_behind(models_behind(facts)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,10 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     pipeline = out / "pipeline.yaml"
     assert f"$ r1f run {pipeline} --catalog {out / 'catalog'}" in first.stdout
     assert "$ r1f show" in first.stdout and "Mini-R1 summary" in first.stdout
-    assert "<img" in (out / "report-mini-r1-mix.html").read_text()  # the release's HTML report, with its plots
+    report = (out / "report-mini-r1-mix.html").read_text()
+    assert "<img" in report  # the release's HTML report, with its plots
+    # ...and the curves of the trainings behind the mix's samples: reasoning RL, and the cold-start SFT it started from.
+    assert re.findall(r"<h3>(\w+) t_", report) == ["sft", "grpo"] and "mean reward per step" in report, report[-3000:]
 
     summary = json.loads((out / "summary.json").read_text())
     stages = [r["stage"] for r in summary["rows"]]

@@ -1,6 +1,6 @@
-"""Training's commands: `r1f train sft|grpo RECIPE` and `r1f eval RECIPE`.
+"""Training's commands: `r1f train sft|grpo|reward RECIPE` and `r1f eval RECIPE`.
 
-`train` takes the trainer as its first argument (`sft` or `grpo`), so the face composes it like any other
+`train` takes the trainer as its first argument (`sft`, `grpo` or `reward`), so the face composes it like any other
 command. Every command imports its stage lazily: `r1f --help` loads no torch.
 """
 from __future__ import annotations
@@ -33,27 +33,41 @@ app = command_group()
 class Trainer(str, enum.Enum):
     sft = "sft"
     grpo = "grpo"
+    reward = "reward"
 
 
 @app.command()
 def train(
     trainer: Annotated[Trainer, typer.Argument(help="sft: trl's SFTTrainer on a release. grpo: trl's GRPOTrainer "
-                                               "with the judges as rewards.")],
-    recipe: Annotated[Path, typer.Argument(help="YAML training recipe (see recipes/): model, release or prompts, "
-                                           "output_dir, chat_template, and a `trl:` block passed to trl's "
-                                           "SFTConfig/GRPOConfig.")],
+                                               "with the judges as rewards. reward: trl's RewardTrainer on "
+                                               "preference pairs (a JSONL file of prompt, chosen, rejected); the "
+                                               "saved model is what the helpfulness and harmlessness judges load "
+                                               "with params.reward_model.")],
+    recipe: Annotated[Path, typer.Argument(help="YAML training recipe (see recipes/): model, release (sft), prompts "
+                                           "and rewards (grpo) or pairs.file and aspect (reward), output_dir, and "
+                                           "a `trl:` block passed to trl's SFTConfig/GRPOConfig/RewardConfig.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint-* in output_dir "
                                          "(trl/transformers checkpointing).")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Validate the recipe, release, model path and chat "
-                                        "template; load no weights, train nothing.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Validate the recipe, release or pairs file, model path "
+                                        "and chat template; load no weights, train nothing.")] = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train on catalog data with trl, and record the run in the catalog (`r1f sql "SELECT * FROM trainings"`)."""
-    cat = open_catalog(catalog)
-    if trainer is Trainer.sft:
+    """Train with trl, and record the run in the catalog (`r1f sql "SELECT * FROM trainings"`): sft and grpo on
+    catalog data, reward on a pairs file (its catalog is made if there is none yet)."""
+    if trainer is Trainer.reward:
+        from training.reward import prepare_reward, run_reward
+
+        prep = prepare_reward(recipe)  # before the catalog is made: a refused recipe leaves nothing behind
+        if check:
+            summary = {"status": "ok", "recipe": str(recipe), "pairs": len(prep.dataset),
+                       "output_dir": prep.args.output_dir}
+        else:
+            summary = run_reward(open_catalog(catalog, create=True), recipe, resume=resume, prepared=prep)
+    elif trainer is Trainer.sft:
         from training.sft import prepare_sft, run_sft
 
+        cat = open_catalog(catalog)
         if check:
             r, args, *_ = prepare_sft(cat, recipe)
             summary = {"status": "ok", "recipe": str(recipe), "release": r.release, "output_dir": args.output_dir}
@@ -62,6 +76,7 @@ def train(
     else:
         from training.grpo import prepare_grpo, run_grpo
 
+        cat = open_catalog(catalog)
         if check:
             prepared = prepare_grpo(cat, recipe)
             summary = {"status": "ok", "recipe": str(recipe), "prompts": len(prepared.dataset),

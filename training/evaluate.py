@@ -138,12 +138,12 @@ def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, 
     frecipe = _factory_recipe(recipe)
     template = template_from_recipe(frecipe)
     bound = resolve_judges(frecipe, None)
-    ingest_benchmarks(catalog, recipe)
-    prompts = _prompts(catalog, recipe)
-
     params = run_params(frecipe, template)
     params["kind"] = "eval"  # an eval run is never mistaken for (or merged with) a data-generation run
-    run_id = catalog.add_run(params)
+    with catalog.held():  # quick calls, one attach: the benchmarks, their prompts, the run
+        ingest_benchmarks(catalog, recipe)
+        prompts = _prompts(catalog, recipe)
+        run_id = catalog.add_run(params)
     resume_hint = f"rerun the same `r1f eval {recipe_path}` command to resume"
     label = recipe.name or "eval"
     if sampler is not None:
@@ -163,9 +163,10 @@ def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, 
         finally:
             if own:
                 backend.close()
-    added = store_answer_classes(catalog, run_id, recipe.judges[0])
-    return {"run_id": run_id, "sampling": summary, "answers_added": added,
-            "scores": score_runs(catalog, [run_id], recipe.judges[0])}
+    with catalog.held():  # the answer classes and the scores, one attach
+        added = store_answer_classes(catalog, run_id, recipe.judges[0])
+        scores = score_runs(catalog, [run_id], recipe.judges[0])
+    return {"run_id": run_id, "sampling": summary, "answers_added": added, "scores": scores}
 
 
 # ---------------------------------------------------------------------------------------------------

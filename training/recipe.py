@@ -1,9 +1,9 @@
 """Training and eval recipes: YAML files validated by pydantic before any weight loads.
 
-The trainer settings are trl's own: a recipe's `trl:` block is passed to `trl.SFTConfig` or
-`trl.GRPOConfig` as is. Its allowed keys are read from those dataclasses (never copied by hand), so an
-unknown key is an error naming the file, the line and the key, and the values are checked by
-constructing the config itself.
+The trainer settings are trl's own: a recipe's `trl:` block is passed to `trl.SFTConfig`,
+`trl.GRPOConfig` or `trl.RewardConfig` as is. Its allowed keys are read from those dataclasses (never
+copied by hand), so an unknown key is an error naming the file, the line and the key, and the values are
+checked by constructing the config itself.
 """
 from __future__ import annotations
 
@@ -24,18 +24,22 @@ from factory.recipe import SamplingConfig, TemplateConfig
 SFT_DEFAULTS: dict[str, Any] = {"num_train_epochs": 2, "assistant_only_loss": True, "logging_steps": 10,
                                 "save_strategy": "steps", "save_steps": 500, "report_to": "auto"}
 GRPO_DEFAULTS: dict[str, Any] = {"logging_steps": 1, "report_to": "auto", "log_completions": False}
+REWARD_DEFAULTS: dict[str, Any] = {"logging_steps": 10, "report_to": "auto"}
+DEFAULTS: dict[str, dict[str, Any]] = {"sft": SFT_DEFAULTS, "grpo": GRPO_DEFAULTS, "reward": REWARD_DEFAULTS}
+# The trainers r1-factory runs, by the `kind` of their recipes and `trainings` rows.
+TrainerKind = Literal["sft", "grpo", "reward"]
 # Keys r1-factory sets itself from other recipe fields; giving them in `trl:` is an error naming the field.
 OWNED_KEYS = {"output_dir": "output_dir"}
 
 
 def _config_class(kind: str) -> type:
-    from trl import GRPOConfig, SFTConfig
+    from trl import GRPOConfig, RewardConfig, SFTConfig
 
-    return SFTConfig if kind == "sft" else GRPOConfig
+    return {"sft": SFTConfig, "grpo": GRPOConfig, "reward": RewardConfig}[kind]
 
 
 @functools.cache
-def trl_args_model(kind: Literal["sft", "grpo"]) -> type[Strict]:
+def trl_args_model(kind: TrainerKind) -> type[Strict]:
     """A strict pydantic model whose keys are exactly the init fields of trl's config class.
 
     Values stay `Any`: trl's own constructor checks them (in `build_config`), so there is one truth.
@@ -66,7 +70,7 @@ def _has_cuda() -> bool:
         return False
 
 
-def build_config(kind: Literal["sft", "grpo"], trl_args: dict[str, Any], output_dir: str, *,
+def build_config(kind: TrainerKind, trl_args: dict[str, Any], output_dir: str, *,
                  where: str = "<recipe>", for_validation: bool = False) -> Any:
     """trl's config from the recipe's `trl:` block plus r1-factory's defaults; errors name the key.
 
@@ -74,7 +78,7 @@ def build_config(kind: Literal["sft", "grpo"], trl_args: dict[str, Any], output_
     bf16 on the CPU otherwise) and a DeepSpeed file is checked for existence rather than loaded.
     """
     cls = _config_class(kind)
-    args = dict(SFT_DEFAULTS if kind == "sft" else GRPO_DEFAULTS)
+    args = dict(DEFAULTS[kind])
     args.update(trl_args)
     if args.get("report_to") == "auto":
         args["report_to"] = _report_to()
@@ -84,6 +88,8 @@ def build_config(kind: Literal["sft", "grpo"], trl_args: dict[str, Any], output_
         # autocast: the log-probabilities the policy gradient follows carry bf16's 3-digit precision. In Mini-R1
         # that alone took R1-Zero from 72% to 32% held-out pass@1 where float32 gave 53% (DESIGN.md).
         args.setdefault("bf16", False)
+    if not _has_cuda() and kind == "reward":
+        args.setdefault("bf16", False)  # as for GRPO: trl's bf16 default would run the CPU's forward pass in bf16
     if not _has_cuda():
         args.setdefault("use_cpu", True)
     ds = args.get("deepspeed")
@@ -284,6 +290,47 @@ class GRPORecipe(_TrainBase):
                             for_validation=for_validation)
 
 
+class PairsSpec(Strict):
+    # A JSONL file of preference pairs, one `{"prompt": str, "chosen": str, "rejected": str}` a line: `chosen` and
+    # `rejected` are the texts the judge will score (helpfulness: the summary; harmlessness: the whole response).
+    # Relative to the recipe, as every recipe path.
+    file: str
+
+
+class RewardRecipe(_TrainBase):
+    """`r1f train reward RECIPE`: trl's RewardTrainer on preference pairs; the saved folder is a reward model that
+    the helpfulness and harmlessness judges load with `params: {reward_model: OUTPUT_DIR}`."""
+
+    kind: Literal["reward"] = "reward"
+    pairs: PairsSpec
+    # What the reward model is for (documentation, recorded with the training and in its model card): helpfulness
+    # scores the summary, harmlessness the whole response (judges/preference.py).
+    aspect: Literal["helpfulness", "harmlessness"] | None = None
+    trl: trl_args_model("reward") = Field(  # type: ignore[valid-type]
+        default_factory=lambda: trl_args_model("reward")())
+
+    @field_validator("chat_template")
+    @classmethod
+    def _own_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("a reward model reads pairs through its tokenizer's own chat template, as the judge that "
+                             "scores with it does (judges/preference.py); remove chat_template")
+        return value
+
+    def pairs_file(self) -> Path:
+        """The pairs file, resolved against the recipe's folder."""
+        path = self.resolve(self.pairs.file)
+        assert path is not None  # pairs.file is required
+        return path
+
+    def trl_args(self) -> dict[str, Any]:
+        return self.trl.model_dump(exclude_unset=True)
+
+    def training_args(self, for_validation: bool = False) -> Any:
+        return build_config("reward", self.trl_args(), self.output_dir, where=self.where,
+                            for_validation=for_validation)
+
+
 class Benchmark(Strict):
     # The benchmark's name: its prompts are ingested as source `bench/<name>`.
     name: str
@@ -336,7 +383,8 @@ class EvalRecipe(_Base):
         return value
 
 
-RECIPE_KINDS: dict[str, type[_Base]] = {"sft": SFTRecipe, "grpo": GRPORecipe, "eval": EvalRecipe}
+RECIPE_KINDS: dict[str, type[_Base]] = {"sft": SFTRecipe, "grpo": GRPORecipe, "reward": RewardRecipe,
+                                         "eval": EvalRecipe}
 
 
 def _trl_default(name: str) -> Any:

@@ -129,8 +129,9 @@ def last_checkpoint(output_dir: str, recipe: Any) -> str:
 
 
 # What a training's curve keeps of each logged step (trl's names): SFT's loss; GRPO's reward, its spread, each reward
-# function's mean (`rewards/NAME/mean`), the mean completion length and the KL to the reference.
-CURVE_KEYS = ("loss", "reward", "reward_std", "completions/mean_length", "kl")
+# function's mean (`rewards/NAME/mean`), the mean completion length and the KL to the reference; a reward model's
+# accuracy (chosen scored above rejected) and margin on the step's pairs.
+CURVE_KEYS = ("loss", "reward", "reward_std", "completions/mean_length", "kl", "accuracy", "margin")
 
 
 def curve(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -621,10 +621,9 @@ class Mini:
         for spec in self.specs:
             if spec.path is None:
                 continue
-            rows = self.sql("SELECT metrics FROM trainings WHERE kind = 'grpo' AND status = 'finished' AND "
-                            "output_dir = ? ORDER BY finished_at DESC LIMIT 1", [str(spec.path.resolve())])
-            if rows:
-                got.append((spec.stage, json.loads(rows[0][0]).get("curve") or []))
+            training = self.catalog.training_of(str(spec.path.resolve()))
+            if training and training["kind"] == "grpo":
+                got.append((spec.stage, training["metrics"].get("curve") or []))
         return got
 
     def rl_curves(self) -> Path | None:

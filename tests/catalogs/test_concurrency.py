@@ -160,3 +160,54 @@ def test_between_calls_the_file_is_free(tmp_path: Path) -> None:
         thread.join(120)
     assert got == [0]
     assert other_process_writes()
+
+
+def test_a_held_block_keeps_one_attach_and_each_call_commits(tmp_path: Path) -> None:
+    """`held()`: the calls of the block share one attach (the file is busy for other processes meanwhile), each is
+    its own transaction (a failure later in the block undoes nothing before it), and the file is free after."""
+    import pickle
+
+    import pytest
+
+    from catalogs.errors import CatalogError
+
+    cat = Catalog(tmp_path / "cat")
+
+    def other_process_writes() -> bool:
+        return subprocess.run([sys.executable, "-c", WRITE_ONCE, str(cat.db_path)], capture_output=True,
+                              timeout=120).returncode == 0
+
+    with pytest.raises(RuntimeError, match="later in the block"):
+        with cat.held():
+            first = cat.add_run({"model": "m", "backend": "vllm"})
+            with cat.held():  # nested: the same block
+                with cat.reader(views=["runs"]) as con:  # a reader sees the block's own commits
+                    assert con.execute("SELECT run_id FROM runs").fetchall() == [(first,)]
+            assert not other_process_writes()
+            raise RuntimeError("a failure later in the block")
+    assert other_process_writes()
+    with cat.reader() as con:
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [(first,)]  # committed when its call ended
+    got: list[str] = []
+    started = threading.Event()
+
+    def from_another_thread() -> None:
+        started.set()
+        got.append(cat.add_run({"model": "t", "backend": "vllm"}))  # waits for the block, then writes
+
+    with cat.held():
+        thread = threading.Thread(target=from_another_thread)
+        thread.start()
+        started.wait(60)
+        cat.add_run({"model": "h", "backend": "vllm"})
+    thread.join(120)
+    assert len(got) == 1
+    with cat.reader() as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (3,)
+    # A write inside another call of the same thread can never get the file: a clear error, not a wait.
+    with cat.reader(), pytest.raises(CatalogError, match="inside a read call of the same thread"):
+        cat.add_run({"model": "x", "backend": "vllm"})
+    copy = pickle.loads(pickle.dumps(cat))  # a catalog travels to another process without this one's state
+    with copy.held():
+        assert len(copy.generation_ids(first)) == 0
+    assert other_process_writes()
