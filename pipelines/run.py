@@ -90,7 +90,7 @@ def _external_inputs(stage: Stage, parsed: Any, base: Path) -> dict[str, Any]:
     model's pairs file (by content: changed pairs train again; None while the file is missing)."""
     if stage.kind == "reward":
         pairs = parsed.pairs_file()
-        return {"pairs": str(pairs), "sha256": _file_sha(pairs) if pairs.is_file() else None}
+        return {"pairs": str(pairs), "sha256": file_sha256(pairs) if pairs.is_file() else None}
     if stage.kind != "ingest":
         return {}
     from catalogs.ingest import hub_repo_id
