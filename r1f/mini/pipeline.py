@@ -60,6 +60,11 @@ class MiniConfig:
     cold_tries: int = 6          # cold start: most samples of the R1-Zero model's own outputs per prompt
     # and the prompts they sample (300 gave 60-72 released: fewer than the hand-written 64 on one run of two)
     cold_zero_prompts: int = 400
+    # Cold-start traces must compute their problem step by step (`arithmetic_steps`), not only end on its answer:
+    # most of the R1-Zero model's right answers come through a miscopied problem or a false step, and SFT on them
+    # halved the cold-start model's pass@1 (53% -> 23-26%). The quick path leaves the check out: its barely trained
+    # model makes no such trace, and the path must still show the rewrite and its lineage.
+    cold_steps: bool = True
     cold_epochs: int = 3
     rl_steps: int = 30
     rs_prompts: int = 600
@@ -91,7 +96,7 @@ class MiniConfig:
                    base_steps=120, student_steps=60, eval_problems=40, eval_k=1, zero_eval_k=1, zero_steps=4, zero_seeds=(0,),
                    cold_prompts=40, cold_zero_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8,
                    distill_epochs=2, batch_prompts=4, generations=4, student_grpo_steps=4, rm_epochs=1,
-                   all_rl_steps=2, threads=threads)
+                   all_rl_steps=2, cold_steps=False, threads=threads)
 
     def key(self) -> str:
         """Everything that makes a run's artefacts: this config (the seed and thread count included) and the
@@ -369,7 +374,9 @@ class Mini:
         assert self.files is not None
         cfg, files = self.cfg, self.files
         few_shot, rewritten, curated = cold_start_sources(zero)
-        readable = ["math_accuracy", {"name": "format", "params": {"template": "think"}}]
+        steps: list[Any] = ([{"name": "arithmetic_steps", "params": {"follows_problem": True}}] if cfg.cold_steps
+                            else [])
+        readable = ["math_accuracy", {"name": "format", "params": {"template": "think"}}, *steps]
         ingest = self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
                                                              "generations": True, "model": CURATED_MODEL})
         judge_curated = self.stage("judge-curated", "judge", {"where": curated, "workers": 1, "judges": [
@@ -384,7 +391,7 @@ class Mini:
                                 cfg.cold_prompts, readable, where=uncovered)
         gen_zero = self.generate("generate-cold-start-r1-zero", {"name": "transformers", "model": str(zero)},
                                  {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_zero_prompts,
-                                 ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}],
+                                 ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}, *steps],
                                  max_samples=cfg.cold_tries, retry=cfg.cold_tries - 1, where=uncovered)
         rewrite = self.stage("rewrite-cold-start", "rewrite", {
             "rewriter": "readable", "where": runs_where(str(zero), template="r1_zero_mini")})
