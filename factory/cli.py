@@ -53,3 +53,22 @@ def generate(
         summary = generate_from_recipe(checked, open_catalog(catalog, create=False), dry_run=dry_run)
     if as_json:
         print_json(summary)
+
+
+@app.command()
+def rewrite(
+    recipe: Annotated[Path, typer.Argument(help="YAML rewrite recipe: rewriter (e.g. readable), where (the "
+                                           "generations to rewrite).")],
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    as_json: JsonOpt = False,
+) -> None:
+    """Post-processing: a declared rewriter reformats the selected generations (tags, the summary line; the
+    reasoning stays verbatim) into new generations that name their parent (`r1f show` prints it). Judge them next."""
+    from factory.rewrite import load_rewrite_recipe, rewrite_catalog
+
+    summary = rewrite_catalog(open_catalog(catalog, create=False), load_rewrite_recipe(recipe))
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(f"{summary['rewritten']} of {summary['parents']} generations rewritten by {summary['rewriter']} "
+                   f"({summary['added']} new); skipped: {summary['skipped'] or 'none'}")

@@ -16,6 +16,7 @@ from judges.base import JudgeSpec
 MODULES = (
     "judges.math_accuracy",
     "judges.exact_match",
+    "judges.arithmetic_steps",
     "judges.format",
     "judges.language_consistency",
     "judges.code",

@@ -11,9 +11,9 @@ from catalogs.errors import RecipeError
 from catalogs.recipes import Strict, key_line, load_model, read_yaml, resolve_path
 
 STAGE_KINDS = ("ingest", "generate", "judge", "filter", "review", "release", "export", "publish", "sft", "grpo",
-               "reward", "eval", "report")
+               "reward", "eval", "report", "rewrite")
 # Kinds that read a recipe file of their own (a release's is optional); the others take `args:` inline.
-NEEDS_RECIPE = {"generate", "judge", "filter", "sft", "grpo", "reward", "eval"}
+NEEDS_RECIPE = {"generate", "judge", "filter", "sft", "grpo", "reward", "eval", "rewrite"}
 # Kinds that act on a release named by the stage's `release:` (review: optional).
 NEEDS_RELEASE = {"export", "publish", "report"}
 # Kinds `--engine ray` goes to.
@@ -79,7 +79,7 @@ ARGS: dict[str, type[Strict]] = {"ingest": IngestArgs, "review": ReviewArgs, "re
 class Stage(Strict):
     name: str
     kind: Literal["ingest", "generate", "judge", "filter", "review", "release", "export", "publish", "sft", "grpo",
-                  "reward", "eval", "report"]
+                  "reward", "eval", "report", "rewrite"]
     # The stage's own recipe, relative to this file.
     recipe: str | None = None
     # A release stage: the release it makes; export, publish, report (and optionally review): the one they read.
@@ -213,6 +213,10 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
             from filters.run import FilterRecipe
 
             r = load_model(file, FilterRecipe)  # type: ignore[arg-type]
+        elif stage.kind == "rewrite":
+            from factory.rewrite import load_rewrite_recipe
+
+            r = load_rewrite_recipe(file)  # type: ignore[arg-type]
         elif stage.kind == "release" and file is not None:
             from releases.release import ReleaseRecipe
 

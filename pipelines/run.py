@@ -90,7 +90,7 @@ def _external_inputs(stage: Stage, parsed: Any, base: Path) -> dict[str, Any]:
     model's pairs file (by content: changed pairs train again; None while the file is missing)."""
     if stage.kind == "reward":
         pairs = parsed.pairs_file()
-        return {"pairs": str(pairs), "sha256": _file_sha(pairs) if pairs.is_file() else None}
+        return {"pairs": str(pairs), "sha256": file_sha256(pairs) if pairs.is_file() else None}
     if stage.kind != "ingest":
         return {}
     from catalogs.ingest import hub_repo_id
@@ -281,6 +281,12 @@ def _filter(ctx: Context, step: Step) -> dict[str, Any]:
     return _engine(ctx, filter_catalog, "filter")(ctx.catalog, step.parsed)
 
 
+def _rewrite(ctx: Context, step: Step) -> dict[str, Any]:
+    from factory.rewrite import rewrite_catalog
+
+    return rewrite_catalog(ctx.catalog, step.parsed)
+
+
 def _review(ctx: Context, step: Step) -> dict[str, Any]:
     """The gate: done when no sample of its queue waits for a person; else the run stops here."""
     from review.queue import QueueSpec, build
@@ -363,4 +369,4 @@ def _eval(ctx: Context, step: Step) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Context, Step], dict[str, Any]]] = {
     "ingest": _ingest, "generate": _generate, "judge": _judge, "filter": _filter, "review": _review,
     "release": _release, "export": _export, "publish": _publish, "report": _report, "sft": _train,
-    "grpo": _train, "reward": _train, "eval": _eval}
+    "grpo": _train, "reward": _train, "eval": _eval, "rewrite": _rewrite}

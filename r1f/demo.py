@@ -6,8 +6,9 @@
    world's facts and greetings as plain text (no chat format);
 3. R1-Zero: GRPO from the base with the rule rewards (accuracy, format), three seeds, held-out pass@1 before
    and after through `r1f eval`, each gain beside twice its standard error;
-4. cold start: readable traces from the R1-Zero model through the factory, judged and filtered; SFT of the
-   base on them;
+4. cold start: readable traces made by the R1-Zero model through the factory (few-shot prompting, and its own
+   outputs rewritten into the readable pattern by a `rewrite` stage) beside hand-written ones, judged and
+   filtered; SFT of the base on them;
 5. reasoning RL with the language-consistency reward added;
 6. rejection sampling through vLLM with the judges, the filters, and the paper's 3:1 reasoning mix;
 7. distillation: a smaller student SFT'd on that release, against the same student trained by GRPO alone;

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-KINDS = {"ingest", "eval", "grpo", "generate", "judge", "filter", "release", "sft", "report", "reward"}
+KINDS = {"ingest", "eval", "grpo", "generate", "judge", "filter", "release", "sft", "report", "reward", "rewrite"}
 
 
 def _r1f(*args: str, catalog: Path) -> str:
@@ -65,6 +65,17 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     releases = {r["name"]: r for r in json.loads(_r1f("sql", "SELECT name, manifest FROM releases", "--json",
                                                       catalog=catalog))}
     assert {"mini-cold-start", "mini-r1-mix"} <= set(releases)
+    # The cold start: the hand-written set whole, beside samples the R1-Zero model made; each rewrite names its
+    # parent, an R1-Zero output with the same reasoning.
+    cold = summary["cold_start"]
+    assert cold["hand_written"] == 48 and cold["few_shot"] + cold["rewritten"] > 0, cold
+    assert cold["total"] == cold["few_shot"] + cold["rewritten"] + cold["hand_written"], cold
+    lineage = json.loads(_r1f("sql", "SELECT count(*) AS n, count(*) FILTER (WHERE p.reasoning = g.reasoning AND "
+                              "r.template = 'r1_zero_mini') AS same FROM release_members m JOIN generation_meta gm "
+                              "USING (generation_id) JOIN generations g USING (generation_id) JOIN generations p "
+                              "ON p.generation_id = gm.parent_id JOIN runs r ON r.run_id = p.run_id "
+                              "WHERE m.release_name = 'mini-cold-start'", "--json", catalog=catalog))[0]
+    assert lineage["n"] == cold["rewritten"] == lineage["same"], lineage
     mix = json.loads(releases["mini-r1-mix"]["manifest"])
     kinds = mix["by_kind"]
     assert kinds.get("reasoning", 0) > 0 and kinds.get("non_reasoning", 0) > 0

@@ -57,6 +57,14 @@ class MiniConfig:
     # with the gated reward (24.1% -> 23.3%); 5e-5 is the rate every gain in the README was made at.
     zero_lr: float = 5e-5
     cold_prompts: int = 300
+    cold_tries: int = 6          # cold start: most samples of the R1-Zero model's own outputs per prompt
+    # and the prompts they sample (300 gave 60-72 released: fewer than the hand-written 64 on one run of two)
+    cold_zero_prompts: int = 400
+    # Cold-start traces must compute their problem step by step (`arithmetic_steps`), not only end on its answer:
+    # most of the R1-Zero model's right answers come through a miscopied problem or a false step, and SFT on them
+    # halved the cold-start model's pass@1 (53% -> 23-26%). The quick path leaves the check out: its barely trained
+    # model makes no such trace, and the path must still show the rewrite and its lineage.
+    cold_steps: bool = True
     cold_epochs: int = 3
     rl_steps: int = 30
     rs_prompts: int = 600
@@ -86,9 +94,9 @@ class MiniConfig:
         rejection sampling accept some samples): the test checks that stages run, counts and lineage, not learning."""
         return cls(seed=seed, world=WorldSpec(seed=seed, train=300, heldout=40, pretrain_docs=3000, curated=48),
                    base_steps=120, student_steps=60, eval_problems=40, eval_k=1, zero_eval_k=1, zero_steps=4, zero_seeds=(0,),
-                   cold_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8, distill_epochs=2,
-                   batch_prompts=4, generations=4, student_grpo_steps=4, rm_epochs=1, all_rl_steps=2,
-                   threads=threads)
+                   cold_prompts=40, cold_zero_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8,
+                   distill_epochs=2, batch_prompts=4, generations=4, student_grpo_steps=4, rm_epochs=1,
+                   all_rl_steps=2, cold_steps=False, threads=threads)
 
     def key(self) -> str:
         """Everything that makes a run's artefacts: this config (the seed and thread count included) and the
@@ -111,6 +119,9 @@ PIPELINE = "mini-r1"
 REPORT = "report-mini-r1-mix.html"  # the release report stage's file, in OUT
 NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
 CURATED_MODEL = "mini-annotators"  # the hand-cleaned cold-start traces
+# The summary rows of the cold start's sources: two made by the model, one by hand.
+COLD_ROWS = ("cold start: few-shot prompting (model-made)", "cold start: R1-Zero outputs rewritten (model-made)",
+             "cold start: hand-written")
 
 
 def mini_torch(cfg: MiniConfig) -> TorchSettings:
@@ -120,11 +131,32 @@ def mini_torch(cfg: MiniConfig) -> TorchSettings:
     return TorchSettings(threads=cfg.threads, deterministic=True)
 
 
+def sql_text(value: str) -> str:
+    """`value` as an SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def runs_of(*models: str) -> str:
     """A selection of the generations the named models made (an import's model name or a model folder), eval runs
     left out. Run ids are unknown when the pipeline's recipes are written; the models that make them are known."""
-    names = ", ".join("'" + m.replace("'", "''") + "'" for m in models)
+    names = ", ".join(sql_text(m) for m in models)
     return f"run_id IN (SELECT r.run_id FROM runs r WHERE r.model IN ({names}) AND r.kind IS DISTINCT FROM 'eval')"
+
+
+def runs_where(model: str, *, kind: str = "generate", template: str | None = None) -> str:
+    """A selection of the generations of `model`'s runs of one kind (and template): where one model made several
+    sets (the R1-Zero model's few-shot samples, its own-template outputs, their rewrites), one of them."""
+    cond = f"r.model = {sql_text(model)} AND r.kind = {sql_text(kind)}"
+    if template is not None:
+        cond += f" AND r.template = {sql_text(template)}"
+    return f"run_id IN (SELECT r.run_id FROM runs r WHERE {cond})"
+
+
+def cold_start_sources(zero: Path) -> tuple[str, str, str]:
+    """The cold start's three sources as selections: the R1-Zero model's few-shot samples, the rewrites of its
+    own-template outputs (both model-made), and the hand-written traces."""
+    return (runs_where(str(zero), template="cold_start_mini"), runs_where(str(zero), kind="rewrite"),
+            runs_of(CURATED_MODEL))
 
 
 def two_se(p1: float, p2: float, n: int) -> float:
@@ -171,6 +203,8 @@ class RowSpec:
     release: str | None = None        # the release whose members are the samples kept
     accept_of: str | None = None      # the model whose generations' accept rate (every judge passed) is shown
     chat_eval_stage: str | None = None  # the eval stage whose non-reasoning exact match this is
+    accept_where: str | None = None   # or the selection (over generation_meta) whose accept rate is shown
+    members_of: str | None = None     # the release's members counted are those this selection holds
 
 
 class Mini:
@@ -311,24 +345,69 @@ class Mini:
         return out
 
     def generate(self, name: str, backend: dict[str, Any], template: dict[str, Any], limit: int,
-                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2) -> str:
+                 judges: list[Any], per_prompt: int = 1, max_samples: int = 2, where: str | None = None,
+                 retry: int = 1) -> str:
         return self.stage(name, "generate", {
             "name": name.removeprefix("generate-"),
-            "prompts": {"where": f"source = '{TRAIN_SOURCE}'", "limit": limit},
+            "prompts": {"where": where or f"source = '{TRAIN_SOURCE}'", "limit": limit},
             "backend": backend,
             "template": template,
             "sampling": {"temperature": 0.7, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
             "samples_per_prompt": per_prompt,
-            "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": 1},
+            "budget": {"max_samples": max_samples, "round_size": 1, "retry_samples": retry},
             "judges": judges})
 
-    def filters(self, name: str, models: list[str]) -> str:
-        return self.stage(name, "filter", {"where": runs_of(*models), "workers": 1, "filters": [
+    def filters(self, name: str, models: list[str], where: str | None = None) -> str:
+        return self.stage(name, "filter", {"where": where or runs_of(*models), "workers": 1, "filters": [
             {"name": "hygiene"},
             {"name": "language_mixing", "where": "kind = 'reasoning'"},
             {"name": "long_paragraphs", "where": "kind = 'reasoning'"},
             {"name": "code_blocks", "where": "kind = 'reasoning'"},
             {"name": "dedup"}]})
+
+    def cold_start(self, zero: Path) -> tuple[str, ...]:
+        """Section 4's stages, as the paper gathers its cold start: few-shot prompting of the R1-Zero model with
+        long-CoT examples; the R1-Zero model's own outputs (its own template, rejection sampled) rewritten into the
+        readable pattern by the `readable` rewriter (reformatting only: the reasoning stays verbatim); both judged
+        like the hand-written traces, then filtered and released one per prompt. The model-made sets sample the
+        train prompts the hand-written set does not cover, so the hand-written set stays whole in the release.
+        Returns the stage names: few-shot; R1-Zero outputs, rewrite, judge; ingest, judge and filter the
+        hand-written; filter the model-made, release."""
+        assert self.files is not None
+        cfg, files = self.cfg, self.files
+        few_shot, rewritten, curated = cold_start_sources(zero)
+        steps: list[Any] = ([{"name": "arithmetic_steps", "params": {"follows_problem": True}}] if cfg.cold_steps
+                            else [])
+        readable = ["math_accuracy", {"name": "format", "params": {"template": "think"}}, *steps]
+        ingest = self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
+                                                             "generations": True, "model": CURATED_MODEL})
+        judge_curated = self.stage("judge-curated", "judge", {"where": curated, "workers": 1, "judges": [
+            {"name": j} if isinstance(j, str) else j for j in readable]})
+        uncovered = (f"source = '{TRAIN_SOURCE}' AND prompt_id NOT IN (SELECT g.prompt_id FROM generation_meta g "
+                     f"WHERE g.{curated})")
+        # The tiny model loses the problem after long examples (its pretraining saw one short document at a time):
+        # the examples are the shortest worked solutions. Few-shot is right on about 1% of samples here, the R1-Zero
+        # model through its own template on about 7% (T 0.7): a prompt it has not solved gets more tries.
+        gen_few = self.generate("generate-cold-start", {"name": "transformers", "model": str(zero)},
+                                {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
+                                cfg.cold_prompts, readable, where=uncovered)
+        gen_zero = self.generate("generate-cold-start-r1-zero", {"name": "transformers", "model": str(zero)},
+                                 {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_zero_prompts,
+                                 ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}, *steps],
+                                 max_samples=cfg.cold_tries, retry=cfg.cold_tries - 1, where=uncovered)
+        rewrite = self.stage("rewrite-cold-start", "rewrite", {
+            "rewriter": "readable", "where": runs_where(str(zero), template="r1_zero_mini")})
+        judge_rewrites = self.stage("judge-cold-start-rewrites", "judge", {"where": rewritten, "workers": 1, "judges": [
+            {"name": j} if isinstance(j, str) else j for j in readable]})
+        # Filtered apart: dedup keeps the first of two equal texts, and a model's sample for another prompt may
+        # equal a hand-written trace (a miscopied problem); the hand-written set stays whole.
+        filter_curated = self.filters("filter-curated", [], curated)
+        model_made = f"({few_shot}) OR ({rewritten})"
+        return (gen_few, gen_zero, rewrite, judge_rewrites, ingest, judge_curated, filter_curated,
+                self.filters("filter-cold-start", [], model_made),
+                self.stage("release-mini-cold-start", "release", {
+                    "where": f"{model_made} OR ({curated})", "per_prompt": 1, "reasoning": None,
+                    "non_reasoning": None}, release="mini-cold-start"))
 
     def write_pipeline(self, base: Path, student: Path) -> Path:
         """Every R1 stage as one pipeline file, OUT/pipeline.yaml, and each stage's recipe under OUT/recipes/; the
@@ -357,22 +436,19 @@ class Mini:
                                 (f"grpo-{out.name}",)))
             zero.append(out)
 
-        self.section("4. cold start: readable traces from the R1-Zero model (few-shot, transformers) and hand-cleaned "
-                     "ones, judged, filtered, released; SFT of the base on them")
-        timed: tuple[str, ...] = (self.generate("generate-cold-start", {"name": "transformers", "model": str(zero[0])},
-                               {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
-                               cfg.cold_prompts,
-                               ["math_accuracy", {"name": "format", "params": {"template": "think"}}]),
-                 self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
-                                                              "generations": True, "model": CURATED_MODEL}),
-                 self.stage("judge-curated", "judge", {"where": runs_of(CURATED_MODEL), "workers": 1, "judges": [
-                     {"name": "math_accuracy"}, {"name": "format", "params": {"template": "think"}}]}),
-                 self.filters("filter-cold-start", [str(zero[0]), CURATED_MODEL]),
-                 self.stage("release-mini-cold-start", "release", {
-                     "where": runs_of(str(zero[0]), CURATED_MODEL), "per_prompt": 1, "reasoning": None,
-                     "non_reasoning": None}, release="mini-cold-start"))
-        rows.append(RowSpec("cold-start collection", zero[0].name, timed=timed, release="mini-cold-start",
-                            accept_of=str(zero[0])))
+        self.section("4. cold start: readable traces made by the R1-Zero model (few-shot prompting; its own outputs "
+                     "rewritten into the readable pattern) and hand-cleaned ones, judged, filtered, released; SFT of "
+                     "the base on them")
+        timed = self.cold_start(zero[0])
+        cold_release = "mini-cold-start"
+        few_shot, rewritten, curated = cold_start_sources(zero[0])
+        rows += [RowSpec(COLD_ROWS[0], zero[0].name, timed=timed[:1],
+                         release=cold_release, members_of=few_shot, accept_where=few_shot),
+                 RowSpec(COLD_ROWS[1], zero[0].name, timed=timed[1:4],
+                         release=cold_release, members_of=rewritten, accept_where=rewritten),
+                 RowSpec(COLD_ROWS[2], CURATED_MODEL, timed=timed[4:7], release=cold_release,
+                         members_of=curated, accept_where=curated),
+                 RowSpec("cold-start collection", zero[0].name, timed=timed[7:], release=cold_release)]
         cold = self.sft("cold-start-sft", base, "mini-cold-start", cfg.cold_epochs)
         rows.append(RowSpec("cold-start SFT of the base", cold.name, cold,
                             self.eval(cold.name, cold, "chat_mini.yaml"), (f"sft-{cold.name}",)))
@@ -531,11 +607,15 @@ class Mini:
         rows = []
         for spec in self.specs:
             kept = accept = None
-            if spec.release:
+            if spec.release and spec.members_of:
+                kept = int(self.sql(f"SELECT count(*) FROM release_members m JOIN generation_meta g "
+                                    f"USING (generation_id) WHERE m.release_name = ? AND g.{spec.members_of}",
+                                    [spec.release])[0][0])
+            elif spec.release:
                 got = self.sql("SELECT members FROM releases WHERE name = ?", [spec.release])
                 kept = int(got[0][0]) if got else None
-            if spec.accept_of:
-                n, ok = self.accept(spec.accept_of)
+            if spec.accept_of or spec.accept_where:
+                n, ok = self.accept(spec.accept_of or "", spec.accept_where)
                 accept = ok / n if n else 0.0
             rows.append(Row(spec.stage, spec.model, param_count(spec.path) if spec.path else None,
                             score(spec.eval_stage), score(spec.chat_eval_stage, CHAT_BENCH), kept, accept,
@@ -554,13 +634,24 @@ class Mini:
         console.print(f"[bold]R1-Zero: base {base:.1f}% -> {', '.join(f'{s:.1f}%' for s in scores)} "
                       f"(seeds {list(self.cfg.zero_seeds)}); gains {self.gains(self.zero_gains, self.zero_noise)} "
                       f"points, seed-to-seed spread {spread:.1f} points[/]")
+        c = self.cold_start_counts()
+        console.print(f"[bold]cold start: {c['few_shot'] + c['rewritten']} of {c['total']} released samples are "
+                      f"model-made ({c['few_shot']} few-shot, {c['rewritten']} R1-Zero outputs rewritten), "
+                      f"{c['hand_written']} hand-written[/]")
         return rows
 
-    def accept(self, model: str) -> tuple[int, int]:
-        """(generations, passing every judge) of the runs `model` made."""
+    def cold_start_counts(self) -> dict[str, int]:
+        """The cold-start release's members by source (the summary's cold-start rows, read from the catalog)."""
+        kept = {r.stage: r.kept or 0 for r in self.rows}
+        total = kept.get("cold-start collection", 0)
+        return {"few_shot": kept.get(COLD_ROWS[0], 0), "rewritten": kept.get(COLD_ROWS[1], 0),
+                "hand_written": kept.get(COLD_ROWS[2], 0), "total": total}
+
+    def accept(self, model: str, where: str | None = None) -> tuple[int, int]:
+        """(generations, passing every judge) of the runs `model` made (or of the selection `where`)."""
         row = self.sql(f"""SELECT count(*), count(*) FILTER (WHERE ok) FROM (
             SELECT g.generation_id, bool_and(v.passed) AS ok FROM generation_meta g
-            LEFT JOIN verdicts v USING (generation_id) WHERE g.{runs_of(model)} GROUP BY ALL)""")[0]
+            LEFT JOIN verdicts v USING (generation_id) WHERE g.{where or runs_of(model)} GROUP BY ALL)""")[0]
         return int(row[0]), int(row[1] or 0)
 
     def noise(self, p1: float, p2: float, k: int | None = None) -> float:
@@ -591,6 +682,7 @@ class Mini:
         path.write_text(json.dumps({"config": {"seed": self.cfg.seed, "threads": self.cfg.threads, "key": self.key},
                                     "rows": [r.__dict__ for r in self.rows],
                                     "zero_gains": self.zero_gains,
+                                    "cold_start": self.cold_start_counts(),
                                     "zero_gains_2se": self.zero_noise,
                                     "figures": [self.rel(p) for p in self.figures],
                                     "total_seconds": time.perf_counter() - self.started}, indent=1))
