@@ -2,7 +2,8 @@
 
 1. a task world the project writes itself (arithmetic with exact answers, a held-out split, non-reasoning
    prompts with fixed answers), ingested into a fresh catalog;
-2. a tiny base model trained from scratch on raw worked solutions (no chat format);
+2. a tiny base model trained from scratch on raw worked solutions and, in a tenth of its documents, the
+   world's facts and greetings as plain text (no chat format);
 3. R1-Zero: GRPO from the base with the rule rewards (accuracy, format), three seeds, held-out pass@1 before
    and after through `r1f eval`, each gain beside twice its standard error;
 4. cold start: readable traces made by the R1-Zero model through the factory (few-shot prompting, and its own

@@ -154,3 +154,26 @@ def test_every_reused_artefact_is_keyed_by_what_makes_it(tmp_path: Path) -> None
         Mini.claim(tmp_path, MiniConfig.quick(1))
     # 200 problems x k=2 at 20% and 30%: sqrt(.16/400 + .21/400) = 3.04 points, twice that 6.1
     assert abs(two_se(20.0, 30.0, 400) - 6.08) < 0.01
+
+
+def test_the_base_reads_the_worlds_facts_in_pretraining_and_never_a_held_out_problem(tmp_path: Path) -> None:
+    from r1f.mini.world import NON_REASONING, WorldSpec, summary, write_world
+
+    spec = WorldSpec(seed=3, train=100, heldout=50, pretrain_docs=4000, fact_share=0.25)
+    files = write_world(tmp_path / "w", spec)
+    docs = [json.loads(line)["text"] for line in files.pretrain.read_text().splitlines()]
+    assert len(docs) == spec.pretrain_docs and max(map(len, docs)) <= 96  # the pretraining's window
+    facts = [d for d in docs if "\\boxed" not in d and "=" not in d]  # no arithmetic in them
+    assert len(facts) == 1000
+    # Every answer of the non-reasoning pool is in the raw text, in the words the exact-match eval wants.
+    text = "\n".join(facts)
+    assert all(summary(a) in text for _, a in NON_REASONING)
+    assert "The capital of France is Paris." in text and "User: hello\nAssistant: Hello! How can I help?" in text
+    held = {json.loads(line)["problem"] for line in files.heldout.read_text().splitlines()}
+    asked = {line.partition(": ")[2] for d in docs for line in d.splitlines()
+             if line.startswith(("Q: ", "User: ", "Problem: "))}
+    assert held and not held & asked
+    # Same seed, same bytes.
+    assert write_world(tmp_path / "again", spec).pretrain.read_bytes() == files.pretrain.read_bytes()
+    with pytest.raises(ValueError, match="fact_share"):
+        write_world(tmp_path / "bad", WorldSpec(fact_share=1.0))

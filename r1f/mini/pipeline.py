@@ -271,7 +271,8 @@ class Mini:
         files = write_world(self.out / "world", self.cfg.world)
         self.files = files
         console.print(f"seed {self.cfg.seed}: {self.cfg.world.train} train and {self.cfg.world.heldout} held-out "
-                      f"arithmetic problems, {self.cfg.world.pretrain_docs} raw pretraining documents, "
+                      f"arithmetic problems, {self.cfg.world.pretrain_docs} raw pretraining documents "
+                      f"({self.cfg.world.fact_share:.0%} of them facts and greetings), "
                       f"non-reasoning prompts with fixed answers -> {files.train.parent}")
         return files
 
@@ -279,7 +280,8 @@ class Mini:
     def base(self, name: str, steps: int, size: Any) -> Path:
         """Pretrain a base from scratch on the world's raw text (reused when the same settings made it)."""
         assert self.files is not None
-        self.banner(f"2. {name}: a tiny Qwen2 trained from scratch on raw worked solutions (no chat format)")
+        self.banner(f"2. {name}: a tiny Qwen2 trained from scratch on raw worked solutions and facts "
+                    "(no chat format)")
         out = self.model_dir(name)
         info = pretrain(out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed)
         self.pretrain_seconds[name] = float(info.get("train_seconds") or 0.0)

@@ -8,7 +8,10 @@ Train and held-out problems never share an expression.
 The base model's pretraining corpus is raw documents, no chat format: mostly worked solutions in
 plain text, some written as tagged dialogue (`<think>` and `<answer>`, as web text holds chat logs),
 some as a problem with a reasoning block and a one-line summary. That is the "latent skill" the paper
-finds in a base model; the tags are not yet reliable, and neither is the arithmetic.
+finds in a base model; the tags are not yet reliable, and neither is the arithmetic. A small share of the
+documents (`fact_share`) state the world's facts as plain text ("The capital of France is Paris.", "In French,
+cat is chat.") and its greetings as raw dialogue lines: a real base knows facts before any SFT, which only
+teaches it to answer in the chat format.
 """
 from __future__ import annotations
 
@@ -86,6 +89,7 @@ class WorldSpec:
     train: int = 1500          # problems whose prompts RL and rejection sampling use
     heldout: int = 300         # problems kept out of everything but evaluation
     pretrain_docs: int = 20000  # raw documents for the base model
+    fact_share: float = 0.10   # of those, the share that states facts and greetings (no arithmetic)
     curated: int = 64          # hand-cleaned cold-start traces (readable worked solutions)
     pairs_per_prompt: int = 4  # preference pairs per non-reasoning prompt, for each reward model
     min_operands: int = 2
@@ -128,6 +132,36 @@ def pretraining_text(p: Problem, rng: random.Random) -> str:
     if r < 0.70:
         return f"User: {p.expression}\nAssistant: <think>{p.worked}</think> <answer>\\boxed{{{p.answer}}}</answer>"
     return f"Problem: {p.expression}\nResponse: <think>{p.worked}</think> The answer is \\boxed{{{p.answer}}}."
+
+
+def _fact_lines(rng: random.Random) -> list[str]:
+    """Every fact of the non-reasoning pool as a line of raw text, each in one of the forms web text writes it:
+    capitals and translations as statements or as a Q/A line, greetings as a line of dialogue."""
+    lines = [f"User: {q}\nAssistant: {summary(a)}" for q, a in _GREETINGS]
+    for c, a in _CAPITALS:
+        lines.append(rng.choice((f"The capital of {c} is {a}.", f"{a} is the capital of {c}.",
+                                 f"Q: what is the capital of {c}?\nA: {a}.")))
+    for word, trans in _WORDS.items():
+        for lang, t in zip(_LANGS, trans):
+            lines.append(rng.choice((f"In {lang}, {word} is {t}.", f"The {lang} word for {word} is {t}.",
+                                     f"Q: translate to {lang}: {word}\nA: {t}")))
+    return lines
+
+
+def fact_documents(n: int, rng: random.Random, max_chars: int = 90) -> list[str]:
+    """`n` raw documents of facts: each as many fact lines drawn at random as fit in `max_chars` characters (under
+    the pretraining's 96-character window), so every fact is seen about equally often and in every form. Dense
+    documents, as a fact list or a phrasebook page is: the tiny base needs each fact many times to recall it."""
+    docs: list[str] = []
+    while len(docs) < n:
+        lines = _fact_lines(rng)
+        doc = rng.choice(lines)
+        for _ in range(4):
+            line = rng.choice(lines)
+            if len(doc) + 1 + len(line) <= max_chars:
+                doc += "\n" + line
+        docs.append(doc)
+    return docs
 
 
 def readable(p: Problem) -> str:
@@ -211,7 +245,14 @@ def write_world(out: Path, spec: WorldSpec) -> WorldFiles:
     # imported run, prompts and responses together.
     nr = [{"problem": q, "kind": "non_reasoning", "domain": "chat", "language": "en", "response": a}
           for q, a in NON_REASONING]
-    texts = [{"text": pretraining_text(p, rng)} for p in pre]
+    # The corpus keeps `pretrain_docs` documents: the fact documents take the place of the last arithmetic ones,
+    # then the two kinds are shuffled together (from the seed).
+    if not 0 <= spec.fact_share < 1:
+        raise ValueError(f"WorldSpec.fact_share is {spec.fact_share}; it must be at least 0 and below 1")
+    n_facts = round(spec.fact_share * len(pre))
+    corpus = [pretraining_text(p, rng) for p in pre[:len(pre) - n_facts]] + fact_documents(n_facts, rng)
+    rng.shuffle(corpus)
+    texts = [{"text": t} for t in corpus]
     # The cold start's few-shot examples: the first one-step worked solutions. The tiny base saw one short document
     # at a time in pretraining; after longer examples it loses the problem it is asked (none of 96 right with two
     # three-operand examples, 147 tokens; 5-8 of 96 with two one-step ones, 125 tokens).
