@@ -108,7 +108,7 @@ def model_sha256(model: str | os.PathLike[str]) -> str | None:
         return None
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _MODEL_SUFFIXES
                    and p.name not in _NOT_MODEL and not p.name.startswith("."))
-    return content_hash("model", [(p.name, _known_sha256(p)) for p in files])
+    return content_hash("model", list(zip((p.name for p in files), _known_sha256(files))))
 
 
 def _hash_cache() -> Path:
@@ -116,34 +116,38 @@ def _hash_cache() -> Path:
     return Path(base) / "r1f" / "file-sha256.json"
 
 
-def _known_sha256(path: Path) -> str:
-    """`file_sha256(path)`, remembered per file by its path, size and modification time (nanoseconds), as `make`
-    trusts them: a 100 GB model is read once, not on every generate and eval. A file rewritten in place gets a new
-    modification time, so a new hash. The cache is a JSON file under $XDG_CACHE_HOME/r1f; one that cannot be read
-    or written is ignored (the hash is computed)."""
+def _known_sha256(paths: list[Path]) -> list[str]:
+    """`file_sha256` of each path, remembered per file by its path, size and modification time (nanoseconds), as
+    `make` trusts them: a 100 GB model is read once, not on every generate and eval. A file rewritten in place gets
+    a new modification time, so a new hash. The cache is one JSON file under $XDG_CACHE_HOME/r1f, read once and
+    written once per call (only when something was hashed); one that cannot be read or written is ignored."""
     import json
 
-    st = path.stat()
-    key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns]
     cache_file = _hash_cache()
     try:
         known = json.loads(cache_file.read_text())
         assert isinstance(known, dict)
     except (OSError, ValueError, AssertionError):
         known = {}
-    hit = known.get(key)
-    if isinstance(hit, list) and hit[:2] == stamp and len(hit) == 3:
-        return str(hit[2])
-    digest = file_sha256(path)
-    known[key] = [*stamp, digest]
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        tmp.replace(cache_file)  # atomic: a reader sees the old file or the new one
-    except OSError:
-        pass
-    return digest
+    digests, changed = [], False
+    for path in paths:
+        st = path.stat()
+        key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns]
+        hit = known.get(key)
+        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == stamp:
+            digests.append(str(hit[2]))
+            continue
+        digests.append(file_sha256(path))
+        known[key], changed = [*stamp, digests[-1]], True
+    if changed:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known))
+            tmp.replace(cache_file)  # atomic: a reader sees the old file or the new one
+        except OSError:
+            pass
+    return digests
 
 
 _VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "dtype", "enforce_eager")

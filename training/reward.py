@@ -15,13 +15,13 @@ scored by the judge's own scorer from the saved folder.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalogs.errors import RecipeError
+from catalogs.ids import file_sha256
 from catalogs.ingest import RecordError, read_jsonl
 from judges.preference import RewardModelScorer, reward_model_text, reward_model_tokenizer
 from training.recipe import RewardRecipe, load_recipe
@@ -107,9 +107,7 @@ def read_pairs(recipe: RewardRecipe) -> Pairs:
                           f"so there is no preference to learn; give pairs whose chosen text is the better one")
     if tied:
         log.warning("reward: %d of the %d pairs in %s have chosen == rejected; left out", tied, tied + len(rows), path)
-    with path.open("rb") as f:
-        sha = hashlib.file_digest(f, "sha256").hexdigest()
-    return Pairs(path, sha, rows, tied)
+    return Pairs(path, file_sha256(path), rows, tied)
 
 
 def encode_pairs(tokenizer: Any, rows: list[dict[str, str]]) -> dict[str, list[list[int]]]:
