@@ -152,9 +152,15 @@ class _TrainBase(_Base):
     # Weights' dtype when loading: auto picks bfloat16 on a GPU that has it, float32 on the CPU.
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
 
+    def trl_args(self) -> dict[str, Any]:
+        """The recipe's `trl:` block, the keys it sets (each subclass types `trl` for its trainer)."""
+        trl: Strict = getattr(self, "trl")
+        return trl.model_dump(exclude_unset=True)
+
     def training_args(self, for_validation: bool = False) -> Any:
-        """trl's config for this stage (SFTConfig, GRPOConfig)."""
-        raise NotImplementedError
+        """trl's config for this stage (SFTConfig, GRPOConfig, RewardConfig), by the subclass's `kind`."""
+        return build_config(getattr(self, "kind"), self.trl_args(), self.output_dir, where=self.where,
+                            for_validation=for_validation)
 
 
 class SFTRecipe(_TrainBase):
@@ -164,13 +170,6 @@ class SFTRecipe(_TrainBase):
     # The catalog release to train on (`r1f release`); read through its export.
     release: str
     trl: trl_args_model("sft") = Field(default_factory=lambda: trl_args_model("sft")())  # type: ignore[valid-type]
-
-    def trl_args(self) -> dict[str, Any]:
-        return self.trl.model_dump(exclude_unset=True)
-
-    def training_args(self, for_validation: bool = False) -> Any:
-        return build_config("sft", self.trl_args(), self.output_dir, where=self.where,
-                            for_validation=for_validation)
 
 
 class GateSpec(Strict):
@@ -282,13 +281,6 @@ class GRPORecipe(_TrainBase):
                              f"judge once (one `where` can select several prompt kinds)")
         return value
 
-    def trl_args(self) -> dict[str, Any]:
-        return self.trl.model_dump(exclude_unset=True)
-
-    def training_args(self, for_validation: bool = False) -> Any:
-        return build_config("grpo", self.trl_args(), self.output_dir, where=self.where,
-                            for_validation=for_validation)
-
 
 class PairsSpec(Strict):
     # A JSONL file of preference pairs, one `{"prompt": str, "chosen": str, "rejected": str}` a line: `chosen` and
@@ -322,13 +314,6 @@ class RewardRecipe(_TrainBase):
         path = self.resolve(self.pairs.file)
         assert path is not None  # pairs.file is required
         return path
-
-    def trl_args(self) -> dict[str, Any]:
-        return self.trl.model_dump(exclude_unset=True)
-
-    def training_args(self, for_validation: bool = False) -> Any:
-        return build_config("reward", self.trl_args(), self.output_dir, where=self.where,
-                            for_validation=for_validation)
 
 
 class Benchmark(Strict):
