@@ -242,7 +242,8 @@ class CatalogCore:
             yield
         finally:
             self._mine.mode = mine
-            _run_or_drop(host, f"DETACH {alias}")
+            # IF EXISTS: a `released` block whose attach again failed has detached it already.
+            _run_or_drop(host, f"DETACH DATABASE IF EXISTS {alias}")
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -264,6 +265,27 @@ class CatalogCore:
                 yield
             finally:
                 self._held = None
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Inside a `held` block of this thread: the file given back for this block (a model call, a model load, any
+        long wait), so other threads and processes can use it meanwhile; calls made in the block open it as usual.
+        Attached again, for the rest of the `held` block, when the block ends. Outside a `held` block: nothing."""
+        host = self._held_host()
+        if host is None:
+            yield
+            return
+        held, mode = self._held, getattr(self._mine, "mode", None)
+        _run_or_drop(host, "DETACH catalog")
+        self._held, self._mine.mode = None, None
+        try:
+            yield
+        finally:
+            try:
+                self._open(lambda: host.con.execute(f"ATTACH '{self._sql_path(self.db_path)}' AS catalog"))
+            except duckdb.Error as exc:
+                raise self._open_error(exc) from None
+            self._held, self._mine.mode = held, mode
 
     def _held_host(self) -> _Host | None:
         """The host a `held` block of this thread keeps the catalog attached to, if any."""

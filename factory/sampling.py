@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -77,6 +77,11 @@ class SamplingStore(Protocol):
     def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int: ...
 
     def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    # one attach for a run of quick calls; the file given back around the model's calls
+    def held(self) -> AbstractContextManager[None]: ...
+
+    def released(self) -> AbstractContextManager[None]: ...
 
 
 class GenerationStopped(UserError, RuntimeError):
@@ -317,6 +322,10 @@ class _LazyBackend:
         self._open: Callable[[], Any] | None
         self._backend, self._open = (None, opener) if opener is not None else (backend, None)
 
+    @property
+    def ready(self) -> bool:
+        return self._backend is not None
+
     def get(self) -> Any:
         if self._backend is None:
             assert self._open is not None
@@ -359,7 +368,9 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
     held: dict[str, str] = {}  # prompt -> who holds it, for the open prompts left to another process
     prepared = False  # job.before_work has run
     released = False  # the loop ended normally: every lease it took was given up by `_let_go`
-    with guard:
+    # The catalog's quick calls (leases, commits, verdicts, stats) share one attach, as `Catalog.held` keeps it;
+    # the file is given back around everything that may take long (the model's load and calls, `before_work`).
+    with catalog.held(), guard:
         try:
             if progress:
                 progress.update(prompts_done=finished(), accepted=total_accepted(), generated=total_samples())
@@ -380,7 +391,8 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
                     try:
                         if chunk:
                             if job.before_work is not None and not prepared:
-                                job.before_work([s.row for s in plan])
+                                with catalog.released():
+                                    job.before_work([s.row for s in plan])
                                 prepared = True
                             if not worked:
                                 rounds += 1
@@ -618,15 +630,20 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chu
             ours.append(exc)
             raise
 
-    backend = lazy.get()
+    if lazy.ready:
+        backend = lazy.get()
+    else:
+        with catalog.released():  # a model load: seconds to minutes
+            backend = lazy.get()
     counters["calls"] += 1
     failure: Exception | None = None
     started = time.monotonic()  # engine seconds: the backend's wall time, whatever it returns
     try:
-        if _accepts_on_result(backend):
-            results = backend.generate(requests, on_result=on_result)
-        else:
-            results = backend.generate(requests)
+        with catalog.released():  # the model's call may take long; commits due meanwhile open the file as usual
+            if _accepts_on_result(backend):
+                results = backend.generate(requests, on_result=on_result)
+            else:
+                results = backend.generate(requests)
         if len(results) != len(requests):
             raise GenerationStopped(f"the backend returned {len(results)} results for {len(requests)} requests")
         returned = True

@@ -29,7 +29,8 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,15 @@ class ShardCatalog:
     def set_prompt_stats(self, rows: Sequence[dict[str, Any]]) -> None:
         for r in rows:
             self.new_stats[r["prompt_id"]] = dict(r)
+
+    # No file is held here: nothing to keep attached, nothing to give back.
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        yield
 
 
 class GenerationWorker:

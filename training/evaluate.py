@@ -140,30 +140,35 @@ def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, 
     bound = resolve_judges(frecipe, None)
     params = run_params(frecipe, template)
     params["kind"] = "eval"  # an eval run is never mistaken for (or merged with) a data-generation run
-    with catalog.held():  # quick calls, one attach: the benchmarks, their prompts, the run
+    # Quick calls, one attach (`Catalog.held`): the benchmarks, their prompts and the run; the sampling's leases,
+    # commits and verdicts; the answer classes and scores. The file is given back around the model's load, calls and
+    # close, and around another engine's sampling.
+    with catalog.held():
         ingest_benchmarks(catalog, recipe)
         prompts = _prompts(catalog, recipe)
         run_id = catalog.add_run(params)
-    resume_hint = f"rerun the same `r1f eval {recipe_path}` command to resume"
-    label = recipe.name or "eval"
-    if sampler is not None:
-        summary = sampler(frecipe, catalog, run_id=run_id, prompts=prompts, resume_hint=resume_hint, label=label,
-                          progress=progress)
-    else:
-        job = sampling_job(frecipe, template, bound, run_id, prompts, resume_hint)
-        own = backend is None
-        if own:
-            from backends import get_backend
-            from backends.config import backend_kwargs
-
-            backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
-        try:
-            with RunProgress(len(prompts), label=label, enabled=progress) as bar:
-                summary = run_sampling(job, backend, catalog, bar)
-        finally:
+        resume_hint = f"rerun the same `r1f eval {recipe_path}` command to resume"
+        label = recipe.name or "eval"
+        if sampler is not None:
+            with catalog.released():
+                summary = sampler(frecipe, catalog, run_id=run_id, prompts=prompts, resume_hint=resume_hint,
+                                  label=label, progress=progress)
+        else:
+            job = sampling_job(frecipe, template, bound, run_id, prompts, resume_hint)
+            own = backend is None
             if own:
-                backend.close()
-    with catalog.held():  # the answer classes and the scores, one attach
+                from backends import get_backend
+                from backends.config import backend_kwargs
+
+                with catalog.released():  # a backend may load its model here: seconds to minutes
+                    backend = get_backend(recipe.backend.name, **backend_kwargs(recipe.backend))
+            try:
+                with RunProgress(len(prompts), label=label, enabled=progress) as bar:
+                    summary = run_sampling(job, backend, catalog, bar)
+            finally:
+                if own:
+                    with catalog.released():
+                        backend.close()
         added = store_answer_classes(catalog, run_id, recipe.judges[0])
         scores = score_runs(catalog, [run_id], recipe.judges[0])
     return {"run_id": run_id, "sampling": summary, "answers_added": added, "scores": scores}

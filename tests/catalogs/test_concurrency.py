@@ -211,3 +211,34 @@ def test_a_held_block_keeps_one_attach_and_each_call_commits(tmp_path: Path) -> 
     with copy.held():
         assert len(copy.generation_ids(first)) == 0
     assert other_process_writes()
+
+
+def test_released_gives_the_file_back_inside_a_held_block(tmp_path: Path) -> None:
+    """`released()` inside `held()`: for its block the file is free (another process and another thread write; this
+    thread's calls open it as usual), then attached again for the rest of the held block; outside a held block it
+    changes nothing. What the sampling loop does around a model's call."""
+    cat = Catalog(tmp_path / "cat")
+
+    def other_process_writes() -> bool:
+        return subprocess.run([sys.executable, "-c", WRITE_ONCE, str(cat.db_path)], capture_output=True,
+                              timeout=120).returncode == 0
+
+    got: list[str] = []
+    with cat.held():
+        cat.add_run({"model": "before", "backend": "vllm"})
+        assert not other_process_writes()
+        with cat.released():
+            assert other_process_writes()
+            thread = threading.Thread(target=lambda: got.append(cat.add_run({"model": "t", "backend": "vllm"})))
+            thread.start()
+            thread.join(120)  # no wait on this thread's block: the file is free
+            assert len(got) == 1
+            cat.add_run({"model": "inside", "backend": "vllm"})  # opens the file as any call outside a block
+        assert not other_process_writes()  # attached again
+        cat.add_run({"model": "after", "backend": "vllm"})
+    with cat.released():  # outside a held block: nothing
+        cat.add_run({"model": "outside", "backend": "vllm"})
+    assert other_process_writes()
+    with cat.reader(views=["runs"]) as con:
+        models = {r[0] for r in con.execute("SELECT model FROM runs").fetchall()}
+    assert {"before", "t", "inside", "after", "outside"} <= models
