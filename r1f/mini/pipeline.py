@@ -283,9 +283,11 @@ class Mini:
         given `apart`, in the second process that pretrains it."""
         assert self.files is not None
         self.banner(f"2. {name}: a tiny Qwen2 trained from scratch on raw worked solutions and facts "
-                    "(no chat format)" + (f"; pretrained in a second process (its log: {apart.log})" if apart else ""))
+                    "(no chat format)" + (f"; pretrained in a second process (its log: {apart.log})"
+                                          if apart is not None and apart.process is not None else ""))
         out = self.model_dir(name)
-        info = apart.result() if apart else pretrain(out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed)
+        info = (apart.result() if apart is not None
+                else pretrain(out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed))
         self.pretrain_seconds[name] = float(info.get("train_seconds") or 0.0)
         console.print(f"{name}: {param_count(out):,} parameters, {steps} steps, loss {info['first_loss']:.2f} -> "
                       f"{info['final_loss']:.2f}")
