@@ -19,7 +19,8 @@
 8. a summary table, the pass@1 figure, the RL stages' reward and completion length per step (the paper's
    Figures 2 and 3), the HTML report of the release, and `r1f show` of one released sample with its whole lineage.
 
-The demo itself writes the world and pretrains the two base models (step 2 and the student's base); every other
+The demo itself writes the world and pretrains the two base models (step 2 and the student's base, at once: the
+student in a second process); every other
 stage is a stage of one pipeline file, OUT/pipeline.yaml, with its recipe under OUT/recipes/, run through
 `r1f run` (pipelines.run.run_pipeline). The summary is read back from the catalog. Running it again in the same
 folder reuses the pretrained bases (each keyed by the settings that make it), and the pipeline skips every stage
@@ -29,12 +30,13 @@ OUT/mini-run.json, and another seed in the same folder is refused.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 from pipelines.run import set_torch
-from r1f.mini.model import BASE, STUDENT
+from r1f.mini.model import BASE, STUDENT, pretrain_apart
 from r1f.mini.pipeline import REPORT, Mini, MiniConfig, console, mini_torch, two_se
 from r1f.mini.world import NON_REASONING
 
@@ -55,9 +57,18 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
     console.rule(f"[bold]Mini-R1{' (quick)' if quick else ''}: seed {seed}, {threads} thread(s), key {mini.key}, "
                  f"output in {out}", align="left")
 
-    mini.world()
-    base = mini.base("base", cfg.base_steps, BASE)
-    student = mini.base("student-base", cfg.student_steps, STUDENT)
+    files = mini.world()
+    # The two bases pretrain at once where the cores allow (one thread each on a 2-core machine): the student in a
+    # spawned process, the base here, each on the run's torch settings with its own seeds, so each is byte for byte
+    # the model trained alone. The base takes longer; by its end the student is done.
+    apart = (pretrain_apart(mini.model_dir("student-base"), files.pretrain, STUDENT, mini_torch(cfg),
+                            steps=cfg.student_steps, seed=cfg.seed) if 2 * threads <= (os.cpu_count() or 1) else None)
+    try:
+        base = mini.base("base", cfg.base_steps, BASE)
+        student = mini.base("student-base", cfg.student_steps, STUDENT, apart=apart)
+    finally:
+        if apart is not None:
+            apart.stop()
     mini.write_pipeline(base, student)
     mini.run()
 

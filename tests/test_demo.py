@@ -177,3 +177,47 @@ def test_the_base_reads_the_worlds_facts_in_pretraining_and_never_a_held_out_pro
     assert write_world(tmp_path / "again", spec).pretrain.read_bytes() == files.pretrain.read_bytes()
     with pytest.raises(ValueError, match="fact_share"):
         write_world(tmp_path / "bad", WorldSpec(fact_share=1.0))
+
+
+def test_a_base_pretrained_in_a_second_process_is_byte_for_byte_the_one_trained_here(tmp_path: Path) -> None:
+    """The demo pretrains the student base in a spawned process beside the base: with the same torch settings and
+    seeds it must be the model `pretrain` makes in this process, to the byte; a base already made is reused without
+    a process; a failure there is raised here, naming its log."""
+    import hashlib
+
+    import torch
+
+    from pipelines.recipe import TorchSettings
+    from pipelines.run import set_torch
+    from r1f.mini.model import STUDENT, pretrain, pretrain_apart
+    from r1f.mini.world import WorldSpec, write_world
+
+    files = write_world(tmp_path / "world", WorldSpec(seed=0, train=50, heldout=10, pretrain_docs=300, curated=8))
+    settings = TorchSettings(threads=1, deterministic=True)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    set_torch(settings)  # as `r1f demo` runs; this process's own settings come back below
+    try:
+        here = pretrain(tmp_path / "here" / "student-base", files.pretrain, STUDENT, steps=4, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    out = tmp_path / "apart" / "student-base"
+    apart = pretrain_apart(out, files.pretrain, STUDENT, settings, steps=4, seed=0)
+    try:
+        got = apart.result()
+    finally:
+        apart.stop()
+
+    def sha(folder: Path) -> str:
+        return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+    assert sha(out) == sha(tmp_path / "here" / "student-base")
+    assert (got["first_loss"], got["final_loss"], got["settings"]) == (
+        here["first_loss"], here["final_loss"], here["settings"])
+    assert "'loss'" in (tmp_path / "apart" / "student-base.log").read_text()  # its trainer's log, apart
+    again = pretrain_apart(out, files.pretrain, STUDENT, settings, steps=4, seed=0)
+    assert again.process is None and again.result() == got
+    bad = pretrain_apart(tmp_path / "bad" / "student-base", tmp_path / "missing.jsonl", STUDENT, settings, steps=4,
+                         seed=0)
+    with pytest.raises(RuntimeError, match=r"in a second process failed \(its log: .*student-base\.log\)"):
+        bad.result()

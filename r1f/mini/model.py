@@ -6,17 +6,27 @@ for the tags every trace uses, so a trace stays short. It is built with `tokeniz
 added tokens, not special ones, so decoding keeps them. Its chat template is a plain `User:/Assistant:`
 dialogue with `{% generation %}` markers, so trl's SFT can put the loss on the assistant turn only.
 
-Pretraining is trl's SFTTrainer on raw text (a language-modelling dataset, no chat format).
+Pretraining is trl's SFTTrainer on raw text (a language-modelling dataset, no chat format). The demo trains its
+two bases at once, the student in a spawned process beside the base (`pretrain_apart`): each on one torch thread
+with its own seeds, so each model's bytes are those of training it alone, in half the wall time on two cores.
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+import os
+import traceback
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from r1f.mini.world import EOS
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from pipelines.recipe import TorchSettings
 
 log = logging.getLogger("r1f.mini")
 
@@ -41,6 +51,7 @@ class ModelSize:
 
 BASE = ModelSize()
 STUDENT = ModelSize(hidden=64, layers=2, heads=1, intermediate=128)
+MARKER = ".mini-base-complete"  # in a pretrained base's folder: its settings and losses
 
 
 def build_tokenizer() -> Any:
@@ -94,18 +105,24 @@ def param_count(model_dir: Path | str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def pretrain_settings(corpus: Path, size: ModelSize, *, steps: int, seed: int, batch: int = 32,
+                      lr: float = 4e-3) -> dict[str, Any]:
+    """What makes a pretrained base (its marker records them; a base made with other settings is made again)."""
+    return {"size": asdict(size), "steps": steps, "seed": seed, "batch": batch, "lr": lr, "corpus": corpus.name}
+
+
 def pretrain(out: Path, corpus: Path, size: ModelSize, *, steps: int, seed: int, batch: int = 32,
              lr: float = 4e-3) -> dict[str, Any]:
-    """Train a base model from scratch on the raw corpus with trl's SFTTrainer (language modelling)."""
+    """Train a base model from scratch on the raw corpus with trl's SFTTrainer (language modelling); a base these
+    settings made already is reused (its record returned)."""
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    marker = out / ".mini-base-complete"
-    settings = {"size": asdict(size), "steps": steps, "seed": seed, "batch": batch, "lr": lr,
-                "corpus": corpus.name}
-    if marker.exists() and json.loads(marker.read_text()).get("settings") == settings:
-        return json.loads(marker.read_text())
+    marker = out / MARKER
+    settings = pretrain_settings(corpus, size, steps=steps, seed=seed, batch=batch, lr=lr)
+    if (done := pretrained(out, settings)) is not None:
+        return done
     init = out.parent / f"{out.name}-init"
     init_model(init, size, seed)
     tok = AutoTokenizer.from_pretrained(init)
@@ -126,3 +143,83 @@ def pretrain(out: Path, corpus: Path, size: ModelSize, *, steps: int, seed: int,
             "final_loss": losses[-1] if losses else None, "train_seconds": result.metrics.get("train_runtime")}
     marker.write_text(json.dumps(info))
     return info
+
+
+def pretrained(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of the base in `out` if these pretraining settings made it, else None."""
+    marker = out / MARKER
+    if marker.exists() and (info := json.loads(marker.read_text())).get("settings") == settings:
+        return dict(info)
+    return None
+
+
+@dataclass
+class Pretraining:
+    """A base pretraining in a spawned process (`pretrain_apart`): `result()` waits for its record."""
+
+    out: Path
+    log: Path
+    info: dict[str, Any] | None = None   # set at once where the base was made already
+    process: BaseProcess | None = field(default=None, repr=False)
+    conn: Connection | None = field(default=None, repr=False)
+
+    def result(self) -> dict[str, Any]:
+        """pretrain()'s record, once the process has finished; raises if it failed, naming its log."""
+        if self.info is not None:
+            return self.info
+        assert self.process is not None and self.conn is not None
+        try:
+            status, value = self.conn.recv()
+        except EOFError:  # it died without a word (killed, out of memory)
+            status, value = "error", f"the process exited with code {self.process.exitcode}"
+        self.process.join()
+        self.conn.close()
+        if status != "ok":
+            raise RuntimeError(f"pretraining {self.out} in a second process failed (its log: {self.log}):\n{value}")
+        self.info = value
+        return value
+
+    def stop(self) -> None:
+        """End the process if it still runs (the demo failed beside it)."""
+        if self.process is not None and self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+
+
+def pretrain_apart(out: Path, corpus: Path, size: ModelSize, torch_settings: TorchSettings, *, steps: int,
+                   seed: int) -> Pretraining:
+    """`pretrain` in a spawned process with `torch_settings` (the same thread count and deterministic algorithms as
+    this process), its output in OUT.log beside the model folder; returns at once. Nothing is shared with this
+    process but the corpus file, so the model is the one `pretrain` makes here, byte for byte."""
+    import multiprocessing as mp
+
+    from catalogs.stage import _main_not_rerun
+
+    log = out.parent / f"{out.name}.log"
+    if (done := pretrained(out, pretrain_settings(corpus, size, steps=steps, seed=seed))) is not None:
+        return Pretraining(out, log, info=done)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")  # fork beside torch's threads is not safe
+    ours, theirs = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_pretrain_child, args=(theirs, log, torch_settings, out, corpus, size, steps, seed),
+                          name=f"pretrain-{out.name}", daemon=True)
+    with _main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the demo again
+        process.start()
+    theirs.close()  # the child's end: recv() then sees EOF if the child dies
+    return Pretraining(out, log, process=process, conn=ours)
+
+
+def _pretrain_child(conn: Connection, log: Path, torch_settings: TorchSettings, out: Path, corpus: Path,
+                    size: ModelSize, steps: int, seed: int) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)  # the trainer's log lines go to the log, not between the parent's
+    os.dup2(fd, 2)
+    try:
+        from pipelines.run import set_torch
+
+        set_torch(torch_settings)
+        conn.send(("ok", pretrain(out, corpus, size, steps=steps, seed=seed)))
+    except BaseException:  # noqa: BLE001 - whatever it was goes back to the parent, which raises it
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()

@@ -28,6 +28,7 @@ from r1f.mini.world import WorldFiles, WorldSpec, write_world
 if TYPE_CHECKING:
     from catalogs.store import Catalog
     from pipelines.recipe import TorchSettings
+    from r1f.mini.model import Pretraining
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 console = Console()
@@ -277,13 +278,16 @@ class Mini:
         return files
 
     # ------------------------------------------------------------------------------------ 2. base models
-    def base(self, name: str, steps: int, size: Any) -> Path:
-        """Pretrain a base from scratch on the world's raw text (reused when the same settings made it)."""
+    def base(self, name: str, steps: int, size: Any, apart: Pretraining | None = None) -> Path:
+        """Pretrain a base from scratch on the world's raw text (reused when the same settings made it), here or,
+        given `apart`, in the second process that pretrains it."""
         assert self.files is not None
         self.banner(f"2. {name}: a tiny Qwen2 trained from scratch on raw worked solutions and facts "
-                    "(no chat format)")
+                    "(no chat format)" + (f"; pretrained in a second process (its log: {apart.log})"
+                                          if apart is not None and apart.process is not None else ""))
         out = self.model_dir(name)
-        info = pretrain(out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed)
+        info = (apart.result() if apart is not None
+                else pretrain(out, self.files.pretrain, size, steps=steps, seed=self.cfg.seed))
         self.pretrain_seconds[name] = float(info.get("train_seconds") or 0.0)
         console.print(f"{name}: {param_count(out):,} parameters, {steps} steps, loss {info['first_loss']:.2f} -> "
                       f"{info['final_loss']:.2f}")
