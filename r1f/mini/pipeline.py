@@ -71,8 +71,8 @@ class MiniConfig:
     # Reasoning RL (the paper's stage 2) on the cold-started model, trained as R1-Zero is: accuracy counted only in
     # the right format, sampled as the eval samples (T 0.6, top-p 0.95), lr 5e-5, 80 steps. Seed 0, k=8, from the
     # cold start's 53.9%: the old recipe (rewards summed, T 1.0, lr 1e-4, 30 steps) 52.4%; the same at T 0.6 45.0%;
-    # at lr 5e-5 50.8%, gated 51.8% (30 steps, within the noise of a dip every run shows first); gated at 80 steps
-    # 58.1% (+4.2, 2SE 3.5). At 1e-4 the model falls; 30 steps end inside the dip.
+    # at lr 5e-5 50.8%, gated 51.8% (both 30 steps); gated at 80 steps 58.1% (+4.2, 2SE 3.5). At lr 1e-4 it falls;
+    # at 5e-5 30 steps are too few to gain.
     rl_steps: int = 80
     rl_lr: float = 5e-5
     rs_prompts: int = 600
