@@ -14,9 +14,9 @@ from collections import OrderedDict
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from catalogs.scripts import CJK_CHAR, HAN_RANGES, KANA_RANGES
+from filters._bytes import buffer, code_points, in_ranges, map_bytes
 
 CJK_RE = CJK_CHAR  # the one script table: catalogs/scripts.py
 CJK_RANGES = HAN_RANGES + KANA_RANGES  # what CJK_CHAR matches
@@ -61,34 +61,6 @@ def _ascii_separators_to_space(texts: pl.Series) -> pl.Series:
     return map_bytes(texts, _SEP_TABLE)
 
 
-def map_bytes(texts: pl.Series, table: np.ndarray | bytes) -> pl.Series:
-    """Every byte of every text through `table` (256 bytes, or 256 uint8), by `bytes.translate`: a regex replace
-    costs ten times more, numpy's fancy indexing (`table[buf]`) three. The table must keep the result valid UTF-8:
-    map bytes >= 0x80 to themselves, or all of them to ASCII."""
-    arr = _large_strings(texts)
-    _, offsets, data = arr.buffers()
-    if data is None or len(arr) == 0:
-        return texts
-    mapped = data.to_pybytes().translate(_table_bytes(table))
-    out = pa.LargeStringArray.from_buffers(len(arr), offsets, pa.py_buffer(mapped), arr.buffers()[0],
-                                           arr.null_count, arr.offset)
-    return pl.Series(texts.name, out)
-
-
-def _table_bytes(table: np.ndarray | bytes) -> bytes:
-    out = table if isinstance(table, bytes) else np.asarray(table, dtype=np.uint8).tobytes()
-    if len(out) != 256:
-        raise ValueError(f"a byte table has 256 entries, not {len(out)}")
-    return out
-
-
-def _large_strings(texts: pl.Series) -> pa.LargeStringArray:
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return pc.cast(arr, pa.large_string())
-
-
 _CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _CACHE_SIZE = 2
 _CACHE_LOCK = threading.Lock()
@@ -130,25 +102,10 @@ def _sigma_rows_lowered(texts: pl.Series) -> pl.Series:
 
 
 def _cjk_chars(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first byte, last byte) of every Han/kana character in a UTF-8 buffer. They all take 3 or 4 bytes, so
-    only lead bytes from 0xE0 up are decoded."""
-    lead = np.flatnonzero(data >= 0xE0)
-    lead = lead[lead + 2 < len(data)]  # a valid buffer has the continuation bytes; bounds kept for numpy
-    if len(lead) == 0:
-        return lead, lead
-    b0 = data[lead].astype(np.int64)
-    four = b0 >= 0xF0
-    lead4 = np.where(four & (lead + 3 < len(data)), lead + 3, lead + 2)
-    cp = np.where(four, ((b0 & 0x07) << 18) | ((data[lead + 1].astype(np.int64) & 0x3F) << 12)
-                  | ((data[lead + 2].astype(np.int64) & 0x3F) << 6) | (data[lead4].astype(np.int64) & 0x3F),
-                  ((b0 & 0x0F) << 12) | ((data[lead + 1].astype(np.int64) & 0x3F) << 6)
-                  | (data[lead + 2].astype(np.int64) & 0x3F))
-    cjk = np.zeros(len(lead), dtype=bool)
-    for r in CJK_RANGES:
-        lo, hi = (r, r) if isinstance(r, int) else r
-        cjk |= (cp >= lo) & (cp <= hi)
-    first = lead[cjk]
-    return first, first + np.where(four[cjk], 3, 2)
+    """(first byte, last byte) of every Han/kana character in a UTF-8 buffer (all take 3 or 4 bytes)."""
+    pos, cp, length = code_points(data, min_lead=0xE0)
+    cjk = in_ranges(cp, CJK_RANGES)
+    return pos[cjk], pos[cjk] + length[cjk] - 1
 
 
 def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -165,14 +122,11 @@ def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     (checked over every code point in tests/filters/test_kernels.py), and apart from Σ (see
     `_sigma_rows_lowered`) it does not depend on its neighbours. A word's hash does not depend on the other
     words in the column, so the words that change are hashed on their own."""
-    arr = _large_strings(_sigma_rows_lowered(texts))
-    n = len(arr)
-    off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
-    if n == 0 or off[-1] == off[0]:
+    n = len(texts)
+    off, data = buffer(_sigma_rows_lowered(texts))
+    if len(data) == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]: off[-1]]
     raw = data.tobytes()
-    off = off - off[0]
     # separators are ASCII: they never sit inside a UTF-8 sequence
     word = np.frombuffer(raw.translate(_WORD_BYTES), dtype=bool)
     nonempty = off[:-1] < off[1:]

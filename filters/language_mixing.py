@@ -39,7 +39,7 @@ from catalogs.scripts import (
     stopword_pattern,
     target_scripts,
 )
-from filters._ngrams import map_bytes
+from filters._bytes import buffer, code_points, in_ranges, map_bytes
 from filters.base import FilterParams, FilterSpec, batch_filter, decisions
 
 __all__ = ["LanguageMixingParams", "language_mixing", "lid_model_path", "predict_languages"]
@@ -93,21 +93,67 @@ def normalise(texts: pl.Series) -> pl.Series:
 
 def _paragraphs(stripped: pl.DataFrame) -> pl.DataFrame:
     """One row per paragraph: (row, lang, p, lat) with lat its count of Latin-script words."""
+    separated = stripped["s"].str.replace_all(PARAGRAPH_RE, PARAGRAPH_SEP)
+    lat = latin_words(separated)
     return (stripped.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
-                                  pl.col("s").str.replace_all(PARAGRAPH_RE, PARAGRAPH_SEP)
-                                  .str.split(PARAGRAPH_SEP).alias("p"))
-            .select("row", "lang", "p").explode("p")
-            .with_columns(pl.col("p").str.count_matches(SCRIPTS["latin"].unit_pattern).cast(pl.Int64).alias("lat")))
+                                  separated.str.split(PARAGRAPH_SEP).alias("p"))
+            .select("row", "lang", "p").explode("p").with_columns(pl.Series("lat", lat)))
+
+
+# 1 for an ASCII letter, 0 for every other byte; the Latin letters beyond ASCII are found by code point.
+_ASCII_LETTER = bytes(1 if chr(b).isascii() and chr(b).isalpha() else 0 for b in range(256))
+_WIDE_LATIN: tuple[tuple[int, int] | int, ...] = tuple(
+    r for r in SCRIPTS["latin"].ranges if (r if isinstance(r, int) else r[0]) >= 0x80)
+_SEP_BYTE = PARAGRAPH_SEP.encode()[0]
+
+
+def latin_words(separated: pl.Series) -> np.ndarray:
+    """Latin words per paragraph of texts whose paragraphs are split at PARAGRAPH_SEP, in order: the counts of `separated.str.split(PARAGRAPH_SEP)`, exploded, then `.str.count_matches(latin unit pattern)`
+    (each maximal run of 2+ Latin letters is one match), found in the byte buffer at a third of the regex's cost.
+    A run is counted at its first byte when the character after its first one is a Latin letter of the same
+    text."""
+    assert len(PARAGRAPH_SEP.encode()) == 1 and not PARAGRAPH_SEP.isalpha()
+    off, data = buffer(separated)
+    sep = np.flatnonzero(data == _SEP_BYTE)
+    ends = np.sort(np.concatenate([sep, off[1:]]))  # each paragraph's end (exclusive), in order
+    if len(data) == 0:
+        return np.zeros(len(ends), dtype=np.int64)
+    letter = np.frombuffer(bytearray(data.tobytes().translate(_ASCII_LETTER)), dtype=bool)
+    pos, cp, length = code_points(data)
+    wide = in_ranges(cp, _WIDE_LATIN)
+    pos, length = pos[wide], length[wide]
+    for k in range(int(length.max(initial=1))):  # every byte of a Latin letter beyond ASCII
+        letter[pos[length > k] + k] = True
+    nonempty = off[:-1] < off[1:]
+    first, last = off[:-1][nonempty], off[1:][nonempty] - 1  # each text's first and last byte
+    start = np.empty_like(letter)  # a letter after a non-letter, or at a text's first byte
+    start[0] = letter[0]
+    np.greater(letter[1:], letter[:-1], out=start[1:])
+    start[first] = letter[first]
+    is_lead = start[pos]  # runs whose first letter is beyond ASCII: the next letter is past all its bytes
+    lead, lead_length = pos[is_lead], length[is_lead]
+    counted = start  # (in place) runs whose second byte is a letter of the same text
+    counted[:-1] &= letter[1:]
+    counted[-1] = False
+    counted[last] = False
+    if len(lead):
+        nxt = lead + lead_length
+        same_text = nxt < len(letter)
+        same_text[same_text] &= ~np.isin(nxt[same_text], first)
+        counted[lead] = False
+        counted[lead[same_text]] = letter[nxt[same_text]]
+    runs = np.flatnonzero(counted)
+    return np.diff(np.searchsorted(runs, ends), prepend=0).astype(np.int64)
 
 
 def _unit_counts(stripped: pl.DataFrame, paras: pl.DataFrame) -> dict[str, np.ndarray]:
     """Units per script per row. Latin is summed from the paragraphs (a separator holds no letter);
     only rows with a non-Latin letter pay for the other scans."""
     n = stripped.height
-    latin = np.zeros(n, dtype=np.int64)
-    per_row = paras.group_by("row").agg(pl.col("lat").sum())
-    latin[per_row["row"].to_numpy()] = per_row["lat"].to_numpy()
-    out = {"latin": latin}
+    lat = paras["lat"].to_numpy()
+    row = paras["row"].to_numpy()  # ascending, every row at least once (a text is at least one paragraph)
+    firsts = np.flatnonzero(np.diff(row, prepend=-1))
+    out = {"latin": np.add.reduceat(lat, firsts) if len(lat) else np.zeros(n, dtype=np.int64)}
     others = [k for k in SCRIPTS if k != "latin"]
     for k in others:
         out[k] = np.zeros(n, dtype=np.int64)

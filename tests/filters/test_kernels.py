@@ -137,3 +137,25 @@ def test_lower_case_keeps_separators_and_han_kana_where_they_are() -> None:
         is_it = chars.str.contains(pattern)
         assert (low.str.contains(pattern) == is_it).all(), pattern
         assert (low.filter(is_it) == chars.filter(is_it)).all(), pattern
+
+
+def test_latin_words_equal_the_regex_per_paragraph() -> None:
+    """language_mixing counts Latin words per paragraph in the byte buffer: the counts of splitting at the
+    paragraph separator, exploding and counting the Latin unit pattern, on texts dense in separators, letters
+    beyond ASCII (two and three bytes), other scripts, and empty texts and paragraphs."""
+    from catalogs.scripts import PARAGRAPH_SEP
+    from filters.language_mixing import latin_words
+
+    r = random.Random(4)
+    pieces = ["a", "b", "ab", "é", "É", "ÿ", "ɏ", "ḁ", "ⱡ", "ꜣ", "ﬀ", "Ａ", "ｚ", "λ", "Δ", "я", "漢", "한", " ", "1", "_",
+              "-", "\n", PARAGRAPH_SEP, PARAGRAPH_SEP, "\U0001f600", "\u00d7", "\u00f7"]
+    batches = [[], [""], ["", ""], [PARAGRAPH_SEP], ["ab", "cd"], ["a", "b"], ["é", "a"], ["aé", "", "éa"],
+               ["ab" + PARAGRAPH_SEP, PARAGRAPH_SEP + "ab"]]
+    batches += [["".join(r.choice(pieces) for _ in range(r.randrange(0, 30))) for _ in range(r.randrange(1, 15))]
+                for _ in range(400)]
+    pattern = SCRIPTS["latin"].unit_pattern
+    for batch in batches:
+        texts = pl.Series(batch, dtype=pl.String)
+        want = (pl.DataFrame({"p": texts.str.split(PARAGRAPH_SEP)}).explode("p")["p"].str.count_matches(pattern)
+                .to_list())
+        assert latin_words(texts).tolist() == want, batch
