@@ -33,12 +33,17 @@ _PRIME = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial ha
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits (in place)."""
-    h ^= h >> np.uint64(30)
+    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits (in place; one scratch array for the
+    shifts instead of a fresh temporary per step: each costs page faults at batch size)."""
+    t = np.empty_like(h)
+    np.right_shift(h, np.uint64(30), out=t)
+    h ^= t
     h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
+    np.right_shift(h, np.uint64(27), out=t)
+    h ^= t
     h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
+    np.right_shift(h, np.uint64(31), out=t)
+    h ^= t
     return h
 
 
@@ -184,9 +189,13 @@ def sequence_hashes(th: np.ndarray, n_words: np.ndarray, salt: int = 0) -> np.nd
     if len(th) == 0:
         return out
     starts = np.concatenate([[0], np.cumsum(n_words)[:-1]])
-    pos = np.arange(len(th), dtype=np.uint64) - np.repeat(starts, n_words).astype(np.uint64)
+    v = np.arange(len(th), dtype=np.uint64)  # (position in its text + salt + 1) * C + th, in place
+    v -= np.repeat(starts.astype(np.uint64), n_words)
     with np.errstate(over="ignore"):
-        v = _mix(th + (pos + np.uint64(salt + 1)) * np.uint64(0x9E3779B97F4A7C15))
+        v += np.uint64(salt + 1)
+        v *= np.uint64(0x9E3779B97F4A7C15)
+        v += th
+        _mix(v)
     has = n_words > 0
     out[has] = np.add.reduceat(v, starts[has])
     return out
@@ -222,8 +231,9 @@ def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
     s = np.empty(length + 1, dtype=np.uint64)
     s[0] = 0
     with np.errstate(over="ignore"):
-        np.cumsum(th * q, out=s[1:])
-        h = s[n:] - s[:m]
+        t = np.multiply(th, q)
+        np.cumsum(t, out=s[1:])
+        h = np.subtract(s[n:], s[:m], out=t[:m])  # (the scratch array reused: no fresh temporary)
         h *= p[n - 1:]
     return h
 

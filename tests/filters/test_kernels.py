@@ -139,23 +139,26 @@ def test_lower_case_keeps_separators_and_han_kana_where_they_are() -> None:
         assert (low.filter(is_it) == chars.filter(is_it)).all(), pattern
 
 
-def test_latin_words_equal_the_regex_per_paragraph() -> None:
-    """language_mixing counts Latin words per paragraph in the byte buffer: the counts of splitting at the
-    paragraph separator, exploding and counting the Latin unit pattern, on texts dense in separators, letters
-    beyond ASCII (two and three bytes), other scripts, and empty texts and paragraphs."""
+def test_script_units_equal_the_regexes() -> None:
+    """language_mixing counts Latin words per paragraph and the other scripts' units per text in the byte buffer:
+    the counts of the script table's regexes (Latin after splitting at the paragraph separator), on texts dense
+    in separators, letters beyond ASCII (two and three bytes) of every script, and empty texts and paragraphs."""
     from catalogs.scripts import PARAGRAPH_SEP
-    from filters.language_mixing import latin_words
+    from filters.language_mixing import script_units
 
     r = random.Random(4)
-    pieces = ["a", "b", "ab", "é", "É", "ÿ", "ɏ", "ḁ", "ⱡ", "ꜣ", "ﬀ", "Ａ", "ｚ", "λ", "Δ", "я", "漢", "한", " ", "1", "_",
-              "-", "\n", PARAGRAPH_SEP, PARAGRAPH_SEP, "\U0001f600", "\u00d7", "\u00f7"]
+    pieces = ["a", "b", "ab", "é", "É", "ÿ", "ɏ", "ḁ", "ⱡ", "ꜣ", "ﬀ", "Ａ", "ｚ", "λ", "Δ", "αβγ", "я", "ик", "漢", "か", "한",
+              "글", "ש", "ל", "ب", "ت", "न", "म", "ก", "\u0e40", "\U00020000", " ", "1", "_", "-", "\n", PARAGRAPH_SEP,
+              PARAGRAPH_SEP, "\U0001f600", "\u00d7", "\u00f7", "\u3000"]
     batches = [[], [""], ["", ""], [PARAGRAPH_SEP], ["ab", "cd"], ["a", "b"], ["é", "a"], ["aé", "", "éa"],
-               ["ab" + PARAGRAPH_SEP, PARAGRAPH_SEP + "ab"]]
+               ["ab" + PARAGRAPH_SEP, PARAGRAPH_SEP + "ab"], ["αβ", "γδ"], ["αβγ", "", "δ"]]
     batches += [["".join(r.choice(pieces) for _ in range(r.randrange(0, 30))) for _ in range(r.randrange(1, 15))]
                 for _ in range(400)]
-    pattern = SCRIPTS["latin"].unit_pattern
     for batch in batches:
         texts = pl.Series(batch, dtype=pl.String)
-        want = (pl.DataFrame({"p": texts.str.split(PARAGRAPH_SEP)}).explode("p")["p"].str.count_matches(pattern)
-                .to_list())
-        assert latin_words(texts).tolist() == want, batch
+        lat, units = script_units(texts)
+        paragraphs = pl.DataFrame({"p": texts.str.split(PARAGRAPH_SEP)}).explode("p")["p"]
+        assert lat.tolist() == paragraphs.str.count_matches(SCRIPTS["latin"].unit_pattern).to_list(), batch
+        for name, script in SCRIPTS.items():
+            if name != "latin":
+                assert units[name].tolist() == texts.str.count_matches(script.unit_pattern).to_list(), (name, batch)
