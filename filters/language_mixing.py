@@ -146,8 +146,8 @@ def script_units(separated: pl.Series) -> tuple[np.ndarray, dict[str, np.ndarray
     letter = np.frombuffer(bytearray(data.tobytes().translate(_ASCII_LETTER)), dtype=bool)
     wide = in_ranges(cp, _WIDE_LATIN)
     pos, length = pos[wide], length[wide]
-    for k in range(int(length.max(initial=1))):  # every byte of a Latin letter beyond ASCII
-        letter[pos[length > k] + k] = True
+    for b in range(int(length.max(initial=1))):  # every byte of a Latin letter beyond ASCII
+        letter[pos[length > b] + b] = True
     nonempty = off[:-1] < off[1:]
     first, last = off[:-1][nonempty], off[1:][nonempty] - 1  # each text's first and last byte
     start = np.empty_like(letter)  # a letter after a non-letter, or at a text's first byte
