@@ -14,27 +14,36 @@ from collections import OrderedDict
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from catalogs.scripts import CJK_CHAR
+from catalogs.scripts import CJK_CHAR, HAN_RANGES, KANA_RANGES
+from filters._bytes import buffer, code_points, in_ranges, map_bytes
 
 CJK_RE = CJK_CHAR  # the one script table: catalogs/scripts.py
+CJK_RANGES = HAN_RANGES + KANA_RANGES  # what CJK_CHAR matches
 # Whitespace and ASCII punctuation (not the underscore) separate words: "x^2+3x" is the words x 2 3x.
 _SEP_TABLE = np.arange(256, dtype=np.uint8)
 for _c in b" \t\n\r\x0b\x0c!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~":
     _SEP_TABLE[_c] = ord(" ")
 _WORD_BYTE = _SEP_TABLE != ord(" ")
+_WORD_BYTES = _WORD_BYTE.astype(np.uint8).tobytes()  # 1 for a word byte, 0 for a separator: a bool array's bytes
+_ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_SEPARATORS = bytes(np.flatnonzero(~_WORD_BYTE).astype(np.uint8))
 _SEED = 0x5EED
 _PRIME = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial hash
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits (in place)."""
-    h ^= h >> np.uint64(30)
+    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits (in place; one scratch array for the
+    shifts instead of a fresh temporary per step: each costs page faults at batch size)."""
+    t = np.empty_like(h)
+    np.right_shift(h, np.uint64(30), out=t)
+    h ^= t
     h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
+    np.right_shift(h, np.uint64(27), out=t)
+    h ^= t
     h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
+    np.right_shift(h, np.uint64(31), out=t)
+    h ^= t
     return h
 
 
@@ -55,28 +64,6 @@ def _spaced(texts: pl.Series) -> pl.Series:
 def _ascii_separators_to_space(texts: pl.Series) -> pl.Series:
     """Map ASCII whitespace and punctuation to spaces; multi-byte UTF-8 sequences are untouched."""
     return map_bytes(texts, _SEP_TABLE)
-
-
-def map_bytes(texts: pl.Series, table: np.ndarray) -> pl.Series:
-    """Every byte of every text through `table` (256 uint8), byte by byte with numpy: a regex replace
-    costs ten times more. The table must keep the result valid UTF-8: map bytes >= 0x80 to themselves,
-    or all of them to ASCII."""
-    arr = _large_strings(texts)
-    _, offsets, data = arr.buffers()
-    if data is None or len(arr) == 0:
-        return texts
-    buf = np.frombuffer(data, dtype=np.uint8)
-    mapped = table[buf]
-    out = pa.LargeStringArray.from_buffers(len(arr), offsets, pa.py_buffer(mapped), arr.buffers()[0],
-                                           arr.null_count, arr.offset)
-    return pl.Series(texts.name, out)
-
-
-def _large_strings(texts: pl.Series) -> pa.LargeStringArray:
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return pc.cast(arr, pa.large_string())
 
 
 _CACHE: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -107,19 +94,46 @@ def token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return out
 
 
+def _sigma_rows_lowered(texts: pl.Series) -> pl.Series:
+    """The rows holding a capital sigma lower-cased whole, the others as they are (`_token_hashes` lower-cases
+    them word by word): Σ is the one character whose lower case depends on its neighbours (final ς), and they
+    may lie across a separator (`AΣ.b` gives σ, `AΣ` alone ς)."""
+    texts = texts.fill_null("")
+    sigma = texts.str.contains("\u03a3", literal=True)
+    if sigma.any():
+        idx = sigma.arg_true()
+        texts = texts.scatter(idx, texts.gather(idx).str.to_lowercase())
+    return texts
+
+
+def _cjk_chars(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first byte, last byte) of every Han/kana character in a UTF-8 buffer (all take 3 or 4 bytes)."""
+    pos, cp, length = code_points(data, min_lead=0xE0)
+    cjk = in_ranges(cp, CJK_RANGES)
+    return pos[cjk], pos[cjk] + length[cjk] - 1
+
+
 def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """The words are the maximal runs of non-separator bytes inside each text (what splitting on the
-    separators and dropping the empty pieces gives). They are found in the byte buffer with numpy and
-    packed end to end into one string column for polars' hash: splitting into lists of pieces, most of
-    them empty between punctuation, then exploding and filtering them, cost twice as much."""
-    arr = _large_strings(_lowered(texts))
-    n = len(arr)
-    off = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
-    if n == 0 or off[-1] == off[0]:
+    separators and dropping the empty pieces gives), each Han/kana character a word of its own. They are
+    found in the byte buffer with numpy and packed end to end into one string column for polars' hash:
+    splitting into lists of pieces, most of them empty between punctuation, then exploding and filtering
+    them, cost twice as much; spacing the Han/kana characters with a regex, a tenth of this function.
+
+    The words are lower-cased while they are packed, not the texts before: ASCII letters by the same
+    `bytes.translate` that drops the separators, and only words holding a character beyond ASCII by polars'
+    `to_lowercase` (a few percent of them; lower-casing whole texts cost a third of this function). The
+    same words: a character's lower case is a separator, or Han/kana, exactly where the character is
+    (checked over every code point in tests/filters/test_kernels.py), and apart from Σ (see
+    `_sigma_rows_lowered`) it does not depend on its neighbours. A word's hash does not depend on the other
+    words in the column, so the words that change are hashed on their own."""
+    n = len(texts)
+    off, data = buffer(_sigma_rows_lowered(texts))
+    if len(data) == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(n, dtype=np.int64)
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]: off[-1]]
-    off = off - off[0]
-    word = _WORD_BYTE[data]  # separators are ASCII: they never sit inside a UTF-8 sequence
+    raw = data.tobytes()
+    # separators are ASCII: they never sit inside a UTF-8 sequence
+    word = np.frombuffer(raw.translate(_WORD_BYTES), dtype=bool)
     nonempty = off[:-1] < off[1:]
     first, last = off[:-1][nonempty], off[1:][nonempty] - 1  # each text's first and last byte
     # a word starts at a word byte after a separator (or a text's start) and ends before one; for booleans
@@ -132,16 +146,33 @@ def _token_hashes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     end[-1] = word[-1]
     np.greater(word[:-1], word[1:], out=end[:-1])
     end[last] = word[last]
+    c_first, c_last = _cjk_chars(data)
+    if len(c_first):  # a Han/kana character is a word: it starts and ends one, and ends the one before it
+        start[c_first] = True
+        end[c_last] = True
+        before, after = c_first[c_first > 0] - 1, c_last[c_last + 1 < len(word)] + 1
+        end[before] = word[before]  # (end implies word, so this only adds ends)
+        start[after] = word[after]
     starts = np.flatnonzero(start)
     del start
     lengths = np.flatnonzero(end)
-    del end
+    del end, word
     lengths += 1
     lengths -= starts
     packed_off = np.zeros(len(starts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=packed_off[1:])
-    packed = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(packed_off), pa.py_buffer(data[word]))
-    th = pl.Series(packed).hash(seed=_SEED).to_numpy()
+    chars = raw.translate(_ASCII_LOWER, _SEPARATORS)  # the words end to end, ASCII lower-cased
+    packed = pl.Series(pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(packed_off), pa.py_buffer(chars)))
+    th = packed.hash(seed=_SEED).to_numpy()
+    ids = np.searchsorted(packed_off, np.flatnonzero(np.frombuffer(chars, dtype=np.uint8) >= 0xC0), side="right") - 1
+    if len(ids):  # the words holding a character beyond ASCII (a lead byte), each once
+        ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
+        words = packed.gather(ids)
+        low = words.str.to_lowercase()
+        changed = (words != low).to_numpy()
+        if changed.any():
+            th = th.copy()
+            th[ids[changed]] = low.filter(pl.Series(changed)).hash(seed=_SEED).to_numpy()
     n_words = np.diff(np.searchsorted(starts, off)).astype(np.int64)
     return th, n_words
 
@@ -158,9 +189,13 @@ def sequence_hashes(th: np.ndarray, n_words: np.ndarray, salt: int = 0) -> np.nd
     if len(th) == 0:
         return out
     starts = np.concatenate([[0], np.cumsum(n_words)[:-1]])
-    pos = np.arange(len(th), dtype=np.uint64) - np.repeat(starts, n_words).astype(np.uint64)
+    v = np.arange(len(th), dtype=np.uint64)  # (position in its text + salt + 1) * C + th, in place
+    v -= np.repeat(starts.astype(np.uint64), n_words)
     with np.errstate(over="ignore"):
-        v = _mix(th + (pos + np.uint64(salt + 1)) * np.uint64(0x9E3779B97F4A7C15))
+        v += np.uint64(salt + 1)
+        v *= np.uint64(0x9E3779B97F4A7C15)
+        v += th
+        _mix(v)
     has = n_words > 0
     out[has] = np.add.reduceat(v, starts[has])
     return out
@@ -196,8 +231,9 @@ def window_hashes(th: np.ndarray, n: int) -> np.ndarray:
     s = np.empty(length + 1, dtype=np.uint64)
     s[0] = 0
     with np.errstate(over="ignore"):
-        np.cumsum(th * q, out=s[1:])
-        h = s[n:] - s[:m]
+        t = np.multiply(th, q)
+        np.cumsum(t, out=s[1:])
+        h = np.subtract(s[n:], s[:m], out=t[:m])  # (the scratch array reused: no fresh temporary)
         h *= p[n - 1:]
     return h
 

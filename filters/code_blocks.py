@@ -15,6 +15,8 @@ import ast
 import re
 import textwrap
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -26,6 +28,7 @@ VERSION = "1"
 NAME = "code_blocks"
 
 FENCE_RE = r"(?m)^[ \t]{0,3}(?:```|~~~)"
+INDENT_RE = r"(?m)^(?: {4}|\t)[^\s]"
 _CODE_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.For,
                ast.While, ast.If, ast.With, ast.Try, ast.Return, ast.Call, ast.Lambda)
 
@@ -67,24 +70,34 @@ def count_indented_python(text: str, min_lines: int = 2) -> int:
     return sum(_is_python(run) for run in _indented_runs(text, min_lines))
 
 
+def _on_rows_holding(texts: pl.Series, literals: tuple[str, ...], fn: Callable[[pl.Series], pl.Series],
+                     default: Any) -> np.ndarray:
+    """`fn(texts)`, run only on the rows that hold one of `literals` (the others get `default`): a line-anchored
+    pattern gives the regex engine no literal to skip ahead to, so it walks every byte, where finding a literal
+    (memchr) costs a tenth of that. Exact when a match of the pattern holds one of the literals."""
+    hit = np.zeros(len(texts), dtype=bool)
+    for x in literals:
+        hit |= texts.str.contains(x, literal=True).fill_null(False).to_numpy()
+    out = np.full(len(texts), default)
+    idx = np.flatnonzero(hit)
+    if len(idx):
+        out[idx] = fn(texts.gather(idx)).to_numpy()
+    return out
+
+
 @batch_filter(NAME, VERSION, CodeBlocksParams)
 def code_blocks(batch: pl.DataFrame, params: CodeBlocksParams) -> pl.DataFrame:
     """Drop reasoning-domain CoTs with more than max_blocks code blocks."""
-    f = pl.col(params.field)
-    m = batch.select(
-        pl.col("domain").is_in(params.domains).alias("checked"),
-        ((f.str.count_matches(FENCE_RE) + 1) // 2).alias("fenced"),
-        f.str.contains(r"(?m)^(?: {4}|\t)[^\s]").alias("has_indent"),
-    )
-    checked = m["checked"].to_numpy()
+    texts = batch[params.field]
+    checked = batch["domain"].is_in(params.domains).fill_null(False).to_numpy()
+    fenced = _on_rows_holding(texts, ("```", "~~~"), lambda t: (t.str.count_matches(FENCE_RE) + 1) // 2, 0)
+    has_indent = _on_rows_holding(texts, ("    ", "\t"), lambda t: t.str.contains(INDENT_RE), False)
     indented = np.zeros(batch.height, dtype=np.int64)
-    cand = np.flatnonzero(checked & m["has_indent"].to_numpy())
+    cand = np.flatnonzero(checked & has_indent)
     if len(cand):
-        texts = batch[params.field].gather(cand).to_list()
         # drop fenced code first so that an indented line inside a fence is not counted twice
-        texts = [re.sub(r"(?s)(```|~~~).*?(\1|\Z)", "", t) for t in texts]
-        indented[cand] = [count_indented_python(t, params.min_indented_lines) for t in texts]
-    fenced = m["fenced"].to_numpy()
+        unfenced = [re.sub(r"(?s)(```|~~~).*?(\1|\Z)", "", t) for t in texts.gather(cand).to_list()]
+        indented[cand] = [count_indented_python(t, params.min_indented_lines) for t in unfenced]
     total = fenced + indented
     failed = checked & (total > params.max_blocks)
     reasons = np.full(batch.height, "ok", dtype=object)

@@ -135,11 +135,20 @@ def minhash(texts: pl.Series | tuple[np.ndarray, np.ndarray], num_perm: int, ngr
     if len(h) == 0:
         return np.full((n, k), empty_val, dtype=np.uint32), present
     present[doc] = True
+    # in place where it can be (h and doc are fresh arrays): each temporary of a batch costs page faults
     with np.errstate(over="ignore"):
-        h = _mix(h ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF))
-        bins = ((h >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
-        key = (doc.astype(np.uint64) * np.uint64(k) + bins).astype(np.int64)
-    val = (h & np.uint64(0xFFFFFFFE)).astype(np.uint32)  # never equal to the empty marker
+        h ^= np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+        _mix(h)
+        if k & (k - 1) == 0:  # ((h >> 32) * k) >> 32 is h >> (64 - log2 k) for a power of two
+            bins = h >> np.uint64(64 - k.bit_length() + 1)
+        else:
+            bins = ((h >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
+        key = doc.view(np.uint64) if doc.dtype == np.int64 else doc.astype(np.uint64)
+        key *= np.uint64(k)
+        key += bins
+        key = key.view(np.int64)
+    h &= np.uint64(0xFFFFFFFE)
+    val = h.astype(np.uint32)  # never equal to the empty marker
     flat = np.full(n * k, empty_val, dtype=np.uint32)
     np.minimum.at(flat, key, val)
     sig = flat.reshape(n, k)

@@ -89,8 +89,12 @@ def test_token_hashes_equal_the_hashes_of_the_split_words() -> None:
     from filters._ngrams import _SEED, _token_hashes, tokens
 
     r = random.Random(2)
-    alphabet = list("ab c.,!?\n\t_-xyZ漢字かλΔé ") + ["  ", "\u3000", "\u00a0", "\u212a"]
-    batches = [[], [""], [None], ["", "", "a"], ["a", ""], [" a "], ["...", "a.b"], [None, "x y", None]]
+    # capital sigma beside letters, separators and case-ignorable ones (its final form depends on them), a Han
+    # character of four bytes, halfwidth kana, Hangul (no word of its own), capitals beyond ASCII
+    alphabet = list("ab c.,!?\n\t_-xyZ漢字かλΔé ") + ["  ", "\u3000", "\u00a0", "\u212a", "Σ", "Σ", "ΑΣ", "'",
+                                                     ":", "\U00020000", "\uff76", "한", "\u0130", "É", "Ω", "ẞ"]
+    batches = [[], [""], [None], ["", "", "a"], ["a", ""], [" a "], ["...", "a.b"], [None, "x y", None],
+               ["AΣ.b", "AΣ", "ΣA", "AΣ'b", "a漢b", "漢", "x\U00020000y", "ÉTÉ Ω"]]
     batches += [[None if r.random() < 0.05 else "".join(r.choice(alphabet) for _ in range(r.randrange(0, 40)))
                  for _ in range(r.randrange(1, 12))] for _ in range(300)]
     for batch in batches:
@@ -115,3 +119,46 @@ def test_normalise_equals_the_expression() -> None:
     texts = pl.Series(_random_texts(r, notation, 3000) + ["sin cos tan", "NaCl-KCl mol kg", "", "a\n\nb"])
     want = pl.DataFrame({"t": texts}).select(normalise_expr(pl.col("t"))).to_series()
     assert normalise(texts).to_list() == want.to_list()
+
+
+def test_lower_case_keeps_separators_and_han_kana_where_they_are() -> None:
+    """What _token_hashes relies on to lower-case words after finding them: over every code point, a
+    character's lower case holds a word separator, or a Han/kana character, exactly when the character is
+    one (then it is itself), and lower-casing twice changes nothing."""
+    from catalogs.scripts import CJK_CHAR
+    from filters._ngrams import _WORD_BYTE
+
+    chars = pl.Series([chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000])
+    low = chars.str.to_lowercase()
+    assert (low.str.to_lowercase() == low).all()
+    separators = "".join(chr(b) for b in range(128) if not _WORD_BYTE[b])
+    sep_class = "[" + "".join("\\" + c if c in "\\]^-[" else c for c in separators) + "]"
+    for pattern in (sep_class, CJK_CHAR):
+        is_it = chars.str.contains(pattern)
+        assert (low.str.contains(pattern) == is_it).all(), pattern
+        assert (low.filter(is_it) == chars.filter(is_it)).all(), pattern
+
+
+def test_script_units_equal_the_regexes() -> None:
+    """language_mixing counts Latin words per paragraph and the other scripts' units per text in the byte buffer:
+    the counts of the script table's regexes (Latin after splitting at the paragraph separator), on texts dense
+    in separators, letters beyond ASCII (two and three bytes) of every script, and empty texts and paragraphs."""
+    from catalogs.scripts import PARAGRAPH_SEP
+    from filters.language_mixing import script_units
+
+    r = random.Random(4)
+    pieces = ["a", "b", "ab", "é", "É", "ÿ", "ɏ", "ḁ", "ⱡ", "ꜣ", "ﬀ", "Ａ", "ｚ", "λ", "Δ", "αβγ", "я", "ик", "漢", "か", "한",
+              "글", "ש", "ל", "ب", "ت", "न", "म", "ก", "\u0e40", "\U00020000", " ", "1", "_", "-", "\n", PARAGRAPH_SEP,
+              PARAGRAPH_SEP, "\U0001f600", "\u00d7", "\u00f7", "\u3000"]
+    batches = [[], [""], ["", ""], [PARAGRAPH_SEP], ["ab", "cd"], ["a", "b"], ["é", "a"], ["aé", "", "éa"],
+               ["ab" + PARAGRAPH_SEP, PARAGRAPH_SEP + "ab"], ["αβ", "γδ"], ["αβγ", "", "δ"]]
+    batches += [["".join(r.choice(pieces) for _ in range(r.randrange(0, 30))) for _ in range(r.randrange(1, 15))]
+                for _ in range(400)]
+    for batch in batches:
+        texts = pl.Series(batch, dtype=pl.String)
+        lat, units = script_units(texts)
+        paragraphs = pl.DataFrame({"p": texts.str.split(PARAGRAPH_SEP)}).explode("p")["p"]
+        assert lat.tolist() == paragraphs.str.count_matches(SCRIPTS["latin"].unit_pattern).to_list(), batch
+        for name, script in SCRIPTS.items():
+            if name != "latin":
+                assert units[name].tolist() == texts.str.count_matches(script.unit_pattern).to_list(), (name, batch)
