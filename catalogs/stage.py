@@ -181,7 +181,7 @@ def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count],
         jobs = [(w, f"_in_{i}") for i, w in works]
         if pool is None or not jobs:  # nothing pure to hand out: the ordered parts run here anyway
             return _do_work(batch, jobs)
-        with _main_not_rerun():  # a worker process starts inside the first submits
+        with main_not_rerun():  # a worker process starts inside the first submits
             return pool.submit(_do_work, batch, jobs)
 
     def finish(batch: pl.DataFrame, results: list[Any]) -> None:
@@ -221,7 +221,7 @@ def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count],
 
 
 @contextlib.contextmanager
-def _main_not_rerun() -> Iterator[None]:
+def main_not_rerun() -> Iterator[None]:
     """Hide `__main__` from the spawn start method while a worker starts.
 
     A spawned worker imports the parent's main script again; a user's script that calls a stage without the

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pipelines.run import set_torch
 from r1f.mini.model import BASE, STUDENT, pretrain_apart
-from r1f.mini.pipeline import REPORT, Mini, MiniConfig, console, mini_torch, two_se
+from r1f.mini.pipeline import COLD_ROWS, REPORT, Mini, MiniConfig, console, mini_torch, two_se
 from r1f.mini.world import NON_REASONING
 
 
@@ -86,6 +86,15 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
     if gains:
         console.print(f"R1-Zero gain over the base: {mini.gains(gains, noise)} points (seeds {list(cfg.zero_seeds)}; "
                       f"target: every gain above twice its standard error, marked *)")
+    kept = {r.stage: r.kept or 0 for r in mini.rows if r.stage in COLD_ROWS}
+    if kept:
+        made, whole = sum(kept.get(s, 0) for s in COLD_ROWS[:2]), sum(kept.values())
+        console.print(f"cold start: {made} of {whole} traces model-made ({100 * made / max(whole, 1):.0f}%; "
+                      f"target: at least half)")
+    if "cold-start-sft" in rows and "reasoning-rl" in rows:
+        cp, rp = rows["cold-start-sft"].pass_at_1 or 0, rows["reasoning-rl"].pass_at_1 or 0
+        console.print(f"reasoning RL vs the cold-start model: held-out pass@1 {rp:.1f}% vs {cp:.1f}% "
+                      f"({mini.gains([rp - cp], [mini.noise(cp, rp)])})")
     rs = next((r for r in mini.rows if r.stage.startswith("rejection")), None)
     if rs is not None:
         console.print(f"rejection sampling accept rate: {100 * (rs.accept_rate or 0):.0f}% (target: > 0)")

@@ -193,7 +193,7 @@ def pretrain_apart(out: Path, corpus: Path, size: ModelSize, torch_settings: Tor
     process but the corpus file, so the model is the one `pretrain` makes here, byte for byte."""
     import multiprocessing as mp
 
-    from catalogs.stage import _main_not_rerun
+    from catalogs.stage import main_not_rerun
 
     log = out.parent / f"{out.name}.log"
     if (done := pretrained(out, pretrain_settings(corpus, size, steps=steps, seed=seed))) is not None:
@@ -203,7 +203,7 @@ def pretrain_apart(out: Path, corpus: Path, size: ModelSize, torch_settings: Tor
     ours, theirs = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_pretrain_child, args=(theirs, log, torch_settings, out, corpus, size, steps, seed),
                           name=f"pretrain-{out.name}", daemon=True)
-    with _main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the demo again
+    with main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the demo again
         process.start()
     theirs.close()  # the child's end: recv() then sees EOF if the child dies
     return Pretraining(out, log, process=process, conn=ours)
