@@ -7,7 +7,9 @@ and a version, as judges and filters are.
 
 How a rewrite is stored (the review edit's lineage, review/decisions.py):
 - a new generation of a run of kind `rewrite` (model: the parent's model, backend `rewrite`, template: the
-  rewriter and its version, source `rewrite:NAME`), with `generation_meta.parent_id` = the parent and
+  rewriter and its version, source `rewrite:NAME`; one run per rewriter and parent run, named by the parent run,
+  which names a local model by its content, so the same rewrites in another folder get the same ids), with
+  `generation_meta.parent_id` = the parent and
   `edited_by` = `rewrite:NAME@VERSION`, so `r1f show` prints where it came from and the parent lists it;
 - its id is a content hash of the parent and the new text: running the stage again adds nothing;
 - the parent is left as it was. A rewrite is a new sample: the judges and filters judge it like any other.
@@ -101,9 +103,16 @@ def load_rewrite_recipe(path: str | Path) -> RewriteRecipe:
 
 
 def rewrite_params(rewriter: Rewriter, model: str | None) -> dict[str, Any]:
-    """The run a rewrite belongs to: one per rewriter (and version) and parent model."""
+    """The run a rewrite belongs to, as stored: the rewriter (and version) and the parent's model."""
     return {"kind": "rewrite", "model": model, "backend": "rewrite", "template": rewriter.name,
             "template_version": rewriter.version, "sampling": {}, "source": f"rewrite:{rewriter.name}"}
+
+
+def rewrite_run_id(params: dict[str, Any], parent_run: str) -> str:
+    """The rewrite run's id: named by its parent run, not by the model's path (the stored `model`). A parent run
+    names a local model by its content, so the same parents rewritten in another folder (a fresh demo) get the same
+    run, the same ids, and the same picks downstream."""
+    return run_id({**params, "model": f"run:{parent_run}"})
 
 
 def rewrite_catalog(catalog: Catalog, recipe: RewriteRecipe) -> dict[str, Any]:
@@ -117,13 +126,18 @@ def rewrite_catalog(catalog: Catalog, recipe: RewriteRecipe) -> dict[str, Any]:
 
     rewriter = get_rewriter(recipe.rewriter)
     where_at = f"{recipe.source_path or '<recipe>'}: where"
+    by = f"rewrite:{rewriter.name}@{rewriter.version}"  # each rewrite's `edited_by`
     with catalog.reader() as con:
         models = dict(con.execute("SELECT run_id, model FROM runs").fetchall())
         # This rewriter's own outputs are never its parents: a selection by model also holds the rewrites (their
         # run has the parent's model), and rewriting them again would add copies under new ids.
         own = {r[0] for r in con.execute("SELECT run_id FROM runs WHERE kind = 'rewrite' AND template = ?",
                                          [rewriter.name]).fetchall()}
-    parents, skipped = 0, Counter[str]()
+        # Parents this rewriter (this version) rewrote already, whatever their rewrite's id: a catalog written when
+        # rewrite runs were named by the model's path gets no second copy.
+        done = {r[0] for r in con.execute("SELECT parent_id FROM generation_meta WHERE edited_by = ?",
+                                          [by]).fetchall()}
+    parents, rewritten, skipped = 0, 0, Counter[str]()
     runs: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     links: list[tuple[str, str]] = []
@@ -142,8 +156,11 @@ def rewrite_catalog(catalog: Catalog, recipe: RewriteRecipe) -> dict[str, Any]:
                 skipped[got] += 1
                 continue
             reasoning, answer = got
+            rewritten += 1
+            if s["generation_id"] in done:
+                continue
             params = rewrite_params(rewriter, models.get(s["run_id"]))
-            rid = run_id(params)
+            rid = rewrite_run_id(params, s["run_id"])
             runs[rid] = params
             text = compose(reasoning, answer)
             gid = generation_id(s["prompt_id"], rid, "rewrite:" + content_hash(s["generation_id"], text))
@@ -167,12 +184,11 @@ def rewrite_catalog(catalog: Catalog, recipe: RewriteRecipe) -> dict[str, Any]:
                                 [rid, p["kind"], p["model"], p["backend"], p["template"], p["template_version"],
                                  canonical_json({}), canonical_json({}), code_version(), p["source"]])
                 added = catalog.commit_staged(con, [staged])
-                by = f"rewrite:{rewriter.name}@{rewriter.version}"
                 at = datetime.now(timezone.utc).replace(tzinfo=None)
                 con.executemany("UPDATE generation_meta SET parent_id = ?, edited_by = ?, "
                                 "edited_at = ? WHERE generation_id = ? AND parent_id IS NULL",
                                 [[parent, by, at, gid] for parent, gid in links])
         finally:
             shutil.rmtree(staged.shard_path.parent, ignore_errors=True)
-    return {"rewriter": f"{rewriter.name}@{rewriter.version}", "parents": parents, "rewritten": len(rows),
+    return {"rewriter": f"{rewriter.name}@{rewriter.version}", "parents": parents, "rewritten": rewritten,
             "added": added, "skipped": dict(sorted(skipped.items())), "runs": sorted(runs)}

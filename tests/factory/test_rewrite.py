@@ -113,3 +113,16 @@ def test_bad_rewrite_recipes_are_refused_naming_file_and_field(tmp_path: Path) -
         rewrite_catalog(cat, recipe)
     with cat.reader() as con:
         assert con.execute("SELECT count(*) FROM runs WHERE kind = 'rewrite'").fetchone()[0] == 0
+
+
+def test_a_rewrite_run_is_named_by_its_parent_run_not_the_model_folder() -> None:
+    """The same parent run (a local model is named by its content) rewritten from two folders gets one run id, so
+    the same rewrite ids and the same picks downstream: a fresh demo folder repeats the last one. The stored model
+    stays the path, which selections by model read."""
+    from factory.rewrite import get_rewriter, rewrite_params, rewrite_run_id
+
+    rw = get_rewriter("readable")
+    here, there = rewrite_params(rw, "/a/demo-out/models/r1-zero"), rewrite_params(rw, "/b/demo-out/models/r1-zero")
+    assert rewrite_run_id(here, "r_parent") == rewrite_run_id(there, "r_parent")
+    assert rewrite_run_id(here, "r_parent") != rewrite_run_id(here, "r_other")
+    assert here["model"] == "/a/demo-out/models/r1-zero"
