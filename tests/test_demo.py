@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -157,7 +158,7 @@ def test_every_reused_artefact_is_keyed_by_what_makes_it(tmp_path: Path) -> None
 
 
 def test_the_base_reads_the_worlds_facts_in_pretraining_and_never_a_held_out_problem(tmp_path: Path) -> None:
-    from r1f.mini.world import NON_REASONING, WorldSpec, summary, write_world
+    from r1f.mini.world import NON_REASONING, WorldSpec, fact_documents, summary, write_world
 
     spec = WorldSpec(seed=3, train=100, heldout=50, pretrain_docs=4000, fact_share=0.25)
     files = write_world(tmp_path / "w", spec)
@@ -169,6 +170,10 @@ def test_the_base_reads_the_worlds_facts_in_pretraining_and_never_a_held_out_pro
     text = "\n".join(facts)
     assert all(summary(a) in text for _, a in NON_REASONING)
     assert "The capital of France is Paris." in text and "User: hello\nAssistant: Hello! How can I help?" in text
+    # ... and as the chat dialogue the chat eval asks in (the model's template is `User: ...\nAssistant: ...`),
+    # about half the time for a capital or a translation (here every one is asked at least 25 times, 13 as dialogue).
+    dialogue = "\n".join(fact_documents(4000, random.Random(0)))
+    assert all(f"User: {q}\nAssistant: {summary(a)}" in dialogue for q, a in NON_REASONING)
     held = {json.loads(line)["problem"] for line in files.heldout.read_text().splitlines()}
     asked = {line.partition(": ")[2] for d in docs for line in d.splitlines()
              if line.startswith(("Q: ", "User: ", "Problem: "))}

@@ -10,8 +10,9 @@ plain text, some written as tagged dialogue (`<think>` and `<answer>`, as web te
 some as a problem with a reasoning block and a one-line summary. That is the "latent skill" the paper
 finds in a base model; the tags are not yet reliable, and neither is the arithmetic. A small share of the
 documents (`fact_share`) state the world's facts as plain text ("The capital of France is Paris.", "In French,
-cat is chat.") and its greetings as raw dialogue lines: a real base knows facts before any SFT, which only
-teaches it to answer in the chat format.
+cat is chat.") or as the lines of dialogue web chat logs hold (`User: translate to French: cat\nAssistant: chat`),
+and its greetings as such dialogue: a real base knows facts before any SFT, which only teaches it the chat format
+(to answer and stop).
 """
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from pathlib import Path
 EOS = "<|endoftext|>"
 
 # Non-reasoning prompts with fixed answers: the stand-in for V3's SFT data (greetings, facts, translation).
-# Trivial queries get no chain of thought; the others a short one, as the paper describes.
+# Simple queries get no chain of thought, as the paper's "hello" gets none: a greeting, a capital, a word's
+# translation is recalled, not worked out. Only the self-cognition answer keeps a short one. A boilerplate one
+# ("<think>A fact about France.</think> Paris.") hid the answer from the model: stage 3's SFT (2 epochs over the 113
+# answers) had to learn to copy the country into it, and its tiny model lost the facts doing so (2 of 114 right,
+# greedy, from a base that knew 56 in chat form; 44 of 114 with the same answers and no chain of thought).
 _GREETINGS = (("hello", "Hello! How can I help?"), ("hi", "Hi! Ask me a sum."), ("good morning", "Good morning!"),
               ("thanks", "You are welcome."), ("bye", "Goodbye!"),
               ("who are you?", "<think>A question about me.</think> I am Mini-R1, a tiny model that adds numbers."))
@@ -46,12 +51,18 @@ _WORDS = {"cat": ("chat", "Katze", "gato"), "dog": ("chien", "Hund", "perro"), "
 _LANGS = ("French", "German", "Spanish")
 
 
+def _capital_question(country: str) -> str:
+    return f"what is the capital of {country}?"
+
+
+def _translate_question(lang: str, word: str) -> str:
+    return f"translate to {lang}: {word}"
+
+
 def _non_reasoning() -> tuple[tuple[str, str], ...]:
     out = list(_GREETINGS)
-    out += [(f"what is the capital of {c}?", f"<think>A fact about {c}.</think> {a}.") for c, a in _CAPITALS]
-    for word, trans in _WORDS.items():
-        out += [(f"translate to {lang}: {word}", f"<think>{word.capitalize()} in {lang}.</think> {t}")
-                for lang, t in zip(_LANGS, trans)]
+    out += [(_capital_question(c), f"{a}.") for c, a in _CAPITALS]
+    out += [(_translate_question(lang, word), t) for word, trans in _WORDS.items() for lang, t in zip(_LANGS, trans)]
     return tuple(out)
 
 
@@ -89,7 +100,10 @@ class WorldSpec:
     train: int = 1500          # problems whose prompts RL and rejection sampling use
     heldout: int = 300         # problems kept out of everything but evaluation
     pretrain_docs: int = 20000  # raw documents for the base model
-    fact_share: float = 0.10   # of those, the share that states facts and greetings (no arithmetic)
+    # of those, the share that states facts and greetings (no arithmetic): 0.15 since the facts are also written
+    # as dialogue (longer lines, fewer facts a document); one base at 0.10 knew fewer (chat: 17 of 114, greedy)
+    # and scored 8.9% held-out pass@1, at 0.15 56 of 114 and 17.3% (one pretraining each, seed 0)
+    fact_share: float = 0.15
     curated: int = 64          # hand-cleaned cold-start traces (readable worked solutions)
     pairs_per_prompt: int = 4  # preference pairs per non-reasoning prompt, for each reward model
     min_operands: int = 2
@@ -134,17 +148,31 @@ def pretraining_text(p: Problem, rng: random.Random) -> str:
     return f"Problem: {p.expression}\nResponse: <think>{p.worked}</think> The answer is \\boxed{{{p.answer}}}."
 
 
+# The plain-text statements of each capital and translation, by the question that asks for it.
+_STATEMENTS: dict[str, tuple[str, ...]] = {
+    **{_capital_question(c): (f"The capital of {c} is {a}.", f"{a} is the capital of {c}.") for c, a in _CAPITALS},
+    **{_translate_question(lang, word): (f"In {lang}, {word} is {t}.", f"The {lang} word for {word} is {t}.")
+       for word, trans in _WORDS.items() for lang, t in zip(_LANGS, trans)}}
+# The share of the capital and translation lines written as a chat log's turn (the rest as a statement or a Q/A
+# line). A tiny base that read them only as statements knew 12 of 18 capitals and 61 of 90 translations in those
+# forms and none as the answer to a chat question, and SFT on the 113 chat answers (2 epochs) did not teach them.
+CHAT_SHARE = 0.5
+
+
 def _fact_lines(rng: random.Random) -> list[str]:
     """Every fact of the non-reasoning pool as a line of raw text, each in one of the forms web text writes it:
-    capitals and translations as statements or as a Q/A line, greetings as a line of dialogue."""
-    lines = [f"User: {q}\nAssistant: {summary(a)}" for q, a in _GREETINGS]
-    for c, a in _CAPITALS:
-        lines.append(rng.choice((f"The capital of {c} is {a}.", f"{a} is the capital of {c}.",
-                                 f"Q: what is the capital of {c}?\nA: {a}.")))
-    for word, trans in _WORDS.items():
-        for lang, t in zip(_LANGS, trans):
-            lines.append(rng.choice((f"In {lang}, {word} is {t}.", f"The {lang} word for {word} is {t}.",
-                                     f"Q: translate to {lang}: {word}\nA: {t}")))
+    greetings as a line of dialogue (`User: hello\nAssistant: Hello! How can I help?`); capitals and translations
+    as that dialogue too, as web chat logs hold it (`User: translate to French: cat\nAssistant: chat`), or as a
+    statement ("In French, cat is chat.") or a Q/A line. The dialogue's answer is the chat answer's summary, in the
+    words the exact-match eval wants: a real base knows the facts, and SFT only teaches it the format."""
+    lines = []
+    for q, a in NON_REASONING:
+        chat = f"User: {q}\nAssistant: {summary(a)}"
+        said = _STATEMENTS.get(q, ())  # greetings are only ever said in dialogue
+        if not said or rng.random() < CHAT_SHARE:
+            lines.append(chat)
+        else:
+            lines.append(rng.choice((*said, f"Q: {q}\nA: {summary(a)}")))
     return lines
 
 
