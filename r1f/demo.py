@@ -80,7 +80,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, threads: int = 1,
     report = out / REPORT
     total = time.perf_counter() - mini.started
     gains, noise = mini.zero_gains, mini.zero_noise
-    rows = {r.model: r for r in mini.rows}
+    rows = {r.model: r for r in mini.rows if r.pass_at_1 is not None}  # the model's own row, not a data stage's
     console.rule("[bold]targets", align="left")
     console.print(f"whole demo: {total / 60:.1f} min (target < 15 min on a 2-core machine)")
     if gains:
