@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from .ids import canonical_json
@@ -45,16 +46,23 @@ class PipelineRuns(CatalogCore):
         return out
 
     def stage_started(self, pipeline: str, stage: str, position: int, kind: str, recipe_hash: str,
-                      inputs: dict[str, Any], inputs_hash: str, run: str) -> None:
-        """Record a stage as running, and every later stage of the pipeline that was ended as stale: what it did
-        was made from what this stage is about to change. One transaction."""
+                      inputs: dict[str, Any], inputs_hash: str, run: str,
+                      stale: Sequence[str] | None = None) -> None:
+        """Record a stage as running, and the stages made from it that were ended as stale: what they did was made
+        from what this stage is about to change. `stale` names them (a pipeline with lanes: not the stages of
+        another lane); None: every later stage of the pipeline. One transaction."""
         with self.transaction() as con:
             con.execute("INSERT OR REPLACE INTO pipeline_stages (pipeline, stage, position, kind, recipe_hash, "
                         "inputs, inputs_hash, status, outputs, error, pipeline_run_id, started_at, finished_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', '{}', NULL, ?, current_timestamp, NULL)",
                         [pipeline, stage, position, kind, recipe_hash, canonical_json(inputs), inputs_hash, run])
-            con.execute("UPDATE pipeline_stages SET status = 'stale' WHERE pipeline = ? AND position > ? "
-                        "AND status IN ('done', 'waiting', 'failed')", [pipeline, position])
+            if stale is None:
+                con.execute("UPDATE pipeline_stages SET status = 'stale' WHERE pipeline = ? AND position > ? "
+                            "AND status IN ('done', 'waiting', 'failed')", [pipeline, position])
+            elif stale:
+                con.execute("UPDATE pipeline_stages SET status = 'stale' WHERE pipeline = ? "
+                            "AND list_contains(?, stage) AND status IN ('done', 'waiting', 'failed')",
+                            [pipeline, list(stale)])
 
     def stage_ended(self, pipeline: str, stage: str, status: str, outputs: dict[str, Any] | None = None,
                     error: str | None = None) -> None:

@@ -74,11 +74,13 @@ def plan_table(name: str, steps: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     t = Table(title=f"pipeline {name}: plan", title_justify="left")
-    for col in ("#", "stage", "kind", "action", "why"):
+    lanes = any(s.get("lane") for s in steps)  # a column only where a stage runs in a lane (a second process)
+    for col in ("#", "stage", "kind", *(("lane",) if lanes else ()), "action", "why"):
         t.add_column(col)
     style = {"run": "bold green", "skip": "dim", "outside": "dim"}
     for s in steps:
-        t.add_row(str(s["position"] + 1), s["name"], s["kind"], f"[{style[s['action']]}]{s['action']}[/]", s["why"])
+        t.add_row(str(s["position"] + 1), s["name"], s["kind"], *((s.get("lane") or "",) if lanes else ()),
+                  f"[{style[s['action']]}]{s['action']}[/]", s["why"])
     return t
 
 

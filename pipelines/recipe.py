@@ -86,6 +86,26 @@ class Stage(Strict):
     release: str | None = None
     # What a command takes as arguments rather than a recipe (ingest, review, release, export, publish, report).
     args: dict[str, Any] = Field(default_factory=dict)
+    # A lane: the stages of one lane run in order, in a second process, beside the stages outside any lane. A
+    # lane starts once every stage outside a lane listed before its first stage is done; a stage outside a lane
+    # never reads what a lane makes (a model, a release), and the run ends when every lane has. See `stage_deps`.
+    lane: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def stage_deps(stages: list[Stage]) -> list[set[int]]:
+    """The stages (by index) each stage is made from: for a stage outside any lane, every earlier stage outside a
+    lane; for a stage in a lane, the stages outside a lane listed before the lane's first stage, and the lane's
+    earlier stages. Without lanes that is every earlier stage. Other lanes' stages are never a stage's input."""
+    first: dict[str, int] = {}
+    for i, s in enumerate(stages):
+        if s.lane is not None:
+            first.setdefault(s.lane, i)
+    deps: list[set[int]] = []
+    for i, s in enumerate(stages):
+        fork = i if s.lane is None else first[s.lane]
+        deps.append({j for j in range(i) if (stages[j].lane is None and j < fork) or
+                     (s.lane is not None and stages[j].lane == s.lane)})
+    return deps
 
 
 class TorchSettings(Strict):
@@ -137,7 +157,20 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
                               f"stages[{seen[stage.name]}]); give each stage its own name")
         seen[stage.name] = i
     makes = {s.release: i for i, s in enumerate(pipe.stages) if s.kind == "release" and s.release}
-    outputs: dict[str, str] = {}
+    deps = stage_deps(pipe.stages)
+    outputs: dict[str, int] = {}  # a training stage's output_dir -> the stage's index
+
+    def made_by(i: int, j: int, what: str, key: str) -> None:
+        """Stage i reads what stage j makes: j must be one of i's inputs (not in another lane, nor in a lane when
+        i is outside any)."""
+        if j in deps[i]:
+            return
+        mine, theirs = pipe.stages[i].lane, pipe.stages[j].lane
+        where = f"in lane {theirs!r}" if theirs else "outside any lane"
+        raise RecipeError(f"{at(i, key)}: stages[{i}] ({'lane ' + repr(mine) if mine else 'outside any lane'}) "
+                          f"reads {what}, made by stage {pipe.stages[j].name!r} {where}, which runs beside it, not "
+                          f"before it; put both in the same lane, or the maker outside any lane before the lane's "
+                          f"first stage")
     out: list[tuple[Stage, Any]] = []
 
     def needs_release(i: int, rel: str | None, key: str) -> None:
@@ -152,6 +185,7 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
         if makes[rel] > i:
             raise RecipeError(f"{at(i, key)}: stages[{i}]: release {rel!r} is made by a later stage "
                               f"({pipe.stages[makes[rel]].name}); run that stage first")
+        made_by(i, makes[rel], f"release {rel!r}", key)
 
     for i, stage in enumerate(pipe.stages):
         file = pipe.resolve(stage.recipe) if stage.recipe else None
@@ -167,6 +201,9 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
             raise RecipeError(f"{at(i, 'args')}: stages[{i}] ({stage.kind}) takes no `args:`; its recipe says it all")
         if stage.kind == "release" and not stage.release:
             raise RecipeError(f"{at(i)}: stages[{i}] (release) needs `release: NAME`, the release it makes")
+        if stage.kind == "review" and stage.lane is not None:
+            raise RecipeError(f"{at(i, 'lane')}: stages[{i}] (review) cannot be in a lane: a review gate stops the "
+                              f"run until people are done; leave `lane:` out")
         if stage.kind in NEEDS_RELEASE and not stage.release:
             raise RecipeError(f"{at(i)}: stages[{i}] ({stage.kind}) needs `release: NAME`, the release it reads")
         if stage.kind != "release":
@@ -193,11 +230,15 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
             if local and r.model not in outputs:
                 raise RecipeError(f"{where}: model {r.model!r} is no earlier stage's output_dir; order the stages "
                                   f"so the one that writes it runs first")
+            if r.model in outputs:
+                made_by(i, outputs[r.model], f"model {r.model!r}", "recipe")
             if stage.kind != "reward":  # a reward model trains on a pairs file, not a release
                 needs_release(i, r.release if stage.kind == "sft" else r.prompts.release, "recipe")
-            outputs[r.output_dir] = stage.name
+            outputs[r.output_dir] = i
         elif stage.kind == "eval":
             r = load_training(file, EvalRecipe)  # type: ignore[arg-type]
+            if r.backend.model in outputs:
+                made_by(i, outputs[r.backend.model], f"model {r.backend.model!r}", "recipe")
         elif stage.kind == "generate":
             from factory.recipe import load_recipe as load_generate
 
@@ -205,6 +246,8 @@ def check_pipeline(path: str | Path) -> list[tuple[Stage, Any]]:
             model = r.backend.model
             if model.startswith("runs/") and model not in outputs:
                 raise RecipeError(f"{where}: backend.model {model!r} is no earlier stage's output_dir")
+            if model in outputs:
+                made_by(i, outputs[model], f"model {model!r}", "recipe")
         elif stage.kind == "judge":
             from judges.run import JudgeRecipe
 

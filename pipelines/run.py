@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from .recipe import (
     TorchSettings,
     check_pipeline,
     load_pipeline,
+    stage_deps,
 )
 
 
@@ -49,6 +53,9 @@ class Step:
     inputs_hash: str
     stage: Stage = field(repr=False)
     parsed: Any = field(repr=False)
+    lane: str | None = None
+    # The later stages made from this one: stale once it runs again (every later one, without lanes).
+    dependents: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("stage", "parsed")}
@@ -121,17 +128,18 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
     done = catalog.pipeline_stages(name) if catalog is not None else {}  # None: no catalog yet
     lo = names.index(start) if start else 0
     hi = names.index(until) if until else len(names) - 1
+    deps = stage_deps([s for s, _ in checked])
     steps: list[Step] = []
-    earlier: dict[str, str] = {}
-    running_from: str | None = None
+    hashes: list[str] = []
     for i, (stage, parsed) in enumerate(checked):
         rhash = _recipe_hash(stage, base)
-        inputs = {"after": dict(earlier), **_external_inputs(stage, parsed, base)}
+        inputs = {"after": {names[j]: hashes[j] for j in sorted(deps[i])}, **_external_inputs(stage, parsed, base)}
         if torch_settings and stage.kind in TORCH_KINDS:
             inputs["torch"] = torch_settings
         ihash = _hash(inputs)
-        earlier[stage.name] = rhash
+        hashes.append(rhash)
         rec = done.get(stage.name)
+        running_from = next((names[j] for j in sorted(deps[i]) if steps[j].action == "run"), None)
         if i < lo or i > hi:
             action, why = "outside", f"outside --from {start}" if i < lo else f"outside --until {until}"
         elif i == lo and start:
@@ -152,9 +160,8 @@ def plan(catalog: Catalog | None, path: Path, *, start: str | None = None, until
             action, why = "run", "inputs changed"
         else:
             action, why = "skip", f"done, unchanged (finished {rec['finished_at']:%Y-%m-%d %H:%M:%S})"
-        if action == "run" and running_from is None:
-            running_from = stage.name
-        steps.append(Step(i, stage.name, stage.kind, action, why, rhash, inputs, ihash, stage, parsed))
+        steps.append(Step(i, stage.name, stage.kind, action, why, rhash, inputs, ihash, stage, parsed, stage.lane,
+                          [names[k] for k in range(i + 1, len(names)) if i in deps[k]]))
     return name, steps
 
 
@@ -162,15 +169,19 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
                  engine: str = "local", address: str | None = None, workers: int | None = None,
                  resume: str = "", say: Callable[[str], None] = lambda _msg: None,
                  backend: Any = None) -> dict[str, Any]:
-    """Run the stages the plan says run. Returns {pipeline, status (done/waiting), steps, outputs}; a failed
+    """Run the stages the plan says run. Returns {pipeline, status (done/waiting), steps, outputs, lanes}; a failed
     stage raises StageFailed after recording its error. `backend`, if given, is the model client of the stages
-    that sample (generate, eval), as their own `backend=` parameter takes it (not closed here)."""
+    that sample (generate, eval), as their own `backend=` parameter takes it (not closed here).
+
+    A lane's stages run in a second process (one per lane), beside the others, where the cores allow it: the
+    pipeline's `torch.threads` times the processes fits the machine's cores, the engine is local and no `backend`
+    is shared. Elsewhere they run here, in file order, to the same results."""
     path = Path(path)
     name, steps = plan(catalog, path, start=start, until=until)
     resume = resume or f"r1f run {path}"
     todo = [s for s in steps if s.action == "run"]
     result: dict[str, Any] = {"pipeline": name, "status": "done", "steps": [s.as_dict() for s in steps],
-                              "outputs": {}}
+                              "outputs": {}, "lanes": {}}
     if not todo:
         say(f"pipeline {name}: nothing to do, every stage is done and unchanged")
         return result
@@ -179,29 +190,160 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
         set_torch(settings)
     ctx = Context(catalog, path.resolve().parent, engine, address, workers, say, backend)
     run = catalog.start_pipeline_run(name, str(path.resolve()), _hash([s.recipe_hash for s in steps]))
-    for step in todo:
-        say(f"stage {step.position + 1}/{len(steps)} {step.name} ({step.kind}): {step.why}")
-        catalog.stage_started(name, step.name, step.position, step.kind, step.recipe_hash, step.inputs,
-                              step.inputs_hash, run)
-        try:
-            outputs = json.loads(json.dumps(RUNNERS[step.kind](ctx, step), default=str))
-        except Exception as exc:  # any stage's failure: recorded, then the run stops with it
-            catalog.stage_ended(name, step.name, "failed", error=str(exc))
-            catalog.end_pipeline_run(run, "failed")
-            raise StageFailed(f"stage {step.name} ({step.kind}) failed: {exc}\n  fix it, then resume with: "
-                              f"{resume}") from exc
-        if outputs.get("waiting"):
-            catalog.stage_ended(name, step.name, "waiting", outputs)
-            catalog.end_pipeline_run(run, "waiting")
-            say(f"review gate {step.name}: {outputs['waiting']} sample(s) wait for review: run `{outputs['command']}`"
-                f", then resume with: {resume}")
-            result.update(status="waiting", waiting=outputs["waiting"], resume=resume)
+    lanes = list(dict.fromkeys(s.lane for s in todo if s.lane is not None))
+    threads = settings.threads if settings is not None else None
+    apart = bool(lanes) and engine == "local" and backend is None and threads is not None and \
+        threads * (1 + len(lanes)) <= (os.cpu_count() or 1)
+    started: dict[str, Lane] = {}
+    try:
+        for step in todo:
+            if apart and step.lane is not None:
+                if step.lane not in started:  # every stage it is made from is done: the lane starts
+                    started[step.lane] = lane = Lane.start(catalog.root, path, name, run, step.lane,
+                                                           [s for s in todo if s.lane == step.lane], say)
+                    say(f"lane {step.lane}: {len(lane.names)} stage(s) in a second process ({', '.join(lane.names)})"
+                        f"; its log: {lane.log}")
+                continue
+            say(f"stage {step.position + 1}/{len(steps)} {step.name} ({step.kind}): {step.why}")
+            outputs = _run_step(ctx, name, step, run, resume)
+            if outputs.get("waiting"):
+                catalog.end_pipeline_run(run, "waiting")
+                say(f"review gate {step.name}: {outputs['waiting']} sample(s) wait for review: run "
+                    f"`{outputs['command']}`, then resume with: {resume}")
+                result.update(status="waiting", waiting=outputs["waiting"], resume=resume)
+                result["outputs"][step.name] = outputs
+                return result
             result["outputs"][step.name] = outputs
-            return result
-        catalog.stage_ended(name, step.name, "done", outputs)
-        result["outputs"][step.name] = outputs
+        failed: StageFailed | None = None
+        for lane_name, lane in started.items():
+            done, error = lane.wait()
+            result["outputs"].update(done)
+            result["lanes"][lane_name] = {"stages": lane.names, "pid": lane.pid, "log": str(lane.log)}
+            if error is not None and failed is None:
+                failed = StageFailed(f"{error}\n  (lane {lane_name}; its log: {lane.log})\n  fix it, then resume "
+                                     f"with: {resume}")
+        if failed is not None:
+            raise failed
+    except BaseException:
+        catalog.end_pipeline_run(run, "failed")
+        raise
+    finally:  # a lane still running when this process stops is stopped with it (a rerun resumes it)
+        for lane in started.values():
+            lane.stop()
+    result["outputs"] = {s.name: result["outputs"][s.name] for s in todo if s.name in result["outputs"]}
     catalog.end_pipeline_run(run, "done")
     return result
+
+
+def _run_step(ctx: Context, name: str, step: Step, run: str, resume: str) -> dict[str, Any]:
+    """One stage: recorded as running (the stages made from it stale), run, recorded as done, waiting or failed."""
+    catalog = ctx.catalog
+    catalog.stage_started(name, step.name, step.position, step.kind, step.recipe_hash, step.inputs, step.inputs_hash,
+                          run, stale=step.dependents)
+    try:
+        outputs: dict[str, Any] = json.loads(json.dumps(RUNNERS[step.kind](ctx, step), default=str))
+    except Exception as exc:  # any stage's failure: recorded, then the run stops with it
+        catalog.stage_ended(name, step.name, "failed", error=str(exc))
+        raise StageFailed(f"stage {step.name} ({step.kind}) failed: {exc}\n  fix it, then resume with: "
+                          f"{resume}") from exc
+    catalog.stage_ended(name, step.name, "waiting" if outputs.get("waiting") else "done", outputs)
+    return outputs
+
+
+@dataclass
+class Lane:
+    """A lane's stages running in a spawned process (`_lane_main`), which sends each stage's start, outputs or
+    failure back; a thread here passes the starts to `say` as they come."""
+
+    names: list[str]
+    log: Path
+    process: Any
+    conn: Any
+    reader: threading.Thread | None = None
+    done: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @classmethod
+    def start(cls, root: Path, path: Path, pipeline: str, run: str, lane: str, steps: list[Step],
+              say: Callable[[str], None]) -> Lane:
+        import multiprocessing as mp
+
+        from catalogs.stage import main_not_rerun
+
+        log = root / "logs" / f"{pipeline}-lane-{lane}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        ctx = mp.get_context("spawn")  # fork beside torch's and DuckDB's threads is not safe
+        ours, theirs = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_lane_main, name=f"lane-{lane}", daemon=True, args=(
+            theirs, log, root, path, pipeline, run, [s.as_dict() for s in steps]))
+        with main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the command again
+            process.start()
+        theirs.close()  # the child's end: recv() then sees EOF if the child dies
+        new = cls([s.name for s in steps], log, process, ours)
+        new.reader = threading.Thread(target=new._read, args=(lane, say), name=f"lane-{lane}-reader", daemon=True)
+        new.reader.start()
+        return new
+
+    def _read(self, lane: str, say: Callable[[str], None]) -> None:
+        while True:
+            try:
+                kind, *rest = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "say":
+                say(f"{rest[0]}  [lane {lane}]")
+            elif kind == "done":
+                self.done[rest[0]] = rest[1]
+            elif kind == "failed":
+                self.error = rest[0]
+
+    def wait(self) -> tuple[dict[str, Any], str | None]:
+        """Block until the lane's process ends: the outputs of the stages it finished, and its error, if any."""
+        if self.reader is not None:
+            self.reader.join()
+        self.process.join()
+        if self.error is None and len(self.done) < len(self.names):
+            self.error = (f"the lane's process ended (exit code {self.process.exitcode}) before stage "
+                          f"{self.names[len(self.done)]} finished")
+        return self.done, self.error
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.conn.close()
+
+
+def _lane_main(conn: Any, log: Path, root: Path, path: Path, pipeline: str, run: str,
+               steps: list[dict[str, Any]]) -> None:
+    """A lane's process: its own catalog handle and the pipeline's torch settings; the lane's stages in order, each
+    as the parent runs one; its log lines (the trainers' included) go to the lane's log."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        checked = check_pipeline(path)
+        settings = load_pipeline(path).torch
+        if settings is not None:
+            set_torch(settings)
+        catalog = Catalog(root, create=False)
+        ctx = Context(catalog, path.resolve().parent, say=lambda msg: conn.send(("say", msg)))
+        for d in steps:
+            stage, parsed = checked[d["position"]]
+            step = Step(**d, stage=stage, parsed=parsed)
+            conn.send(("say", f"stage {step.position + 1}/{len(checked)} {step.name} ({step.kind}): {step.why}"))
+            print(f"--- stage {step.name} ({step.kind})", flush=True)
+            conn.send(("done", step.name, _run_step(ctx, pipeline, step, run, "")))
+    except StageFailed as exc:
+        conn.send(("failed", str(exc).split("\n  fix it")[0]))
+    except BaseException:  # noqa: BLE001 - whatever it was goes back to the parent, which raises it
+        conn.send(("failed", traceback.format_exc()))
+    finally:
+        conn.close()
 
 
 def set_torch(settings: TorchSettings) -> None:

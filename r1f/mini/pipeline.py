@@ -133,6 +133,9 @@ ZERO_REWARDS: list[Any] = [{"judge": "math_accuracy", "gated_by": [{"judge": "fo
 RL_REWARDS: list[Any] = [{"judge": "math_accuracy", "gated_by": [{"judge": "format"}]},
                          {"judge": "language_consistency", "weight": 0.5}]
 PIPELINE = "mini-r1"
+# The pipeline's one lane: stages nothing after them reads but the summary (R1-Zero's other seeds; the student's base
+# eval and its GRPO-alone run), in a second process beside the rest where the cores allow (`r1f run`'s lanes).
+SIDE = "side"
 REPORT = "report-mini-r1-mix.html"  # the release report stage's file, in OUT
 NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
 CURATED_MODEL = "mini-annotators"  # the hand-cleaned cold-start traces
@@ -321,12 +324,12 @@ class Mini:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
             entry["recipe"] = self.rel(path)
-        entry.update(fields)
+        entry.update({k: v for k, v in fields.items() if v is not None})
         self.sections[-1][1].append(entry)
         return name
 
     def eval(self, label: str, model: Path, template: str, k: int | None = None,
-             benchmark: dict[str, Any] | None = None, judge: str = "math_accuracy") -> str:
+             benchmark: dict[str, Any] | None = None, judge: str = "math_accuracy", **fields: Any) -> str:
         """`r1f eval` on the held-out problems (or `benchmark`, scored by `judge`), with the transformers backend
         (a tiny model answers them all sooner than vLLM starts); k samples per problem (default: eval_k)."""
         assert self.files is not None
@@ -337,12 +340,13 @@ class Mini:
                                          "limit": self.cfg.eval_problems}],
             "template": {"file": str(TEMPLATES / template)},
             "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
-            "k": k or self.cfg.eval_k, "judges": [judge]})
+            "k": k or self.cfg.eval_k, "judges": [judge]}, **fields)
 
     def grpo(self, name: str, model: Path, template: str, rewards: list[Any], steps: int, seed: int,
-             lr: float = 2e-4, prompts: str = f"source = '{TRAIN_SOURCE}'", **trl: Any) -> Path:
+             lr: float = 2e-4, prompts: str = f"source = '{TRAIN_SOURCE}'", lane: str | None = None,
+             **trl: Any) -> Path:
         out = self.model_dir(name)
-        self.stage(f"grpo-{name}", "grpo", {
+        self.stage(f"grpo-{name}", "grpo", lane=lane, recipe={
             "name": name, "model": str(model), "output_dir": str(out),
             "prompts": {"where": prompts},
             "template": {"file": str(TEMPLATES / template)},
@@ -448,11 +452,13 @@ class Mini:
                      "format), one run per seed")
         zero: list[Path] = []
         for seed in cfg.zero_seeds:
-            # Sampled as the eval samples (T 0.6, top-p 0.95).
+            # Sampled as the eval samples (T 0.6, top-p 0.95). The cold start takes the first seed's model; the
+            # others feed only the summary, so they train in the side lane, beside the stages that follow.
+            lane = SIDE if zero else None
             out = self.grpo(f"r1-zero-s{seed}", base, "r1_zero_mini.yaml", ZERO_REWARDS, cfg.zero_steps, seed,
-                            lr=cfg.zero_lr, temperature=0.6, top_p=0.95)
+                            lr=cfg.zero_lr, temperature=0.6, top_p=0.95, lane=lane)
             rows.append(RowSpec(f"R1-Zero GRPO (seed {seed})", out.name, out,
-                                self.eval(out.name, out, "r1_zero_mini.yaml", cfg.zero_eval_k),
+                                self.eval(out.name, out, "r1_zero_mini.yaml", cfg.zero_eval_k, lane=lane),
                                 (f"grpo-{out.name}",)))
             zero.append(out)
 
@@ -497,7 +503,7 @@ class Mini:
         self.section("7. distillation: SFT of a smaller student (pretrained by `r1f demo`) on the release; vs the same "
                      "student by GRPO alone")
         rows.append(RowSpec(f"pretrain ({student.name})", student.name, student,
-                            self.eval(student.name, student, "r1_zero_mini.yaml"),
+                            self.eval(student.name, student, "r1_zero_mini.yaml", lane=SIDE),
                             seconds=self.pretrain_seconds.get(student.name)))
         distilled = self.sft("student-distilled", student, "mini-r1-mix", cfg.distill_epochs)
         rows.append(RowSpec("distillation (SFT on the release)", distilled.name, distilled,
@@ -506,9 +512,9 @@ class Mini:
         # batch_prompts x generations samples, more samples than the distillation's epochs show the student.
         steps = cfg.student_grpo_steps
         gout = self.grpo("student-grpo", student, "r1_zero_mini.yaml", ZERO_REWARDS, steps, cfg.seed,
-                         lr=cfg.zero_lr, temperature=0.6, top_p=0.95)
+                         lr=cfg.zero_lr, temperature=0.6, top_p=0.95, lane=SIDE)
         rows.append(RowSpec(f"student by GRPO alone ({steps} steps)", gout.name, gout,
-                            self.eval(gout.name, gout, "r1_zero_mini.yaml"), (f"grpo-{gout.name}",)))
+                            self.eval(gout.name, gout, "r1_zero_mini.yaml", lane=SIDE), (f"grpo-{gout.name}",)))
         self.all_scenarios(base, student, cold)
 
         lines = [f"# Mini-R1, seed {cfg.seed}, {cfg.threads} torch thread(s), run key {self.key}: written by `r1f demo`",
