@@ -6,6 +6,7 @@ number of differences. Release manifests name their folder (the selection names 
 not the manifest's hash, are compared.
 
     python benchmarks/bench_repeat.py [--threads 1 2] [--full] [--seed 0] [--keep DIR]
+    python benchmarks/bench_repeat.py --compare OUT_A OUT_B
 
 `--quick` sizes by default (about 8 minutes a run on a busy 2-core machine); `--full` is `make demo`'s.
 """
@@ -37,10 +38,11 @@ def weights(out: Path) -> dict[str, str]:
 
 
 def samples(out: Path) -> tuple[dict[str, dict[tuple[str, Any], tuple]], dict[str, list[str]]]:
-    """Per `kind:model folder name`, each (prompt, sample index)'s (generation id, seed, text); each release's
-    member ids in order."""
+    """Per `kind:model folder name`, each (prompt, sample index)'s (generation id, seed, text), a rewrite's by
+    (prompt, its parent's id) (a rewrite has no sample index); each release's member ids in order."""
     with Catalog(out / "catalog").reader() as con:
-        rows = con.execute("SELECT r.kind, r.model, g.prompt_id, g.sample_index, g.generation_id, g.seed, t.text "
+        rows = con.execute("SELECT r.kind, r.model, g.prompt_id, coalesce(CAST(g.sample_index AS VARCHAR), "
+                           "g.parent_id), g.generation_id, g.seed, t.text "
                            "FROM generation_meta g JOIN runs r USING (run_id) "
                            "LEFT JOIN generation_texts t USING (generation_id)").fetchall()
         members = con.execute("SELECT release_name, list(generation_id ORDER BY position) FROM release_members "
@@ -95,7 +97,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--full", action="store_true", help="make demo's sizes (default: --quick)")
     ap.add_argument("--keep", type=Path, help="write the runs here (default: a temporary folder, removed)")
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("OUT_A", "OUT_B"),
+                    help="compare two runs already made (two `r1f demo --out` folders) instead of making two")
     args = ap.parse_args()
+    if args.compare:
+        sys.exit(1 if compare(*args.compare) else 0)
     with tempfile.TemporaryDirectory(prefix="r1f-repeat-") as tmp:
         root = args.keep or Path(tmp)
         bad = 0
