@@ -206,14 +206,12 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
                 continue
             say(f"stage {step.position + 1}/{len(steps)} {step.name} ({step.kind}): {step.why}")
             outputs = _run_step(ctx, name, step, run, resume)
-            if outputs.get("waiting"):
-                catalog.end_pipeline_run(run, "waiting")
+            result["outputs"][step.name] = outputs
+            if outputs.get("waiting"):  # the gate: no later stage runs here; the lanes started finish first
                 say(f"review gate {step.name}: {outputs['waiting']} sample(s) wait for review: run "
                     f"`{outputs['command']}`, then resume with: {resume}")
                 result.update(status="waiting", waiting=outputs["waiting"], resume=resume)
-                result["outputs"][step.name] = outputs
-                return result
-            result["outputs"][step.name] = outputs
+                break
         failed: StageFailed | None = None
         for lane_name, lane in started.items():
             done, error = lane.wait()
@@ -231,7 +229,7 @@ def run_pipeline(catalog: Catalog, path: Path, *, start: str | None = None, unti
         for lane in started.values():
             lane.stop()
     result["outputs"] = {s.name: result["outputs"][s.name] for s in todo if s.name in result["outputs"]}
-    catalog.end_pipeline_run(run, "done")
+    catalog.end_pipeline_run(run, result["status"])
     return result
 
 
