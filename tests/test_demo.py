@@ -77,7 +77,7 @@ def test_mini_r1_quick_runs_every_stage_and_reruns_adding_nothing(tmp_path: Path
     assert cold["hand_written"] == 48 and cold["few_shot"] + cold["rewritten"] > 0, cold
     assert cold["total"] == cold["few_shot"] + cold["rewritten"] + cold["hand_written"], cold
     lineage = json.loads(_r1f("sql", "SELECT count(*) AS n, count(*) FILTER (WHERE p.reasoning = g.reasoning AND "
-                              "r.template = 'r1_zero_mini') AS same FROM release_members m JOIN generation_meta gm "
+                              "r.template = 'r1_zero_dialogue_mini') AS same FROM release_members m JOIN generation_meta gm "
                               "USING (generation_id) JOIN generations g USING (generation_id) JOIN generations p "
                               "ON p.generation_id = gm.parent_id JOIN runs r ON r.run_id = p.run_id "
                               "WHERE m.release_name = 'mini-cold-start'", "--json", catalog=catalog))[0]

@@ -61,10 +61,11 @@ class MiniConfig:
     zero_lr: float = 5e-5
     cold_prompts: int = 300
     cold_tries: int = 6          # cold start: most samples of the R1-Zero model's own outputs per prompt
-    # and the prompts they sample (300 gave 60-72 released: fewer than the hand-written 64 on one run of two)
+    # and the prompts they sample (through R1-Zero's own instruction prompt 300 gave 60-72 released, and 400 gave 16
+    # on a seed-1 run; through the pretraining dialogue 400 give 282 on seed 0 and 333 on seed 1)
     cold_zero_prompts: int = 400
     # Cold-start traces must compute their problem step by step (`arithmetic_steps`), not only end on its answer:
-    # most of the R1-Zero model's right answers come through a miscopied problem or a false step, and SFT on them
+    # many of the R1-Zero model's right answers come through a miscopied problem or a false step, and SFT on them
     # halved the cold-start model's pass@1 (53% -> 23-26%). The quick path leaves the check out: its barely trained
     # model makes no such trace, and the path must still show the rewrite and its lineage.
     cold_steps: bool = True
@@ -139,6 +140,9 @@ SIDE = "side"
 REPORT = "report-mini-r1-mix.html"  # the release report stage's file, in OUT
 NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
 CURATED_MODEL = "mini-annotators"  # the hand-cleaned cold-start traces
+# The prompt the cold start samples the R1-Zero model's own outputs through (its template file says why it is not
+# R1-Zero's training prompt).
+ZERO_SAMPLES_TEMPLATE = "r1_zero_dialogue_mini"
 # The summary rows of the cold start's sources: two made by the model, one by hand.
 COLD_ROWS = ("cold start: few-shot prompting (model-made)", "cold start: R1-Zero outputs rewritten (model-made)",
              "cold start: hand-written")
@@ -391,10 +395,11 @@ class Mini:
 
     def cold_start(self, zero: Path) -> tuple[str, ...]:
         """Section 4's stages, as the paper gathers its cold start: few-shot prompting of the R1-Zero model with
-        long-CoT examples; the R1-Zero model's own outputs (its own template, rejection sampled) rewritten into the
-        readable pattern by the `readable` rewriter (reformatting only: the reasoning stays verbatim); both judged
-        like the hand-written traces, then filtered and released one per prompt. The model-made sets sample the
-        train prompts the hand-written set does not cover, so the hand-written set stays whole in the release.
+        long-CoT examples; the R1-Zero model's own outputs (sampled through its pretraining dialogue, rejection
+        sampled) rewritten into the readable pattern by the `readable` rewriter (reformatting only: the reasoning
+        stays verbatim); both judged like the hand-written traces, then filtered and released one per prompt. The
+        model-made sets sample the train prompts the hand-written set does not cover, so the hand-written set stays
+        whole in the release.
         Returns the stage names: few-shot; R1-Zero outputs, rewrite, judge; ingest, judge and filter the
         hand-written; filter the model-made, release."""
         assert self.files is not None
@@ -410,17 +415,18 @@ class Mini:
         uncovered = (f"source = '{TRAIN_SOURCE}' AND prompt_id NOT IN (SELECT g.prompt_id FROM generation_meta g "
                      f"WHERE g.{curated})")
         # The tiny model loses the problem after long examples (its pretraining saw one short document at a time):
-        # the examples are the shortest worked solutions. Few-shot is right on about 1% of samples here, the R1-Zero
-        # model through its own template on about 7% (T 0.7): a prompt it has not solved gets more tries.
+        # the examples are the shortest worked solutions. Few-shot is right on about 2-3% of samples here, the
+        # R1-Zero model through the pretraining dialogue on 34-41% (T 0.7): a prompt it has not solved gets more
+        # tries.
         gen_few = self.generate("generate-cold-start", {"name": "transformers", "model": str(zero)},
                                 {"file": str(TEMPLATES / "cold_start_mini.yaml"), "examples_file": str(files.examples)},
                                 cfg.cold_prompts, readable, where=uncovered)
         gen_zero = self.generate("generate-cold-start-r1-zero", {"name": "transformers", "model": str(zero)},
-                                 {"file": str(TEMPLATES / "r1_zero_mini.yaml")}, cfg.cold_zero_prompts,
+                                 {"file": str(TEMPLATES / f"{ZERO_SAMPLES_TEMPLATE}.yaml")}, cfg.cold_zero_prompts,
                                  ["math_accuracy", {"name": "format", "params": {"template": "r1_zero"}}, *steps],
                                  max_samples=cfg.cold_tries, retry=cfg.cold_tries - 1, where=uncovered)
         rewrite = self.stage("rewrite-cold-start", "rewrite", {
-            "rewriter": "readable", "where": runs_where(str(zero), template="r1_zero_mini")})
+            "rewriter": "readable", "where": runs_where(str(zero), template=ZERO_SAMPLES_TEMPLATE)})
         judge_rewrites = self.stage("judge-cold-start-rewrites", "judge", {"where": rewritten, "workers": 1, "judges": [
             {"name": j} if isinstance(j, str) else j for j in readable]})
         # Filtered apart: dedup keeps the first of two equal texts, and a model's sample for another prompt may
