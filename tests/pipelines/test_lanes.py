@@ -136,3 +136,12 @@ def test_a_stage_outside_the_lanes_may_not_read_a_release_a_lane_makes(tmp_path:
     with pytest.raises(RecipeError, match=r"pipeline.yaml:\d+: stages\[6\] \(outside any lane\) reads release 'rel', "
                                           r"made by stage 'release' in lane 'side', which runs beside it"):
         check_pipeline(pipeline)
+
+
+def test_a_review_gate_outside_the_lanes_lets_a_started_lane_finish(tmp_path: Path) -> None:
+    pipeline = _folder(tmp_path)
+    pipeline.write_text(pipeline.read_text() + "  - {name: review, kind: review, release: rel, args: {sample: 2}}\n")
+    cat = tmp_path / "cat"
+    result = run_pipeline(Catalog(cat, create=True), pipeline)
+    assert result["status"] == "waiting" and result["waiting"] == 2
+    assert _status(cat) == {**dict.fromkeys(STAGES, "done"), "review": "waiting"}  # the lane was not stopped
