@@ -276,7 +276,9 @@ class Lane:
         log.parent.mkdir(parents=True, exist_ok=True)
         ctx = mp.get_context("spawn")  # fork beside torch's and DuckDB's threads is not safe
         ours, theirs = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_lane_main, name=f"lane-{lane}", daemon=True, args=(
+        # Not a daemon: a stage in the lane may start workers of its own (a judge's process pool). If this process
+        # dies, the lane stops at its next stage, whose start it can no longer report.
+        process = ctx.Process(target=_lane_main, name=f"lane-{lane}", daemon=False, args=(
             theirs, log, root, path, pipeline, run, [s.as_dict() for s in steps]))
         with main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the command again
             process.start()
