@@ -79,6 +79,12 @@ class MiniConfig:
     rs_prompts: int = 600
     distill_epochs: int = 4
     rs_samples: int = 4          # rejection sampling: most samples per prompt
+    # Rejection sampling keeps only traces that compute their problem step by step (`arithmetic_steps`), as the
+    # cold start does. Judged on the answer alone, 21 of the mix's 342 reasoning traces (seed 0) reached it through a
+    # false step, and stage 3 landed below the cold start (k=8: 57.1% against 60.7%; stage 4 55.7%). With the check
+    # (as many samples drawn, 438 prompts kept against 449): stage 3 66.1%, stage 4 66.9% (+6.2, 2SE 3.4); seed 1
+    # 77.8%, 75.5% (+16.3 over 59.3%, 2SE 3.3).
+    rs_steps: bool = True
     batch_prompts: int = 8       # GRPO prompts per step
     generations: int = 8         # GRPO group size
     # The student trained by GRPO alone gets a fixed budget of optimizer steps (as many as R1-Zero takes on the
@@ -108,7 +114,7 @@ class MiniConfig:
                    base_steps=120, student_steps=60, eval_problems=40, eval_k=1, zero_eval_k=1, zero_steps=4, zero_seeds=(0,),
                    cold_prompts=40, cold_zero_prompts=40, cold_epochs=3, rl_steps=3, rs_prompts=160, rs_samples=8,
                    distill_epochs=2, batch_prompts=4, generations=4, student_grpo_steps=4, rm_epochs=1,
-                   mix_sft_epochs=2, all_rl_steps=2, cold_steps=False, threads=threads)
+                   mix_sft_epochs=2, all_rl_steps=2, cold_steps=False, rs_steps=False, threads=threads)
 
     def key(self) -> str:
         """Everything that makes a run's artefacts: this config (the seed and thread count included) and the
@@ -132,6 +138,10 @@ ZERO_REWARDS: list[Any] = [{"judge": "math_accuracy", "gated_by": [{"judge": "fo
 # paper's language-consistency reward.
 RL_REWARDS: list[Any] = [{"judge": "math_accuracy", "gated_by": [{"judge": "format"}]},
                          {"judge": "language_consistency", "weight": 0.5}]
+# The process check of a reasoning trace: each step true and the steps the problem's own left-to-right evaluation.
+# A right answer reached through a false step (`5-7=-1, -1+8=6`) or a miscopied problem passes `math_accuracy` and
+# teaches that step to whatever is trained on it.
+STEPS_JUDGE: dict[str, Any] = {"name": "arithmetic_steps", "params": {"follows_problem": True}}
 PIPELINE = "mini-r1"
 REPORT = "report-mini-r1-mix.html"  # the release report stage's file, in OUT
 NR_MODEL = "mini-v3-sft-data"      # the imported non-reasoning answers (V3's SFT data in the paper)
@@ -483,7 +493,8 @@ class Mini:
         vllm = {"name": "vllm", "model": str(rl), "max_model_len": 256, "kv_cache_gb": 1,
                 "gpu_memory_utilization": 0.3, "enforce_eager": True}
         timed = (self.generate("generate-rejection-sampling", vllm, {"file": str(TEMPLATES / "chat_mini.yaml")},
-                               cfg.rs_prompts, ["math_accuracy", "format"], max_samples=cfg.rs_samples),
+                               cfg.rs_prompts, ["math_accuracy", "format", *([STEPS_JUDGE] if cfg.rs_steps else [])],
+                               max_samples=cfg.rs_samples),
                  self.stage("judge-rejection-sampling", "judge", {"where": runs_of(str(rl)), "workers": 1,
                                                                  "judges": [{"name": "language_consistency"}]}),
                  self.filters("filter-rejection-sampling", [str(rl), NR_MODEL]),
