@@ -406,8 +406,7 @@ class Mini:
         assert self.files is not None
         cfg, files = self.cfg, self.files
         few_shot, rewritten, curated = cold_start_sources(zero)
-        steps: list[Any] = ([{"name": "arithmetic_steps", "params": {"follows_problem": True}}] if cfg.cold_steps
-                            else [])
+        steps: list[Any] = [STEPS_JUDGE] if cfg.cold_steps else []
         readable = ["math_accuracy", {"name": "format", "params": {"template": "think"}}, *steps]
         ingest = self.stage("ingest-curated", "ingest", args={"source": self.rel(files.curated), "name": TRAIN_SOURCE,
                                                              "generations": True, "model": CURATED_MODEL})
