@@ -465,31 +465,33 @@ class Mini:
 
         self.section("3. R1-Zero: GRPO straight from the base, rule rewards only (accuracy, counted only in the right "
                      "format), one run per seed")
-        zero: list[Path] = []
-        for seed in cfg.zero_seeds:
-            # Sampled as the eval samples (T 0.6, top-p 0.95). The cold start takes the first seed's model; the
-            # others feed only the summary, so they train in the side lane, beside the stages that follow.
-            lane = SIDE if zero else None
-            out = self.grpo(f"r1-zero-s{seed}", base, "r1_zero_mini.yaml", ZERO_REWARDS, cfg.zero_steps, seed,
-                            lr=cfg.zero_lr, temperature=0.6, top_p=0.95, lane=lane)
-            rows.append(RowSpec(f"R1-Zero GRPO (seed {seed})", out.name, out,
-                                self.eval(out.name, out, "r1_zero_mini.yaml", cfg.zero_eval_k, lane=lane),
-                                (f"grpo-{out.name}",)))
-            zero.append(out)
+        # Sampled as the eval samples (T 0.6, top-p 0.95). The cold start takes the first seed's model; the others
+        # feed only the summary, so they train in the side lane, listed first: the lane starts with the first of them,
+        # beside the first seed's run and the stages after it.
+        zero: dict[int, Path] = {}
+        zero_rows: dict[int, RowSpec] = {}
+        first, *others = cfg.zero_seeds
+        for seed in (*others, first):
+            lane = SIDE if seed != first else None
+            zero[seed] = out = self.grpo(f"r1-zero-s{seed}", base, "r1_zero_mini.yaml", ZERO_REWARDS, cfg.zero_steps,
+                                         seed, lr=cfg.zero_lr, temperature=0.6, top_p=0.95, lane=lane)
+            evaluated = self.eval(out.name, out, "r1_zero_mini.yaml", cfg.zero_eval_k, lane=lane)
+            zero_rows[seed] = RowSpec(f"R1-Zero GRPO (seed {seed})", out.name, out, evaluated, (f"grpo-{out.name}",))
+        rows += [zero_rows[seed] for seed in cfg.zero_seeds]
 
         self.section("4. cold start: readable traces made by the R1-Zero model (few-shot prompting; its own outputs "
                      "rewritten into the readable pattern) and hand-cleaned ones, judged, filtered, released; SFT of "
                      "the base on them")
-        timed = self.cold_start(zero[0])
+        timed = self.cold_start(zero[first])
         cold_release = "mini-cold-start"
-        few_shot, rewritten, curated = cold_start_sources(zero[0])
-        rows += [RowSpec(COLD_ROWS[0], zero[0].name, timed=timed[:1],
+        few_shot, rewritten, curated = cold_start_sources(zero[first])
+        rows += [RowSpec(COLD_ROWS[0], zero[first].name, timed=timed[:1],
                          release=cold_release, members_of=few_shot, accept_where=few_shot),
-                 RowSpec(COLD_ROWS[1], zero[0].name, timed=timed[1:4],
+                 RowSpec(COLD_ROWS[1], zero[first].name, timed=timed[1:4],
                          release=cold_release, members_of=rewritten, accept_where=rewritten),
                  RowSpec(COLD_ROWS[2], CURATED_MODEL, timed=timed[4:7], release=cold_release,
                          members_of=curated, accept_where=curated),
-                 RowSpec("cold-start collection", zero[0].name, timed=timed[7:], release=cold_release)]
+                 RowSpec("cold-start collection", zero[first].name, timed=timed[7:], release=cold_release)]
         cold = self.sft("cold-start-sft", base, "mini-cold-start", cfg.cold_epochs)
         rows.append(RowSpec("cold-start SFT of the base", cold.name, cold,
                             self.eval(cold.name, cold, "chat_mini.yaml"), (f"sft-{cold.name}",)))
