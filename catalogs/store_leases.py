@@ -162,7 +162,11 @@ class LeasesAndStaging(CatalogCore):
         import pyarrow.parquet as pq
 
         staging = staging or self._staging_dir()
-        shard_path = staging / f"gen-{uuid.uuid4().hex}.parquet"
+        # Named by the commit's time, then a random part: shards sort in the order they were committed, so the
+        # catalog's order (shard, row) is the order generations were made in, on every run. With random names
+        # alone a run's second batch sorted before its first on some runs, and order-keeping stages (dedup keeps
+        # the first of two equal texts) kept other copies.
+        shard_path = staging / f"gen-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
         texts: dict[str, list[Any]] = {k: [] for k in text_schema().names}
         meta: dict[str, list[Any]] = {k: [] for k in gen_meta_schema().names}
         for i, row in enumerate(rows):

@@ -218,3 +218,18 @@ def test_iter_samples_streams_with_prompt_fields_and_skips_done_work(tmp_path: P
     assert sum(b.height for b in cat.iter_samples(where="source = 'nope'")) == 0
     with pytest.raises(CatalogError, match="not a valid SQL predicate"):
         next(cat.iter_samples(where="nonsense_column = 1"))
+
+
+def test_the_catalog_order_is_the_commit_order(tmp_path: Path) -> None:
+    """Order-keeping stages (dedup keeps the first of two equal texts, a rewrite stage writes in the order it reads)
+    stream in catalog order: a run committed in several batches must come back in the order it was committed, on
+    every run, not in the order of random shard names (with eight batches that order is right 1 time in 40,320)."""
+    cat, _ = build(tmp_path)
+    prompt = cat.generations().row(0, named=True)["prompt_id"]
+    ids = [f"g_order_{i:03d}" for i in range(24)]
+    for batch in range(8):
+        cat.add_generations([{"generation_id": g, "prompt_id": prompt, "run_id": "r_order", "sample_index": i,
+                              "text": f"sample {i}"} for i, g in enumerate(ids) if i // 3 == batch])
+    got = [g for frame in cat.iter_samples(where="run_id = 'r_order'", batch_rows=5)
+           for g in frame["generation_id"].to_list()]
+    assert got == ids
