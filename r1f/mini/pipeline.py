@@ -62,7 +62,7 @@ class MiniConfig:
     cold_prompts: int = 300
     cold_tries: int = 6          # cold start: most samples of the R1-Zero model's own outputs per prompt
     # and the prompts they sample (through R1-Zero's own instruction prompt 300 gave 60-72 released, and 400 gave 16
-    # on a seed-1 run; through the pretraining dialogue 400 give 282 on seed 0 and 333 on seed 1)
+    # on a seed-1 run; through the pretraining dialogue 400 give 281 on seed 0 and 333 on seed 1)
     cold_zero_prompts: int = 400
     # Cold-start traces must compute their problem step by step (`arithmetic_steps`), not only end on its answer:
     # many of the R1-Zero model's right answers come through a miscopied problem or a false step, and SFT on them
