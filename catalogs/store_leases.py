@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -152,6 +153,19 @@ class StagedBatch:
 
 
 
+_last_commit_time = 0
+_commit_clock = threading.Lock()
+
+
+def _commit_time() -> int:
+    """Nanoseconds since the epoch, rising within this process (across its threads) even if the wall clock steps
+    back."""
+    global _last_commit_time
+    with _commit_clock:
+        _last_commit_time = max(time.time_ns(), _last_commit_time + 1)
+        return _last_commit_time
+
+
 class LeasesAndStaging(CatalogCore):
     """Leases on prompts (claim, renew, release) and the commit path of generations (stage, register)."""
 
@@ -166,7 +180,7 @@ class LeasesAndStaging(CatalogCore):
         # catalog's order (shard, row) is the order generations were made in, on every run. With random names
         # alone a run's second batch sorted before its first on some runs, and order-keeping stages (dedup keeps
         # the first of two equal texts) kept other copies.
-        shard_path = staging / f"gen-{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
+        shard_path = staging / f"gen-{_commit_time():020d}-{uuid.uuid4().hex[:12]}.parquet"
         texts: dict[str, list[Any]] = {k: [] for k in text_schema().names}
         meta: dict[str, list[Any]] = {k: [] for k in gen_meta_schema().names}
         for i, row in enumerate(rows):

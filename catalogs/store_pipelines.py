@@ -46,20 +46,16 @@ class PipelineRuns(CatalogCore):
         return out
 
     def stage_started(self, pipeline: str, stage: str, position: int, kind: str, recipe_hash: str,
-                      inputs: dict[str, Any], inputs_hash: str, run: str,
-                      stale: Sequence[str] | None = None) -> None:
-        """Record a stage as running, and the stages made from it that were ended as stale: what they did was made
-        from what this stage is about to change. `stale` names them (a pipeline with lanes: not the stages of
-        another lane); None: every later stage of the pipeline. One transaction."""
+                      inputs: dict[str, Any], inputs_hash: str, run: str, stale: Sequence[str]) -> None:
+        """Record a stage as running, and the stages made from it (`stale`, named by the plan: without lanes every
+        later stage, with lanes not another lane's) that were ended as stale: what they did was made from what this
+        stage is about to change. One transaction."""
         with self.transaction() as con:
             con.execute("INSERT OR REPLACE INTO pipeline_stages (pipeline, stage, position, kind, recipe_hash, "
                         "inputs, inputs_hash, status, outputs, error, pipeline_run_id, started_at, finished_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', '{}', NULL, ?, current_timestamp, NULL)",
                         [pipeline, stage, position, kind, recipe_hash, canonical_json(inputs), inputs_hash, run])
-            if stale is None:
-                con.execute("UPDATE pipeline_stages SET status = 'stale' WHERE pipeline = ? AND position > ? "
-                            "AND status IN ('done', 'waiting', 'failed')", [pipeline, position])
-            elif stale:
+            if stale:
                 con.execute("UPDATE pipeline_stages SET status = 'stale' WHERE pipeline = ? "
                             "AND list_contains(?, stage) AND status IN ('done', 'waiting', 'failed')",
                             [pipeline, list(stale)])

@@ -242,8 +242,8 @@ def _run_step(ctx: Context, name: str, step: Step, run: str, resume: str) -> dic
         outputs: dict[str, Any] = json.loads(json.dumps(RUNNERS[step.kind](ctx, step), default=str))
     except Exception as exc:  # any stage's failure: recorded, then the run stops with it
         catalog.stage_ended(name, step.name, "failed", error=str(exc))
-        raise StageFailed(f"stage {step.name} ({step.kind}) failed: {exc}\n  fix it, then resume with: "
-                          f"{resume}") from exc
+        fix = f"\n  fix it, then resume with: {resume}" if resume else ""  # a lane's parent adds its own
+        raise StageFailed(f"stage {step.name} ({step.kind}) failed: {exc}{fix}") from exc
     catalog.stage_ended(name, step.name, "waiting" if outputs.get("waiting") else "done", outputs)
     return outputs
 
@@ -339,7 +339,7 @@ def _lane_main(conn: Any, log: Path, root: Path, path: Path, pipeline: str, run:
             print(f"--- stage {step.name} ({step.kind})", flush=True)
             conn.send(("done", step.name, _run_step(ctx, pipeline, step, run, "")))
     except StageFailed as exc:
-        conn.send(("failed", str(exc).split("\n  fix it")[0]))
+        conn.send(("failed", str(exc)))
     except BaseException:  # noqa: BLE001 - whatever it was goes back to the parent, which raises it
         conn.send(("failed", traceback.format_exc()))
     finally:

@@ -345,7 +345,7 @@ class Mini:
         return name
 
     def eval(self, label: str, model: Path, template: str, k: int | None = None,
-             benchmark: dict[str, Any] | None = None, judge: str = "math_accuracy", **fields: Any) -> str:
+             benchmark: dict[str, Any] | None = None, judge: str = "math_accuracy", lane: str | None = None) -> str:
         """`r1f eval` on the held-out problems (or `benchmark`, scored by `judge`), with the transformers backend
         (a tiny model answers them all sooner than vLLM starts); k samples per problem (default: eval_k)."""
         assert self.files is not None
@@ -356,7 +356,7 @@ class Mini:
                                          "limit": self.cfg.eval_problems}],
             "template": {"file": str(TEMPLATES / template)},
             "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": self.cfg.seed},
-            "k": k or self.cfg.eval_k, "judges": [judge]}, **fields)
+            "k": k or self.cfg.eval_k, "judges": [judge]}, lane=lane)
 
     def grpo(self, name: str, model: Path, template: str, rewards: list[Any], steps: int, seed: int,
              lr: float = 2e-4, prompts: str = f"source = '{TRAIN_SOURCE}'", lane: str | None = None,
