@@ -82,12 +82,13 @@ def _tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
-def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
-    """SIGTERM the process group the server leads (it spawns an engine core), SIGKILL if it lingers."""
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` (SIGTERM) to the process group the server leads (it spawns an engine core), SIGKILL if it
+    lingers."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
         proc.wait(timeout=timeout_s)
     except (subprocess.TimeoutExpired, ProcessLookupError):
         try:

@@ -255,6 +255,9 @@ def test_environment_has_no_api_keys(host):
 
 
 def test_hostile_batch_in_parallel(host):
-    progs = ["while True: pass", "import time; time.sleep(3600)", "print('PWNED')", "x = bytearray(10**11)"]
+    # Each ends by a limit that does not wait on the clock (CPU, output, memory): a sleeper would hold the batch
+    # for the whole wall limit (`test_sleep_past_wall_limit` has it).
+    progs = ["while True: pass", "import sys\nwhile True: sys.stdout.write('x' * 65536)", "print('PWNED')",
+             "x = bytearray(10**11)"]
     got = judge_many([_sample(p) for p in progs], workers=2, limits=LIMITS)
     assert [v.passed for v in got] == [False, False, True, False]
