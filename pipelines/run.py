@@ -280,7 +280,7 @@ class Lane:
         # dies, the lane stops at its next stage, whose start it can no longer report.
         process = ctx.Process(target=_lane_main, name=f"lane-{lane}", daemon=False, args=(
             theirs, log, root, path, pipeline, run, [s.as_dict() for s in steps]))
-        with main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the command again
+        with main_not_rerun():  # the child must not run the caller's script again (it may lack the __main__ guard)
             process.start()
         theirs.close()  # the child's end: recv() then sees EOF if the child dies
         new = cls([s.name for s in steps], log, process, ours)

@@ -1,3 +1,4 @@
 from r1f.entry import main
 
-main()
+if __name__ == "__main__":  # a spawned child (a worker, a lane, a pretraining) imports this module again
+    main()

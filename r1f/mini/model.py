@@ -203,7 +203,7 @@ def pretrain_apart(out: Path, corpus: Path, size: ModelSize, torch_settings: Tor
     ours, theirs = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_pretrain_child, args=(theirs, log, torch_settings, out, corpus, size, steps, seed),
                           name=f"pretrain-{out.name}", daemon=True)
-    with main_not_rerun():  # `python -m r1f` has no __main__ guard: the child must not run the demo again
+    with main_not_rerun():  # the child must not run the caller's script again (it may lack the __main__ guard)
         process.start()
     theirs.close()  # the child's end: recv() then sees EOF if the child dies
     return Pretraining(out, log, process=process, conn=ours)
