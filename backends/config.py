@@ -116,6 +116,11 @@ def _hash_cache() -> Path:
     return Path(base) / "r1f" / "file-sha256.json"
 
 
+# What this process has hashed or read from the cache file, by the same key and stamp: a second eval or generate of
+# the same model in one process reads no file (the cache file holds every model this machine hashed).
+_seen_sha256: dict[str, list[Any]] = {}
+
+
 def _known_sha256(paths: list[Path]) -> list[str]:
     """`file_sha256` of each path, remembered per file by its path, size and modification time (nanoseconds), as
     `make` trusts them: a 100 GB model is read once, not on every generate and eval. A file rewritten in place gets
@@ -123,6 +128,12 @@ def _known_sha256(paths: list[Path]) -> list[str]:
     written once per call (only when something was hashed); one that cannot be read or written is ignored."""
     import json
 
+    stamps = []
+    for path in paths:
+        st = path.stat()
+        stamps.append((str(path.resolve()), [st.st_size, st.st_mtime_ns]))
+    if all((hit := _seen_sha256.get(key)) is not None and hit[:2] == stamp for key, stamp in stamps):
+        return [str(_seen_sha256[key][2]) for key, _ in stamps]
     cache_file = _hash_cache()
     try:
         known = json.loads(cache_file.read_text())
@@ -130,15 +141,14 @@ def _known_sha256(paths: list[Path]) -> list[str]:
     except (OSError, ValueError, AssertionError):
         known = {}
     digests, changed = [], False
-    for path in paths:
-        st = path.stat()
-        key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns]
+    for path, (key, stamp) in zip(paths, stamps):
         hit = known.get(key)
         if isinstance(hit, list) and len(hit) == 3 and hit[:2] == stamp:
             digests.append(str(hit[2]))
-            continue
-        digests.append(file_sha256(path))
-        known[key], changed = [*stamp, digests[-1]], True
+        else:
+            digests.append(file_sha256(path))
+            known[key], changed = [*stamp, digests[-1]], True
+        _seen_sha256[key] = [*stamp, digests[-1]]
     if changed:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
