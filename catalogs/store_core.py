@@ -472,12 +472,11 @@ def insert_new(con: duckdb.DuckDBPyConnection, table_name: str, table: Any, key:
     cols = ", ".join(table.column_names)
     keys = ", ".join(key)
     con.register("incoming", table)
-    # fetchall, not fetchone: the connection may go on to other work, which DuckDB refuses while a result is open.
-    ((before,),) = con.execute(f"SELECT count(*) FROM {table_name}").fetchall()
-    con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
-                f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1").fetchall()
-    ((after,),) = con.execute(f"SELECT count(*) FROM {table_name}").fetchall()
-    return int(after - before)
+    # DuckDB answers an INSERT with the rows it inserted, those ignored on a key conflict not counted. fetchall, not
+    # fetchone: the connection may go on to other work, which DuckDB refuses while a result is open.
+    ((added,),) = con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
+                              f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1").fetchall()
+    return int(added)
 
 
 # How DuckDB reports a Ctrl-C that landed inside one of its calls: a running query ends with `RuntimeError: Query
