@@ -116,6 +116,12 @@ def _hash_cache() -> Path:
     return Path(base) / "r1f" / "file-sha256.json"
 
 
+# The cache file's text as this process last parsed it, and what it parsed to. It holds every model file the
+# machine hashed (thousands of entries after a while: 7 ms to parse, for each eval or generate); reading and comparing
+# the text costs a fraction of that, and what is used is still exactly what the file holds.
+_parsed_cache: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
 def _known_sha256(paths: list[Path]) -> list[str]:
     """`file_sha256` of each path, remembered per file by its path, size and modification time (nanoseconds), as
     `make` trusts them: a 100 GB model is read once, not on every generate and eval. A file rewritten in place gets
@@ -125,8 +131,14 @@ def _known_sha256(paths: list[Path]) -> list[str]:
 
     cache_file = _hash_cache()
     try:
-        known = json.loads(cache_file.read_text())
-        assert isinstance(known, dict)
+        text = cache_file.read_text()
+        seen = _parsed_cache.get(str(cache_file))
+        if seen is not None and seen[0] == text:
+            known = dict(seen[1])
+        else:
+            known = json.loads(text)
+            assert isinstance(known, dict)
+            _parsed_cache[str(cache_file)] = (text, dict(known))
     except (OSError, ValueError, AssertionError):
         known = {}
     digests, changed = [], False

@@ -118,10 +118,17 @@ class VLLMBackend:
         params: list[Any] = []
         # For each engine request: (index of the ChatRequest, first sample index it fills)
         owners: list[int] = []
+        # The factory sends each sample of a prompt as a request of its own, all with the prompt's one messages list
+        # and extras: each is rendered (the chat template, a Jinja run) once, not once per sample.
+        # Keyed by identity: every request lives through the call, so no two live objects share an id.
+        rendered: dict[tuple[int, int], str] = {}
         for i, req in enumerate(requests):
             if req.n < 1:
                 raise ValueError(f"request {i} (key={req.key!r}): n={req.n}; n must be at least 1.")
-            text = self._prompt_text(req, i)
+            key = (id(req.messages), id(req.extra))
+            if key not in rendered:
+                rendered[key] = self._prompt_text(req, i)
+            text = rendered[key]
             if req.seeds is not None:
                 if len(req.seeds) != req.n:
                     raise ValueError(

@@ -19,9 +19,9 @@ from typing import Any
 
 import duckdb
 
-from .store_core import (SHARD_DIR, SHARD_ROW_GROUP, STAGING_DIR, CatalogCore, gen_meta_schema, text_schema,
-                         text_spans)
-from .store_verdicts import write_prompt_stats
+from .store_core import (SHARD_DIR, SHARD_ROW_GROUP, STAGING_DIR, CatalogCore, gen_meta_schema, insert_new,
+                         text_schema, text_spans)
+from .store_verdicts import VERDICT_KEY, verdicts_table, write_prompt_stats
 
 # A lease outlives its renewals by this much. On this host a holder is alive exactly while its process is;
 # the expiry only matters to a process on another host sharing the catalog folder.
@@ -276,13 +276,16 @@ class LeasesAndStaging(CatalogCore):
                         [time.time() + ttl_s, run_id, this_process().holder])
 
     def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None,
-                        stats: Sequence[dict[str, Any]] = ()) -> None:
-        """Give up this process's leases on the run (all of them, or these prompts'). `stats`: `prompt_stats` rows
-        written in the same transaction, before the leases go (one commit where two would cost twice)."""
+                        stats: Sequence[dict[str, Any]] = (), verdicts: Sequence[dict[str, Any]] = ()) -> None:
+        """Give up this process's leases on the run (all of them, or these prompts'). `verdicts` (as `add_verdicts`
+        takes them) and `stats` (`prompt_stats` rows) are written in the same transaction, before the leases go: the
+        end of a chunk is one commit where three would cost thrice."""
         import pyarrow as pa
 
         me = this_process()
-        with self.transaction() if stats else self.connect(write=True) as con:
+        with self.transaction() if stats or verdicts else self.connect(write=True) as con:
+            if verdicts:
+                insert_new(con, "verdicts", verdicts_table(verdicts), VERDICT_KEY)
             if stats:
                 write_prompt_stats(con, stats)
             if prompt_ids is None:

@@ -18,15 +18,7 @@ class VerdictsAndDecisions(CatalogCore):
     """Judges' verdicts, filters' decisions, and the sampling loop's per-prompt stats."""
 
     def add_verdicts(self, rows: Sequence[dict[str, Any]]) -> int:
-        import pyarrow as pa
-
-        table = pa.table({
-            "generation_id": [r["generation_id"] for r in rows], "judge": [r["judge"] for r in rows],
-            "judge_version": [str(r["judge_version"]) for r in rows],
-            "score": [None if r.get("score") is None else float(r["score"]) for r in rows],
-            "passed": [bool(r["passed"]) for r in rows], "reason": [r.get("reason") for r in rows],
-            "details": [canonical_json(r.get("details") or {}) for r in rows]})
-        return self._insert_new("verdicts", table, ["generation_id", "judge", "judge_version"])
+        return self._insert_new("verdicts", verdicts_table(rows), VERDICT_KEY)
 
     def add_filter_decisions(self, rows: Sequence[dict[str, Any]] | pl.DataFrame) -> int:
         """Insert decisions not recorded yet; returns how many were new. `rows` are dicts, or a polars
@@ -75,6 +67,21 @@ class VerdictsAndDecisions(CatalogCore):
             return
         with self.connect(write=True) as con:
             write_prompt_stats(con, rows)
+
+
+VERDICT_KEY = ["generation_id", "judge", "judge_version"]
+
+
+def verdicts_table(rows: Sequence[dict[str, Any]]) -> Any:  # pyarrow.Table
+    """Verdict rows (a judge's output, `normalise_verdict`'s shape) as the `verdicts` table's columns."""
+    import pyarrow as pa
+
+    return pa.table({
+        "generation_id": [r["generation_id"] for r in rows], "judge": [r["judge"] for r in rows],
+        "judge_version": [str(r["judge_version"]) for r in rows],
+        "score": [None if r.get("score") is None else float(r["score"]) for r in rows],
+        "passed": [bool(r["passed"]) for r in rows], "reason": [r.get("reason") for r in rows],
+        "details": [canonical_json(r.get("details") or {}) for r in rows]})
 
 
 def write_prompt_stats(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> None:

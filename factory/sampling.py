@@ -11,9 +11,9 @@ into chunks of `chunk_prompts`), because batching is what keeps an accelerator b
 are committed as the backend hands them over (its per-result callback), in batches of `commit_every`
 or once the oldest waiting one is `commit_interval_s` old, so a request that gives up, a Ctrl-C or a
 dead engine costs only what was not finished. Generations are committed first (they are what cost
-money), then judged, then the verdicts are committed. A sample without a verdict (killed between the
-two commits) is judged again on resume, from its stored text: judges are pure, so nothing is
-generated twice.
+money), then judged; the verdicts are committed with the chunk's prompt stats as its leases are given
+up (one transaction). A sample without a verdict (killed between the two commits) is judged again on
+resume, from its stored text: judges are pure, so nothing is generated twice.
 
 Several processes may work on one run: before each call, a process leases the chunk's prompts in the
 catalog and samples only those it got, rereading any another process sampled meanwhile. When all
@@ -69,7 +69,7 @@ class SamplingStore(Protocol):
     def renew_leases(self, run_id: str, ttl_s: float = ...) -> None: ...
 
     def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None,
-                        stats: Sequence[dict[str, Any]] = ...) -> None: ...
+                        stats: Sequence[dict[str, Any]] = ..., verdicts: Sequence[dict[str, Any]] = ...) -> None: ...
 
     # writes
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int: ...
@@ -388,6 +388,7 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
                 held = {}
                 for start in range(0, len(plan), size):
                     chunk, claimed = _claim(job, catalog, plan[start: start + size], held)
+                    verdicts: list[dict[str, Any]] = []  # the chunk's, committed as its leases go (`_let_go`)
                     try:
                         if chunk:
                             if job.before_work is not None and not prepared:
@@ -399,14 +400,14 @@ def run_sampling(job: SamplingJob, backend: Any, catalog: SamplingStore, progres
                                 log.info("round %d: %d prompts, %d samples", rounds, len(plan),
                                          sum(job.policy.plan(s.history())[0] for s in plan))
                             worked = True
-                            added = _run_chunk(job, lazy, catalog, chunk, counters, guard)
+                            added = _run_chunk(job, lazy, catalog, chunk, counters, guard, verdicts)
                             failed_calls = 0 if added else failed_calls + 1
                             if failed_calls >= job.max_failed_calls and not added:
                                 raise GenerationStopped(
                                     f"the backend returned no usable completions for {failed_calls} call(s) in a "
                                     f"row; everything finished so far is committed; {job.resume_hint}")
                     finally:
-                        _let_go(job, catalog, claimed, guard)
+                        _let_go(job, catalog, claimed, guard, verdicts)
                     if progress:
                         progress.update(prompts_done=finished(), accepted=total_accepted(),
                                         generated=total_samples(), new_tokens=counters.pop("new_tokens", 0),
@@ -493,15 +494,17 @@ def _claim(job: SamplingJob, catalog: SamplingStore, candidates: list[PromptStat
     return chunk, claimed
 
 
-def _let_go(job: SamplingJob, catalog: SamplingStore, claimed: list[PromptState], guard: StopGuard) -> None:
-    """Write the stats of leased prompts while we still hold them and give the leases up, in one transaction."""
+def _let_go(job: SamplingJob, catalog: SamplingStore, claimed: list[PromptState], guard: StopGuard,
+            verdicts: Sequence[dict[str, Any]] = ()) -> None:
+    """Write the chunk's verdicts and the stats of leased prompts while we still hold them, and give the leases up,
+    in one transaction."""
     if not claimed:
         return
     ids = [s.prompt_id for s in claimed]
     committed = False
     try:
         with guard.critical():
-            catalog.release_prompts(job.run_id, ids, stats=_stats_rows(job, claimed))
+            catalog.release_prompts(job.run_id, ids, stats=_stats_rows(job, claimed), verdicts=verdicts)
             committed = True
             for s in claimed:
                 s.stats_written = (len(s.passes), s.tokens)
@@ -509,7 +512,8 @@ def _let_go(job: SamplingJob, catalog: SamplingStore, claimed: list[PromptState]
         if not committed:  # the stats failed to commit: the leases go all the same, as they always have
             catalog.release_prompts(job.run_id, ids)
         for s in claimed:  # from now on another process may sample them
-            s.stale = job.policy.plan(s.history())[0] > 0
+            # Verdicts that failed to commit are in the histories here but not in the catalog: no stats from them.
+            s.stale = job.policy.plan(s.history())[0] > 0 or (not committed and bool(verdicts))
 
 
 def _refresh(job: SamplingJob, catalog: SamplingStore, moved: list[PromptState]) -> None:
@@ -597,7 +601,9 @@ def _accepts_on_result(backend: Any) -> bool:
 
 
 def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chunk: list[tuple[PromptState, list[int]]],
-               counters: dict[str, Any], guard: StopGuard) -> int:
+               counters: dict[str, Any], guard: StopGuard, verdicts: list[dict[str, Any]]) -> int:
+    """Ask the backend for the chunk's samples, commit them as they come and judge them. The verdicts go to
+    `verdicts`, for the caller to commit with the chunk's leases (`_let_go`)."""
     # One request per sample, not one per prompt with n: a backend reports a request as a whole, so a prompt's
     # samples would stand or fall together, and a sample served while its sibling failed would be paid twice.
     # Both backends send a seeded sample as a request of its own anyway, so batching is unchanged.
@@ -658,7 +664,7 @@ def _run_chunk(job: SamplingJob, lazy: _LazyBackend, catalog: SamplingStore, chu
         committer.flush()  # what finished is kept, whatever happened to the rest (a Ctrl-C included)
     committed = committer.committed
     try:
-        _judge_and_record(job, catalog, guard, committed)
+        _judge_and_record(job, committed, verdicts)
     except Exception:
         if failure is None:
             raise
@@ -683,14 +689,14 @@ def _generation_row(job: SamplingJob, state: PromptState, idx: int, seed: int, c
     }
 
 
-def _judge_and_record(job: SamplingJob, catalog: SamplingStore, guard: StopGuard,
-                      items: list[tuple[PromptState, dict[str, Any]]]) -> None:
+def _judge_and_record(job: SamplingJob, items: list[tuple[PromptState, dict[str, Any]]],
+                      verdicts: list[dict[str, Any]]) -> None:
+    """Judge committed samples into each prompt's history; their verdicts go to `verdicts`, to be committed."""
     if not items:
         return
     if job.judges:
-        verdicts, passed = _judge_all(job, items)
-        with guard.critical():
-            catalog.add_verdicts(verdicts)
+        made, passed = _judge_all(job, items)
+        verdicts.extend(made)
     else:
         passed = [True] * len(items)
     for (state, gen), ok in zip(items, passed):

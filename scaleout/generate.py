@@ -141,8 +141,9 @@ class ShardCatalog:
         pass
 
     def release_prompts(self, run_id: str, prompt_ids: Sequence[str] | None = None,
-                        stats: Sequence[dict[str, Any]] = ()) -> None:
-        self.set_prompt_stats(stats)  # the leases are the driver's: only the stats are the shard's
+                        stats: Sequence[dict[str, Any]] = (), verdicts: Sequence[dict[str, Any]] = ()) -> None:
+        self.add_verdicts(verdicts)  # the leases are the driver's: only the verdicts and stats are the shard's
+        self.set_prompt_stats(stats)
 
     # writes
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:
