@@ -205,6 +205,7 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
     with their ratios (a noisy machine moves both codes alike)."""
     cpu: dict[tuple[str, float], list[float]] = {}
     wall: dict[tuple[str, float], list[float]] = {}
+    peak: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (main, largest worker) MB
     for _ in range(repeat):
         for mb, catalog in catalogs.items():
             for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
@@ -216,6 +217,7 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
                                 env=env)
                 cpu.setdefault((tag, mb), []).append(r["cpu_s"])
                 wall.setdefault((tag, mb), []).append(r["wall_s"])
+                peak.setdefault((tag, mb), []).append((r["peak_main_mb"], r["peak_worker_mb"]))
                 shutil.rmtree(cat, ignore_errors=True)
 
     def med(xs: list[float]) -> float:
@@ -241,6 +243,9 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
               f"1M x 16 KB at the marginal rate: {16e3 * slope / 1000 / 60:.1f} CPU-minutes, "
               f"{minutes(slope):.1f} min on 2 fully used cores [{minutes(min(slopes[tag])):.1f} to "
               f"{minutes(max(slopes[tag])):.1f}]")
+        print(f"{'':<8}peak RSS (VmHWM), medians: " + "; ".join(
+            f"{mb:.0f} MB: main {med([p[0] for p in peak[(tag, mb)]]):.0f} MB, largest worker "
+            f"{med([p[1] for p in peak[(tag, mb)]]):.0f} MB" for mb in (small, big)))
     b, a = fig["before"], fig["after"]
     per_run = [x / y for x, y in zip(cpu[("after", big)], cpu[("before", big)])]
     print(f"after/before: CPU per MB x{a[0] / b[0]:.2f} [x{min(per_run):.2f} to x{max(per_run):.2f}], MB/s wall "

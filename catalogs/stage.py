@@ -27,6 +27,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .split import with_text_parts
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -47,7 +49,7 @@ class StageStore(Protocol):
                      marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
                      | None = None,
                      on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
-                     ) -> Iterator[pl.DataFrame]: ...
+                     text_parts: bool = True) -> Iterator[pl.DataFrame]: ...
 
 
 @dataclass(frozen=True)
@@ -164,18 +166,20 @@ def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count],
             if progress:
                 progress(s.name, 0, selected)
 
+    works = [(i, s.work) for i, s in enumerate(steps) if s.work is not None]
+    # Batches that may go to other processes come with their texts once (reasoning and answer as offsets into
+    # them); each side cuts the parts it needs (catalogs.split.with_text_parts).
     batches = catalog.iter_samples(marks=[(s.where, s.done, s.see_done) for s in steps], batch_rows=batch_rows,
-                                   on_marks=on_marks)
+                                   on_marks=on_marks, text_parts=not works or (workers == 1 and pool is None))
     first = next(batches, None)
     if first is None:
         return pool
-    works = [(i, s.work) for i, s in enumerate(steps) if s.work is not None]
     # Worker processes pay their start (imports, a model load) once; worth it beyond one batch only.
     if pool is None and workers > 1 and works and max(totals.values(), default=0) > batch_rows:
         import multiprocessing as mp
 
         # spawn, not fork: the parent holds polars' and DuckDB's threads
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=keep_freed_memory)
 
     def submit(batch: pl.DataFrame) -> Future[list[Any]] | list[Any]:
         jobs = [(w, f"_in_{i}") for i, w in works]
@@ -185,6 +189,7 @@ def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count],
             return pool.submit(_do_work, batch, jobs)
 
     def finish(batch: pl.DataFrame, results: list[Any]) -> None:
+        batch = with_text_parts(batch)
         by_step = dict(zip((i for i, _ in works), results))
         for i, s in enumerate(steps):
             sub = batch.filter(pl.col(f"_in_{i}"))
@@ -241,6 +246,35 @@ def main_not_rerun() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+# glibc's mallopt parameters (malloc.h); the values as benchmarks/bench_filter_path.py measured them best.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MALLOC_TUNING = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 64 << 20))
+
+
+def keep_freed_memory() -> None:
+    """Let glibc's malloc keep the memory a batch freed for the next batch (in the worker processes).
+
+    A batch of 1000 chains of thought allocates and frees arrays of 1-30 MB many times over. By default glibc
+    serves blocks of that size from fresh mappings (its mmap threshold only rises to a block's size after such
+    a block is freed) and hands freed heap tops back to the kernel beyond 128 KB, so each new array faults its
+    pages in again, zeroed: about a third of hygiene's CPU time and a quarter of dedup's went to the kernel.
+    A fixed mmap threshold of 32 MB (glibc's largest) and a heap that keeps up to 256 MB free at its top reuse
+    them; the peak stays that of one batch (bench_filter_path.py prints it at two corpus sizes). Environment
+    variables (MALLOC_MMAP_THRESHOLD_ ...) would do the same but only at a process' start; elsewhere than
+    glibc this does nothing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    for param, value in _MALLOC_TUNING:
+        mallopt(param, value)
+
+
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
@@ -253,6 +287,7 @@ def _do_work(batch: Any, jobs: list[tuple[Work, str]]) -> list[Any]:
     """Run each step's pure part on its rows of the batch (in a worker process, or here)."""
     import polars as pl
 
+    batch = with_text_parts(batch)
     out = []
     for work, col in jobs:
         key = (work.make, _freeze(work.args))
