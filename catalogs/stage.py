@@ -246,25 +246,34 @@ def main_not_rerun() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
-# glibc's mallopt parameters (malloc.h); the values as benchmarks/bench_filter_path.py measured them best.
+# glibc's mallopt parameters (malloc.h), and polars' jemalloc options: the values bench_filter_path.py measured best.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _MALLOC_TUNING = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 64 << 20))
+_JEMALLOC_CONF = "_RJEM_MALLOC_CONF"  # polars prepends its own defaults to it as it loads; the last option wins
+_POLARS_JEMALLOC_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # what polars 2.1 leaves in the environment
+_JEMALLOC_KEEP = "dirty_decay_ms:5000,muzzy_decay_ms:5000"
 
 
 def keep_freed_memory() -> None:
-    """Let glibc's malloc keep the memory a batch freed for the next batch (in the worker processes).
+    """Let this process keep the memory a batch freed for the next batch, instead of faulting it in again.
 
     A batch of 1000 chains of thought allocates and frees arrays of 1-30 MB many times over. By default glibc
-    serves blocks of that size from fresh mappings (its mmap threshold only rises to a block's size after such
-    a block is freed) and hands freed heap tops back to the kernel beyond 128 KB, so each new array faults its
-    pages in again, zeroed: about a third of hygiene's CPU time and a quarter of dedup's went to the kernel.
-    A fixed mmap threshold of 32 MB (glibc's largest) and a heap that keeps up to 256 MB free at its top reuse
-    them; the peak stays that of one batch (bench_filter_path.py prints it at two corpus sizes). Environment
-    variables (MALLOC_MMAP_THRESHOLD_ ...) would do the same but only at a process' start; elsewhere than
-    glibc this does nothing."""
+    serves blocks of that size from fresh mappings (its mmap threshold rises to a block's size only after such a
+    block is freed) and hands a freed heap top back to the kernel beyond 128 KB, and polars' jemalloc hands
+    freed pages back within a fraction of a second: each new array then faults its pages in again, zeroed, and
+    the kernel's share was a third of the workers' CPU time in hygiene. A fixed mmap threshold of 32 MB (glibc's
+    largest), a heap that keeps up to 256 MB free at its top, and jemalloc pages kept 5 s reuse them; the peak
+    stays that of one batch (bench_filter_path.py prints it for both codes). jemalloc reads its options as
+    polars loads, so they apply in a worker process that calls this first (its initializer); options the user
+    set win. Elsewhere than glibc the mallopt part does nothing."""
     import ctypes
     import ctypes.util
+    import os
 
+    # in a fresh process, before polars loads; a value other than polars' default (inherited from a parent that
+    # imported polars) is the user's, and stays
+    if "polars" not in sys.modules and os.environ.get(_JEMALLOC_CONF) in (None, _POLARS_JEMALLOC_DEFAULT):
+        os.environ[_JEMALLOC_CONF] = _JEMALLOC_KEEP
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
