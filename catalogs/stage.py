@@ -270,9 +270,10 @@ def keep_freed_memory() -> None:
     import ctypes.util
     import os
 
-    # in a fresh process, before polars loads; a value other than polars' default (inherited from a parent that
-    # imported polars) is the user's, and stays
-    if "polars" not in sys.modules and os.environ.get(_JEMALLOC_CONF) in (None, _POLARS_JEMALLOC_DEFAULT):
+    # In a fresh process, before polars loads. Polars' default, once or more (inherited from parents that imported
+    # polars), is not the user's choice; anything else is, and stays.
+    inherited = os.environ.get(_JEMALLOC_CONF, "")
+    if "polars" not in sys.modules and set(inherited.split(",")) <= {"", *_POLARS_JEMALLOC_DEFAULT.split(",")}:
         os.environ[_JEMALLOC_CONF] = _JEMALLOC_KEEP
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
