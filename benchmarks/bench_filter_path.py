@@ -140,11 +140,11 @@ class TreeWatch:
         self._thread.join()
 
 
-def run_command(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+def run_command(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
     """Run a command; its wall time, the tree's CPU seconds and peak RSS (the largest process, and the sum)."""
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:  # files: a pipe could fill
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, env=env, cwd=cwd)
         watch = TreeWatch(proc.pid)
         # wait4: the child's exact CPU time, which includes its children it waited for
         _, status, ru = os.wait4(proc.pid, 0)
@@ -213,8 +213,10 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
                 shutil.rmtree(cat, ignore_errors=True)
                 shutil.copytree(catalog, cat)
                 env = dict(os.environ, PYTHONPATH=str(code))
-                r = run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat), "--json"],
-                                env=env)
+                # in the code's own folder: `python -m` puts the working folder before PYTHONPATH on sys.path, so
+                # from this checkout both runs would import this code
+                r = run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat.resolve()),
+                                 "--json"], env=env, cwd=code)
                 cpu.setdefault((tag, mb), []).append(r["cpu_s"])
                 wall.setdefault((tag, mb), []).append(r["wall_s"])
                 peak.setdefault((tag, mb), []).append((r["peak_main_mb"], r["peak_worker_mb"]))
