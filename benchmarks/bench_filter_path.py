@@ -140,11 +140,11 @@ class TreeWatch:
         self._thread.join()
 
 
-def run_command(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+def run_command(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
     """Run a command; its wall time, the tree's CPU seconds and peak RSS (the largest process, and the sum)."""
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:  # files: a pipe could fill
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, env=env, cwd=cwd)
         watch = TreeWatch(proc.pid)
         # wait4: the child's exact CPU time, which includes its children it waited for
         _, status, ru = os.wait4(proc.pid, 0)
@@ -205,6 +205,7 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
     with their ratios (a noisy machine moves both codes alike)."""
     cpu: dict[tuple[str, float], list[float]] = {}
     wall: dict[tuple[str, float], list[float]] = {}
+    peak: dict[tuple[str, float], list[tuple[float, float]]] = {}  # (main, largest worker) MB
     for _ in range(repeat):
         for mb, catalog in catalogs.items():
             for tag, code in (("before", baseline.resolve()), ("after", ROOT)):
@@ -212,10 +213,13 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
                 shutil.rmtree(cat, ignore_errors=True)
                 shutil.copytree(catalog, cat)
                 env = dict(os.environ, PYTHONPATH=str(code))
-                r = run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat), "--json"],
-                                env=env)
+                # in the code's own folder: `python -m` puts the working folder before PYTHONPATH on sys.path, so
+                # from this checkout both runs would import this code
+                r = run_command([sys.executable, "-m", "r1f", "filter", str(RECIPE), "--catalog", str(cat.resolve()),
+                                 "--json"], env=env, cwd=code)
                 cpu.setdefault((tag, mb), []).append(r["cpu_s"])
                 wall.setdefault((tag, mb), []).append(r["wall_s"])
+                peak.setdefault((tag, mb), []).append((r["peak_main_mb"], r["peak_worker_mb"]))
                 shutil.rmtree(cat, ignore_errors=True)
 
     def med(xs: list[float]) -> float:
@@ -241,6 +245,9 @@ def before_after(catalogs: dict[float, Path], baseline: Path, repeat: int, work:
               f"1M x 16 KB at the marginal rate: {16e3 * slope / 1000 / 60:.1f} CPU-minutes, "
               f"{minutes(slope):.1f} min on 2 fully used cores [{minutes(min(slopes[tag])):.1f} to "
               f"{minutes(max(slopes[tag])):.1f}]")
+        print(f"{'':<8}peak RSS (VmHWM), medians: " + "; ".join(
+            f"{mb:.0f} MB: main {med([p[0] for p in peak[(tag, mb)]]):.0f} MB, largest worker "
+            f"{med([p[1] for p in peak[(tag, mb)]]):.0f} MB" for mb in (small, big)))
     b, a = fig["before"], fig["after"]
     per_run = [x / y for x, y in zip(cpu[("after", big)], cpu[("before", big)])]
     print(f"after/before: CPU per MB x{a[0] / b[0]:.2f} [x{min(per_run):.2f} to x{max(per_run):.2f}], MB/s wall "

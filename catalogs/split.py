@@ -6,6 +6,10 @@ prompt), `|special_token|reasoning|special_token|summary`, `<answer>…</answer>
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -107,3 +111,20 @@ def _split_by_markers(text: str, markers: Markers) -> tuple[str | None, str]:
     if start == end:
         return _split_same_marker(text, end)
     return _split_pair(text, start, end)
+
+
+# A stored generation's parts, as code-point offsets into its text (the shards' r_start, r_end, a_start).
+TEXT_OFFSETS = ("r_start", "r_end", "a_start")
+
+
+def with_text_parts(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with `reasoning` and `answer` cut from `text` at its TEXT_OFFSETS columns, which it drops; a frame
+    without them is returned as it is. The texts of a batch travel to worker processes once this way: the
+    sliced columns cost several times the text's own column to pickle."""
+    import polars as pl
+
+    if TEXT_OFFSETS[0] not in frame.columns:
+        return frame
+    r_start, r_end, a_start = (pl.col(c) for c in TEXT_OFFSETS)
+    return frame.with_columns(reasoning=pl.col("text").str.slice(r_start, r_end - r_start),
+                              answer=pl.col("text").str.slice(a_start)).drop(*TEXT_OFFSETS)

@@ -27,6 +27,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .split import with_text_parts
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -47,7 +49,7 @@ class StageStore(Protocol):
                      marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
                      | None = None,
                      on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
-                     ) -> Iterator[pl.DataFrame]: ...
+                     text_parts: bool = True) -> Iterator[pl.DataFrame]: ...
 
 
 @dataclass(frozen=True)
@@ -164,18 +166,20 @@ def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count],
             if progress:
                 progress(s.name, 0, selected)
 
+    works = [(i, s.work) for i, s in enumerate(steps) if s.work is not None]
+    # Batches that may go to other processes come with their texts once (reasoning and answer as offsets into
+    # them); each side cuts the parts it needs (catalogs.split.with_text_parts).
     batches = catalog.iter_samples(marks=[(s.where, s.done, s.see_done) for s in steps], batch_rows=batch_rows,
-                                   on_marks=on_marks)
+                                   on_marks=on_marks, text_parts=not works or (workers == 1 and pool is None))
     first = next(batches, None)
     if first is None:
         return pool
-    works = [(i, s.work) for i, s in enumerate(steps) if s.work is not None]
     # Worker processes pay their start (imports, a model load) once; worth it beyond one batch only.
     if pool is None and workers > 1 and works and max(totals.values(), default=0) > batch_rows:
         import multiprocessing as mp
 
         # spawn, not fork: the parent holds polars' and DuckDB's threads
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=keep_freed_memory)
 
     def submit(batch: pl.DataFrame) -> Future[list[Any]] | list[Any]:
         jobs = [(w, f"_in_{i}") for i, w in works]
@@ -185,6 +189,7 @@ def _run_pass(catalog: StageStore, steps: list[Step], counts: dict[str, _Count],
             return pool.submit(_do_work, batch, jobs)
 
     def finish(batch: pl.DataFrame, results: list[Any]) -> None:
+        batch = with_text_parts(batch)
         by_step = dict(zip((i for i, _ in works), results))
         for i, s in enumerate(steps):
             sub = batch.filter(pl.col(f"_in_{i}"))
@@ -241,6 +246,45 @@ def main_not_rerun() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+# glibc's mallopt parameters (malloc.h), and polars' jemalloc options: the values bench_filter_path.py measured best.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MALLOC_TUNING = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 256 << 20), (_M_TOP_PAD, 64 << 20))
+_JEMALLOC_CONF = "_RJEM_MALLOC_CONF"  # polars prepends its own defaults to it as it loads; the last option wins
+_POLARS_JEMALLOC_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"  # what polars 2.1 leaves in the environment
+_JEMALLOC_KEEP = "dirty_decay_ms:5000,muzzy_decay_ms:5000"
+
+
+def keep_freed_memory() -> None:
+    """Let this process keep the memory a batch freed for the next batch, instead of faulting it in again.
+
+    A batch of 1000 chains of thought allocates and frees arrays of 1-30 MB many times over. By default glibc
+    serves blocks of that size from fresh mappings (its mmap threshold rises to a block's size only after such a
+    block is freed) and hands a freed heap top back to the kernel beyond 128 KB, and polars' jemalloc hands
+    freed pages back within a fraction of a second: each new array then faults its pages in again, zeroed, and
+    the kernel's share was a third of the workers' CPU time in hygiene. A fixed mmap threshold of 32 MB (glibc's
+    largest), a heap that keeps up to 256 MB free at its top, and jemalloc pages kept 5 s reuse them; the peak
+    stays that of one batch (bench_filter_path.py prints it for both codes). jemalloc reads its options as
+    polars loads, so they apply in a worker process that calls this first (its initializer); options the user
+    set win. Elsewhere than glibc the mallopt part does nothing."""
+    import ctypes
+    import ctypes.util
+    import os
+
+    # In a fresh process, before polars loads. Polars' default, once or more (inherited from parents that imported
+    # polars), is not the user's choice; anything else is, and stays.
+    inherited = os.environ.get(_JEMALLOC_CONF, "")
+    if "polars" not in sys.modules and set(inherited.split(",")) <= {"", *_POLARS_JEMALLOC_DEFAULT.split(",")}:
+        os.environ[_JEMALLOC_CONF] = _JEMALLOC_KEEP
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    for param, value in _MALLOC_TUNING:
+        mallopt(param, value)
+
+
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
@@ -253,6 +297,7 @@ def _do_work(batch: Any, jobs: list[tuple[Work, str]]) -> list[Any]:
     """Run each step's pure part on its rows of the batch (in a worker process, or here)."""
     import polars as pl
 
+    batch = with_text_parts(batch)
     out = []
     for work, col in jobs:
         key = (work.make, _freeze(work.args))

@@ -13,6 +13,7 @@ import duckdb
 from .errors import CatalogError
 from .ids import canonical_json
 from .ids import run_id as make_run_id
+from .split import with_text_parts
 from .store_core import SHARD_DIR, CatalogCore, code_version, query_frame, sql_literal
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class PromptsAndGenerations(CatalogCore):
                      marks: Sequence[tuple[str | Sequence[str | None] | None, tuple[str, ...] | None, bool]]
                      | None = None,
                      on_marks: Callable[[list[tuple[int, int]]], None] | None = None,
-                     ) -> Iterator[pl.DataFrame]:
+                     text_parts: bool = True) -> Iterator[pl.DataFrame]:
         """Stream generations with their prompt's fields in catalog order (shard, row), holding no lock between
         batches.
 
@@ -142,7 +143,8 @@ class PromptsAndGenerations(CatalogCore):
         new) counts per mark.
         Each batch has generation_id, prompt_id, run_id, sample_index, finish_reason, completion_tokens,
         text, reasoning, answer, and the prompt's source, problem, reference (its answer), tests, kind,
-        domain, language, messages.
+        domain, language, messages. With `text_parts=False`, the batches carry the offsets of reasoning and answer
+        in text instead (catalogs.split.TEXT_OFFSETS; `with_text_parts` cuts them): for batches sent elsewhere.
         """
         import polars as pl
 
@@ -186,7 +188,7 @@ class PromptsAndGenerations(CatalogCore):
         held: list[Any] = []
         held_rows = 0
         for batch in self._read_selected(pending.select("shard", "shard_row", *mark_cols),
-                                         max(batch_rows, 4096)):
+                                         max(batch_rows, 4096), text_parts):
             held.append(batch)
             held_rows += batch.height
             while held_rows >= batch_rows:
@@ -197,7 +199,7 @@ class PromptsAndGenerations(CatalogCore):
         if held_rows:
             yield pl.concat(held) if len(held) > 1 else held[0]
 
-    def _read_selected(self, pending: Any, chunk_rows: int) -> Iterator[Any]:
+    def _read_selected(self, pending: Any, chunk_rows: int, text_parts: bool = True) -> Iterator[Any]:
         """Texts and prompt fields of `pending` (shard, shard_row, then extra columns; sorted), in order, a
         chunk of rows at a time: one brief catalog read per chunk, each shard's needed row groups read once."""
         import numpy as np
@@ -228,9 +230,8 @@ class PromptsAndGenerations(CatalogCore):
                 local = wanted - bounds[group_of] + starts[np.searchsorted(groups, group_of)]
                 texts = pl.from_arrow(table.take(pa.array(local, pa.int64())))
                 assert isinstance(texts, pl.DataFrame)
-                texts = texts.with_columns(
-                    reasoning=pl.col("text").str.slice(pl.col("r_start"), pl.col("r_end") - pl.col("r_start")),
-                    answer=pl.col("text").str.slice(pl.col("a_start"))).drop("r_start", "r_end", "a_start")
+                if text_parts:
+                    texts = with_text_parts(texts)
                 # texts are in the order of `rows` (shard-row order): joining onto them keeps catalog order
                 texts = texts.hstack(rows.drop("shard"))
                 yield (texts.join(by_shard[(str(shard),)], on="shard_row", how="inner", maintain_order="left")

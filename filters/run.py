@@ -15,7 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from catalogs.ids import canonical_json
 from catalogs.recipes import Strict, recipe_file_of, resolve_paths, validate_nested
-from catalogs.stage import StageStore, Step, Work, run_steps
+from catalogs.stage import StageStore, Step, Work, keep_freed_memory, run_steps
 from filters.registry import FILTERS, get_filter, make_filter, params_hash, resolve_params
 
 
@@ -72,6 +72,7 @@ def filter_catalog(catalog: FilterStore, recipe: FilterRecipe,
         resolve_params(step.name, step.params)
     catalog.require_generations("filter")
     steps = [_stage_step(step, recipe) for step in recipe.filters]  # bad benchmark files fail here, too
+    keep_freed_memory()  # this process reads, pickles and dedups batch after batch, as the workers filter them
     done = run_steps(catalog, steps, write=lambda frames: catalog.add_filter_decisions(pl.concat(frames)),
                      batch_rows=recipe.batch_rows, progress=progress, workers=recipe.workers,
                      flush_rows=recipe.flush_rows, flush_s=30.0, executor=executor)
