@@ -82,13 +82,28 @@ def _tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
-def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0, sig: int = signal.SIGTERM) -> None:
-    """Send `sig` (SIGTERM) to the process group the server leads (it spawns an engine core), SIGKILL if it
-    lingers."""
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM the process group the server leads (it spawns an engine core), SIGKILL if it lingers."""
+    stop_process_groups([(proc, signal.SIGTERM)], timeout_s)
+
+
+def stop_process_groups(procs: list[tuple[subprocess.Popen, int]], timeout_s: float) -> None:
+    """Send each process group its signal, all at once; SIGKILL the groups still there `timeout_s` later."""
+    for proc, sig in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout_s
+    for proc, _ in procs:
+        _wait_or_kill(proc, max(0.1, deadline - time.monotonic()))
+
+
+def _wait_or_kill(proc: subprocess.Popen, timeout_s: float) -> None:
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, sig)
         proc.wait(timeout=timeout_s)
     except (subprocess.TimeoutExpired, ProcessLookupError):
         try:
