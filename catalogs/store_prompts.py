@@ -212,12 +212,29 @@ class PromptsAndGenerations(CatalogCore):
                                 for c in self.SAMPLE_PROMPT_COLUMNS)
         for start in range(0, pending.height, chunk_rows):
             chunk = pending.slice(start, chunk_rows)
-            shards = chunk["shard"].unique(maintain_order=True).cast(pl.String).to_list()
+            wanted_rows = chunk.select(pl.col("shard").cast(pl.String), "shard_row")
+            # Each shard's rows of the chunk lie in one span of shard_row (pending is sorted): the spans are read
+            # (DuckDB skips the rest by its min/max zones), then narrowed to the wanted rows here.
+            spans = wanted_rows.group_by("shard", maintain_order=True).agg(
+                pl.col("shard_row").min().alias("lo"), pl.col("shard_row").max().alias("hi"))
+            in_spans = " OR ".join(f"(g.shard = {sql_literal(s)} AND g.shard_row BETWEEN {lo} AND {hi})"
+                                   for s, lo, hi in spans.iter_rows())
             with self.connect() as con:  # the prompt fields of this chunk's rows, in one brief read
-                con.register("wanted", chunk.select(pl.col("shard").cast(pl.String), "shard_row").to_arrow())
-                fields = con.sql(f"SELECT {meta_cols}, {prompt_cols} FROM generation_meta g "
-                                 f"SEMI JOIN wanted USING (shard, shard_row) JOIN prompts p USING (prompt_id) "
-                                 f"WHERE g.shard IN ({', '.join(sql_literal(x) for x in shards)})").pl()
+                meta = con.sql(f"SELECT {meta_cols} FROM generation_meta g WHERE {in_spans}").pl().join(
+                    wanted_rows, on=["shard", "shard_row"], how="semi", maintain_order="left")
+                ids = meta["prompt_id"].unique(maintain_order=True).to_list()
+                # The prompts by their key, as a list of constants, which DuckDB looks up in the primary-key
+                # index (told that a chunk's worth of keys is few enough). A join scans the whole prompts table
+                # for every chunk, its CPU and the blocks it caches growing with the catalog: on a catalog of 1M
+                # prompts, reading 20 chunks took 9.3 s and peaked at 1.2 GB that way, 4.4 s and 0.6 GB this way.
+                # In a small catalog the scan is cheaper, by up to ~0.1 s a chunk of 4,096; flat wins.
+                con.execute(f"SET index_scan_max_count = {max(2048, len(ids))}")
+                try:
+                    prompts = con.sql(f"SELECT p.prompt_id, {prompt_cols} FROM prompts p WHERE p.prompt_id IN "
+                                      f"({', '.join(sql_literal(x) for x in ids) or 'NULL'})").pl()
+                finally:
+                    con.execute("RESET index_scan_max_count")  # a setting of this process' whole DuckDB
+            fields = meta.join(prompts, on="prompt_id", how="inner", maintain_order="left")
             by_shard = fields.partition_by("shard", as_dict=True, include_key=False)
             for (shard,), rows in chunk.group_by("shard", maintain_order=True):
                 wanted = rows["shard_row"].to_numpy()

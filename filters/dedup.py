@@ -19,7 +19,8 @@ The outcome does not depend on where the batch boundaries fall.
 
 Memory: per kept unit, `num_perm` 16-bit signature values (the low bits of each minimum; the
 Jaccard estimate stays unbiased to 1/65536), `bands` 64-bit LSH keys and one exact key, held in
-sorted numpy runs (no per-document Python objects except the kept generation_id).
+sorted numpy runs (no per-document Python objects except the kept generation_id). The runs and the
+signature blocks grow without copying the whole (MAX_RUN, SIG_BLOCK_ROWS): the peak stays near the size.
 
 Why our own MinHash/LSH rather than rensa or datasketch (benchmarks/bench_dedup.py, 20k synthetic
 CoTs of ~3 kB, planted pairs, one run): rensa's documented path (RMinHash.from_token_sets +
@@ -34,7 +35,7 @@ its matrix as a buffer.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -77,14 +78,24 @@ class DedupParams(FilterParams):
         return self
 
 
+# Entries in one merged run of a _KeyStore (64 MB of keys and values): a merge never holds more than about twice
+# that at once, so the index's peak stays near its size, while a lookup searches a run more per 4M entries.
+MAX_RUN = 1 << 22
+# Signatures are kept in blocks of this many rows (2 MB at 128 values): the store grows a block at a time and is
+# never copied, where doubling one array held both copies at once.
+SIG_BLOCK_ROWS = 1 << 13
+
+
 class _KeyStore:
-    """uint64 key -> int64 value, append-only, as sorted runs merged geometrically (an LSM tree).
+    """uint64 key -> int64 value, append-only, as sorted runs merged geometrically (an LSM tree) up to `max_run`
+    entries a run.
 
     `lookup` returns the value of the earliest added entry with that key, or -1.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_run: int = MAX_RUN) -> None:
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.max_run = max_run
 
     def __len__(self) -> int:
         return sum(len(k) for k, _ in self.runs)
@@ -98,11 +109,10 @@ class _KeyStore:
             return
         o = np.argsort(keys, kind="stable")
         self.runs.append((keys[o], vals[o]))
-        while len(self.runs) >= 2 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+        while len(self.runs) >= 2 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]) and \
+                len(self.runs[-2][0]) + len(self.runs[-1][0]) <= self.max_run:
             (k1, v1), (k2, v2) = self.runs[-2], self.runs[-1]
-            k, v = np.concatenate([k1, k2]), np.concatenate([v1, v2])
-            o = np.argsort(k, kind="stable")  # older entries first among equal keys
-            self.runs[-2:] = [(k[o], v[o])]
+            self.runs[-2:] = [_merge(k1, v1, k2, v2)]
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         out = np.full(len(keys), -1, dtype=np.int64)
@@ -116,6 +126,44 @@ class _KeyStore:
             hit = (pos < len(k)) & (k[pos_c] == q)
             out[todo[hit]] = v[pos_c[hit]]
         return out
+
+
+def _merge(k1: np.ndarray, v1: np.ndarray, k2: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs as one, the older run's (k1's) entries first among equal keys: each newer entry goes after
+    the older keys up to its own, in its order. No sort, and no index array the size of the whole."""
+    at = np.searchsorted(k1, k2, side="right") + np.arange(len(k2))
+    older = np.ones(len(k1) + len(k2), dtype=bool)
+    older[at] = False
+    k, v = np.empty(len(older), dtype=k1.dtype), np.empty(len(older), dtype=v1.dtype)
+    k[at], v[at] = k2, v2
+    k[older], v[older] = k1, v1
+    return k, v
+
+
+class _SigStore:
+    """Signature rows by kept index, in blocks of `block_rows` (see SIG_BLOCK_ROWS)."""
+
+    def __init__(self, width: int, block_rows: int = SIG_BLOCK_ROWS) -> None:
+        self.width, self.block_rows = width, block_rows
+        self.blocks: list[np.ndarray] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.blocks)
+
+    def put(self, start: int, rows: np.ndarray) -> None:
+        """Rows start, start + 1, ... (each row once, in order of kept index)."""
+        done = 0
+        while done < len(rows):
+            b, o = divmod(start + done, self.block_rows)
+            while len(self.blocks) <= b:
+                self.blocks.append(np.zeros((self.block_rows, self.width), dtype=np.uint16))
+            n = min(len(rows) - done, self.block_rows - o)
+            self.blocks[b][o:o + n] = rows[done:done + n]
+            done += n
+
+    def get(self, ids: Sequence[int]) -> np.ndarray:
+        return np.stack([self.blocks[i // self.block_rows][i % self.block_rows] for i in ids])
 
 
 def minhash(texts: pl.Series | tuple[np.ndarray, np.ndarray], num_perm: int, ngram: int, seed: int
@@ -216,7 +264,7 @@ class DedupIndex:
         p = self.params
         self.exact = _KeyStore()
         self.bands = _KeyStore()
-        self._sigs = np.zeros((1024, p.num_perm), dtype=np.uint16)  # [kept, num_perm], grown by doubling
+        self._sigs = _SigStore(p.num_perm)  # [kept, num_perm]
         self.kept_ids: list[str] = []  # representative index -> its generation_id
         self.kept_units: list[str] = []  # representative index -> its prompt_id (field "problem" only)
         self.unit_decision: dict[str, tuple[int, str, float | None]] = {}  # prompt_id -> (rep, kind, jaccard)
@@ -232,14 +280,6 @@ class DedupIndex:
     @property
     def nbytes(self) -> int:
         return self.exact.nbytes + self.bands.nbytes + self._sigs.nbytes
-
-    def _store_sigs(self, start: int, block: np.ndarray) -> None:
-        need = start + len(block)
-        if need > len(self._sigs):
-            grown = np.zeros((max(need, 2 * len(self._sigs)), self._sigs.shape[1]), dtype=np.uint16)
-            grown[:start] = self._sigs[:start]
-            self._sigs = grown
-        self._sigs[start:need] = block
 
     def apply(self, batch: Any, features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
               ) -> pl.DataFrame:
@@ -319,7 +359,7 @@ class DedupIndex:
                 if has_found[j]:
                     cl = sorted({int(c) for c in found[j] if c >= 0})
                     # count / num_perm: the float np.mean gives (a sum of ones is exact), at a third of its cost
-                    est = np.count_nonzero(self._sigs[np.array(cl)] == sig16[j], axis=1) / p.num_perm
+                    est = np.count_nonzero(self._sigs.get(cl) == sig16[j], axis=1) / p.num_perm
                     for c, e in zip(cl, est):
                         if e >= p.threshold and e > best_j:
                             best, best_j = c, float(e)
@@ -349,7 +389,7 @@ class DedupIndex:
             kp = kl[present[kl]]
             kids = base + np.searchsorted(kl, kp)
             self.bands.add(keys[kp].ravel(), np.repeat(kids, p.bands))
-            self._store_sigs(base, sig16[kl])
+            self._sigs.put(base, sig16[kl])
         self.kept_ids.extend(gids[j] for j in kept_local)
         if by_prompt:
             self.kept_units.extend(unit_list[int(rows[j])] for j in kept_local)

@@ -154,3 +154,35 @@ def test_token_hashes_memo_is_keyed_on_content() -> None:
     assert n1.tolist() == n2.tolist() == [3, 1]
     assert a1[:3].tolist() == a2[:3].tolist() and a1[3] != a2[3]
     assert a3.tolist() == a1.tolist()
+
+
+def test_key_store_runs_stop_merging_at_their_cap_and_keep_the_earliest_value() -> None:
+    """Runs capped at 8 entries: many adds leave several runs, none above the cap, and every key still answers
+    with the value it was first added with, as one merged run would."""
+    rng = np.random.default_rng(0)
+    ks = _KeyStore(max_run=8)
+    first: dict[int, int] = {}
+    value = 0
+    for _ in range(40):
+        keys = rng.integers(0, 30, size=int(rng.integers(1, 4))).astype(np.uint64)
+        vals = np.arange(value, value + len(keys))
+        value += len(keys)
+        for k, v in zip(keys.tolist(), vals.tolist()):
+            first.setdefault(k, v)
+        ks.add(keys, vals)
+    assert len(ks.runs) > 1 and max(len(k) for k, _ in ks.runs) <= 8 and len(ks) == value
+    for k, _ in ks.runs:
+        assert (np.diff(k.astype(np.int64)) >= 0).all()
+    probe = np.arange(35, dtype=np.uint64)
+    assert ks.lookup(probe).tolist() == [first.get(k, -1) for k in range(35)]
+
+
+def test_signatures_stored_across_blocks_read_back_by_kept_index() -> None:
+    from filters.dedup import _SigStore
+
+    store = _SigStore(width=3, block_rows=4)
+    rows = np.arange(30, dtype=np.uint16).reshape(10, 3)
+    store.put(0, rows[:3])
+    store.put(3, rows[3:10])  # spans blocks 0, 1 and 2
+    assert len(store.blocks) == 3
+    assert store.get([9, 0, 4, 3]).tolist() == rows[[9, 0, 4, 3]].tolist()
