@@ -13,7 +13,7 @@ the catalog (`SCORES_SQL`), which anyone can rerun with `r1f sql`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,7 +23,6 @@ from training.recipe import EvalRecipe, load_recipe
 
 if TYPE_CHECKING:
     import duckdb
-    import polars as pl
 
     from catalogs.store import Catalog
 
@@ -33,13 +32,14 @@ ANSWER_METHOD = "math_verify:1"
 
 
 class EvalStore(Protocol):
-    """What scoring an eval needs of the catalog: the benchmarks' prompts, reads, and the answer classes. The
+    """What scoring an eval needs of the catalog: the benchmarks' prompts, reads (the generations' texts from their
+    shards), and the answer classes. The
     eval run itself (`run_eval`) takes the whole `Catalog`: it ingests the benchmarks and samples."""
 
-    def prompts(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
-                ) -> pl.DataFrame: ...
+    def prompt_rows(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
+                    ) -> list[dict[str, Any]]: ...
 
-    def reader(self, *, views: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def shard_files(self, names: Iterable[str]) -> list[Path]: ...
 
     def connect(self, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
@@ -104,22 +104,35 @@ def _check(recipe: EvalRecipe) -> None:
                           f"model folder or a Hub id")
 
 
-def ingest_benchmarks(catalog: Catalog, recipe: EvalRecipe) -> None:
+def ingest_benchmarks(catalog: Catalog, recipe: EvalRecipe, run: dict[str, Any] | None = None) -> str | None:
+    """Ingest the recipe's benchmarks. `run`: the eval run's params, recorded in the last benchmark's transaction
+    (one commit for both); returns its id."""
     from catalogs.ingest import IngestOptions, ingest
 
-    for b in recipe.benchmarks:
+    rid: str | None = None
+
+    def add_run(con: duckdb.DuckDBPyConnection) -> None:
+        nonlocal rid
+        assert run is not None
+        rid = catalog.add_run(run, con=con)
+
+    for i, b in enumerate(recipe.benchmarks):
         path = recipe.resolve(b.file)
         assert path is not None  # resolve gives None for None only, and `file` is required
+        last = i == len(recipe.benchmarks) - 1
         ingest(catalog, path, IngestOptions(source=bench_source(b.name), rename=dict(b.rename),
                                             kind="reasoning", choices=tuple(b.choices),
-                                            shuffle_choices=b.shuffle_choices))
+                                            shuffle_choices=b.shuffle_choices),
+               also=add_run if run is not None and last else None)
+    if run is not None and rid is None:  # no benchmark (a recipe needs one; kept right all the same)
+        rid = catalog.add_run(run)
+    return rid
 
 
 def _prompts(catalog: EvalStore, recipe: EvalRecipe) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for b in recipe.benchmarks:
-        df = catalog.prompts(source=bench_source(b.name), limit=b.limit)
-        out.extend(df.to_dicts())
+        out.extend(catalog.prompt_rows(source=bench_source(b.name), limit=b.limit))
     return out
 
 
@@ -144,9 +157,9 @@ def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, 
     # commits and verdicts; the answer classes and scores. The file is given back around the model's load, calls and
     # close, and around another engine's sampling.
     with catalog.held():
-        ingest_benchmarks(catalog, recipe)
+        run_id = ingest_benchmarks(catalog, recipe, params)
+        assert run_id is not None
         prompts = _prompts(catalog, recipe)
-        run_id = catalog.add_run(params)
         resume_hint = f"rerun the same `r1f eval {recipe_path}` command to resume"
         label = recipe.name or "eval"
         if sampler is not None:
@@ -212,30 +225,46 @@ def answer_classes(answers: list[str | None], known: Sequence[str] = ()) -> list
 
 def store_answer_classes(catalog: EvalStore, run_id: str, judge: str) -> int:
     """Compute and store the answer class of each of the run's generations that has none yet."""
+    import pyarrow as pa
+
     from judges.math_accuracy import last_boxed
 
-    with catalog.reader(views=["generations", "generation_meta", "eval_answers"]) as con:
+    # One read of the run's generations, each with its class if it has one; then the texts of those without, read from
+    # the shards that hold them (the reader's `generations` view would read every shard of the catalog).
+    with catalog.connect() as con:
         rows = con.execute(
-            "SELECT g.generation_id, g.prompt_id, g.sample_index, g.text, g.answer FROM generations g "
-            "ANTI JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? ORDER BY prompt_id, sample_index",
-            [run_id]).fetchall()
-        known: dict[str, list[str]] = {}
-        for pid, key in con.execute(
-                "SELECT a.prompt_id, a.answer_key FROM eval_answers a JOIN generation_meta g USING (generation_id) "
-                "WHERE g.run_id = ? AND a.answer_key IS NOT NULL GROUP BY ALL ORDER BY min(g.sample_index)",
-                [run_id]).fetchall():
-            known.setdefault(pid, []).append(key)
+            "SELECT g.generation_id, g.prompt_id, g.shard, a.generation_id IS NOT NULL, a.answer_key "
+            "FROM generation_meta g LEFT JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? "
+            "ORDER BY g.prompt_id, g.sample_index", [run_id]).fetchall()
+        todo = [(gid, pid, shard) for gid, pid, shard, classed, _ in rows if not classed]
+        if not todo:
+            return 0
+        texts: dict[str, tuple[str, int]] = {}
+        shards = sorted({shard for _, _, shard in todo if shard is not None})
+        if shards:
+            files = [str(f) for f in catalog.shard_files(shards)]
+            con.register("wanted", pa.table({"generation_id": [gid for gid, _, _ in todo]}))
+            texts = {gid: (text, a_start) for gid, text, a_start in con.execute(
+                "SELECT generation_id, text, a_start FROM read_parquet(?) SEMI JOIN wanted USING (generation_id)",
+                [files]).fetchall()}
+    # The classes stored already, per prompt in the order of their first sample: later samples join those votes.
+    known: dict[str, list[str]] = {}
+    for _, pid, _, classed, key in rows:
+        if classed and key is not None and key not in known.setdefault(pid, []):
+            known[pid].append(key)
     by_prompt: dict[str, list[tuple[str, str | None]]] = {}
-    for gid, pid, _idx, text, answer in rows:
+    for gid, pid, _ in todo:
+        text, a_start = texts.get(gid, ("", 0))
+        answer = (text or "")[a_start:]
         # The same extraction the math judge uses: the last \boxed{} of the answer part, else of the whole text.
-        boxed = last_boxed(answer) if (answer or "").strip() else last_boxed(text or "")
+        boxed = last_boxed(answer) if answer.strip() else last_boxed(text or "")
         by_prompt.setdefault(pid, []).append((gid, boxed))
     out: list[dict[str, Any]] = []
     for pid, items in by_prompt.items():
         keys = answer_classes([b for _, b in items], known.get(pid, []))
         out.extend({"generation_id": gid, "run_id": run_id, "prompt_id": pid, "answer_key": key,
                     "method": ANSWER_METHOD} for (gid, _), key in zip(items, keys))
-    return catalog.add_eval_answers(out) if out else 0
+    return catalog.add_eval_answers(out)
 
 
 def score_runs(catalog: EvalStore, run_ids: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:
