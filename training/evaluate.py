@@ -13,7 +13,7 @@ the catalog (`SCORES_SQL`), which anyone can rerun with `r1f sql`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,14 +32,13 @@ ANSWER_METHOD = "math_verify:1"
 
 
 class EvalStore(Protocol):
-    """What scoring an eval needs of the catalog: the benchmarks' prompts, reads (the generations' texts from their
-    shards), and the answer classes. The
+    """What scoring an eval needs of the catalog: the benchmarks' prompts, reads, and the answer classes. The
     eval run itself (`run_eval`) takes the whole `Catalog`: it ingests the benchmarks and samples."""
 
     def prompt_rows(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
                     ) -> list[dict[str, Any]]: ...
 
-    def shard_files(self, names: Iterable[str]) -> list[Path]: ...
+    def eval_answers_due(self, run_id: str) -> tuple[list[tuple[str, str, str, str]], dict[str, list[str]]]: ...
 
     def connect(self, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
@@ -225,39 +224,15 @@ def answer_classes(answers: list[str | None], known: Sequence[str] = ()) -> list
 
 def store_answer_classes(catalog: EvalStore, run_id: str, judge: str) -> int:
     """Compute and store the answer class of each of the run's generations that has none yet."""
-    import pyarrow as pa
-
     from judges.math_accuracy import last_boxed
 
-    # One read of the run's generations, each with its class if it has one; then the texts of those without, read from
-    # the shards that hold them (the reader's `generations` view would read every shard of the catalog).
-    with catalog.connect() as con:
-        rows = con.execute(
-            "SELECT g.generation_id, g.prompt_id, g.shard, a.generation_id IS NOT NULL, a.answer_key "
-            "FROM generation_meta g LEFT JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? "
-            "ORDER BY g.prompt_id, g.sample_index", [run_id]).fetchall()
-        todo = [(gid, pid, shard) for gid, pid, shard, classed, _ in rows if not classed]
-        if not todo:
-            return 0
-        texts: dict[str, tuple[str, int]] = {}
-        shards = sorted({shard for _, _, shard in todo if shard is not None})
-        if shards:
-            files = [str(f) for f in catalog.shard_files(shards)]
-            con.register("wanted", pa.table({"generation_id": [gid for gid, _, _ in todo]}))
-            texts = {gid: (text, a_start) for gid, text, a_start in con.execute(
-                "SELECT generation_id, text, a_start FROM read_parquet(?) SEMI JOIN wanted USING (generation_id)",
-                [files]).fetchall()}
-    # The classes stored already, per prompt in the order of their first sample: later samples join those votes.
-    known: dict[str, list[str]] = {}
-    for _, pid, _, classed, key in rows:
-        if classed and key is not None and key not in known.setdefault(pid, []):
-            known[pid].append(key)
+    due, known = catalog.eval_answers_due(run_id)
+    if not due:
+        return 0
     by_prompt: dict[str, list[tuple[str, str | None]]] = {}
-    for gid, pid, _ in todo:
-        text, a_start = texts.get(gid, ("", 0))
-        answer = (text or "")[a_start:]
+    for gid, pid, text, answer in due:
         # The same extraction the math judge uses: the last \boxed{} of the answer part, else of the whole text.
-        boxed = last_boxed(answer) if answer.strip() else last_boxed(text or "")
+        boxed = last_boxed(answer) if answer.strip() else last_boxed(text)
         by_prompt.setdefault(pid, []).append((gid, boxed))
     out: list[dict[str, Any]] = []
     for pid, items in by_prompt.items():
