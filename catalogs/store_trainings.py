@@ -67,17 +67,18 @@ class TrainingsAndEvals(CatalogCore):
 
     def eval_answers_due(self, run_id: str) -> tuple[list[tuple[str, str, str, str]], dict[str, list[str]]]:
         """What classing a run's eval answers needs: (generation_id, prompt_id, text, answer part) of each of the run's
-        generations without a class yet, by prompt and sample index (then in the catalog's order: imports have no
-        index); and per prompt the classes stored already, in the order of their first sample. One read of the run's
-        rows, then the texts from the shards that hold them (the reader's `generations` view would read every shard
-        of the catalog); nothing more when all are classed."""
+        generations without a class yet, by prompt and sample index (the order the classes were always made in: the
+        recorded decisions, tests/training/test_eval_recorded.py, pin it for imports too, whose index is NULL); and per
+        prompt the classes stored already, in the order of their first sample. One read of the run's rows, then the
+        texts from the shards that hold them (the reader's `generations` view would read every shard of the catalog);
+        nothing more when all are classed."""
         import pyarrow as pa
 
         with self.connect() as con:
             rows = con.execute(
                 "SELECT g.generation_id, g.prompt_id, g.shard, a.generation_id IS NOT NULL, a.answer_key "
                 "FROM generation_meta g LEFT JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? "
-                "ORDER BY g.prompt_id, g.sample_index, g.shard, g.shard_row", [run_id]).fetchall()
+                "ORDER BY g.prompt_id, g.sample_index", [run_id]).fetchall()
             todo = [(gid, pid, shard) for gid, pid, shard, classed, _ in rows if not classed]
             texts: dict[str, tuple[str, int]] = {}
             shards = sorted({shard for _, _, shard in todo if shard is not None})
