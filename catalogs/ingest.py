@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +36,9 @@ from .ids import (
     source_id,
 )
 from .store import Catalog, CatalogError, StagedBatch, code_version, one_row, prompt_schema
+
+if TYPE_CHECKING:
+    import duckdb
 
 PROMPT_FIELDS = ("messages", "prompt", "problem")
 RESPONSE_FIELDS = ("response", "completion", "content", "output", "generation")
@@ -676,8 +679,10 @@ def generation_fields(rec: dict[str, Any], where: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- the ingest
 def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
-           progress: Callable[[int, int], None] | None = None) -> IngestReport:
-    """Validate and stage every record, then publish them in one transaction (or nothing at all)."""
+           progress: Callable[[int, int], None] | None = None, *,
+           also: Callable[[duckdb.DuckDBPyConnection], None] | None = None) -> IngestReport:
+    """Validate and stage every record, then publish them in one transaction (or nothing at all). `also` writes
+    more in that transaction (`r1f eval` records its run there: one commit for both)."""
     t0 = time.perf_counter()
     repo = hub_repo_id(str(path))
     path = Path(path)
@@ -706,8 +711,10 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
         known_gens = catalog.generation_ids(rid)
     records = read_hub(folder, repo, opts) if repo is not None else read_records(path, opts, fmt)
 
-    staging = catalog._staging_dir()
-    prompt_file = staging / "prompts.parquet"
+    # The staging folder is made when a batch is first written to it: a file whose records fit one batch of
+    # prompts is published from memory (no Parquet written and read back), which is most of a small file's cost.
+    staging: Path | None = None
+    prompt_file: Path | None = None
     errors: list[str] = []
     staged: list[StagedBatch] = []
     prompt_buf: list[dict[str, Any]] = []
@@ -717,15 +724,22 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
     total = path.stat().st_size if repo is None and path.is_file() else 0
     writer: pq.ParquetWriter | None = None
 
+    def staged_in() -> Path:
+        nonlocal staging
+        staging = staging or catalog._staging_dir()
+        return staging
+
     def flush() -> None:
-        nonlocal writer, gen_bytes
+        nonlocal writer, gen_bytes, prompt_file
         if prompt_buf:
             table = pa.Table.from_pylist(prompt_buf, schema=prompt_schema())
-            writer = writer or pq.ParquetWriter(prompt_file, prompt_schema(), compression="zstd")
+            if writer is None:
+                prompt_file = staged_in() / "prompts.parquet"
+                writer = pq.ParquetWriter(prompt_file, prompt_schema(), compression="zstd")
             writer.write_table(table)
             prompt_buf.clear()
         if gen_buf:
-            staged.append(catalog.stage_generations(gen_buf, staging, ingest_id))
+            staged.append(catalog.stage_generations(gen_buf, staged_in(), ingest_id))
             gen_buf.clear()
             gen_bytes = 0
 
@@ -767,6 +781,10 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
             raise IngestError(path, errors)
         if report.rows_read == 0:
             raise CatalogError(f"{path}: no records found; nothing was ingested.")
+        # Prompts still buffered, and none written before them: published from memory. Else the rest joins the file.
+        in_memory = pa.Table.from_pylist(prompt_buf, schema=prompt_schema()) if writer is None and prompt_buf else None
+        if in_memory is not None:
+            prompt_buf.clear()
         flush()
         if writer is not None:
             writer.close()
@@ -774,18 +792,23 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
         with catalog.transaction() as con:
             con.execute("INSERT OR IGNORE INTO sources (source_id, name) VALUES (?, ?)",
                         [source_id(opts.source), opts.source])
-            before = one_row(con.execute("SELECT count(*) FROM prompts"))[0]
-            if prompt_file.exists():
+            if in_memory is not None or prompt_file is not None:
                 cols = ", ".join(prompt_schema().names)
-                con.execute(f"INSERT INTO prompts ({cols}) SELECT {cols} FROM read_parquet(?) "
-                            f"ANTI JOIN prompts USING (prompt_id) "
-                            f"QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY source_row) = 1",
-                            [str(prompt_file)])
-                distinct = one_row(con.execute("SELECT count(DISTINCT prompt_id) FROM read_parquet(?)",
-                                               [str(prompt_file)]))[0]
+                if in_memory is not None:
+                    con.register("incoming_prompts", in_memory)
+                    incoming, args = "incoming_prompts", []
+                else:
+                    incoming, args = "read_parquet(?)", [str(prompt_file)]
+                # A prompt twice in the file is stored once, as its first row. DuckDB answers the INSERT with the
+                # rows it added.
+                ((added,),) = con.execute(
+                    f"INSERT INTO prompts ({cols}) SELECT {cols} FROM {incoming} ANTI JOIN prompts USING (prompt_id) "
+                    f"QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY source_row) = 1", args).fetchall()
+                distinct = (len(set(in_memory.column("prompt_id").to_pylist())) if in_memory is not None else
+                            one_row(con.execute(f"SELECT count(DISTINCT prompt_id) FROM {incoming}", args))[0])
             else:
-                distinct = 0
-            report.prompts_added = one_row(con.execute("SELECT count(*) FROM prompts"))[0] - before
+                added = distinct = 0
+            report.prompts_added = int(added)
             report.prompts_already_present = distinct - report.prompts_added
             if rid is not None:
                 con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, source, sampling, recipe, "
@@ -798,9 +821,12 @@ def ingest(catalog: Catalog, path: str | Path, opts: IngestOptions,
                         [ingest_id, source_id(opts.source), uri, fmt,
                          "generations" if opts.generations else "prompts", report.rows_read,
                          report.prompts_added, report.generations_added, rid])
+            if also is not None:
+                also(con)
     finally:
         if writer is not None:
             writer.close()
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - t0
     return report

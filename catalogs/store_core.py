@@ -26,7 +26,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -80,6 +80,7 @@ def prompt_schema() -> Any:  # pyarrow.Schema
     return pa.schema([(c, pa.int64() if c == "source_row" else pa.string()) for c in PROMPT_COLUMNS])
 
 
+@functools.cache  # reading the installed package's metadata costs 2-3 ms; it does not change under a running process
 def code_version() -> str:
     try:
         from importlib.metadata import version
@@ -443,15 +444,21 @@ class CatalogCore:
             con.execute("; ".join(f"CREATE VIEW {view} AS SELECT * FROM {db}.main.{view}" for view in plain))
         if only is not None and not {"generations", "generation_texts"} & set(only):
             return
-        shards = [self.root / SHARD_DIR / s for (s,) in
-                  con.execute(f"SELECT shard FROM {db}.main.shards ORDER BY shard").fetchall()]
+        shards = self.shard_files(s for (s,) in con.execute(f"SELECT shard FROM {db}.main.shards ORDER BY shard"
+                                                            ).fetchall())
+        con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
+        con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql(f'{db}.main')}")
+
+    def shard_files(self, names: Iterable[str]) -> list[Path]:
+        """The files of these shards (names as `shards` and `generation_meta` hold them); a CatalogError where one is
+        missing: the catalog is damaged."""
+        shards = [self.root / SHARD_DIR / name for name in names]
         missing = [p.name for p in shards if not p.exists()]
         if missing:
             raise CatalogError(f"catalog {self.root} is damaged: shard {missing[0]} is missing from "
                                f"{self.root / SHARD_DIR} ({len(missing)} missing in all). Restore the shards "
                                f"folder from a backup.")
-        con.execute(f"CREATE VIEW generation_texts AS {schema.texts_sql([self._sql_path(p) for p in shards])}")
-        con.execute(f"CREATE VIEW generations AS {schema.generations_view_sql(f'{db}.main')}")
+        return shards
 
     @staticmethod
     def _sql_path(p: Path) -> str:
@@ -472,11 +479,25 @@ def insert_new(con: duckdb.DuckDBPyConnection, table_name: str, table: Any, key:
     cols = ", ".join(table.column_names)
     keys = ", ".join(key)
     con.register("incoming", table)
+    # A key twice in the batch is inserted once (the window). A small batch is checked here instead, which costs
+    # tenths of a millisecond where the window costs 2-3 ms: a batch of distinct keys (every batch the factory
+    # writes) needs none. A large one keeps the window: the check would cost more than it saves.
+    once = "" if distinct_keys(table, key) else f" QUALIFY row_number() OVER (PARTITION BY {keys}) = 1"
     # DuckDB answers an INSERT with the rows it inserted, those ignored on a key conflict not counted. fetchall, not
     # fetchone: the connection may go on to other work, which DuckDB refuses while a result is open.
-    ((added,),) = con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming "
-                              f"QUALIFY row_number() OVER (PARTITION BY {keys}) = 1").fetchall()
+    ((added,),) = con.execute(f"INSERT OR IGNORE INTO {table_name} ({cols}) SELECT {cols} FROM incoming{once}"
+                              ).fetchall()
     return int(added)
+
+
+DISTINCT_CHECK_ROWS = 8192  # the largest batch whose keys `insert_new` checks in Python
+
+
+def distinct_keys(table: Any, key: list[str]) -> bool:
+    """Whether no two rows of a small Arrow `table` share `key` (False for a large one: not checked)."""
+    if table.num_rows > DISTINCT_CHECK_ROWS:
+        return False
+    return bool(table.select(key).group_by(key).aggregate([]).num_rows == table.num_rows)
 
 
 # How DuckDB reports a Ctrl-C that landed inside one of its calls: a running query ends with `RuntimeError: Query

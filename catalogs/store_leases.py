@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
-from .store_core import (SHARD_DIR, SHARD_ROW_GROUP, STAGING_DIR, CatalogCore, gen_meta_schema, insert_new,
-                         text_schema, text_spans)
+from .store_core import (SHARD_DIR, SHARD_ROW_GROUP, STAGING_DIR, CatalogCore, distinct_keys, gen_meta_schema,
+                         insert_new, text_schema, text_spans)
 from .store_verdicts import VERDICT_KEY, verdicts_table, write_prompt_stats
 
 # A lease outlives its renewals by this much. On this host a holder is alive exactly while its process is;
@@ -148,8 +148,11 @@ class StagedBatch:
     Both live on disk, so a long ingest holds no per-row state in memory."""
 
     shard_path: Path
-    meta_path: Path
+    meta_path: Path | None
     rows: int
+    # The metadata as an Arrow table, where it stays in this process's memory (`add_generations`): not written to
+    # `meta_path` and read back.
+    meta: Any = None
 
 
 
@@ -170,8 +173,9 @@ class LeasesAndStaging(CatalogCore):
     """Leases on prompts (claim, renew, release) and the commit path of generations (stage, register)."""
 
     def stage_generations(self, rows: Sequence[dict[str, Any]], staging: Path | None = None,
-                          ingest_id: str | None = None) -> StagedBatch:
-        """Write one batch of generations to a staging shard (no lock held)."""
+                          ingest_id: str | None = None, *, meta_in_memory: bool = False) -> StagedBatch:
+        """Write one batch of generations to a staging shard (no lock held). `meta_in_memory`: their metadata stays
+        in the batch, for a commit by this process, instead of a file beside the shard."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -206,8 +210,11 @@ class LeasesAndStaging(CatalogCore):
             meta["published_id"].append(row.get("published_id"))
         pq.write_table(pa.table(texts, schema=text_schema()), shard_path, row_group_size=SHARD_ROW_GROUP,
                        compression="zstd")
+        table = pa.table(meta, schema=gen_meta_schema())
+        if meta_in_memory:
+            return StagedBatch(shard_path, None, len(rows), table)
         meta_path = shard_path.with_suffix(".meta.parquet")
-        pq.write_table(pa.table(meta, schema=gen_meta_schema()), meta_path)
+        pq.write_table(table, meta_path)
         return StagedBatch(shard_path, meta_path, len(rows))
 
     def add_generations(self, rows: Sequence[dict[str, Any]]) -> int:
@@ -216,7 +223,7 @@ class LeasesAndStaging(CatalogCore):
             return 0
         staging = self._staging_dir()
         try:
-            return self.register_staged([self.stage_generations(rows, staging)])
+            return self.register_staged([self.stage_generations(rows, staging, meta_in_memory=True)])
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -316,11 +323,18 @@ class LeasesAndStaging(CatalogCore):
         cols = ", ".join(c for c in gen_meta_schema().names if c != "shard_row")
         try:
             for batch in batches:
-                con.execute("CREATE OR REPLACE TEMP TABLE staged AS SELECT s.* FROM read_parquet(?) s "
-                            "ANTI JOIN generation_meta g USING (generation_id) "
-                            "QUALIFY row_number() OVER (PARTITION BY s.generation_id ORDER BY s.shard_row) = 1",
-                            [str(batch.meta_path)])
-                keep = [r[0] for r in con.execute("SELECT shard_row FROM staged ORDER BY shard_row").fetchall()]
+                if batch.meta is not None:
+                    con.register("staged_meta", batch.meta)
+                    source, args = "staged_meta", []
+                else:
+                    source, args = "read_parquet(?)", [str(batch.meta_path)]
+                # A generation twice in the batch is kept once, its first row; a batch of distinct ids (checked where
+                # that is cheap) needs no window for it.
+                once = ("" if batch.meta is not None and distinct_keys(batch.meta, ["generation_id"]) else
+                        " QUALIFY row_number() OVER (PARTITION BY s.generation_id ORDER BY s.shard_row) = 1")
+                keep = [r[0] for r in con.execute(
+                    f"SELECT s.shard_row FROM {source} s ANTI JOIN generation_meta g USING (generation_id){once} "
+                    f"ORDER BY s.shard_row", args).fetchall()]
                 if not keep:
                     continue
                 shard_path = batch.shard_path
@@ -333,9 +347,10 @@ class LeasesAndStaging(CatalogCore):
                 con.execute("INSERT INTO shards (shard, rows, bytes) VALUES (?, ?, ?)",
                             [final.name, len(keep), final.stat().st_size])
                 # Rows kept in shard order: their position in the (possibly rewritten) shard is their rank.
+                con.register("kept_rows", pa.table({"shard_row": pa.array(keep, pa.int64())}))
                 con.execute(f"INSERT INTO generation_meta ({cols}, shard, shard_row) SELECT {cols}, ?, "
-                            f"row_number() OVER (ORDER BY shard_row) - 1 FROM staged", [final.name])
-                con.execute("DROP TABLE staged")
+                            f"row_number() OVER (ORDER BY shard_row) - 1 FROM {source} SEMI JOIN kept_rows "
+                            f"USING (shard_row)", [final.name, *args])
                 added += len(keep)
         except BaseException:
             for p in moved:  # the transaction will roll back: unpublish its shards too

@@ -6,7 +6,7 @@ prompt's fields in catalog order, reading each shard's needed row groups once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
@@ -19,6 +19,8 @@ from .store_core import SHARD_DIR, CatalogCore, code_version, query_frame, sql_l
 if TYPE_CHECKING:
     import polars as pl
 
+T = TypeVar("T")
+
 
 class PromptsAndGenerations(CatalogCore):
     """Prompts and runs, and the generations' reads: by run, by id, streamed with their prompts."""
@@ -26,6 +28,20 @@ class PromptsAndGenerations(CatalogCore):
     def prompts(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
                 ) -> pl.DataFrame:
         """Prompts matching `where` (an SQL predicate, which may name any of the reader's views) and of `source`."""
+        return self._select_prompts(where, limit, source, query_frame)
+
+    def prompt_rows(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
+                    ) -> list[dict[str, Any]]:
+        """`prompts` as one dict per prompt, without a DataFrame between (what the sampling loop takes)."""
+        def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+            cur = con.execute(sql)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+        return self._select_prompts(where, limit, source, rows)
+
+    def _select_prompts(self, where: str | None, limit: int | None, source: str | None,
+                        fetch: Callable[[duckdb.DuckDBPyConnection, str], T]) -> T:
         clauses = [f"source = {sql_literal(source)}"] if source is not None else []
         if where:
             clauses.append(f"({where})")
@@ -39,20 +55,26 @@ class PromptsAndGenerations(CatalogCore):
         # Without a free predicate the query reads the prompts table alone: a plain connection, no views to set up.
         with self.reader() if where else self.connect() as con:
             try:
-                return query_frame(con, sql)
+                return fetch(con, sql)
             except duckdb.Error as exc:
                 raise CatalogError(f"prompt selection `{where}` is not a valid SQL predicate over the prompts "
                                    f"view: {str(exc).splitlines()[0]}") from None
 
-    def add_run(self, params: dict[str, Any]) -> str:
+    def add_run(self, params: dict[str, Any], *, con: duckdb.DuckDBPyConnection | None = None) -> str:
+        """Record a run (once: its id is the hash of `params`); returns its id. `con`: a write connection the caller
+        holds, the run then one more row of the caller's transaction."""
         rid = make_run_id(params)
         row = [rid, params.get("kind", "generate"), params.get("model"), params.get("backend"),
                params.get("template"), params.get("template_version"),
                canonical_json(params.get("sampling") or {}), canonical_json(params.get("recipe") or {}),
                params.get("code_version") or code_version(), params.get("source")]
-        with self.connect(write=True) as con:
-            con.execute("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, template, template_version, "
-                        "sampling, recipe, code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+        sql = ("INSERT OR IGNORE INTO runs (run_id, kind, model, backend, template, template_version, sampling, recipe, "
+               "code_version, source) VALUES (?,?,?,?,?,?,?,?,?,?)")
+        if con is not None:
+            con.execute(sql, row)
+            return rid
+        with self.connect(write=True) as own:
+            own.execute(sql, row)
         return rid
 
     def add_usage(self, row: dict[str, Any]) -> None:

@@ -65,6 +65,39 @@ class TrainingsAndEvals(CatalogCore):
         found = [dict(zip(cols, r)) for r in rows]
         return {r["output_dir"]: {**r, "metrics": json.loads(r["metrics"] or "{}")} for r in found}
 
+    def eval_answers_due(self, run_id: str) -> tuple[list[tuple[str, str, str, str]], dict[str, list[str]]]:
+        """What classing a run's eval answers needs: (generation_id, prompt_id, text, answer part) of each of the run's
+        generations without a class yet, by prompt and sample index (the order the classes were always made in: the
+        recorded decisions, tests/training/test_eval_recorded.py, pin it for imports too, whose index is NULL); and per
+        prompt the classes stored already, in the order of their first sample. One read of the run's rows, then the
+        texts from the shards that hold them (the reader's `generations` view would read every shard of the catalog);
+        nothing more when all are classed."""
+        import pyarrow as pa
+
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT g.generation_id, g.prompt_id, g.shard, a.generation_id IS NOT NULL, a.answer_key "
+                "FROM generation_meta g LEFT JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? "
+                "ORDER BY g.prompt_id, g.sample_index", [run_id]).fetchall()
+            todo = [(gid, pid, shard) for gid, pid, shard, classed, _ in rows if not classed]
+            texts: dict[str, tuple[str, int]] = {}
+            shards = sorted({shard for _, _, shard in todo if shard is not None})
+            if shards:
+                files = [str(f) for f in self.shard_files(shards)]
+                con.register("wanted", pa.table({"generation_id": [gid for gid, _, _ in todo]}))
+                texts = {gid: (text, a_start) for gid, text, a_start in con.execute(
+                    "SELECT generation_id, text, a_start FROM read_parquet(?) SEMI JOIN wanted USING (generation_id)",
+                    [files]).fetchall()}
+        known: dict[str, list[str]] = {}
+        for _, pid, _, classed, key in rows:
+            if classed and key is not None and key not in known.setdefault(pid, []):
+                known[pid].append(key)
+        due = []
+        for gid, pid, _ in todo:
+            text, a_start = texts.get(gid, ("", 0))
+            due.append((gid, pid, text or "", (text or "")[a_start:]))  # the answer part, as the generations view cuts it
+        return due, known
+
     def add_eval_answers(self, rows: Sequence[dict[str, Any]]) -> int:
         """Each eval generation's answer class (generation_id, run_id, prompt_id, answer_key, method)."""
         import pyarrow as pa

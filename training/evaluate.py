@@ -23,7 +23,6 @@ from training.recipe import EvalRecipe, load_recipe
 
 if TYPE_CHECKING:
     import duckdb
-    import polars as pl
 
     from catalogs.store import Catalog
 
@@ -36,10 +35,10 @@ class EvalStore(Protocol):
     """What scoring an eval needs of the catalog: the benchmarks' prompts, reads, and the answer classes. The
     eval run itself (`run_eval`) takes the whole `Catalog`: it ingests the benchmarks and samples."""
 
-    def prompts(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
-                ) -> pl.DataFrame: ...
+    def prompt_rows(self, where: str | None = None, limit: int | None = None, *, source: str | None = None
+                    ) -> list[dict[str, Any]]: ...
 
-    def reader(self, *, views: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def eval_answers_due(self, run_id: str) -> tuple[list[tuple[str, str, str, str]], dict[str, list[str]]]: ...
 
     def connect(self, write: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
@@ -104,22 +103,35 @@ def _check(recipe: EvalRecipe) -> None:
                           f"model folder or a Hub id")
 
 
-def ingest_benchmarks(catalog: Catalog, recipe: EvalRecipe) -> None:
+def ingest_benchmarks(catalog: Catalog, recipe: EvalRecipe, run: dict[str, Any] | None = None) -> str | None:
+    """Ingest the recipe's benchmarks. `run`: the eval run's params, recorded in the last benchmark's transaction
+    (one commit for both); returns its id."""
     from catalogs.ingest import IngestOptions, ingest
 
-    for b in recipe.benchmarks:
+    rid: str | None = None
+
+    def add_run(con: duckdb.DuckDBPyConnection) -> None:
+        nonlocal rid
+        assert run is not None
+        rid = catalog.add_run(run, con=con)
+
+    for i, b in enumerate(recipe.benchmarks):
         path = recipe.resolve(b.file)
         assert path is not None  # resolve gives None for None only, and `file` is required
+        last = i == len(recipe.benchmarks) - 1
         ingest(catalog, path, IngestOptions(source=bench_source(b.name), rename=dict(b.rename),
                                             kind="reasoning", choices=tuple(b.choices),
-                                            shuffle_choices=b.shuffle_choices))
+                                            shuffle_choices=b.shuffle_choices),
+               also=add_run if run is not None and last else None)
+    if run is not None and rid is None:  # no benchmark (a recipe needs one; kept right all the same)
+        rid = catalog.add_run(run)
+    return rid
 
 
 def _prompts(catalog: EvalStore, recipe: EvalRecipe) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for b in recipe.benchmarks:
-        df = catalog.prompts(source=bench_source(b.name), limit=b.limit)
-        out.extend(df.to_dicts())
+        out.extend(catalog.prompt_rows(source=bench_source(b.name), limit=b.limit))
     return out
 
 
@@ -144,9 +156,9 @@ def run_eval(catalog: Catalog, recipe_path: str | Path, *, backend: Any = None, 
     # commits and verdicts; the answer classes and scores. The file is given back around the model's load, calls and
     # close, and around another engine's sampling.
     with catalog.held():
-        ingest_benchmarks(catalog, recipe)
+        run_id = ingest_benchmarks(catalog, recipe, params)
+        assert run_id is not None
         prompts = _prompts(catalog, recipe)
-        run_id = catalog.add_run(params)
         resume_hint = f"rerun the same `r1f eval {recipe_path}` command to resume"
         label = recipe.name or "eval"
         if sampler is not None:
@@ -214,28 +226,20 @@ def store_answer_classes(catalog: EvalStore, run_id: str, judge: str) -> int:
     """Compute and store the answer class of each of the run's generations that has none yet."""
     from judges.math_accuracy import last_boxed
 
-    with catalog.reader(views=["generations", "generation_meta", "eval_answers"]) as con:
-        rows = con.execute(
-            "SELECT g.generation_id, g.prompt_id, g.sample_index, g.text, g.answer FROM generations g "
-            "ANTI JOIN eval_answers a USING (generation_id) WHERE g.run_id = ? ORDER BY prompt_id, sample_index",
-            [run_id]).fetchall()
-        known: dict[str, list[str]] = {}
-        for pid, key in con.execute(
-                "SELECT a.prompt_id, a.answer_key FROM eval_answers a JOIN generation_meta g USING (generation_id) "
-                "WHERE g.run_id = ? AND a.answer_key IS NOT NULL GROUP BY ALL ORDER BY min(g.sample_index)",
-                [run_id]).fetchall():
-            known.setdefault(pid, []).append(key)
+    due, known = catalog.eval_answers_due(run_id)
+    if not due:
+        return 0
     by_prompt: dict[str, list[tuple[str, str | None]]] = {}
-    for gid, pid, _idx, text, answer in rows:
+    for gid, pid, text, answer in due:
         # The same extraction the math judge uses: the last \boxed{} of the answer part, else of the whole text.
-        boxed = last_boxed(answer) if (answer or "").strip() else last_boxed(text or "")
+        boxed = last_boxed(answer) if answer.strip() else last_boxed(text)
         by_prompt.setdefault(pid, []).append((gid, boxed))
     out: list[dict[str, Any]] = []
     for pid, items in by_prompt.items():
         keys = answer_classes([b for _, b in items], known.get(pid, []))
         out.extend({"generation_id": gid, "run_id": run_id, "prompt_id": pid, "answer_key": key,
                     "method": ANSWER_METHOD} for (gid, _), key in zip(items, keys))
-    return catalog.add_eval_answers(out) if out else 0
+    return catalog.add_eval_answers(out)
 
 
 def score_runs(catalog: EvalStore, run_ids: list[str], judge: str = "math_accuracy") -> list[dict[str, Any]]:

@@ -206,3 +206,31 @@ benchmarks: [{{name: m, file: {DATA / 'math500_3.jsonl'}, shuffle_choices: true}
     with pytest.raises(RecipeError, match=r"eval.yaml:2: benchmarks\[0\]: shuffle_choices needs choices"):
         run_eval(catalog, recipe)
     assert len(catalog.prompts()) == 0  # refused before any benchmark was ingested
+
+
+def test_later_samples_join_the_stored_classes(tmp_path):
+    """Answer classes are stored once per generation; samples classed later vote with the classes stored before them,
+    and a shard gone from the catalog is named, not read as no answer."""
+    from catalogs import CatalogError
+    from training.evaluate import store_answer_classes
+
+    catalog, row = judged_planted_run(tmp_path, [
+        {"problem": "What is 1/2 as a decimal?", "answer": "0.5", "response": f"Try {i}: \\boxed{{{a}}}."}
+        for i, a in enumerate(["\\frac{1}{2}", "3", "0.5", "3.0", "2/4"])])
+    classes = {"\\frac{1}{2}": 3, "3": 2}
+    keys = sql(catalog, "SELECT answer_key, count(*) AS n FROM eval_answers GROUP BY 1 ORDER BY 1")
+    assert {r["answer_key"]: r["n"] for r in keys} == classes
+    assert store_answer_classes(catalog, row["run_id"], "math_accuracy") == 0  # all classed already
+    # Forget the last three samples' classes: classed again, they join the two classes stored.
+    with catalog.connect(write=True) as con:
+        con.execute("DELETE FROM eval_answers WHERE generation_id IN (SELECT generation_id FROM generation_meta "
+                    "ORDER BY shard, shard_row OFFSET 2)")
+    assert store_answer_classes(catalog, row["run_id"], "math_accuracy") == 3
+    keys = sql(catalog, "SELECT answer_key, count(*) AS n FROM eval_answers GROUP BY 1 ORDER BY 1")
+    assert {r["answer_key"]: r["n"] for r in keys} == classes
+    with catalog.connect(write=True) as con:
+        con.execute("DELETE FROM eval_answers")
+        ((shard,),) = con.execute("SELECT DISTINCT shard FROM generation_meta").fetchall()
+    (catalog.root / "shards" / shard).unlink()
+    with pytest.raises(CatalogError, match=f"shard {shard} is missing"):
+        store_answer_classes(catalog, row["run_id"], "math_accuracy")
