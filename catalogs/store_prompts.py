@@ -245,17 +245,7 @@ class PromptsAndGenerations(CatalogCore):
                 meta = con.sql(f"SELECT {meta_cols} FROM generation_meta g WHERE {in_spans}").pl().join(
                     wanted_rows, on=["shard", "shard_row"], how="semi", maintain_order="left")
                 ids = meta["prompt_id"].unique(maintain_order=True).to_list()
-                # The prompts by their key, as a list of constants, which DuckDB looks up in the primary-key
-                # index (told that a chunk's worth of keys is few enough). A join scans the whole prompts table
-                # for every chunk, its CPU and the blocks it caches growing with the catalog: on a catalog of 1M
-                # prompts, reading 20 chunks took 9.3 s and peaked at 1.2 GB that way, 4.4 s and 0.6 GB this way.
-                # In a small catalog the scan is cheaper, by up to ~0.1 s a chunk of 4,096; flat wins.
-                con.execute(f"SET index_scan_max_count = {max(2048, len(ids))}")
-                try:
-                    prompts = con.sql(f"SELECT p.prompt_id, {prompt_cols} FROM prompts p WHERE p.prompt_id IN "
-                                      f"({', '.join(sql_literal(x) for x in ids) or 'NULL'})").pl()
-                finally:
-                    con.execute("RESET index_scan_max_count")  # a setting of this process' whole DuckDB
+                prompts = _prompts_by_id(con, ids, prompt_cols)
             fields = meta.join(prompts, on="prompt_id", how="inner", maintain_order="left")
             by_shard = fields.partition_by("shard", as_dict=True, include_key=False)
             for (shard,), rows in chunk.group_by("shard", maintain_order=True):
@@ -275,6 +265,31 @@ class PromptsAndGenerations(CatalogCore):
                 texts = texts.hstack(rows.drop("shard"))
                 yield (texts.join(by_shard[(str(shard),)], on="shard_row", how="inner", maintain_order="left")
                        .drop("shard_row"))
+
+
+# A chunk's prompts are read by a join, which scans the whole prompts table, while the table has at most this many
+# rows per prompt wanted; beyond, by lookups in the table's primary-key index. The scan's CPU and the blocks it
+# caches grow with the table, a lookup's do not: with ~4,000 prompts a chunk (4,096 generations), lookups cost
+# ~0.16 s a chunk, a scan ~0.1 s at 128k prompts of ~300 characters and ~0.4 s at 1M (bench_read_scale.py).
+SCAN_ROWS_PER_PROMPT = 16
+
+
+def _prompts_by_id(con: duckdb.DuckDBPyConnection, ids: list[str], prompt_cols: str) -> pl.DataFrame:
+    """The prompts with these ids: prompt_id, then `prompt_cols` (over alias p)."""
+    import pyarrow as pa
+
+    ((total,),) = con.execute("SELECT count(*) FROM prompts").fetchall()
+    if not ids or total <= SCAN_ROWS_PER_PROMPT * len(ids):
+        con.register("wanted_prompts", pa.table({"prompt_id": pa.array(ids, pa.string())}))
+        return con.sql(f"SELECT p.prompt_id, {prompt_cols} FROM prompts p SEMI JOIN wanted_prompts USING (prompt_id)"
+                       ).pl()
+    # DuckDB looks constants up in the index when few enough are wanted: a chunk's worth is, once it is told so.
+    con.execute(f"SET index_scan_max_count = {max(2048, len(ids))}")
+    try:
+        return con.sql(f"SELECT p.prompt_id, {prompt_cols} FROM prompts p WHERE p.prompt_id IN "
+                       f"({', '.join(sql_literal(x) for x in ids)})").pl()
+    finally:
+        con.execute("RESET index_scan_max_count")  # a setting of this process' whole DuckDB
 
 
 def _lacks_output(without: tuple[str, ...] | None) -> str:

@@ -8,10 +8,11 @@ from catalogs import Catalog
 from catalogs.ingest import IngestOptions, ingest
 
 
-def test_a_chunk_of_thousands_of_prompts_gets_each_its_own_fields(tmp_path: Path) -> None:
-    """3,000 selected generations with a prompt each, spread over three shards with unselected rows between them:
-    one chunk asks for more prompts than DuckDB looks up by key unless told to (2,048). Every row carries its
-    own prompt's fields, in catalog order, and the process' DuckDB setting is put back."""
+def test_each_generation_gets_its_own_prompts_fields_by_scan_and_by_key(tmp_path: Path) -> None:
+    """6,000 generations with a prompt each, over three shards. A selection of 3,000 (unselected rows between them)
+    reads its chunk's prompts by scanning the table; a selection of 5 looks its prompts up by key (the table has
+    more than SCAN_ROWS_PER_PROMPT rows per prompt wanted). Either way every row carries its own prompt's fields, in
+    catalog order, and the lookup puts back the DuckDB setting it changes for the whole process."""
     cat = Catalog(tmp_path / "cat")
     expected: list[tuple[str, str]] = []
     for part in range(3):
@@ -31,5 +32,8 @@ def test_a_chunk_of_thousands_of_prompts_gets_each_its_own_fields(tmp_path: Path
             for r in batch.iter_rows(named=True)]
     assert [(p, ref) for p, ref, _, _ in seen] == expected  # every prompt's own fields, in catalog order
     assert all(ans == f"The answer is {ref}." and kind == "reasoning" for _, ref, ans, kind in seen)
+    few = [(r["problem"], r["reference"]) for batch in cat.iter_samples(where="problem LIKE 'Problem 1_:%'")
+           for r in batch.iter_rows(named=True)]
+    assert few == [(f"Problem {i}: what is {i} + 1?", str(i + 1)) for i in range(10, 20)]
     with cat.reader() as con:
         assert con.execute("SELECT current_setting('index_scan_max_count')").fetchall() == [(2048,)]
