@@ -270,8 +270,8 @@ class PromptsAndGenerations(CatalogCore):
 # A chunk's prompts are read by a join, which scans the whole prompts table, while the table has at most this many
 # rows per prompt wanted; beyond, by lookups in the table's primary-key index. The scan's CPU and the blocks it
 # caches grow with the table, a lookup's do not: for ~4,000 prompts (a chunk of 4,096 generations) lookups cost
-# ~0.16 s whatever the table, a scan of MATH-500-sized prompts ~0.1 s at 128k prompts and ~0.4 s at 1M. Reading
-# 80 batches from a catalog of 1M prompts (benchmarks/bench_read_scale.py): 5.7 CPU-s and a 573 MB peak this way,
+# ~0.16 s whatever the table, a scan of prompts of ~300 characters ~0.1 s at 128k prompts and ~0.4 s at 1M.
+# Reading 80 batches from a catalog of 1M MATH-500-sized prompts (benchmarks/bench_read_scale.py): 5.7 CPU-s and a 573 MB peak this way,
 # 9.6 CPU-s and 808 MB by scans.
 SCAN_ROWS_PER_PROMPT = 16
 
